@@ -1,0 +1,50 @@
+# The application: builds the stack for the board and runs it. Until the supervisor lands it
+# shows the banner and the health of the device, then leaves the REPL to the user.
+import gc
+import os
+import sys
+
+from m2m import VERSION, board, hal
+
+_CAUSES = {
+    hal.PWRON_RESET: "power-on",
+    hal.HARD_RESET: "hard",
+    hal.WDT_RESET: "watchdog",
+    hal.DEEPSLEEP_RESET: "deep-sleep",
+    hal.SOFT_RESET: "soft",
+}
+
+
+def health():
+    # A snapshot an operator (or a test) can read: memory, flash, reset cause, board.
+    gc.collect()
+    st = os.statvfs("/")
+    b = board.load() or {}
+    return {
+        "version": VERSION,
+        "platform": hal.PLATFORM,
+        "board": b.get("name"),
+        "modem": (b.get("modem") or {}).get("model"),
+        "reset_cause": _CAUSES.get(hal.reset_cause(), hal.reset_cause()),
+        "heap_free": gc.mem_free(),
+        "heap_used": gc.mem_alloc(),
+        "flash_free": st[0] * st[3],
+        "flash_total": st[0] * st[2],
+        "uid": "".join("%02x" % x for x in hal.unique_id()),
+    }
+
+
+def banner():
+    b = board.load() or {}
+    return "m2mkit %s on %s (%s, MicroPython %s)" % (
+        VERSION,
+        b.get("title", "an unknown board: deploy a board.json"),
+        hal.PLATFORM,
+        ".".join(str(x) for x in sys.implementation.version[:3]),
+    )
+
+
+def main():
+    print(banner())
+    h = health()
+    print("health:", " ".join("%s=%s" % (k, h[k]) for k in sorted(h)))

@@ -1,0 +1,77 @@
+"""`m2mkit bench`: the project's figures, one JSON object per line.
+
+A figure function is decorated with `@figure` and yields {"name", "value", "unit"} dicts. Timings
+live here, never in test assertions.
+"""
+
+import time
+
+FIGURES = []
+
+
+def figure(fn):
+    FIGURES.append(fn)
+    return fn
+
+
+def run(only=()):
+    for fn in FIGURES:
+        if only and not any(fn.__name__.startswith(o) for o in only):
+            continue
+        yield from fn()
+
+
+@figure
+def firmware_size():
+    from . import mpy
+
+    yield {"name": "firmware_mpy_bytes", "value": mpy.total_mpy_bytes("xtensawin"), "unit": "bytes",
+           "arch": "xtensawin"}
+
+
+@figure
+def virtual_device_boot():
+    """Boot a virtual device (no modem), then read its heap through mpremote's serial transport."""
+    from mpremote.transport_serial import SerialTransport
+
+    from .vdev.device import VirtualDevice
+
+    boots = []
+    with VirtualDevice(env={}) as dev:
+        boots.append(dev.wait_boot(1)["ms"])
+        t = SerialTransport(dev.port, baudrate=115200)
+        try:
+            # no soft reset: measure the heap as main.py left it
+            t.enter_raw_repl(soft_reset=False)
+            used = int(t.exec("import gc\ngc.collect()\nprint(gc.mem_alloc())").decode())
+            t.exit_raw_repl()
+            # two more power-on-like restarts (Ctrl-D at the friendly REPL) for a steadier boot time
+            for n in (2, 3):
+                t.serial.write(b"\x04")
+                boots.append(dev.wait_boot(n)["ms"])
+        finally:
+            t.close()
+    yield {"name": "vdev_heap_after_boot", "value": used, "unit": "bytes",
+           "note": "gc.mem_alloc() after gc.collect() on the unix port (64-bit objects: about 2x ESP32)"}
+    yield {"name": "vdev_boot_to_repl", "value": round(sorted(boots)[len(boots) // 2], 1), "unit": "ms",
+           "note": "interpreter start to REPL prompt on the port: mount, boot.py, main.py (median of 3)"}
+
+
+@figure
+def at_parser():
+    try:
+        from .bench_at import parser_throughput
+    except ImportError:
+        return
+    yield parser_throughput()
+
+
+@figure
+def at_round_trip():
+    try:
+        from .bench_at import command_round_trip
+    except ImportError:
+        return
+    yield command_round_trip()
+
+

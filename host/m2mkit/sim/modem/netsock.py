@@ -1,0 +1,308 @@
+"""Sockets of the simulated modem, bridged to real loopback TCP / UDP, with TLS ended here.
+
+On-air byte model (what ``counters()`` reports; an estimate, not a capture):
+- IPv4 header 20 bytes; TCP header 20 bytes (no options); UDP header 8 bytes.
+- TCP open: SYN (40 up), SYN-ACK (40 down), ACK (40 up): one round trip.
+- TCP send of n bytes (TLS records included when TLS is on): ceil(n / 1460) segments of
+  n + 40 * segments bytes up, answered by one 40-byte ACK down: one round trip per send.
+- TCP receive of a chunk of n bytes: n + 40 * ceil(n / 1460) down, one 40-byte ACK up.
+- TCP close (either side): FIN + ACK each way, 80 up and 80 down: one round trip.
+- UDP: each datagram n + 28 bytes; a round trip is counted when a datagram arrives after a send.
+TLS handshake bytes are counted as they pass over TCP, so the handshake's flights show up as sends
+and receives.
+"""
+
+import asyncio
+import math
+import socket
+import ssl
+
+IP_HDR = 20
+TCP_HDR = 20
+UDP_HDR = 8
+MSS = 1460
+
+
+class OpenError(Exception):
+    """Why a socket could not be opened: 'refused', 'timeout', 'dns', 'tls', 'no_pdp'."""
+
+    def __init__(self, reason, detail=""):
+        super().__init__(reason if not detail else "%s: %s" % (reason, detail))
+        self.reason = reason
+        self.detail = detail
+
+
+class BridgedSocket:
+    """One socket of the modem: a real loopback connection plus the modem's receive buffer."""
+
+    def __init__(self, modem, conn_id, proto, host, port, tls_context=None, server_hostname=None):
+        self.modem = modem
+        self.conn_id = conn_id
+        self.proto = proto  # "tcp" or "udp"
+        self.host = host
+        self.port = int(port)
+        self.tls_context = tls_context
+        self.server_hostname = server_hostname
+        self.state = "opening"  # opening, open, closed (by us), peer_closed
+        self.local_port = 0
+        self.chunks = []  # received payload; UDP keeps one chunk per datagram
+        self.rx_total = 0
+        self.rx_read = 0
+        self.tx_total = 0
+        self.urc_armed = True
+        self.extra = {}  # dialect bookkeeping (access mode, flags)
+        self.c = {"tx_payload": 0, "rx_payload": 0, "tx_air": 0, "rx_air": 0,
+                  "round_trips": 0, "tx_packets": 0, "rx_packets": 0}
+        self._reader = self._writer = None
+        self._transport = None
+        self._task = None
+        self._tls = None
+        self._udp_waiting = False
+
+    # ---- counters -------------------------------------------------------------------------
+    def _tcp_out(self, n):
+        segs = max(1, math.ceil(n / MSS))
+        self.c["tx_air"] += n + (IP_HDR + TCP_HDR) * segs
+        self.c["tx_packets"] += segs
+        self.c["rx_air"] += IP_HDR + TCP_HDR
+        self.c["rx_packets"] += 1
+        self.c["round_trips"] += 1
+
+    def _tcp_in(self, n):
+        segs = max(1, math.ceil(n / MSS))
+        self.c["rx_air"] += n + (IP_HDR + TCP_HDR) * segs
+        self.c["rx_packets"] += segs
+        self.c["tx_air"] += IP_HDR + TCP_HDR
+        self.c["tx_packets"] += 1
+
+    def _tcp_handshake(self):
+        self.c["tx_air"] += 2 * (IP_HDR + TCP_HDR)
+        self.c["rx_air"] += IP_HDR + TCP_HDR
+        self.c["tx_packets"] += 2
+        self.c["rx_packets"] += 1
+        self.c["round_trips"] += 1
+
+    def _tcp_teardown(self):
+        self.c["tx_air"] += 2 * (IP_HDR + TCP_HDR)
+        self.c["rx_air"] += 2 * (IP_HDR + TCP_HDR)
+        self.c["tx_packets"] += 2
+        self.c["rx_packets"] += 2
+        self.c["round_trips"] += 1
+
+    def counters(self):
+        d = dict(self.c)
+        d.update(id=self.conn_id, proto=self.proto, tls=self.tls_context is not None,
+                 remote="%s:%d" % (self.host, self.port), state=self.state)
+        return d
+
+    # ---- buffer ---------------------------------------------------------------------------
+    def available(self):
+        return sum(len(c) for c in self.chunks)
+
+    def read(self, n):
+        """Take up to n bytes; for UDP never more than one datagram."""
+        out = bytearray()
+        while self.chunks and len(out) < n:
+            c = self.chunks[0]
+            take = c[: n - len(out)]
+            out += take
+            if len(take) == len(c):
+                self.chunks.pop(0)
+            else:
+                self.chunks[0] = c[len(take):]
+            if self.proto == "udp":
+                break
+        self.rx_read += len(out)
+        return bytes(out)
+
+    def _deliver(self, data):
+        if not data:
+            return
+        self.chunks.append(bytearray(data))
+        self.rx_total += len(data)
+        self.c["rx_payload"] += len(data)
+        self.modem.sock_data_arrived(self, len(data))
+
+    # ---- open -----------------------------------------------------------------------------
+    async def open(self, timeout_s):
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(self.host, self.port, family=socket.AF_INET,
+                                           type=socket.SOCK_STREAM if self.proto == "tcp" else socket.SOCK_DGRAM)
+        except (socket.gaierror, UnicodeError) as e:
+            raise OpenError("dns", str(e))
+        addr = infos[0][4]
+        if self.proto == "udp":
+            sock = self
+
+            class Proto(asyncio.DatagramProtocol):
+                def datagram_received(self, data, _addr):
+                    sock._udp_in(data)
+
+                def error_received(self, exc):
+                    pass  # ICMP errors never reach the host application on these modems
+
+            self._transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=addr)
+            self.local_port = self._transport.get_extra_info("sockname")[1]
+            self.state = "open"
+            return
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(addr[0], addr[1]), timeout_s)
+        except asyncio.TimeoutError:
+            raise OpenError("timeout")
+        except OSError as e:
+            # A refused connection still cost the SYN and the RST.
+            self.c["tx_air"] += IP_HDR + TCP_HDR
+            self.c["rx_air"] += IP_HDR + TCP_HDR
+            self.c["round_trips"] += 1
+            raise OpenError("refused", str(e))
+        self.local_port = self._writer.get_extra_info("sockname")[1]
+        self._tcp_handshake()
+        if self.tls_context is not None:
+            try:
+                await asyncio.wait_for(self._tls_handshake(), timeout_s)
+            except (ssl.SSLError, ConnectionError, asyncio.TimeoutError, OSError) as e:
+                await self._abort()
+                raise OpenError("tls", str(e))
+        self.state = "open"
+        self._task = asyncio.ensure_future(self._tcp_reader())
+
+    async def _tls_handshake(self):
+        inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = (self.tls_context.wrap_bio(inc, outg, server_hostname=self.server_hostname), inc, outg)
+        obj = self._tls[0]
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._tls_flush()
+                data = await self._reader.read(65536)
+                if not data:
+                    raise ConnectionError("server closed the connection during the TLS handshake")
+                self._tcp_in(len(data))
+                inc.write(data)
+            except ssl.SSLError:
+                await self._tls_flush()  # let the alert reach the server
+                raise
+        await self._tls_flush()
+
+    async def _tls_flush(self):
+        raw = self._tls[2].read()
+        if raw:
+            self._tcp_out(len(raw))
+            self._writer.write(raw)
+            await self._writer.drain()
+
+    # ---- data -----------------------------------------------------------------------------
+    def _udp_in(self, data):
+        self.c["rx_air"] += len(data) + IP_HDR + UDP_HDR
+        self.c["rx_packets"] += 1
+        if self._udp_waiting:
+            self._udp_waiting = False
+            self.c["round_trips"] += 1
+        if self.state == "open":
+            self._deliver(data)
+
+    async def _tcp_reader(self):
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    break
+                self._tcp_in(len(data))
+                if self._tls is None:
+                    self._deliver(data)
+                    continue
+                obj, inc, _ = self._tls
+                inc.write(data)
+                plain = bytearray()
+                eof = False
+                while True:
+                    try:
+                        chunk = obj.read(65536)
+                    except ssl.SSLWantReadError:
+                        break
+                    except ssl.SSLZeroReturnError:
+                        eof = True
+                        break
+                    if not chunk:
+                        eof = True
+                        break
+                    plain += chunk
+                self._deliver(bytes(plain))
+                if eof:
+                    break
+        except (ConnectionError, OSError, ssl.SSLError):
+            pass
+        if self.state == "open":
+            self.state = "peer_closed"
+            self._tcp_teardown()
+            self._close_transport()
+            self.modem.sock_peer_closed(self)
+
+    async def send(self, data):
+        if self.state != "open":
+            raise ConnectionError("socket not open")
+        self.c["tx_payload"] += len(data)
+        self.tx_total += len(data)
+        if self.proto == "udp":
+            self.c["tx_air"] += len(data) + IP_HDR + UDP_HDR
+            self.c["tx_packets"] += 1
+            self._udp_waiting = True
+            self._transport.sendto(data)
+            return
+        if self._tls is not None:
+            self._tls[0].write(data)
+            await self._tls_flush()
+            return
+        self._tcp_out(len(data))
+        self._writer.write(data)
+        await self._writer.drain()
+
+    # ---- close ----------------------------------------------------------------------------
+    def _close_transport(self):
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+        if self._transport is not None:
+            self._transport.close()
+
+    async def _abort(self):
+        self._close_transport()
+        self.state = "closed"
+
+    async def close(self):
+        """Close from the modem side (the host asked for it)."""
+        was = self.state
+        self.state = "closed"
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if was == "open" and self.proto == "tcp":
+            if self._tls is not None:
+                try:
+                    self._tls[0].unwrap()
+                except ssl.SSLError:
+                    pass
+                try:
+                    await self._tls_flush()
+                except (ConnectionError, OSError):
+                    pass
+            self._tcp_teardown()
+        self._close_transport()
+
+    def far_end_close(self):
+        """Fault: the far end goes away (FIN from the peer)."""
+        if self.state != "open":
+            return False
+        if self._task is not None:
+            self._task.cancel()
+        self.state = "peer_closed"
+        if self.proto == "tcp":
+            self._tcp_teardown()
+        self._close_transport()
+        self.modem.sock_peer_closed(self)
+        return True

@@ -1,0 +1,284 @@
+"""The serial side of the virtual device.
+
+The unix-port `micropython` runs on a pseudo-terminal of its own; the bridge copies bytes between it
+and a second pseudo-terminal, the "USB-serial port" users and tools open (mpremote, ampy, pyserial).
+It makes the pair behave like a board:
+- output post-processing is off and every bare `\\n` becomes `\\r\\n` (the ESP32 port's cooked
+  stdout), so raw-REPL tools see the bytes they expect;
+- the interpreter ending (Ctrl-D at the friendly REPL, an empty raw-REPL command, `machine.reset()`,
+  `machine.deepsleep()`, a missed watchdog) restarts it the way the chip would, printing
+  `MPY: soft reboot` for soft resets; the flash image, a file, is kept;
+- after a soft reset from raw REPL the device comes back in raw REPL and skips main.py, like the
+  ESP32 port.
+Input that arrives while the interpreter restarts is held and delivered to the next one.
+"""
+
+import errno
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import termios
+import time
+import tty
+from pathlib import Path
+
+RAW_BANNER = b"raw REPL; CTRL-B to exit"
+FRIENDLY_PROMPT = b">>> "
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+
+PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
+CAUSE_NAMES = {1: "power-on", 2: "hard", 3: "watchdog", 4: "deep-sleep", 5: "soft"}
+VBOOT = Path(__file__).with_name("vboot.py")
+
+
+def _child_tty(fd):
+    # Like a UART under the ESP32 port: no echo, no line editing, no output processing; ISIG stays on
+    # so that Ctrl-C interrupts a running main.py (the REPL turns it off while it reads a line).
+    a = termios.tcgetattr(fd)
+    a[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.IXOFF)
+    a[1] &= ~termios.OPOST
+    a[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.IEXTEN)
+    a[3] |= termios.ISIG
+    a[6][termios.VMIN] = 1
+    a[6][termios.VTIME] = 0
+    a[6][termios.VQUIT] = 0  # _POSIX_VDISABLE: only Ctrl-C is a signal
+    a[6][termios.VSUSP] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+def _nonblock(fd):
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+
+class Bridge:
+    """One virtual board. `start()` returns the port path; `serve()` runs until `stop()`."""
+
+    def __init__(self, micropython, flash, blocks, state_dir, env=None, heapsize="256K",
+                 time_scale=1.0, on_event=None):
+        self.micropython = micropython
+        self.flash = str(flash)
+        self.blocks = blocks
+        self.state = Path(state_dir)
+        self.env = dict(env or {})
+        self.heapsize = heapsize
+        self.time_scale = time_scale
+        self.on_event = on_event or (lambda kind, **kw: None)
+        self.proc = None
+        self.raw = False
+        self.cause = PWRON_RESET
+        self.pending_in = bytearray()
+        self.prev_cr = False
+        self.booted_at = None
+        self.tail = b""
+        self._stop = False
+
+    # ---- the user-facing port ----
+    def start(self, power=True):
+        self.state.mkdir(parents=True, exist_ok=True)
+        for transient in ("rtcmem", "wdt", "reset", "deepsleep"):
+            (self.state / transient).unlink(missing_ok=True)  # power-on: RTC memory is gone
+        self.user_master, self.user_slave = os.openpty()
+        tty.setraw(self.user_slave)  # ours stays open so the port survives clients coming and going
+        _nonblock(self.user_master)
+        self.port = os.ttyname(self.user_slave)
+        if power:
+            self._spawn()
+        return self.port
+
+    def power_on(self):
+        """Start the interpreter of a bridge started with power=False (a console opened first)."""
+        if self.proc is None:
+            self._spawn()
+
+    def _spawn(self, raw=False):
+        for transient in ("wdt", "reset", "deepsleep"):
+            (self.state / transient).unlink(missing_ok=True)
+        master, slave = os.openpty()
+        _child_tty(slave)
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update({
+            "M2M_FLASH": self.flash,
+            "M2M_FLASH_BLOCKS": str(self.blocks),
+            "M2M_STATE_DIR": str(self.state),
+            "M2M_RESET_CAUSE": str(self.cause),
+            "M2M_TIME_SCALE": repr(float(self.time_scale)),
+            "M2M_REPL_MODE": "raw" if raw else "friendly",
+        })
+
+        def ctty():
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            [self.micropython, "-X", f"heapsize={self.heapsize}", "-i", str(VBOOT)],
+            stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ctty, close_fds=True,
+            cwd=str(self.state),
+        )
+        os.close(slave)
+        self.child = master
+        _nonblock(master)
+        self.spawned_at = time.monotonic()
+        self.booted_at = None
+        self.tail = b""
+        if raw:
+            # the ESP32 port re-enters raw REPL after a soft reset from it; the unix REPL starts
+            # friendly, so ask for raw REPL on its behalf (the request waits in the tty queue)
+            self.pending_in[:0] = b"\r\x01"
+        self.raw = raw
+
+    def _kill_child(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+        try:
+            os.close(self.child)
+        except OSError:
+            pass
+        self.proc = None
+
+    # ---- byte pumps ----
+    def _to_user(self, data):
+        out = bytearray()
+        for b in data:
+            if b == 0x0A and not self.prev_cr:
+                out += b"\r"
+            out.append(b)
+            self.prev_cr = b == 0x0D
+        self._watch_output(bytes(out))
+        try:
+            os.write(self.user_master, out)
+        except OSError as e:
+            # nobody reading and the port's buffer full: a USB-serial chip drops bytes too
+            if e.errno not in (errno.EAGAIN, errno.EIO):
+                raise
+
+    def _watch_output(self, out):
+        self.tail = (self.tail + out)[-64:]
+        if RAW_BANNER in self.tail:
+            self.raw = True
+        if self.booted_at is None and (FRIENDLY_PROMPT in self.tail or RAW_BANNER in self.tail):
+            self.booted_at = time.monotonic()
+            ms = (self.booted_at - self.spawned_at) * 1000
+            self.on_event("boot", ms=ms, cause=CAUSE_NAMES[self.cause])
+        if RAW_BANNER in self.tail or FRIENDLY_PROMPT in self.tail:
+            self.tail = b""
+
+    def _from_user(self, data):
+        if self.raw and b"\x02" in data:
+            self.raw = False  # Ctrl-B leaves raw REPL
+        self.pending_in += data
+        self._flush_input()
+
+    def _flush_input(self):
+        if self.proc is None or not self.pending_in:
+            return
+        try:
+            n = os.write(self.child, self.pending_in)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EIO):
+                return
+            raise
+        del self.pending_in[:n]
+
+    # ---- restarts ----
+    def _request(self, name):
+        p = self.state / name
+        try:
+            return p.read_text()
+        except OSError:
+            return None
+
+    def _check_requests(self):
+        """Watchdog deadline, machine.reset(), machine.deepsleep(): end the interpreter as the chip."""
+        wdt = self._request("wdt")
+        if wdt and wdt.strip().isdigit() and time.time() * 1000 > int(wdt):
+            self._restart(WDT_RESET)
+            return
+        if self._request("reset") is not None:
+            self._restart(SOFT_RESET)  # machine.reset() on ESP32 reports SOFT_RESET afterwards
+            return
+        ds = self._request("deepsleep")
+        if ds is not None:
+            self._kill_child()
+            ms = int(ds or 0)
+            self.on_event("deepsleep", ms=ms)
+            time.sleep(ms / 1000 / self.time_scale)
+            self._restart(DEEPSLEEP_RESET)
+
+    def _restart(self, cause, soft=False):
+        raw = self.raw and soft
+        self._drain_child()
+        self._kill_child()
+        if soft:
+            self._to_user(SOFT_REBOOT)
+        else:
+            self.cause = cause
+        self.on_event("reset", cause=CAUSE_NAMES[cause] if not soft else "soft reboot")
+        self.prev_cr = False
+        self._spawn(raw=raw)
+
+    def _drain_child(self):
+        while True:
+            try:
+                data = os.read(self.child, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            self._to_user(data)
+
+    def serve(self):
+        while not self._stop:
+            fds = [self.user_master]
+            if self.proc is not None:
+                fds.append(self.child)
+            try:
+                ready, _, _ = select.select(fds, [], [], 0.05)
+            except InterruptedError:
+                continue
+            if self.user_master in ready:
+                try:
+                    data = os.read(self.user_master, 4096)
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EIO):
+                        raise
+                    data = b""
+                if data:
+                    self._from_user(data)
+            if self.proc is not None and self.child in ready:
+                try:
+                    data = os.read(self.child, 4096)
+                except OSError:
+                    data = b""
+                if data:
+                    self._to_user(data)
+                elif self.proc.poll() is not None or not data:
+                    # the interpreter ended by itself: a soft reset (Ctrl-D) or a crash
+                    self._restart(self.cause, soft=True)
+                    continue
+            self._flush_input()
+            if self.proc is not None:
+                self._check_requests()
+
+    def stop(self):
+        self._stop = True
+
+    def close(self):
+        self._kill_child()
+        for fd in (self.user_master, self.user_slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def install_sigterm_handler(bridge):
+    def handler(signum, frame):
+        bridge.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

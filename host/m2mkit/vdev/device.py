@@ -1,0 +1,88 @@
+"""A whole virtual board: flash image + state folder + bridge (+ the modem simulator when present)."""
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from .. import boards, image
+from ..errors import UserError
+from ..testing import micropython
+from .bridge import Bridge
+
+
+def heap_for(board):
+    # ESP32 without PSRAM leaves MicroPython about 100 KB; the unix port's objects are about twice
+    # the size on a 64-bit host, so 256K holds the firmware to a board's budget. With PSRAM the ESP32
+    # port's heap is megabytes: 2M is plenty.
+    return "2M" if board.get("psram") else "256K"
+
+
+class VirtualDevice:
+    """`with VirtualDevice("esp32-devkitc-bg95") as dev: dev.port` — a board on a pseudo-terminal."""
+
+    def __init__(self, board="esp32-devkitc-bg95", flash=None, heapsize=None, time_scale=1.0,
+                 env=None, on_event=None):
+        self.board = boards.load(board)
+        self.blocks = boards.vfs_blocks(self.board)
+        self._tmp = None
+        if flash is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="m2mkit-vdev-"))
+            flash = self._tmp / "flash.img"
+        self.flash = Path(flash)
+        if self.flash.exists():
+            image.check_size(self.flash, self.board)
+        else:
+            self.flash.write_bytes(image.build(self.board))
+        self.state_dir = self.flash.with_name(self.flash.name + ".state")
+        self.events = []
+        self.boots = []
+        self._cond = threading.Condition()
+        self._user_event = on_event
+        self.bridge = Bridge(
+            micropython(), self.flash, self.blocks, self.state_dir, env=env,
+            heapsize=heapsize or heap_for(self.board), time_scale=time_scale, on_event=self._event,
+        )
+        self.port = None
+        self._thread = None
+
+    def _event(self, kind, **kw):
+        with self._cond:
+            self.events.append((kind, kw))
+            if kind == "boot":
+                self.boots.append(kw)
+            self._cond.notify_all()
+        if self._user_event:
+            self._user_event(kind, **kw)
+
+    def start(self, background=True, power=True):
+        self.port = self.bridge.start(power)
+        if background:
+            self._thread = threading.Thread(target=self.bridge.serve, daemon=True)
+            self._thread.start()
+        return self.port
+
+    def power_on(self):
+        self.bridge.power_on()
+
+    def wait_boot(self, count=1, timeout=10):
+        """Wait until the REPL prompt has appeared `count` times since start."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.boots) >= count, timeout):
+                raise UserError(f"the virtual device did not reach its REPL within {timeout} s")
+            return self.boots[count - 1]
+
+    def stop(self):
+        self.bridge.stop()
+        if self._thread:
+            self._thread.join(5)
+        self.bridge.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

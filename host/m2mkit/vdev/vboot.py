@@ -1,0 +1,86 @@
+# Boot script of the virtual device. It runs inside the unix-port `micropython` before its REPL and
+# does what the ESP32 port's startup does: mount the flash image at /, run boot.py, then main.py
+# (only when the REPL is in friendly mode, as on a board after a soft reset from raw REPL).
+# Everything is inside one function so that the REPL's namespace stays clean.
+
+
+def _m2m_boot():
+    import os
+    import sys
+    import vfs
+
+    class Flash:
+        # block device over the image file (block size 4096, erase is a no-op like esp32.Partition)
+        def __init__(self, f, blocks):
+            self.f = f
+            self.blocks = blocks
+
+        def readblocks(self, n, buf, off=0):
+            self.f.seek(n * 4096 + off)
+            self.f.readinto(buf)
+
+        def writeblocks(self, n, buf, off=None):
+            self.f.seek(n * 4096 + (off or 0))
+            self.f.write(buf)
+            self.f.flush()  # a power cut (the bridge killing us) must not lose acknowledged writes
+
+        def ioctl(self, op, arg):
+            if op == 4:
+                return self.blocks
+            if op == 5:
+                return 4096
+            return 0
+
+    class Host:
+        pass
+
+    host = Host()
+    host.state = vfs.VfsPosix(os.getenv("M2M_STATE_DIR"))
+    host.flash = Flash(open(os.getenv("M2M_FLASH"), "r+b"), int(os.getenv("M2M_FLASH_BLOCKS")))
+    sys.modules["_m2m_host"] = host
+
+    opts = {"readsize": 32, "progsize": 32, "lookahead": 32}
+    try:
+        fs = vfs.VfsLfs2(host.flash, **opts)
+    except OSError:
+        # what the ESP32 port does with a blank or corrupt partition: format it, write a boot.py
+        print("Performing initial setup")
+        vfs.VfsLfs2.mkfs(host.flash, **opts)
+        fs = vfs.VfsLfs2(host.flash, **opts)
+        with fs.open("boot.py", "w") as f:
+            f.write("# This file is executed on every boot (including wake-boot from deepsleep)\n")
+    vfs.umount("/")
+    vfs.mount(fs, "/")
+
+    def soft_reset_exit():
+        # A board's soft reset runs the finalisers of unreachable objects (closing open files) and
+        # unmounts; do the same when this interpreter ends by itself. A kill (reset, watchdog, deep
+        # sleep) skips this, like a power cut.
+        import gc
+
+        gc.collect()
+        vfs.umount("/")
+
+    sys.atexit(soft_reset_exit)
+    os.chdir("/")
+    sys.path[:] = ["", ".frozen", "/lib"]
+
+    g = globals()
+    for name in ("boot.py", "main.py"):
+        if name == "main.py" and os.getenv("M2M_REPL_MODE") == "raw":
+            break
+        try:
+            with open(name) as f:
+                src = f.read()
+        except OSError:
+            continue
+        try:
+            exec(compile(src, name, "exec"), g)
+        except KeyboardInterrupt as e:
+            sys.print_exception(e)
+        except Exception as e:
+            sys.print_exception(e)
+
+
+_m2m_boot()
+del _m2m_boot

@@ -1,0 +1,68 @@
+# The unix hal, as the virtual device and the firmware tests see it.
+from m2m import hal
+
+
+def test_platform_is_unix():
+    assert hal.PLATFORM == "unix"
+
+
+def test_ticks_advance_with_sleep():
+    t0 = hal.ticks_ms()
+    hal.sleep_ms(20)
+    d = hal.ticks_diff(hal.ticks_ms(), t0)
+    assert 15 <= d < 2000, d
+
+
+def test_uart_without_simulator_is_a_silent_line():
+    # M2M_MODEM unset: like a UART with nothing wired to it
+    u = hal.UART(1, 115200)
+    assert u.write(b"AT\r") == 3
+    buf = bytearray(16)
+    assert u.readinto(buf) == 0
+    assert u.wait(5) is False
+
+
+def test_i2c_without_bus_raises_enodev():
+    i2c = hal.I2C(0, scl=22, sda=21)
+    assert i2c.scan() == []
+    try:
+        i2c.readfrom(0x76, 1)
+    except OSError as e:
+        assert e.errno == 19
+    else:
+        raise AssertionError("a read from an absent device must fail")
+
+
+def test_onewire_crc8_matches_dallas():
+    ow = hal.OneWire(4)
+    # ROM of a DS18B20 from its datasheet example: the 8th byte is the CRC of the first 7
+    rom = bytes((0x28, 0xFF, 0x64, 0x1E, 0x15, 0x21, 0x03))
+    crc = ow.crc8(rom)
+    assert ow.crc8(rom + bytes((crc,))) == 0
+
+
+def test_rtc_memory_in_process():
+    r = hal.RTC()
+    r.memory(b"\x01\x02")
+    assert r.memory() == b"\x01\x02"
+    try:
+        r.memory(bytes(2049))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("RTC memory is 2048 bytes")
+
+
+def test_nvs_roundtrip():
+    n = hal.NVS("m2m")
+    n.set_i32("boots", 7)
+    n.set_blob("key", b"abc")
+    assert n.get_i32("boots") == 7
+    buf = bytearray(8)
+    assert n.get_blob("key", buf) == 3 and buf[:3] == b"abc"
+    try:
+        n.get_i32("missing")
+    except OSError:
+        pass
+    else:
+        raise AssertionError("missing NVS key must raise")

@@ -1,0 +1,259 @@
+"""The virtual device, driven the way users drive a board: mpremote, ampy, a serial terminal."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+from m2mkit import boards, image
+from m2mkit.vdev.device import VirtualDevice
+
+BIN = Path(sys.executable).parent
+
+
+def tool(*args, timeout=30):
+    p = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout)
+    return p
+
+
+def mpremote(port, *args, timeout=30):
+    p = tool("mpremote", "connect", port, *args, timeout=timeout)
+    assert p.returncode == 0, f"mpremote {' '.join(args)} failed ({p.returncode}): {p.stdout}{p.stderr}"
+    return p.stdout.replace("\r\n", "\n")
+
+
+class Console:
+    """A serial terminal on the device's port."""
+
+    def __init__(self, port):
+        self.s = serial.Serial(port, 115200, timeout=0.05)
+        self.seen = b""
+
+    def write(self, data):
+        self.s.write(data)
+
+    def read_until(self, token, timeout=10):
+        deadline = time.monotonic() + timeout
+        while token not in self.seen:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{token!r} not seen within {timeout} s; got {self.seen[-400:]!r}")
+            self.seen += self.s.read(512)
+        i = self.seen.index(token) + len(token)
+        before, self.seen = self.seen[:i], self.seen[i:]
+        return before
+
+    def friendly(self):
+        """Interrupt whatever runs and settle at an empty friendly prompt."""
+        self.write(b"\r\x03")
+        self.read_until(b">>> ")
+        time.sleep(0.2)
+        self.s.reset_input_buffer()
+        self.seen = b""
+
+    def close(self):
+        self.s.close()
+
+
+@pytest.fixture
+def dev(tmp_path):
+    d = VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "flash.img", env={})
+    d.start()
+    d.wait_boot(1)
+    yield d
+    d.stop()
+
+
+def test_mpremote_exec_ls_cp_cat_run(dev, tmp_path):
+    assert mpremote(dev.port, "exec", "print(1+1)") == "2\n"
+    ls = mpremote(dev.port, "fs", "ls")
+    for name in ("boot.py", "main.py", "lib/", "board.json"):
+        assert name in ls
+    src = tmp_path / "hello.py"
+    src.write_text("print('hello', 6 * 7)\n")
+    mpremote(dev.port, "fs", "cp", str(src), ":hello.py")
+    assert mpremote(dev.port, "fs", "cat", "hello.py") == "print('hello', 6 * 7)\n"
+    assert mpremote(dev.port, "run", str(src)) == "hello 42\n"
+    back = tmp_path / "back.py"
+    mpremote(dev.port, "fs", "cp", ":hello.py", str(back))
+    assert back.read_text() == src.read_text()
+    mpremote(dev.port, "fs", "rm", "hello.py")
+    assert "hello.py" not in mpremote(dev.port, "fs", "ls")
+
+
+def test_mpremote_soft_reset_keeps_flash(dev):
+    mpremote(dev.port, "exec", "open('keep.txt','w').write('kept')")
+    mpremote(dev.port, "soft-reset")
+    assert mpremote(dev.port, "exec", "print(open('keep.txt').read())") == "kept\n"
+
+
+def test_ctrl_d_soft_resets_and_runs_main_again(dev):
+    c = Console(dev.port)
+    try:
+        c.friendly()
+        c.write(b"x = 5\r")
+        c.read_until(b">>> ")
+        c.write(b"\x04")
+        c.read_until(b"MPY: soft reboot\r\n")
+        banner = c.read_until(b">>> ")
+        assert b"m2mkit " in banner and b"health:" in banner
+        # the interpreter restarted: REPL state is gone, as after a soft reset on a board
+        c.write(b"print('x' in globals())\r")
+        assert b"False" in c.read_until(b">>> ")
+    finally:
+        c.close()
+
+
+def test_raw_repl_soft_reset_comes_back_raw_without_main(dev):
+    c = Console(dev.port)
+    try:
+        c.write(b"\r\x03\x03\r\x01")
+        c.read_until(b"raw REPL; CTRL-B to exit\r\n>")
+        c.write(b"\x04")
+        c.read_until(b"soft reboot\r\n")
+        after = c.read_until(b"raw REPL; CTRL-B to exit\r\n>")
+        assert b"m2mkit " not in after  # main.py is skipped after a soft reset from raw REPL
+        c.write(b"print(3*3)\x04")
+        assert c.read_until(b"\x04>").startswith(b"OK9\r\n")
+        c.write(b"\x02")
+        c.read_until(b">>> ")
+    finally:
+        c.close()
+
+
+def test_ctrl_c_stops_a_running_main(dev, tmp_path):
+    loop = tmp_path / "main.py"
+    loop.write_text("import time\nwhile True:\n    time.sleep_ms(10)\n")
+    mpremote(dev.port, "fs", "cp", str(loop), ":main.py")
+    c = Console(dev.port)
+    try:
+        c.write(b"\r\x02")
+        c.read_until(b">>> ")
+        c.write(b"\x04")  # soft reset in friendly mode: main.py runs and never returns
+        c.read_until(b"MPY: soft reboot\r\n")
+        time.sleep(0.3)
+        c.write(b"\x03")
+        out = c.read_until(b">>> ")
+        assert b"KeyboardInterrupt" in out
+    finally:
+        c.close()
+
+
+def test_reset_deepsleep_and_rtc_memory(dev):
+    c = Console(dev.port)
+    try:
+        c.friendly()
+        c.write(b"from m2m import hal; hal.RTC().memory(b'kept'); hal.deepsleep(200)\r")
+        out = c.read_until(b">>> ")
+        assert b"reset_cause=deep-sleep" in out
+        c.write(b"print(hal.RTC().memory() if 'hal' in globals() else __import__('m2m.hal').hal.RTC().memory())\r")
+        assert b"b'kept'" in c.read_until(b">>> ")
+        c.write(b"from m2m import hal; hal.reset()\r")
+        out = c.read_until(b">>> ")
+        assert b"reset_cause=soft" in out
+    finally:
+        c.close()
+
+
+def test_watchdog_restarts_a_stuck_device(dev):
+    c = Console(dev.port)
+    try:
+        c.friendly()
+        c.write(b"from m2m import hal; w = hal.WDT(timeout=300)\r")
+        c.read_until(b">>> ")
+        out = c.read_until(b"health:", timeout=10)  # not fed: the bridge resets the board
+        assert b"m2mkit " in out
+        assert b"reset_cause=watchdog" in c.read_until(b">>> ")
+    finally:
+        c.close()
+
+
+def test_rtc_memory_is_lost_at_power_on(tmp_path):
+    flash = tmp_path / "f.img"
+    with VirtualDevice(flash=flash, env={}) as d:
+        d.wait_boot()
+        mpremote(d.port, "exec", "from m2m import hal; hal.RTC().memory(b'x'); hal.NVS('t').set_i32('n', 3) or hal.NVS('t')")
+        mpremote(d.port, "exec", "from m2m import hal; n = hal.NVS('t'); n.set_i32('n', 3); n.commit()")
+        assert mpremote(d.port, "exec", "from m2m import hal; print(hal.RTC().memory())") == "b'x'\n"
+    with VirtualDevice(flash=flash, env={}) as d:
+        d.wait_boot()
+        out = mpremote(d.port, "exec", "from m2m import hal; print(hal.RTC().memory(), hal.NVS('t').get_i32('n'))")
+        assert out == "b'' 3\n"  # RTC memory gone with the power, NVS kept with the flash
+
+
+def test_flash_image_is_read_back_by_littlefs_python(tmp_path):
+    flash = tmp_path / "flash.img"
+    with VirtualDevice(flash=flash, env={}) as d:
+        d.wait_boot()
+        mpremote(d.port, "exec", "import os; os.mkdir('data')\nwith open('data/r.txt','w') as f: f.write('reading 1')")
+    fs = image.open_image(flash)
+    with fs.open("/data/r.txt", "r") as f:
+        assert f.read() == "reading 1"
+    files = dict(image.walk(fs))
+    assert files["/main.py"] == (Path(__file__).parents[2] / "firmware/main.py").stat().st_size
+    assert flash.stat().st_size == 512 * 4096
+
+
+def test_blank_image_is_formatted_like_a_new_board(tmp_path):
+    flash = tmp_path / "blank.img"
+    flash.write_bytes(b"\xff" * 512 * 4096)
+    with VirtualDevice(flash=flash, env={}) as d:
+        d.wait_boot()
+        assert mpremote(d.port, "exec", "import os; print(sorted(os.listdir('/')))") == "['boot.py']\n"
+
+
+def test_ampy_lists_and_copies(dev, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text("ampy was here\n")
+    p = tool("ampy", "--port", dev.port, "put", str(src), "a.txt")
+    assert p.returncode == 0, p.stderr
+    p = tool("ampy", "--port", dev.port, "ls")
+    assert p.returncode == 0 and "/a.txt" in p.stdout, p.stdout + p.stderr
+    back = tmp_path / "back.txt"
+    p = tool("ampy", "--port", dev.port, "get", "a.txt", str(back))
+    assert p.returncode == 0, p.stderr
+    assert back.read_bytes() == src.read_bytes()
+
+
+def test_cli_sim_device_prints_port_first(tmp_path):
+    proc = subprocess.Popen([str(BIN / "m2mkit"), "sim", "device", "--no-modem", "--flash", str(tmp_path / "c.img")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("port: /dev/pts/"), first
+        port = first.split()[1]
+        assert mpremote(port, "exec", "print('cli', 1+1)") == "cli 2\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_cli_unknown_board_lists_known_ones():
+    p = tool("m2mkit", "sim", "device", "--board", "no-such-board")
+    assert p.returncode == 2
+    assert "unknown board 'no-such-board'" in p.stderr
+    for name in boards.names():
+        assert name in p.stderr
+
+
+def test_cli_wrong_size_image_is_refused_with_expected_size(tmp_path):
+    bad = tmp_path / "bad.img"
+    bad.write_bytes(b"\xff" * 4096 * 100)
+    p = tool("m2mkit", "sim", "device", "--board", "lilygo-t-sim7080g-s3", "--flash", str(bad))
+    assert p.returncode == 2
+    assert "needs exactly 14680064 bytes (3584 blocks of 4096)" in p.stderr, p.stderr
+    assert bad.read_bytes() == b"\xff" * 4096 * 100  # left as it was
+
+
+def test_image_build_and_ls(tmp_path):
+    out = tmp_path / "i.img"
+    p = tool("m2mkit", "image", "build", "--board", "lilygo-t-sim7000g", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert out.stat().st_size == 512 * 4096
+    p = tool("m2mkit", "image", "ls", str(out))
+    assert "/lib/m2m/hal/esp32.py" in p.stdout and "/board.json" in p.stdout
+    p = tool("m2mkit", "image", "cat", str(out), "/board.json")
+    assert '"name": "lilygo-t-sim7000g"' in p.stdout
