@@ -257,3 +257,26 @@ def test_image_build_and_ls(tmp_path):
     assert "/lib/m2m/hal/esp32.py" in p.stdout and "/board.json" in p.stdout
     p = tool("m2mkit", "image", "cat", str(out), "/board.json")
     assert '"name": "lilygo-t-sim7000g"' in p.stdout
+
+
+def test_readme_deploy_onto_a_blank_board(tmp_path):
+    """The README's quick-start deploy line, run against a freshly formatted virtual board."""
+    flash = tmp_path / "blank.img"
+    flash.write_bytes(b"\xff" * 512 * 4096)
+    fw = Path(__file__).parents[2] / "firmware"
+    with VirtualDevice(flash=flash, env={}) as d:
+        d.wait_boot()
+        p = subprocess.run([str(BIN / "mpremote"), "connect", d.port, "fs", "cp", "-r", "lib", ":", "+",
+                            "fs", "cp", "boot.py", "main.py", ":", "+",
+                            "fs", "cp", "../boards/lilygo-t-sim7080g-s3.json", ":board.json"],
+                           cwd=fw, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        c = Console(d.port)
+        try:
+            c.friendly()
+            c.write(b"\x04")
+            out = c.read_until(b">>> ")
+        finally:
+            c.close()
+    assert b"m2mkit 0.1.0 on LilyGO T-SIM7080G-S3" in out
+    assert b"modem=sim7080g" in out
