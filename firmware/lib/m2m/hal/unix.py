@@ -145,6 +145,7 @@ class _Link:
             except OSError:
                 s.close()
                 return None
+            s.settimeout(5)  # a peer that never answers must not hang the device
             self.sock = s
         return self.sock
 
@@ -164,7 +165,7 @@ class _Link:
             return None
         while b"\n" not in self.rx:
             try:
-                chunk = self.sock.read(256)
+                chunk = self.sock.recv(256)  # read(n) would wait for all n bytes
             except OSError:
                 chunk = b""
             if not chunk:
@@ -322,7 +323,8 @@ class Pin:
                     return 1 if getattr(self, "pull", -1) == self.PULL_UP else 0
             return self._v
         self._v = 1 if v else 0
-        _gpio.send({"op": "pin", "pin": self.id, "value": self._v})
+        # the receiver answers every line; waiting for it keeps the pulse timing honest
+        _gpio.request({"op": "pin", "pin": self.id, "value": self._v})
 
     def on(self):
         self.value(1)

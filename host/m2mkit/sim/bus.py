@@ -1,0 +1,158 @@
+"""The simulated I2C / 1-Wire / ADC / input-pin bus the virtual device's hal reaches at `M2M_BUS`.
+
+Protocol: JSON lines over loopback TCP, one reply line per request.
+  {"op": "i2c_scan", "bus": 0}                          -> {"addrs": [118]}
+  {"op": "i2c_write", "bus": 0, "addr": 118, "data": "f7", "stop": false} -> {}
+  {"op": "i2c_read", "bus": 0, "addr": 118, "n": 3}     -> {"data": "a1b2c3"}
+  {"op": "ow_reset", "pin": 4} -> {"presence": true}    {"op": "ow_scan", "pin": 4} -> {"roms": [...]}
+  {"op": "ow_write", "pin": 4, "data": "cc44"} -> {}    {"op": "ow_read", "pin": 4, "n": 9} -> {"data": ...}
+  {"op": "adc", "pin": 35} -> {"uv": 1850000}           {"op": "pin_read", "pin": 0} -> {"value": 1}
+A request the bus cannot serve answers {"err": "..."}; the hal raises OSError(ENODEV) as an ESP32 does
+when nothing acknowledges.
+
+Devices are Python objects the test (or a later sensor simulator) attaches. What it does not model:
+clock stretching, bus timing and speed, arbitration, electrical faults, bit-level 1-Wire timing (the
+ROM search is answered whole).
+"""
+
+import json
+import socket
+import socketserver
+import threading
+
+
+class RegisterDevice:
+    """An I2C device with 8-bit registers and an auto-incrementing register pointer (most sensors)."""
+
+    def __init__(self, regs=None):
+        self.regs = bytearray(256)
+        for k, v in (regs or {}).items():
+            self.regs[k] = v
+        self.ptr = 0
+
+    def write(self, data):
+        if data:
+            self.ptr = data[0]
+            for b in data[1:]:
+                self.regs[self.ptr] = b
+                self.ptr = (self.ptr + 1) & 0xFF
+
+    def read(self, n):
+        out = bytearray()
+        for _ in range(n):
+            out.append(self.regs[self.ptr])
+            self.ptr = (self.ptr + 1) & 0xFF
+        return bytes(out)
+
+
+class OneWireDevice:
+    """A 1-Wire device: its 8-byte ROM and a handler that turns written bytes into bytes to read."""
+
+    def __init__(self, rom, handler=None):
+        self.rom = bytes(rom)
+        self.handler = handler or (lambda written: b"")
+        self.pending = b""
+
+    def write(self, data):
+        self.pending += self.handler(bytes(data))
+
+    def read(self, n):
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out + b"\xff" * (n - len(out))  # an idle 1-Wire bus reads as ones
+
+
+class Bus:
+    def __init__(self):
+        self.i2c = {}      # (bus, addr) -> device
+        self.onewire = {}  # pin -> [devices]
+        self.adc = {}      # pin -> microvolts
+        self.pins = {}     # pin -> 0/1
+        self.lock = threading.Lock()
+        self.log = []
+
+    def handle(self, req):
+        op = req.get("op")
+        with self.lock:
+            self.log.append(req)
+            if op == "i2c_scan":
+                return {"addrs": sorted(a for (b, a) in self.i2c if b == req.get("bus", 0))}
+            if op in ("i2c_write", "i2c_read"):
+                dev = self.i2c.get((req.get("bus", 0), req["addr"]))
+                if dev is None:
+                    return {"err": f"no device at I2C address {req['addr']:#04x}"}
+                if op == "i2c_write":
+                    dev.write(bytes.fromhex(req["data"]))
+                    return {}
+                return {"data": dev.read(int(req["n"])).hex()}
+            if op.startswith("ow_"):
+                devs = self.onewire.get(req["pin"], [])
+                if op == "ow_reset":
+                    return {"presence": bool(devs)}
+                if op == "ow_scan":
+                    return {"roms": [d.rom.hex() for d in devs]}
+                if not devs:
+                    return {"err": f"no 1-Wire device on pin {req['pin']}"}
+                if op == "ow_write":
+                    for d in devs:
+                        d.write(bytes.fromhex(req["data"]))
+                    return {}
+                if op == "ow_read":
+                    data = bytes(b"\xff" * int(req["n"]))
+                    for d in devs:  # open-drain: the bus is the AND of what every device drives
+                        data = bytes(x & y for x, y in zip(data, d.read(int(req["n"]))))
+                    return {"data": data.hex()}
+            if op == "adc":
+                if req["pin"] not in self.adc:
+                    return {"err": f"nothing wired to ADC pin {req['pin']}"}
+                return {"uv": int(self.adc[req["pin"]])}
+            if op == "pin_read":
+                if req["pin"] not in self.pins:
+                    return {"err": f"input pin {req['pin']} is not driven by the simulation"}
+                return {"value": self.pins[req["pin"]]}
+        return {"err": f"unknown op {op!r}"}
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            try:
+                reply = self.server.bus.handle(json.loads(line))
+            except (ValueError, KeyError, TypeError) as e:
+                reply = {"err": f"malformed bus request ({e})"}
+            self.wfile.write((json.dumps(reply) + "\n").encode())
+
+
+class BusSim(Bus):
+    """`with BusSim() as bus: env["M2M_BUS"] = bus.address_str` — the bus served on loopback."""
+
+    def start(self, port=0):
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", port), _Handler)
+        self.server.daemon_threads = True
+        self.server.bus = self
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def address_str(self):
+        host, port = self.server.server_address
+        return f"{host}:{port}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def connect_check(address):
+    """True when something listens at host:port (used by the CLI to give a clear error)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        return True
+    except OSError:
+        return False
