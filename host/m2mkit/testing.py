@@ -36,10 +36,10 @@ def mpy_env(env=None):
     return e
 
 
-def _prelude():
+def _prelude(test_dir=FW_TESTS):
     return (
         "import sys\n"
-        f"sys.path[:0] = [{str(FW_TESTS)!r}, {str(FIRMWARE / 'lib')!r}]\n"
+        f"sys.path[:0] = [{str(test_dir)!r}, {str(FIRMWARE / 'lib')!r}]\n"
     )
 
 
@@ -65,8 +65,8 @@ def test_names(text):
     return re.findall(r"^(?:async\s+)?def\s+(test_\w+)\s*\(", text, re.M)
 
 
-def _harness(module, names):
-    return _prelude() + f"""
+def _harness(module, names, test_dir=FW_TESTS):
+    return _prelude(test_dir) + f"""
 import asyncio
 _M = {_MARK!r}
 try:
@@ -99,7 +99,7 @@ def run_file(path):
     results = {}
     try:
         p = subprocess.run(
-            [micropython(), "-X", f"heapsize={opts['heapsize']}", "-c", _harness(path.stem, names)],
+            [micropython(), "-X", f"heapsize={opts['heapsize']}", "-c", _harness(path.stem, names, path.parent.resolve())],
             capture_output=True, text=True, timeout=opts["timeout"], env=mpy_env(),
             errors="backslashreplace",
         )
