@@ -35,7 +35,8 @@
 
 from micropython import const
 
-from m2m.atparse import (
+# ATParseError, resp_prefix and the EV_* kinds are re-exported: dialects import everything from m2m.at
+from m2m.atparse import (  # noqa: F401
     ATParser, ATParseError, EV_FINAL, EV_LINE, EV_URC, EV_PROMPT, EV_DATA, EV_NOISE, EV_OVERFLOW,
     is_safe, resp_prefix,
 )
@@ -206,6 +207,7 @@ class _Driver:
             self.unresponsive = False
 
     def _send_payload(self, payload):
+        payload = _enc(payload)
         self._prompt = False
         self.parser.payload_sent(payload)
         self._uart.write(payload)

@@ -148,7 +148,10 @@ def _code(rest):
     rest = rest.lstrip(b": ").strip()
     if rest.isdigit():
         return int(rest)
-    return rest.decode()
+    try:
+        return rest.decode()
+    except UnicodeError:  # line noise inside the text: keep it readable, never raise
+        return "".join(chr(c) if 31 < c < 127 else "?" for c in rest)
 
 
 def plain_final(line):
@@ -307,6 +310,12 @@ class ATParser:
                     i += 1
                 self._start_data()
                 continue
+            if self._eat_sp:
+                # the space of "> " (it may come after the driver wrote the payload)
+                self._eat_sp = False
+                if data[i] == _SP:
+                    i += 1
+                    continue
             if self._epl is not None:
                 # echo of the payload we just wrote
                 if data[i] == self._epl[self._epos]:
@@ -321,11 +330,6 @@ class ATParser:
                 if b == _CR or b == _LF:
                     i += 1
                     continue
-                if self._eat_sp:
-                    self._eat_sp = False
-                    if b == _SP:
-                        i += 1
-                        continue
                 if b == _GT and self._want_prompt:
                     self._want_prompt = False
                     self._eat_sp = True

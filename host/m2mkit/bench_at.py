@@ -1,0 +1,108 @@
+"""AT-layer figures, measured inside the unix-port MicroPython (the interpreter the virtual device runs).
+
+parser_throughput(): lines per second through m2m.atparse.ATParser, fed in 64-byte bytearray chunks the
+way the drivers read the UART (a mix of answer lines, URCs, finals and one binary payload per 50 lines).
+command_round_trip(): microseconds for one AT.cmd() exchange against an in-process modem that answers at
+once, i.e. the driver's own overhead per command.
+
+The numbers are for the host CPU running the unix port; an ESP32 at 240 MHz is one to two orders slower.
+"""
+
+import json
+import subprocess
+
+from .paths import FIRMWARE, TESTS
+from .testing import micropython
+
+_PRELUDE = """
+import sys
+sys.path[:0] = [{lib!r}, {tests!r}]
+"""
+
+_PARSER = """
+import time
+from m2m.atparse import ATParser
+lines = [b"+CEREG: 2,1,\\"9FC5\\",\\"011FCC67\\",9", b"+CSQ: 21,99", b"OK", b"+QIURC: \\"recv\\",0",
+         b"SIMCOM_SIM7080", b"+CPSI: LTE CAT-M1,Online,310-410,0x9709,111159055,393,EUTRAN-BAND12,5110,3,3,-16,-113,-83,10",
+         b"DST: 1", b"RDY"]
+parts = []
+n = 0
+for i in range({n}):
+    parts.append(b"\\r\\n" + lines[i % len(lines)] + b"\\r\\n")
+    n += 1
+    if i % 50 == 49:
+        parts.append(b"\\r\\n+QIRD: 64\\r\\n" + bytes(range(64)) + b"\\r\\n")
+        n += 1
+wire = b"".join(parts)
+count = [0]
+def sink(ev):
+    count[0] += 1
+    if ev[0] == 1:  # a final result: the next command starts
+        p.begin(b"AT+QIRD=0,1500", data=(b"+QIRD:", 0, False), resp=())
+p = ATParser(sink)
+p.begin(b"AT+QIRD=0,1500", data=(b"+QIRD:", 0, False), resp=())
+buf = bytearray(64)
+mv = memoryview(wire)
+best = None
+for rep in range(3):
+    count[0] = 0
+    t0 = time.ticks_us()
+    for _ in range({passes}):
+        for off in range(0, len(wire), 64):
+            k = len(wire) - off
+            if k > 64:
+                k = 64
+            buf[0:k] = mv[off:off + k]
+            p.feed(buf, k)
+    dt = time.ticks_diff(time.ticks_us(), t0)
+    best = dt if best is None or dt < best else best
+print(n * {passes}, best, count[0], len(wire) * {passes})
+"""
+
+_ROUND_TRIP = """
+import time
+from m2m.at import AT
+from transcript import FakeModem
+class Instant(FakeModem):
+    def write(self, buf):
+        self.rx += b"\\r\\n+CSQ: 21,99\\r\\n\\r\\nOK\\r\\n"
+        return len(buf)
+m = Instant()
+at = AT(m, hal=m.hal)
+for i in range(50):
+    at.cmd("AT+CSQ")
+n = {n}
+t0 = time.ticks_us()
+for i in range(n):
+    r = at.cmd("AT+CSQ")
+dt = time.ticks_diff(time.ticks_us(), t0)
+assert r.ok and r.lines == [b"+CSQ: 21,99"]
+print(n, dt)
+"""
+
+
+def _run(code, timeout=120):
+    pre = _PRELUDE.format(lib=str(FIRMWARE / "lib"), tests=str(TESTS / "firmware"))
+    p = subprocess.run([micropython(), "-X", "heapsize=512K", "-c", pre + code],
+                       capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError("micropython failed:\n" + p.stdout + p.stderr)
+    return [int(x) for x in p.stdout.split()]
+
+
+def parser_throughput(lines=2000, passes=10):
+    n, us, events, nbytes = _run(_PARSER.format(n=lines, passes=passes))
+    return {"name": "at_parser_throughput", "value": round(n * 1e6 / us), "unit": "lines/s",
+            "note": "unix port, 64-byte bytearray chunks, %d lines (%d bytes, %d events) in %.1f ms"
+                    % (n, nbytes, events, us / 1000)}
+
+
+def command_round_trip(commands=2000):
+    n, us = _run(_ROUND_TRIP.format(n=commands))
+    return {"name": "at_cmd_round_trip", "value": round(us / n, 1), "unit": "us",
+            "note": "AT.cmd('AT+CSQ') against an in-process modem answering at once (driver overhead, unix port)"}
+
+
+if __name__ == "__main__":
+    print(json.dumps(parser_throughput()))
+    print(json.dumps(command_round_trip()))
