@@ -45,7 +45,8 @@ def virtual_device_boot():
             t.enter_raw_repl(soft_reset=False)
             used = int(t.exec("import gc\ngc.collect()\nprint(gc.mem_alloc())").decode())
             t.exit_raw_repl()
-            # two more power-on-like restarts (Ctrl-D at the friendly REPL) for a steadier boot time
+            # two soft resets (Ctrl-D at the friendly REPL: boot.py and main.py run again) for a
+            # steadier boot time
             for n in (2, 3):
                 t.serial.write(b"\x04")
                 boots.append(dev.wait_boot(n)["ms"])
@@ -54,24 +55,22 @@ def virtual_device_boot():
     yield {"name": "vdev_heap_after_boot", "value": used, "unit": "bytes",
            "note": "gc.mem_alloc() after gc.collect() on the unix port (64-bit objects: about 2x ESP32)"}
     yield {"name": "vdev_boot_to_repl", "value": round(sorted(boots)[len(boots) // 2], 1), "unit": "ms",
-           "note": "interpreter start to REPL prompt on the port: mount, boot.py, main.py (median of 3)"}
+           "note": "interpreter start to REPL prompt on the port: mount, boot.py, main.py "
+                   "(median of a power-on and two soft resets)"}
 
 
 @figure
 def at_parser():
-    try:
-        from .bench_at import parser_throughput
-    except ImportError:
-        return
+    from .bench_at import parser_throughput
+
     yield parser_throughput()
 
 
 @figure
 def at_round_trip():
-    try:
-        from .bench_at import command_round_trip
-    except ImportError:
-        return
+    from .bench_at import command_round_trip, sim_command_round_trip
+
     yield command_round_trip()
+    yield sim_command_round_trip()
 
 

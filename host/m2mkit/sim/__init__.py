@@ -1,0 +1,1 @@
+"""Simulators that stand in for hardware the virtual device cannot have."""

@@ -1,0 +1,41 @@
+"""Host-side simulator of the cellular modems m2mkit supports, heard through their UART.
+
+``ModemSim(model=...)`` serves one simulated modem: a loopback TCP port is its UART wire (the unix
+hal's ``M2M_MODEM``), a second loopback port takes JSON-line control requests and the firmware's
+GPIO lines (``M2M_GPIO``). Models: ``sim7080g``, ``sim7000g``, ``bg95``, ``bg96``, ``gm02s``
+(``MODELS``). One core (core.py: command line, SIM, registration, PDP, sockets, PSM, power, faults,
+time) plus one dialect class per family (simcom.py, quectel.py, sequans.py) whose tables and
+``at_*`` handlers follow the vendors' AT manuals; a new model subclasses its closest sibling.
+
+What it models: echo and line endings, V.25ter / 27.007 result codes and +CME ERROR in the three
+AT+CMEE forms, boot banners and boot time, SIM PIN/PUK with real retry counters, a registration
+timeline with +CREG/+CGREG/+CEREG URCs for every n, signal, COPS scans that take minutes, PDP,
+sockets bridged to real loopback TCP/UDP with TLS ended in the modem and verified against the CA
+the host uploaded, PSM / eDRX requests, PWRKEY pulses, power-down messages, faults, per-socket
+byte and round-trip counters, and .atlog recording. Modem time runs at ``time_scale`` times real
+time.
+
+What it does NOT model:
+- RF and the real network: no cells, bands, measurements, handover, coverage or interference;
+  signal values are whatever you set. Registration follows the timeline, not radio conditions.
+- Real network timing: latency is a fixed radio round trip (NET_RTT) plus loopback; no
+  throughput limits, retransmissions, packet loss (use faults), NAT timeouts or carrier firewalls.
+- PSM and eDRX sleeping: timers are accepted, read back and reported in +CEREG, but the modem never
+  sleeps, never becomes unreachable and draws no current; network-granted values equal requests.
+- SMS, voice, USSD, phonebook, SIM toolkit; GNSS / GPS; FOTA and firmware updates; the modems'
+  built-in MQTT / HTTP / CoAP / LwM2M clients; DNS commands; listening sockets, "UDP SERVICE",
+  transparent / online data modes, PPP (ATD*99#) and CMUX.
+- Baud-rate changes: AT+IPR to another rate is answered OK and then both sides read noise until a
+  power cycle (no auto-bauding); hardware flow control, DTR / RI lines, UART sleep (AT+CSCLK).
+- Settings saved with AT&W (echo and CMEE reset on every boot); vendor NV items beyond the CA files,
+  CGDCONT and PSM / eDRX requests, which survive reboots.
+- TLS details: hostname checks, client certificates, PSK, cipher / version restrictions and
+  certificate time checks are not enforced; only the chain against the uploaded CA is.
+- Current draw, voltage warnings, temperature, and the dozens of vendor commands not listed in the
+  dialect files (they answer ERROR, like an unknown command).
+"""
+
+from .core import Malformed, CmeError, REG_STATES
+from .server import MODELS, ModemSim
+
+__all__ = ["ModemSim", "MODELS", "REG_STATES", "CmeError", "Malformed"]

@@ -1,0 +1,261 @@
+"""Sequans dialect: Monarch 2 GM02S (GM02SP on the DPTechnics Walter).
+
+Sources: Sequans Monarch 2 GM02S AT Commands Reference for the socket (SQNS*) and security
+profile (SQNSPCFG / SQNSNVW) commands; the gm02s_boot-sysstart-raw-chunks and
+monarch_cereg-n3-raw transcripts for the exact bytes (+SYSSTART, +CFUN: 0 after boot, +CEREG: 3,2
+without tac/ci). Assumptions are marked "assumed".
+"""
+
+import binascii
+
+from .core import NO_FINAL, CmeError, Malformed, Modem
+from .netsock import OpenError
+
+
+class GM02S(Modem):
+    MODEL = "gm02s"
+    MANUFACTURER = "SEQUANS Communications"
+    CGMM = "GM02SP"  # assumed: the Walter module's name
+    CGMR = "UE8.0.5.2"  # assumed firmware string
+    ATI = ("SEQUANS Communications", "GM02SP", "UE8.0.5.2")
+    TAC_BASE = "351457"
+    BOOT_TIME = 2.5  # assumed (the Walter board file guesses 5 s)
+    BANNER = ((0, "+SYSSTART"),)
+    BOOT_CFUN = 0  # gm02s transcript: AT+CFUN? right after +SYSSTART answers +CFUN: 0
+    SIM_INIT_TIME = 0.5
+    # Walter has no PWRKEY: the configured pin is the active-low RESET; any pulse of at least
+    # 1 ms reboots the modem (assumed minimum).
+    PWRKEY_IS_RESET = True
+    PWRKEY_ACTIVE = 0
+    PWRKEY_ON_MIN = 0.001
+    POWER_DOWN_URCS = ("+SQNSSHDN",)
+    URC_EACH_PACKET = True  # +SQNSRING on every arrival (assumed)
+    MAX_SEND = 1500
+    MAX_READ = 1500
+    LATENCY = dict(Modem.LATENCY, **{"+CFUN": 2.0, "+SQNSH": 0.2})
+
+    def reset_dialect(self):
+        self.scfg = {i: [1, 300, 90, 600, 50] for i in range(1, 7)}
+        self.scfgext = {i: [0, 0, 0, 0, 0] for i in range(1, 7)}  # srMode, recvDataMode, keepalive, listenAutoRsp, sendDataMode
+        self.sscfg = {i: [0, 1] for i in range(1, 7)}  # enable, spId
+        self.spcfg = {}
+
+    def on_network_lost(self):
+        for s in list(self.sockets.values()):
+            if s.state == "open":
+                s.far_end_close()
+
+    # ---- identity / power -------------------------------------------------------------------
+    def at_SQNCCID(self, cmd):
+        self.require_sim(ready=False)
+        self.info('+SQNCCID: "%s",""' % self.card.iccid)
+
+    def at_SQNSSHDN(self, cmd):
+        self.final_ok()
+        self.spawn(self.power_down_later(self.POWER_DOWN_URCS))
+        return NO_FINAL
+
+    def at_SQNBANDSEL(self, cmd):
+        if cmd.kind == "read":
+            self.info('+SQNBANDSEL: 0,standard,"1,2,3,4,5,8,12,13,17,18,19,20,25,26,28,66,71"')
+        elif cmd.kind == "set":
+            cmd.int(0, lo=0, hi=1)
+            cmd.str(1)
+
+    # ---- certificates and security profiles ------------------------------------------------------
+    async def at_SQNSNVW(self, cmd):
+        if cmd.kind != "set":
+            raise Malformed("SQNSNVW")
+        kind = cmd.str(0).lower()
+        if kind not in ("certificate", "privatekey", "strid"):
+            raise CmeError(50)
+        index = cmd.int(1, lo=0, hi=19)
+        size = cmd.int(2, lo=0, hi=16384)
+        key = "%s:%d" % (kind, index)
+        if size == 0:
+            self.nv_files.pop(key, None)
+            return
+        self.emit(b"\r\n> ")
+        data = await self.read_payload(size, timeout=30.0)
+        if data is None:
+            raise CmeError(100)
+        if kind == "certificate" and not self.valid_pem_cert(data):
+            raise CmeError(3)  # assumed: the modem checks the PEM it stores
+        self.nv_files[key] = data
+
+    def at_SQNSPCFG(self, cmd):
+        if cmd.kind == "read":
+            for sp in sorted(self.spcfg):
+                c = self.spcfg[sp]
+                self.info('+SQNSPCFG: %d,%d,"%s",%d,%s,%s,%s,"",""' % (
+                    sp, c["version"], c["ciphers"], c["level"], c["ca"], c["cert"], c["key"]))
+            return
+        if cmd.kind != "set":
+            raise Malformed("SQNSPCFG")
+        sp = cmd.int(0, lo=1, hi=6)
+        self.spcfg[sp] = {
+            "version": cmd.int(1, 2, lo=0, hi=3), "ciphers": cmd.str(2, ""),
+            "level": cmd.int(3, 0, lo=0, hi=7, base=0),
+            "ca": cmd.str(4, ""), "cert": cmd.str(5, ""), "key": cmd.str(6, ""),
+        }
+
+    def at_SQNSSCFG(self, cmd):
+        if cmd.kind == "read":
+            for i in range(1, 7):
+                self.info("+SQNSSCFG: %d,%d,%d" % (i, *self.sscfg[i]))
+            return
+        if cmd.kind != "set":
+            raise Malformed("SQNSSCFG")
+        i = cmd.int(0, lo=1, hi=6)
+        self.sscfg[i] = [cmd.int(1, lo=0, hi=1), cmd.int(2, 1, lo=1, hi=6)]
+
+    def _tls_for(self, conn_id):
+        enable, sp = self.sscfg[conn_id]
+        if not enable:
+            return None
+        c = self.spcfg.get(sp)
+        if c is None or not (c["level"] & 1):
+            # certValidLevel bit 0 = verify the server's chain against caCertificateID
+            return self.tls_context(None, verify=False)
+        pem = self.nv_files.get("certificate:%s" % c["ca"]) if c["ca"] != "" else None
+        return self.tls_context(pem or b"", verify=True)
+
+    # ---- sockets -------------------------------------------------------------------------------
+    def at_SQNSCFG(self, cmd):
+        if cmd.kind == "read":
+            for i in range(1, 7):
+                self.info("+SQNSCFG: %d,%d,%d,%d,%d,%d" % (i, *self.scfg[i]))
+            return
+        if cmd.kind != "set":
+            raise Malformed("SQNSCFG")
+        i = cmd.int(0, lo=1, hi=6)
+        self.scfg[i] = [cmd.int(1, lo=1, hi=6), cmd.int(2, 300, lo=0, hi=1500), cmd.int(3, 90, lo=0, hi=65535),
+                        cmd.int(4, 600, lo=0, hi=1200), cmd.int(5, 50, lo=0, hi=255)]
+
+    def at_SQNSCFGEXT(self, cmd):
+        if cmd.kind == "read":
+            for i in range(1, 7):
+                self.info("+SQNSCFGEXT: %d,%d,%d,%d,%d,%d" % (i, *self.scfgext[i]))
+            return
+        if cmd.kind != "set":
+            raise Malformed("SQNSCFGEXT")
+        i = cmd.int(0, lo=1, hi=6)
+        self.scfgext[i] = [cmd.int(1, lo=0, hi=2), cmd.int(2, 0, lo=0, hi=1), cmd.int(3, 0, lo=0, hi=240),
+                           cmd.int(4, 0, lo=0, hi=1), cmd.int(5, 0, lo=0, hi=1)]
+
+    async def at_SQNSD(self, cmd):
+        if cmd.kind != "set":
+            raise Malformed("SQNSD")
+        conn_id = cmd.int(0, lo=1, hi=6)
+        prot = cmd.int(1, lo=0, hi=1)
+        port = cmd.int(2, lo=1, hi=65535)
+        host = cmd.str(3)
+        cmd.int(4, 0, lo=0, hi=255)
+        cmd.int(5, 0, lo=0, hi=65535)
+        conn_mode = cmd.int(6, 0, lo=0, hi=1)
+        cmd.int(7, 0, lo=0, hi=2)
+        if conn_mode == 0:
+            raise CmeError(4)  # online (data) mode is not modeled; use command mode (connMode 1)
+        if conn_id in self.sockets:
+            raise CmeError(3)
+        cid = self.scfg[conn_id][0]
+        if not self.attached or cid not in (1,) and not self.pdp_active.get(cid):
+            raise CmeError(3)
+        tls = self._tls_for(conn_id) if prot == 0 else None
+        try:
+            await self.sock_open(conn_id, "udp" if prot else "tcp", host, port, tls_context=tls,
+                                 server_hostname=None if host[:1].isdigit() else host)
+        except OpenError:
+            # assumed: a failed dial answers +CME ERROR: 3 (the manual gives no socket error codes)
+            raise CmeError(3)
+
+    async def _sendext(self, conn_id, data):
+        s = self.sockets.get(conn_id)
+        try:
+            await self.sock_send(s, data)
+        except (ConnectionError, OSError):
+            raise CmeError(3)
+
+    async def at_SQNSSENDEXT(self, cmd):
+        if cmd.kind != "set":
+            raise Malformed("SQNSSENDEXT")
+        conn_id = cmd.int(0, lo=1, hi=6)
+        n = cmd.int(1, lo=1, hi=self.MAX_SEND)
+        cmd.int(2, 0, lo=0, hi=2)
+        s = self.sockets.get(conn_id)
+        if s is None or s.state != "open":
+            raise CmeError(3)
+        hexmode = self.scfgext[conn_id][4] == 1
+        self.emit(b"\r\n> ")
+        data = await self.read_payload(2 * n if hexmode else n, timeout=None)
+        if hexmode:
+            try:
+                data = binascii.unhexlify(data)
+            except (binascii.Error, ValueError):
+                raise CmeError(50)
+        await self._sendext(conn_id, data)
+
+    async def at_SQNSSEND(self, cmd):
+        if cmd.kind != "set":
+            raise Malformed("SQNSSEND")
+        conn_id = cmd.int(0, lo=1, hi=6)
+        s = self.sockets.get(conn_id)
+        if s is None or s.state != "open":
+            raise CmeError(3)
+        self.emit(b"\r\n> ")
+        data = await self.read_payload(ctrl_z=True, max_len=self.MAX_SEND)
+        if data is None:
+            return
+        await self._sendext(conn_id, data)
+
+    def at_SQNSRECV(self, cmd):
+        if cmd.kind != "set":
+            raise Malformed("SQNSRECV")
+        conn_id = cmd.int(0, lo=1, hi=6)
+        n = cmd.int(1, lo=1, hi=self.MAX_READ)
+        s = self.sockets.get(conn_id)
+        if s is None:
+            raise CmeError(3)
+        data = self.sock_read(s, n)
+        if self.scfgext[conn_id][1] == 1:
+            data = binascii.hexlify(data).upper()
+            n_bytes = len(data) // 2
+        else:
+            n_bytes = len(data)
+        self.info(b"+SQNSRECV: %d,%d\r\n" % (conn_id, n_bytes) + data)
+
+    def at_SQNSI(self, cmd):
+        ids = [cmd.int(0, lo=1, hi=6)] if cmd.kind == "set" else range(1, 7)
+        for i in ids:
+            s = self.sockets.get(i)
+            if s is None:
+                self.info("+SQNSI: %d,0,0,0,0" % i)
+            else:
+                self.info("+SQNSI: %d,%d,%d,%d,0" % (i, s.tx_total, s.rx_total, s.available()))
+
+    def at_SQNSS(self, cmd):
+        for i in range(1, 7):
+            s = self.sockets.get(i)
+            if s is None or s.state != "open":
+                self.info("+SQNSS: %d,0" % i)
+            else:
+                st = 3 if s.available() else 2
+                self.info('+SQNSS: %d,%d,"%s",%d,"%s",%d' % (i, st, self.ip, s.local_port, s.host, s.port))
+
+    async def at_SQNSH(self, cmd):
+        conn_id = cmd.int(0, lo=1, hi=6)
+        if conn_id not in self.sockets:
+            raise CmeError(3)
+        await self.sock_close(conn_id)
+
+    def on_sock_data(self, s, n):
+        sr = self.scfgext[s.conn_id][0]
+        if sr == 0:
+            self.urc("+SQNSRING: %d" % s.conn_id)
+        else:
+            # srMode 2 (data in the URC) is reported like srMode 1 here: not modeled
+            self.urc("+SQNSRING: %d,%d" % (s.conn_id, n))
+
+    def on_sock_closed(self, s):
+        # the socket keeps its unread data until AT+SQNSH
+        self.urc("+SQNSH: %d" % s.conn_id)

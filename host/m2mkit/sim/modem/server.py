@@ -1,0 +1,334 @@
+"""ModemSim: runs one simulated modem on a background asyncio loop and serves its UART and its
+control channel on loopback TCP.
+
+UART port: one TCP connection is the serial wire (bytes only, no framing). A second connection
+replaces the first, like re-opening a serial port.
+
+Control port: JSON lines. Each request ``{"op": ..., ...}`` gets one reply line
+``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The firmware's hal.Pin lines
+``{"op": "pin", "pin": N, "value": 0|1}`` are accepted on the same port (point M2M_GPIO at it).
+Ops: status, set_registration, timeline, signal, fault, sim, counters, power, pin.
+"""
+
+import asyncio
+import json
+import threading
+import time
+import zlib
+
+from .core import REG_STATES, Card, Clock, make_iccid, make_imei
+from .quectel import BG95, BG96
+from .sequans import GM02S
+from .simcom import SIM7000G, SIM7080G
+
+MODELS = {cls.MODEL: cls for cls in (SIM7080G, SIM7000G, BG95, BG96, GM02S)}
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class Recorder:
+    """Writes the session in the .atlog transcript format of docs/CONTRACTS.md."""
+
+    def __init__(self, path, model, scale):
+        self.f = open(path, "w", encoding="utf-8")
+        self.t0 = time.monotonic()
+        header = {"m2mkit_transcript": 1, "model": model, "source": "m2mkit modem simulator",
+                  "notes": "simulated modem, time scale %g (t is real ms)" % scale}
+        self.f.write(json.dumps(header) + "\n")
+        self.f.flush()
+
+    def chunk(self, direction, data):
+        t = round((time.monotonic() - self.t0) * 1000.0, 3)
+        self.f.write(json.dumps({"t": t, "d": direction, "b": data.decode("latin-1")}) + "\n")
+        self.f.flush()
+
+    def close(self):
+        self.f.close()
+
+
+class ModemSim:
+    """A simulated modem. See the package docstring for what it does not model."""
+
+    def __init__(self, model="bg95", time_scale=1.0, pin=None, puk="12345678", imei=None, iccid=None,
+                 imsi=None, timeline=None, power_on=True, pwrkey_pin=None, record=None,
+                 pwrkey_active=None, seed=None, signal=None, operators=None):
+        if model not in MODELS:
+            raise ValueError("unknown modem model %r: use one of %s" % (model, ", ".join(sorted(MODELS))))
+        if pin is not None and not (str(pin).isdigit() and 4 <= len(str(pin)) <= 8):
+            raise ValueError("a SIM PIN is 4 to 8 digits")
+        self.model = model
+        self.cls = MODELS[model]
+        self.time_scale = float(time_scale)
+        self.clock = Clock(self.time_scale)
+        imsi = imsi or ("00101" + "%010d" % (zlib.crc32(model.encode()) % 10 ** 10))
+        self.card = Card(None if pin is None else str(pin), str(puk), iccid or make_iccid(imsi), imsi)
+        self.imei = imei or make_imei(self.cls.TAC_BASE, model)
+        self._timeline = timeline
+        self._power_on = power_on
+        self._pwrkey_pin = pwrkey_pin
+        self._pwrkey_active = pwrkey_active
+        self._seed = seed
+        self._signal = signal
+        self._operators = operators
+        self._record = record
+        self.modem = None
+        self.loop = None
+        self.thread = None
+        self.uart_address = None
+        self.control_address = None
+        self._uart_writer = None
+        self._servers = []
+        self._recorder = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self, host="127.0.0.1", port=0, control_port=0):
+        if host not in LOOPBACK:
+            raise ValueError("the simulator listens on loopback only (127.0.0.1), not %r" % host)
+        ready = threading.Event()
+        err = []
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            try:
+                self.loop.run_until_complete(self._start(host, port, control_port))
+            except Exception as e:  # report to the caller
+                err.append(e)
+                ready.set()
+                return
+            ready.set()
+            self.loop.run_forever()
+            self.loop.run_until_complete(self._shutdown())
+            self.loop.close()
+
+        self.thread = threading.Thread(target=run, name="modem-sim-%s" % self.model, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        if err:
+            raise err[0]
+        return self
+
+    async def _start(self, host, port, control_port):
+        self.modem = self.cls(self.clock, self.card, self.imei, operators=self._operators,
+                              timeline=self._timeline, pwrkey_pin=self._pwrkey_pin,
+                              pwrkey_active=self._pwrkey_active, seed=self._seed, signal=self._signal)
+        self.modem.start_io()
+        self.modem.uart_write = self._uart_out
+        if self._record:
+            self._recorder = Recorder(self._record, self.model, self.time_scale)
+            self.modem.recorder = self._recorder
+        us = await asyncio.start_server(self._uart_client, host, port)
+        cs = await asyncio.start_server(self._control_client, host, control_port)
+        self._servers = [us, cs]
+        self.uart_address = us.sockets[0].getsockname()[:2]
+        self.control_address = cs.sockets[0].getsockname()[:2]
+        if self._power_on:
+            self.modem.power_on()
+
+    async def _shutdown(self):
+        for s in self._servers:
+            s.close()
+        if self.modem is not None:
+            self.modem.power_off()
+            self.modem._writer_task.cancel()
+        if self._uart_writer is not None:
+            self._uart_writer.close()
+        if self._recorder is not None:
+            self._recorder.close()
+        for t in asyncio.all_tasks(self.loop):
+            if t is not asyncio.current_task():
+                t.cancel()
+
+    def stop(self):
+        if self.loop is None or not self.thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def __enter__(self):
+        return self if self.loop else self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- UART ------------------------------------------------------------------------------------
+    def _uart_out(self, data):
+        w = self._uart_writer
+        if w is not None and not w.is_closing():
+            w.write(data)
+
+    async def _uart_client(self, reader, writer):
+        old = self._uart_writer
+        self._uart_writer = writer
+        if old is not None:
+            old.close()
+        try:
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                if self._uart_writer is writer:
+                    self.modem.feed(data)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if self._uart_writer is writer:
+                self._uart_writer = None
+            writer.close()
+
+    # ---- control channel ---------------------------------------------------------------------------
+    async def _control_client(self, reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    req = json.loads(line)
+                    if not isinstance(req, dict):
+                        raise ValueError("a request is a JSON object like {\"op\": \"status\"}")
+                    reply = await self.handle(req)
+                except Exception as e:  # every error goes back to the caller
+                    reply = {"ok": False, "error": str(e)}
+                writer.write((json.dumps(reply) + "\n").encode())
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    OPS = ("status", "set_registration", "timeline", "signal", "fault", "sim", "counters", "power", "pin")
+
+    async def handle(self, req):
+        """One control request (runs on the simulator's loop)."""
+        op = req.get("op")
+        m = self.modem
+        kw = {k: v for k, v in req.items() if k != "op"}
+        if op == "status":
+            return dict(ok=True, **m.status())
+        if op == "set_registration":
+            state = kw.pop("state", None)
+            if state not in REG_STATES:
+                raise ValueError("set_registration needs state: one of %s" % ", ".join(REG_STATES))
+            m.set_registration(state, **kw)
+            return {"ok": True, "stat": m.stat}
+        if op == "timeline":
+            tl = kw.get("timeline")
+            if not isinstance(tl, list):
+                raise ValueError('timeline needs "timeline": [[seconds, state, {extra}], ...]')
+            self._set_timeline(tl, kw.get("restart", True))
+            return {"ok": True}
+        if op == "signal":
+            bad = [k for k in kw if k not in ("rssi", "rsrp", "rsrq", "sinr", "ber")]
+            if bad:
+                raise ValueError("unknown signal field(s) %s: use rssi, rsrp, rsrq, sinr, ber" % bad)
+            m.signal.update(kw)
+            return {"ok": True, "signal": dict(m.signal)}
+        if op == "fault":
+            kind = kw.pop("kind", None)
+            if not kind:
+                raise ValueError('fault needs "kind", e.g. {"op": "fault", "kind": "garble", "probability": 0.1}')
+            m.fault(kind, **kw)
+            return {"ok": True}
+        if op == "sim":
+            action = kw.get("action")
+            if action == "remove":
+                m.sim_remove()
+            elif action == "insert":
+                m.sim_insert()
+            elif action == "set_pin":
+                pin = kw.get("pin")
+                if pin is None:
+                    self.card.pin_enabled = False
+                else:
+                    self.card.pin, self.card.pin_enabled = str(pin), True
+                if "puk" in kw:
+                    self.card.puk = str(kw["puk"])
+            else:
+                raise ValueError('sim needs "action": insert, remove or set_pin')
+            return {"ok": True, "sim": m.sim_state, "present": self.card.present}
+        if op == "counters":
+            return {"ok": True, "sockets": m.counters()}
+        if op == "power":
+            state = kw.get("state")
+            if state == "on":
+                m.power_on()
+            elif state == "off":
+                m.power_off()
+            else:
+                raise ValueError('power needs "state": "on" or "off"')
+            return {"ok": True, "power": m.power}
+        if op == "pin":
+            if "pin" not in kw or "value" not in kw:
+                raise ValueError('pin needs "pin" and "value"')
+            m.pin_event(int(kw["pin"]), int(kw["value"]))
+            return {"ok": True, "power": m.power}
+        raise ValueError("unknown op %r: use one of %s" % (op, ", ".join(self.OPS)))
+
+    def _set_timeline(self, tl, restart=True):
+        m = self.modem
+        entries = []
+        for e in tl:
+            if not (isinstance(e, (list, tuple)) and len(e) in (2, 3)) or e[1] not in REG_STATES:
+                raise ValueError("timeline entry %r: use [seconds, state, {extra}] with a state in %s"
+                                 % (e, ", ".join(REG_STATES)))
+            entries.append((float(e[0]), e[1], dict(e[2]) if len(e) == 3 and e[2] else {}))
+        m.timeline = entries
+        if restart and m.power == "on" and m.cfun == 1:
+            if m._reg_task is not None:
+                m._reg_task.cancel()
+            m._reg_task = None
+            m.maybe_start_registration()
+
+    # ---- Python API (thread-safe; runs each call on the simulator's loop) -----------------------------
+    def _call(self, fn, *args, **kw):
+        async def run():
+            r = fn(*args, **kw)
+            if asyncio.iscoroutine(r):
+                r = await r
+            return r
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def request(self, req):
+        """Run one control-channel request dict and return its reply dict (never raises)."""
+        async def run():
+            try:
+                return await self.handle(req)
+            except Exception as e:
+                return {"ok": False, "error": str(e)}
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def fault(self, kind, **kw):
+        self._call(self.modem.fault, kind, **kw)
+
+    def set_registration(self, state, **extra):
+        self._call(self.modem.set_registration, state, **extra)
+
+    def set_timeline(self, timeline, restart=True):
+        self._call(self._set_timeline, timeline, restart)
+
+    def set_signal(self, **kw):
+        self._call(self.modem.signal.update, kw)
+
+    def sim_remove(self):
+        self._call(self.modem.sim_remove)
+
+    def sim_insert(self):
+        self._call(self.modem.sim_insert)
+
+    def power(self, on):
+        self._call(self.modem.power_on if on else self.modem.power_off)
+
+    def pin(self, pin, value):
+        self._call(self.modem.pin_event, pin, value)
+
+    def counters(self):
+        return self._call(self.modem.counters)
+
+    def status(self):
+        return self._call(self.modem.status)
+
+    def modem_time(self):
+        return self.clock.now()
