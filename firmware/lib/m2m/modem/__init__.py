@@ -1,0 +1,619 @@
+# The modem layer: one engine (Modem) that runs a dialect's scripts, and a registry of dialects.
+#
+# A dialect (m2m.modem.simcom / quectel / sequans) is a Modem subclass made mostly of data: the
+# AT+CGMM identity strings, boot banners, power-key timings, scripts, command templates and the URC
+# table. A new modem subclasses its closest sibling and overrides only what differs (esptool's chip
+# classes); the engine here is the only code that loops and waits (Zephyr's modem_chat scripts).
+#
+# A script is a tuple of steps; a step is a tuple
+#     (command, resp, timeout_ms[, flags[, key]])
+#   command     str; "{name}" fields are filled from the keyword arguments of run()
+#   resp        the command's response prefix(es) for the AT driver (bytes or tuple; None derives
+#               it from the command, () for a bare answer such as AT+CGSN's). With the URC flag:
+#               the start of the unsolicited line that completes the step (b"+APP PDP: 0,ACTIVE")
+#   timeout_ms  for the command (with URC: again for the line after OK); an error in BUSY (SIM
+#               busy) repeats the command until this time has passed
+#   flags       OPT: a failure does not stop the script; URC: see resp; USER: run only when a
+#               user name is given (APN authentication)
+#   key         store the answer (first field of the first line, quotes removed) in
+#               self.<key> (imei, imsi, iccid, firmware): the identity reads
+#
+# Registry: MODELS maps a model name (board data's modem.model) to (module, class); modules are
+# imported on first use so a device loads only its own dialect. detect(at) asks AT+CGMM (ATI as
+# fallback) and compares the answer with each dialect's CGMM strings.
+#
+# Power (board data's modem.pwrkey / modem.reset override the dialect's PWRKEY_MS defaults):
+#   power_on()           no-op when the modem already answers AT (the key toggles power, so a running
+#                        modem must never be pulsed on); else pulse PWRKEY (or RESET), then wait for
+#                        the ready banner or an answer to AT within boot_ms
+#   power_off()          the dialect's power-down command, the key as fallback
+#   ensure_responsive()  AT with short retries; if the modem stays silent (or the AT driver reported
+#                        it unresponsive after consecutive timeouts), power-cycle it with the key
+#
+# URCs: every prefix in the dialect's URCS table is registered with the AT driver; handlers only
+# append (name, line) to self.events (bounded) and call on_event(name, line) when given. Callers
+# drain events with take_event(); the engine's waits (wait_event) read the same list.
+
+from micropython import const
+
+from m2m import hal
+
+OPT = const(1)
+URC = const(2)
+USER = const(4)
+
+_EVENTS_MAX = const(16)
+_PROBE_MS = const(300)
+_PROBE_EVERY_MS = const(500)
+_BUSY_WAIT_MS = const(200)
+
+# model name -> (module in m2m.modem, class name)
+MODELS = {
+    "sim7080g": ("simcom", "SIM7080G"),
+    "sim7000g": ("simcom", "SIM7000G"),
+    "bg95": ("quectel", "BG95"),
+    "bg96": ("quectel", "BG96"),
+    "gm02s": ("sequans", "GM02S"),
+}
+
+
+class ModemError(Exception):
+    pass
+
+
+def model_class(name):
+    # the dialect class for a model name (board data's modem.model)
+    try:
+        mod, cls = MODELS[name]
+    except KeyError:
+        raise ModemError("unknown modem model %r: known models are %s" % (name, ", ".join(sorted(MODELS))))
+    m = __import__("m2m.modem." + mod, None, None, (cls,))
+    return getattr(m, cls)
+
+
+def _text(line):
+    if isinstance(line, (bytes, bytearray)):
+        line = bytes(line).decode()
+    return line.strip()
+
+
+def _match(answer, ati=False):
+    # the class whose CGMM string (or ATI string, for the ATI fallback) equals the answer or is
+    # its longest prefix
+    best = None
+    n = -1
+    for name in MODELS:
+        cls = model_class(name)
+        for ident in (cls.CGMM + cls.ATI if ati else cls.CGMM):
+            if (answer == ident or answer.startswith(ident)) and len(ident) > n:
+                best = cls
+                n = len(ident)
+    return best
+
+
+def detect(at, timeout_ms=2000):
+    # The dialect class of the modem on this AT driver, from its AT+CGMM answer (ATI as fallback).
+    answers = []
+    for cmd in ("AT+CGMM", "ATI"):
+        try:
+            r = at.cmd(cmd, resp=(), timeout_ms=timeout_ms, retries=1, idempotent=True)
+        except OSError:
+            continue
+        if not r.ok:
+            continue
+        for ln in r.lines:
+            t = _text(ln)
+            if t.startswith("+CGMM:"):
+                t = t[6:].strip()
+            if not t:
+                continue
+            answers.append(t)
+            cls = _match(t, cmd == "ATI")
+            if cls is not None:
+                return cls
+    if not answers:
+        raise ModemError("no answer to AT+CGMM or ATI: check the modem's power, UART pins and baud rate")
+    known = []
+    for name in sorted(MODELS):
+        known.append("%s (%s)" % (name, "/".join(model_class(name).CGMM)))
+    raise ModemError("unknown modem %r: known models are %s; add a dialect to m2m.modem.MODELS"
+                     % (" | ".join(answers), ", ".join(known)))
+
+
+def create(at, board=None, model=None):
+    # A Modem for this AT driver: the model named, else the board's modem.model, else detected.
+    # board: the board dict (m2m.board.load()) or its "modem" part.
+    if board is not None and "modem" in board:
+        board = board["modem"]
+    if model is None and board:
+        model = board.get("model")
+    cls = model_class(model) if model else detect(at)
+    return cls(at, board)
+
+
+def _fields(rest, ints=True):
+    # b' 0,"abc",12' -> [0, 'abc', 12]  (ints where a field is a plain decimal, unless ints=False)
+    out = []
+    rest = _text(rest)
+    if not rest:
+        return out
+    for f in rest.split(","):
+        f = f.strip()
+        if len(f) >= 2 and f[0] == '"' and f[-1] == '"':
+            out.append(f[1:-1])
+        elif ints and f and (f.isdigit() or (f[0] == "-" and f[1:].isdigit())):
+            out.append(int(f))
+        else:
+            out.append(f)
+    return out
+
+
+class Modem:
+    # ---- dialect data (each dialect overrides these) ----
+    NAME = None
+    CGMM = ()  # AT+CGMM answers that identify the model (exact, or as a prefix)
+    ATI = ()  # further ATI lines that identify it, when they do not repeat the CGMM answer
+    # power key defaults (ms): (on pulse, off pulse, boot); board data's modem.pwrkey overrides
+    PWRKEY_MS = (1000, 1300, 5000)
+    # after a hard power-off pulse, how long the modem takes to shut down
+    OFF_MS = 3000
+    # unsolicited lines meaning "booted" (the last one means "ready for AT")
+    BANNERS = (b"RDY",)
+    # the power-down command (command, line that confirms it, timeout_ms) or None
+    POWER_OFF = None
+    POWER_DOWN_URC = b"POWERED DOWN"
+    INIT = ()
+    # errors that mean "not yet, ask again" (27.007 CME 14 "SIM busy" in the first seconds after
+    # boot, numeric and verbose forms): a step retries them until its timeout has passed
+    BUSY = (("CME", 14), ("CME", "SIM busy"))
+    # prefix -> event name (registration, socket data, socket closed, PDP deactivated, ...)
+    URCS = ()
+    # socket templates: str or {kind: str}; kind is "tcp", "udp", "tls" or "dtls"
+    SOCKET_IDS = (0, 6)  # first id, how many
+    PROTO = {"tcp": "TCP", "udp": "UDP", "tls": "TCP", "dtls": "UDP"}
+    SOCKET_SETUP = None  # {kind: script} run before opening
+    OPEN = None
+    OPEN_TIMEOUT = 75000
+    OPEN_RESULT = None  # prefix of the "<id>,<err>" line that reports the open (answer or URC)
+    SEND = None
+    SEND_FINALS = None
+    SEND_FAILS = None
+    RECV = None
+    RECV_DATA = None  # payload-length rule for the AT driver: (prefix, field, inline)
+    CLOSE = None
+
+    def __init__(self, at, board=None, on_event=None):
+        # board: the board's "modem" dict (or the whole board dict), or None for defaults
+        if board is not None and "modem" in board:
+            board = board["modem"]
+        self.at = at
+        self.board = board or {}
+        self.on_event = on_event
+        self.events = []
+        self.events_dropped = 0
+        self.recovery_needed = False
+        self._powering = False
+        self._pin = None
+        self.cgmm = None
+        self.imei = None
+        self.imsi = None
+        self.iccid = None
+        self.firmware = None
+        self.socket_kinds = {}
+        for prefix, _ in self.URCS:
+            at.urc(prefix, self._urc)
+        for b in self.BANNERS:
+            at.urc(b, self._urc)
+        if self.POWER_DOWN_URC:
+            at.urc(self.POWER_DOWN_URC, self._urc)
+        at.on_unresponsive = self._unresponsive
+
+    # ---- URCs ----
+    def urc_name(self, line):
+        # the event name of an unsolicited line (longest matching prefix), or None
+        best = None
+        n = -1
+        for prefix, name in self.URCS:
+            if line.startswith(prefix) and len(prefix) > n:
+                best = name
+                n = len(prefix)
+        if best is None:
+            if line == self.POWER_DOWN_URC:
+                return "power_down"
+            for b in self.BANNERS:
+                if line == b:
+                    return "boot"
+        return best
+
+    def _urc(self, line):
+        # runs in the AT driver's dispatch: post the event, never block or send AT
+        name = self.urc_name(line)
+        if name is None:
+            return
+        ev = self.events
+        if len(ev) >= _EVENTS_MAX:
+            ev.pop(0)
+            self.events_dropped += 1
+        ev.append((name, line))
+        cb = self.on_event
+        if cb is not None:
+            cb(name, line)
+
+    def take_event(self, names=None, prefix=None):
+        # remove and return the first (name, line) whose name is in names (all when None) and whose
+        # line starts with prefix (when given); None when there is none
+        ev = self.events
+        for i in range(len(ev)):
+            name, line = ev[i]
+            if (names is None or name in names) and (prefix is None or line.startswith(prefix)):
+                return ev.pop(i)
+        return None
+
+    def urc_fields(self, line):
+        # the fields after the URC's prefix: b'+QIURC: "recv",0' -> [0] (the prefix holds "recv")
+        best = b""
+        for prefix, _ in self.URCS:
+            if line.startswith(prefix) and len(prefix) > len(best):
+                best = prefix
+        return _fields(line[len(best):].lstrip(b","))
+
+    def wait_event(self, names=None, timeout_ms=1000, prefix=None):
+        # the engine's wait for an unsolicited line: (name, line) or None after timeout_ms
+        at = self.at
+        deadline = hal.ticks_add(hal.ticks_ms(), timeout_ms)
+        while True:
+            e = self.take_event(names, prefix)
+            if e is not None:
+                return e
+            rem = hal.ticks_diff(deadline, hal.ticks_ms())
+            if rem <= 0:
+                return None
+            at.poll(rem if rem < 200 else 200)
+
+    async def await_event(self, names=None, timeout_ms=1000, prefix=None):
+        # wait_event for the asyncio driver (its reader task dispatches the URCs)
+        deadline = hal.ticks_add(hal.ticks_ms(), timeout_ms)
+        while True:
+            e = self.take_event(names, prefix)
+            if e is not None:
+                return e
+            if hal.ticks_diff(deadline, hal.ticks_ms()) <= 0:
+                return None
+            await hal.asleep_ms(20)
+
+    # ---- the script engine ----
+    def _step(self, step, params):
+        # (command, driver resp, timeout, flags, key, expected URC) with the templates filled in
+        cmd = step[0]
+        flags = step[3] if len(step) > 3 else 0
+        if params and "{" in cmd:
+            cmd = cmd.format(**params)
+        resp = step[1]
+        urc = None
+        if flags & URC:
+            urc = resp
+            resp = None
+        return cmd, resp, step[2], flags, (step[4] if len(step) > 4 else None), urc
+
+    def _skip(self, flags, params):
+        return flags & USER and not (params and params.get("user"))
+
+    def _done(self, cmd, r, flags, key):
+        # after the command's final result: store the answer, or raise on a failure
+        if not r.ok:
+            if flags & OPT:
+                return False
+            raise ModemError("%s failed: %s" % (cmd, r.error))
+        if key is not None:
+            setattr(self, key, self.answer(r))
+        return True
+
+    def answer(self, r):
+        # the first field of the command's first line (its prefix removed, quotes stripped)
+        if not r.lines:
+            return None
+        t = _text(r.lines[0])
+        p = t.find(":")
+        if p > 0 and (t[0] == "+" or t.startswith("Revision:")):
+            # "+QCCID: 8944..." / "+SQNCCID: "8944...","" / SIMCom's "Revision:1951B16SIM7080"
+            t = t[p + 1:]
+        f = _fields(t, False)  # identities keep their leading zeros: strings, never ints
+        return f[0] if f and f[0] else None
+
+    def run(self, script, **params):
+        # run a script on the synchronous AT driver; returns how many steps succeeded
+        at = self.at
+        ok = 0
+        for step in script:
+            cmd, resp, tmo, flags, key, urc = self._step(step, params)
+            if self._skip(flags, params):
+                continue
+            deadline = hal.ticks_add(hal.ticks_ms(), tmo)
+            while True:
+                r = at.cmd(cmd, resp=resp, timeout_ms=tmo)
+                if not self._busy(r, deadline):
+                    break
+                hal.sleep_ms(_BUSY_WAIT_MS)
+            if not self._done(cmd, r, flags, key):
+                continue
+            if urc is not None and not self._urc_in(r, urc) and \
+                    self.wait_event(None, tmo, urc) is None:
+                if flags & OPT:
+                    continue
+                raise ModemError("%s: no %s within %d ms" % (cmd, _text(urc), tmo))
+            ok += 1
+        return ok
+
+    async def arun(self, script, **params):
+        # run() for the asyncio AT driver (AsyncAT)
+        at = self.at
+        ok = 0
+        for step in script:
+            cmd, resp, tmo, flags, key, urc = self._step(step, params)
+            if self._skip(flags, params):
+                continue
+            deadline = hal.ticks_add(hal.ticks_ms(), tmo)
+            while True:
+                r = await at.cmd(cmd, resp=resp, timeout_ms=tmo)
+                if not self._busy(r, deadline):
+                    break
+                await hal.asleep_ms(_BUSY_WAIT_MS)
+            if not self._done(cmd, r, flags, key):
+                continue
+            if urc is not None and not self._urc_in(r, urc) and \
+                    await self.await_event(None, tmo, urc) is None:
+                if flags & OPT:
+                    continue
+                raise ModemError("%s: no %s within %d ms" % (cmd, _text(urc), tmo))
+            ok += 1
+        return ok
+
+    def _busy(self, r, deadline):
+        # a "try again" error (SIM still starting) while the step's time lasts
+        return not r.ok and r.error in self.BUSY and hal.ticks_diff(deadline, hal.ticks_ms()) > 0
+
+    def _urc_in(self, r, urc):
+        # the awaited line came before OK (as part of the answer)
+        for ln in r.lines:
+            if ln.startswith(urc):
+                return True
+        return False
+
+    # ---- identity and init ----
+    def init(self, **params):
+        # the dialect's init script: echo off, error codes, registration URCs, identity reads
+        self.run(self.INIT, **params)
+        return self.identity()
+
+    def identity(self):
+        return {"model": self.NAME, "cgmm": self.cgmm, "imei": self.imei, "imsi": self.imsi,
+                "iccid": self.iccid, "firmware": self.firmware}
+
+    # ---- power ----
+    def power_config(self):
+        # (pin, active level, on pulse ms, off pulse ms, boot ms); pin None when the board has no
+        # PWRKEY or RESET line (then only the AT power-down command and waiting are possible)
+        b = self.board
+        on, off, boot = self.PWRKEY_MS
+        pk = b.get("pwrkey")
+        if pk:
+            return (pk["pin"], pk.get("active", 0), pk.get("on_pulse_ms", on),
+                    pk.get("off_pulse_ms", off), pk.get("boot_ms", boot))
+        rs = b.get("reset")
+        if rs:
+            # a RESET line (Walter): the same pulse restarts the modem; it cannot switch it off
+            p = rs.get("pulse_ms", 100)
+            return (rs["pin"], rs.get("active", 0), p, p, rs.get("boot_ms", boot))
+        return (None, 0, on, off, boot)
+
+    def _pulse(self, ms):
+        pin, active, _, _, _ = self.power_config()
+        if pin is None:
+            return False
+        if self._pin is None:
+            self._pin = hal.Pin(pin, hal.Pin.OUT, value=1 - active)
+        self._pin.value(active)
+        hal.sleep_ms(ms)
+        self._pin.value(1 - active)
+        return True
+
+    def _unresponsive(self, driver):
+        # the AT driver's callback after consecutive timeouts: post the recovery, do nothing here
+        if not self._powering:
+            self.recovery_needed = True
+
+    def ping(self, timeout_ms=_PROBE_MS, retries=0):
+        # True when the modem answers AT
+        try:
+            return self.at.cmd("AT", timeout_ms=timeout_ms, retries=retries).ok
+        except OSError:
+            return False
+
+    def wait_ready(self, boot_ms):
+        # after a power-on pulse: the ready banner, or an answer to AT, within boot_ms
+        self._powering = True
+        try:
+            deadline = hal.ticks_add(hal.ticks_ms(), boot_ms)
+            ready = self.BANNERS[-1]
+            while hal.ticks_diff(deadline, hal.ticks_ms()) > 0:
+                if self.wait_event(("boot",), _PROBE_EVERY_MS, ready) is not None:
+                    # banner seen; the first AT after it may still be early on some modems
+                    if self.ping(1000, 2):
+                        return True
+                elif self.ping():
+                    return True
+            return self.ping(1000)
+        finally:
+            self._settled()
+
+    def _settled(self):
+        self._powering = False
+        self.at.reset()  # drop the timeout streak and half-read lines from the boot
+        self.recovery_needed = False
+
+    def power_on(self):
+        # switch the modem on (no pulse when it already answers); True when it answers AT
+        if self.ping(_PROBE_MS, 1):
+            return True
+        _, _, on_ms, _, boot = self.power_config()
+        self.events = []
+        # without a key or reset line (a modem on a plain supply) there is nothing to pulse: wait
+        self._pulse(on_ms)
+        return self.wait_ready(boot)
+
+    def power_off(self):
+        # the power-down command, then the key; True when the modem confirmed or was pulsed off
+        po = self.POWER_OFF
+        if po is not None:
+            self.events = []
+            try:
+                # some modems answer with the goodbye line instead of OK (SIM7080: AT+CPOWD=1)
+                r = self.at.cmd(po[0], timeout_ms=po[2], finals=(po[1],))
+                if r.ok and (r.final == po[1] or self._urc_in(r, po[1]) or
+                             self.wait_event(("power_down",), po[2]) is not None):
+                    self._settled()
+                    return True
+            except OSError:
+                pass
+        pin, _, _, off_ms, _ = self.power_config()
+        if self.board.get("pwrkey") and self._pulse(off_ms):
+            self.wait_event(("power_down",), self.OFF_MS)
+            self._settled()
+            return True
+        return False
+
+    def power_cycle(self):
+        # a hung modem: hard off with the key (or a reset pulse), then on; True when it answers
+        self._powering = True
+        try:
+            pin, _, on_ms, off_ms, boot = self.power_config()
+            if pin is None:
+                return False
+            self.events = []
+            if self.board.get("pwrkey"):
+                self._pulse(off_ms)
+                # the power-down line, if the hung firmware still prints it, ends the wait early
+                self.wait_event(("power_down",), self.OFF_MS)
+                hal.sleep_ms(500)
+                self.at.reset()
+            self._pulse(on_ms)
+            return self.wait_ready(boot)
+        finally:
+            self._settled()
+
+    def ensure_responsive(self, retries=2):
+        # AT with short retries; a silent (or reported unresponsive) modem is power-cycled
+        if not self.recovery_needed and self.ping(_PROBE_MS * 2, retries):
+            return True
+        return self.power_cycle()
+
+    # ---- network settings (templates in each dialect) ----
+    def set_rat(self, rat):
+        # rat: "lte-m", "nb-iot" or "auto"
+        try:
+            script = self.RAT[rat]
+        except KeyError:
+            raise ModemError("unknown RAT %r: use one of %s" % (rat, ", ".join(sorted(self.RAT))))
+        return self.run(script)
+
+    def set_bands(self, bands):
+        # bands: LTE band numbers, applied to LTE-M and NB-IoT alike
+        return self.run(self.BANDS, **self.band_args(bands))
+
+    def band_args(self, bands):
+        return {"bands": ",".join(str(b) for b in bands)}
+
+    def set_apn(self, apn, user="", password="", auth=None):
+        # auth: 0 none, 1 PAP, 2 CHAP, 3 PAP or CHAP (3GPP numbering); default PAP/CHAP with a user
+        if auth is None:
+            auth = 3 if user else 0
+        return self.run(self.APN, apn=apn, user=user, password=password, auth=auth)
+
+    def pdp_up(self, **params):
+        return self.run(self.PDP_UP, **params)
+
+    def pdp_down(self):
+        return self.run(self.PDP_DOWN)
+
+    # ---- socket commands: format and parse (the transport layer drives them) ----
+    def _tpl(self, table, kind):
+        t = table.get(kind) if isinstance(table, dict) else table
+        if t is None:
+            raise ModemError("%s sockets are not supported by %s" % (kind, self.NAME))
+        return t
+
+    def _sock(self, sid, kind, **kw):
+        kw["sid"] = sid
+        kw["proto"] = self.PROTO[kind]
+        return kw
+
+    def open_cmd(self, sid, kind, host, port):
+        return self._tpl(self.OPEN, kind).format(**self._sock(sid, kind, host=host, port=port))
+
+    def open_error(self, line):
+        # the error code of an open report "+XOPEN: <id>,<err>" (0: connected)
+        f = _fields(line[line.find(b":") + 1:])
+        return f[1] if len(f) > 1 else f[0]
+
+    def send_cmd(self, sid, kind, n):
+        return self._tpl(self.SEND, kind).format(**self._sock(sid, kind, n=n))
+
+    def recv_cmd(self, sid, kind, n):
+        # (command, payload-length rule)
+        return (self._tpl(self.RECV, kind).format(**self._sock(sid, kind, n=n)),
+                self._tpl(self.RECV_DATA, kind))
+
+    def close_cmd(self, sid, kind):
+        return self._tpl(self.CLOSE, kind).format(**self._sock(sid, kind))
+
+    # ---- socket operations on the synchronous driver (a minimal engine; the transport layer
+    # shaped like MicroPython sockets comes later) ----
+    def sock_open(self, sid, kind, host, port, timeout_ms=None):
+        tmo = timeout_ms or self.OPEN_TIMEOUT
+        setup = self.SOCKET_SETUP and self.SOCKET_SETUP.get(kind)
+        if setup:
+            self.run(setup, sid=sid)
+        cmd = self.open_cmd(sid, kind, host, port)
+        r = self.at.cmd(cmd, timeout_ms=tmo)
+        if not r.ok:
+            raise ModemError("%s failed: %s" % (cmd, r.error))
+        res = self.OPEN_RESULT
+        if isinstance(res, dict):
+            res = res.get(kind)
+        if res is not None:
+            line = None
+            for ln in r.lines:
+                if ln.startswith(res):
+                    line = ln
+            if line is None:
+                e = self.wait_event(None, tmo, res)
+                if e is None:
+                    raise ModemError("%s: no %s within %d ms" % (cmd, _text(res), tmo))
+                line = e[1]
+            err = self.open_error(line)
+            if err != 0:
+                raise ModemError("%s: error %s" % (cmd, err))
+        self.socket_kinds[sid] = kind
+        return sid
+
+    def sock_send(self, sid, data, timeout_ms=10000):
+        kind = self.socket_kinds[sid]
+        r = self.at.cmd(self.send_cmd(sid, kind, len(data)), timeout_ms=timeout_ms, payload=data,
+                        finals=self.SEND_FINALS, fails=self.SEND_FAILS)
+        if not r.ok:
+            raise ModemError("send on socket %d failed: %s" % (sid, r.error))
+        return len(data)
+
+    def sock_recv(self, sid, n, timeout_ms=5000):
+        # bytes waiting in the modem (b"" when none)
+        kind = self.socket_kinds[sid]
+        cmd, rule = self.recv_cmd(sid, kind, n)
+        r = self.at.cmd(cmd, timeout_ms=timeout_ms, data=rule)
+        if not r.ok:
+            raise ModemError("%s failed: %s" % (cmd, r.error))
+        return r.data or b""
+
+    def sock_close(self, sid, timeout_ms=10000):
+        kind = self.socket_kinds.pop(sid, "tcp")
+        r = self.at.cmd(self.close_cmd(sid, kind), timeout_ms=timeout_ms)
+        return r.ok

@@ -1,0 +1,129 @@
+# Quectel dialects: BG95 (BG95&BG77&BG600L series AT manual, TCP/IP and SSL application notes) and
+# BG96, which differs in identity, boot banner and DTLS.
+#
+# Sources (facts, not text): the Quectel manuals as quoted in public drivers and issue threads,
+# the bg77 / bg96 transcripts in shared/at-transcripts (RDY then APP RDY; "+QIOPEN: 0,0" after OK;
+# "> " prompt, "SEND OK"; '+QIURC: "recv",0'; "+QIRD: <len>" CR LF <bytes>; '+QIURC: "pdpdeact",1';
+# ATI "Quectel / BG96 / Revision: ..."), and the esp32-devkitc-bg95 board notes (PWRKEY windows).
+# "ASSUMED" marks behaviour not taken from a manual.
+
+from m2m.modem import Modem, OPT
+
+_T = 1000
+_CFG = 5000  # AT+QCFG writes NV: allow a little longer
+
+
+class BG95(Modem):
+    NAME = "bg95"
+    # AT+CGMM answers "BG95-M3" (or -M1/-M2/-M4/-M5/-M6); the BG77 shares this AT manual
+    # (bg77 transcript: "BG77")
+    CGMM = ("BG95", "BG77")
+    # PWRKEY: >= 500 ms on (500-1000 ms window on some revisions), 650-1500 ms off; boot ASSUMED
+    PWRKEY_MS = (750, 1000, 5000)
+    OFF_MS = 3000
+    BANNERS = (b"RDY", b"APP RDY")  # "APP RDY": the application core takes AT commands
+    POWER_OFF = ("AT+QPOWD=1", b"POWERED DOWN", 5000)  # OK, then POWERED DOWN
+    POWER_DOWN_URC = b"POWERED DOWN"
+
+    INIT = (
+        ("ATE0", (), _T),
+        ("AT+CMEE=1", (), _T),
+        ("AT+CEREG=2", (), _T),
+        # ASSUMED: URCs go to the main UART only when told so (the factory default may be the USB
+        # AT port); harmless where the setting does not exist
+        ('AT+QURCCFG="urcport","uart1"', (), _T, OPT),
+        ("AT+CTZR=1", (), _T, OPT),  # time-zone URCs (+CTZV)
+        ("AT+CGMM", (), _T, 0, "cgmm"),
+        ("AT+CGMR", (), _T, 0, "firmware"),  # "BG95M3LAR02A03"
+        ("AT+CGSN", (), _T, 0, "imei"),
+        ("AT+QCCID", (), 2000, OPT, "iccid"),  # "+QCCID: 8944..."
+        ("AT+CIMI", (), 2000, OPT, "imsi"),
+    )
+
+    URCS = (
+        (b"+CEREG:", "reg"),
+        (b"+CGREG:", "reg"),
+        (b"+CPIN:", "sim"),
+        (b'+QIURC: "recv"', "sock_data"),  # +QIURC: "recv",<connectID> (buffer access mode)
+        (b'+QIURC: "closed"', "sock_closed"),
+        (b'+QIURC: "pdpdeact"', "pdp_down"),  # +QIURC: "pdpdeact",<contextID>
+        (b'+QSSLURC: "recv"', "sock_data"),
+        (b'+QSSLURC: "closed"', "sock_closed"),
+        (b"+QIOPEN:", "sock_open"),  # +QIOPEN: <connectID>,<err> after OK
+        (b"+QSSLOPEN:", "sock_open"),
+        (b"+QIND:", "ind"),  # +QIND: SMS DONE, "csq", ...
+        (b"+QUSIM:", "sim"),
+        (b"+CTZV:", "time"),
+        (b"+CTZE:", "time"),
+    )
+
+    # "nwscanmode",3: LTE only. "iotopmode": 0 eMTC, 1 NB-IoT, 2 both. "nwscanseq": 02 eMTC,
+    # 03 NB-IoT, 01 GSM, in search order. The trailing 1 applies the setting at once.
+    RAT = {
+        "lte-m": (('AT+QCFG="nwscanmode",3,1', (), _CFG), ('AT+QCFG="iotopmode",0,1', (), _CFG),
+                  ('AT+QCFG="nwscanseq",02,1', (), _CFG)),
+        "nb-iot": (('AT+QCFG="nwscanmode",3,1', (), _CFG), ('AT+QCFG="iotopmode",1,1', (), _CFG),
+                   ('AT+QCFG="nwscanseq",03,1', (), _CFG)),
+        "auto": (('AT+QCFG="nwscanmode",3,1', (), _CFG), ('AT+QCFG="iotopmode",2,1', (), _CFG),
+                 ('AT+QCFG="nwscanseq",0203,1', (), _CFG)),
+    }
+    # AT+QCFG="band",<gsm mask>,<eMTC mask>,<NB-IoT mask>[,<effect>]: hex masks, band n = bit n-1
+    BANDS = (('AT+QCFG="band",0,{mask},{mask},1', (), _CFG),)
+    # AT+QICSGP=<contextID>,<type 1 IPv4>,<APN>,<user>,<password>,<auth>
+    APN = (('AT+QICSGP=1,1,"{apn}","{user}","{password}",{auth}', (), 5000),)
+    PDP_UP = (("AT+QIACT=1", (), 150000),)  # up to 150 s (TCP/IP AN maximum response time)
+    PDP_DOWN = (("AT+QIDEACT=1", (), 40000),)
+
+    def band_args(self, bands):
+        m = 0
+        for b in bands:
+            m |= 1 << (b - 1)
+        return {"mask": "%x" % m}
+
+    # ---- sockets: QI* for TCP/UDP, QSSL* for TLS (SSL context = connectID) ----
+    SOCKET_IDS = (0, 12)  # connectID 0..11; SSL clientID 0..11, SSL context 0..5
+    # sslversion 3 = TLS 1.2, seclevel 0 = no server check (ASSUMED here: the credentials issue
+    # sets cacert / seclevel 1); ciphersuite 0xFFFF = all
+    SOCKET_SETUP = {
+        "tls": (('AT+QSSLCFG="sslversion",{sid},3', (), _T),
+                ('AT+QSSLCFG="ciphersuite",{sid},0xFFFF', (), _T),
+                ('AT+QSSLCFG="seclevel",{sid},0', (), _T)),
+        # ASSUMED: BG95 firmware with DTLS takes it per SSL context ("dtls" / "dtlsversion")
+        "dtls": (('AT+QSSLCFG="dtls",{sid},1', (), _T),
+                 ('AT+QSSLCFG="dtlsversion",{sid},2', (), _T),
+                 ('AT+QSSLCFG="seclevel",{sid},0', (), _T)),
+    }
+    # AT+QIOPEN=<contextID>,<connectID>,"TCP"|"UDP",<host>,<port>,<local port 0>,<access mode 0
+    # = buffer>: OK, then +QIOPEN: <connectID>,<err> (0 = connected)
+    OPEN = {
+        "tcp": 'AT+QIOPEN=1,{sid},"{proto}","{host}",{port},0,0',
+        "udp": 'AT+QIOPEN=1,{sid},"{proto}","{host}",{port},0,0',
+        "tls": 'AT+QSSLOPEN=1,{sid},{sid},"{host}",{port},0',
+        "dtls": 'AT+QSSLOPEN=1,{sid},{sid},"{host}",{port},0',
+    }
+    OPEN_TIMEOUT = 150000
+    OPEN_RESULT = {"tcp": b"+QIOPEN:", "udp": b"+QIOPEN:", "tls": b"+QSSLOPEN:", "dtls": b"+QSSLOPEN:"}
+    # "> " prompt, payload, then SEND OK / SEND FAIL
+    SEND = {"tcp": "AT+QISEND={sid},{n}", "udp": "AT+QISEND={sid},{n}",
+            "tls": "AT+QSSLSEND={sid},{n}", "dtls": "AT+QSSLSEND={sid},{n}"}
+    SEND_FINALS = (b"SEND OK",)
+    SEND_FAILS = (b"SEND FAIL",)
+    # +QIRD: <len>[,<remote ip>,<port>] CR LF <bytes> CR LF OK ("+QIRD: 0" when empty)
+    RECV = {"tcp": "AT+QIRD={sid},{n}", "udp": "AT+QIRD={sid},{n}",
+            "tls": "AT+QSSLRECV={sid},{n}", "dtls": "AT+QSSLRECV={sid},{n}"}
+    RECV_DATA = {"tcp": (b"+QIRD:", 0, False), "udp": (b"+QIRD:", 0, False),
+                 "tls": (b"+QSSLRECV:", 0, False), "dtls": (b"+QSSLRECV:", 0, False)}
+    CLOSE = {"tcp": "AT+QICLOSE={sid}", "udp": "AT+QICLOSE={sid}",
+             "tls": "AT+QSSLCLOSE={sid}", "dtls": "AT+QSSLCLOSE={sid}"}
+
+
+class BG96(BG95):
+    NAME = "bg96"
+    CGMM = ("BG96",)
+    # bg96 transcript: only "RDY" before the first answer to AT (no APP RDY)
+    BANNERS = (b"RDY",)
+    # PWRKEY: the BG96 turns on with a shorter pulse (>= 100 ms, ASSUMED from the simulator's
+    # reading of the hardware design); the BG95 defaults satisfy both
+    # ASSUMED: no DTLS in the BG96 SSL command set
+    SOCKET_SETUP = {"tls": BG95.SOCKET_SETUP["tls"]}
+    OPEN = {"tcp": BG95.OPEN["tcp"], "udp": BG95.OPEN["udp"], "tls": BG95.OPEN["tls"]}

@@ -1,0 +1,100 @@
+# Sequans dialect: Monarch 2 GM02S / GM02SP (the DPTechnics Walter board).
+#
+# Sources (facts, not text): the Sequans GM02S / Monarch AT command references as used by the Walter
+# MicroPython and Arduino libraries (AT+SQNSD / SQNSSENDEXT / SQNSRECV / SQNSH, SQNSCFG / SQNSCFGEXT,
+# SQNSSCFG / SQNSPCFG security profiles, +SQNSRING / +SQNSH URCs, +SQNCCID, +SYSSTART, CEREG n=5),
+# TinyGSM's Sequans Monarch client (AT+SQNCCID), the gm02s and monarch transcripts in
+# shared/at-transcripts and the dptechnics-walter board file. "ASSUMED" marks the rest.
+
+from m2m.modem import Modem, OPT, USER
+
+_T = 1000
+
+
+class GM02S(Modem):
+    NAME = "gm02s"
+    # ASSUMED: AT+CGMM answers the module name, "GM02SP" on Walter (GM02S without GNSS); the
+    # prefix matches both. Not confirmed from a wire log.
+    CGMM = ("GM02S",)
+    # Walter has no PWRKEY: board data gives the active-low RESET line (100 ms pulse, vendor
+    # library). These defaults only apply to a board that names neither.
+    PWRKEY_MS = (100, 100, 5000)
+    BANNERS = (b"+SYSSTART",)  # gm02s transcript; CR and LF may arrive in separate chunks
+    # AT+SQNSSHDN: OK, then "+SQNSSHDN" when the modem may lose power
+    POWER_OFF = ("AT+SQNSSHDN", b"+SQNSSHDN", 10000)
+    POWER_DOWN_URC = b"+SQNSSHDN"
+
+    INIT = (
+        ("ATE0", (), _T),  # echo is already off on Walter; harmless
+        ("AT+CMEE=1", (), _T),
+        # n=5: stat, tac, ci, AcT, cause and the PSM timers (the Walter library's default)
+        ("AT+CEREG=5", (), _T),
+        ("AT+CTZR=1", (), _T, OPT),
+        ("AT+CGMM", (), _T, 0, "cgmm"),
+        ("AT+CGMR", (), _T, 0, "firmware"),
+        ("AT+CGSN", (), _T, 0, "imei"),
+        ("AT+SQNCCID", (), 2000, OPT, "iccid"),  # +SQNCCID: "<iccid>","<operator>"
+        ("AT+CIMI", (), 2000, OPT, "imsi"),
+    )
+
+    URCS = (
+        (b"+CEREG:", "reg"),
+        (b"+CPIN:", "sim"),
+        (b"+SQNSRING:", "sock_data"),  # +SQNSRING: <connId>[,<recData>] (SQNSCFGEXT srMode 1)
+        (b"+SQNSH:", "sock_closed"),  # +SQNSH: <connId>: closed by the peer or the network
+        (b"+CGEV: NW PDN DEACT", "pdp_down"),  # 3GPP 27.007 +CGEV packet-domain events
+        (b"+CGEV: ME PDN DEACT", "pdp_down"),
+        (b"+CGEV:", "pdp"),
+        (b"+CTZE:", "time"),
+        (b"+CTZV:", "time"),
+    )
+
+    # AT+SQNMODEACTIVE=1 LTE-M, 2 NB-IoT (Walter library). ASSUMED: "auto" is not offered, so it
+    # means LTE-M; the new RAT is used after the next reset (Walter docs: switching RAT needs one)
+    RAT = {
+        "lte-m": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=1", (), 5000)),
+        "nb-iot": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=2", (), 5000)),
+        "auto": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=1", (), 5000)),
+    }
+    # AT+SQNBANDSEL=<mode 0 LTE-M | 1 NB-IoT>,<operator profile>,"<bands>" (read form in the gm02s
+    # transcript: +SQNBANDSEL: 0,standard,"1,2,3,..."). ASSUMED: written with the radio off (CFUN=0)
+    BANDS = (
+        ('AT+SQNBANDSEL=0,"standard","{bands}"', (), 5000),
+        ('AT+SQNBANDSEL=1,"standard","{bands}"', (), 5000, OPT),
+    )
+    # the GM02S attaches with context 1 as defined: the APN must be set before AT+CFUN=1
+    APN = (
+        ('AT+CGDCONT=1,"IP","{apn}"', (), 5000),
+        ('AT+CGAUTH=1,{auth},"{user}","{password}"', (), 5000, USER),
+    )
+    # the default bearer comes up with the attach; AT+CFUN=1 starts it, AT+CGACT makes sure
+    PDP_UP = (("AT+CFUN=1", (), 15000), ("AT+CGACT=1,1", (), 150000, OPT))
+    PDP_DOWN = (("AT+CGACT=0,1", (), 40000),)
+
+    # ---- sockets: connId 1..6, command mode, raw bytes ----
+    SOCKET_IDS = (1, 6)
+    PROTO = {"tcp": "0", "udp": "1", "tls": "0", "dtls": "1"}
+    # AT+SQNSCFG=<connId>,<cid>,<pktSz>,<maxTo s>,<connTo 100 ms>,<txTo 100 ms>;
+    # AT+SQNSCFGEXT=<connId>,<srMode 1: +SQNSRING with the byte count>,<recvDataMode 0: raw>,
+    # <keepalive>; AT+SQNSSCFG=<connId>,<enable>,<spId>; security profile spId = connId with
+    # AT+SQNSPCFG=<spId>,<version 2: TLS 1.2>,<ciphers "">,<certValidLevel 0: none> (ASSUMED
+    # here: the credentials issue sets level and CA)
+    _CFG = (("AT+SQNSCFG={sid},1,300,90,600,50", (), _T),
+            ("AT+SQNSCFGEXT={sid},1,0,0", (), _T))
+    SOCKET_SETUP = {
+        "tcp": _CFG + (("AT+SQNSSCFG={sid},0", (), _T, OPT),),
+        "udp": _CFG + (("AT+SQNSSCFG={sid},0", (), _T, OPT),),
+        "tls": _CFG + (('AT+SQNSPCFG={sid},2,"",0', (), _T), ("AT+SQNSSCFG={sid},1,{sid}", (), _T)),
+        # ASSUMED: a security profile on a UDP socket is DTLS
+        "dtls": _CFG + (('AT+SQNSPCFG={sid},2,"",0', (), _T), ("AT+SQNSSCFG={sid},1,{sid}", (), _T)),
+    }
+    # AT+SQNSD=<connId>,<txProt 0 TCP | 1 UDP>,<rPort>,<IPaddr>,<closureType 0>,<lPort 0>,
+    # <connMode 1: command mode>: OK once connected, +CME ERROR otherwise (no open URC)
+    OPEN = 'AT+SQNSD={sid},{proto},{port},"{host}",0,0,1'
+    OPEN_TIMEOUT = 65000  # connTo 600 x 100 ms, plus margin
+    # AT+SQNSSENDEXT=<connId>,<len>: "> " prompt, payload, OK
+    SEND = "AT+SQNSSENDEXT={sid},{n}"
+    # AT+SQNSRECV=<connId>,<maxBytes> -> +SQNSRECV: <connId>,<len> CR LF <bytes> CR LF OK
+    RECV = "AT+SQNSRECV={sid},{n}"
+    RECV_DATA = (b"+SQNSRECV:", 1, False)
+    CLOSE = "AT+SQNSH={sid}"

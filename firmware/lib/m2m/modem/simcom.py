@@ -1,0 +1,142 @@
+# SIMCom dialects: SIM7080G (SIM7070/SIM7080/SIM7090 series AT manual) and SIM7000G, which differs
+# only where its own manual does (identity, PDP activation, the CAOPEN form, no DTLS).
+#
+# Sources (facts, not text): SIM7070_SIM7080_SIM7090 Series AT Command Manual and TCP/UDP application
+# note as quoted in public code and issue threads (TinyGSM's SIM7080 / SIM7000SSL clients, SIMCom's
+# TCP/UDP example "AT+CAOPEN=0,0,"TCP",...  +CAOPEN: 0,0  OK"), LilyGO T-SIM7080G / T-SIM7000G boards
+# and the transcripts in shared/at-transcripts. "ASSUMED" marks behaviour not taken from a manual.
+
+from m2m.modem import Modem, OPT, URC, USER
+
+_T = 1000  # plain settings answer at once
+
+# unsolicited lines both models send (prefix -> event name)
+_URCS = (
+    (b"+CEREG:", "reg"),
+    (b"+CGREG:", "reg"),
+    (b"+CPIN:", "sim"),  # +CPIN: READY / NOT READY / NOT INSERTED
+    (b"+CADATAIND:", "sock_data"),  # +CADATAIND: <cid>
+    (b"+CASTATE:", "sock_closed"),  # +CASTATE: <cid>,0 when the peer or the network closed it
+    (b"+CAOPEN:", "sock_open"),  # +CAOPEN: <cid>,<result> (normally before OK)
+    (b"*PSUTTZ:", "time"),  # with AT+CLTS=1
+    (b"DST:", "time"),
+    (b"+CTZV:", "time"),
+    (b"*PSNWID:", "operator"),
+)
+
+
+class SIM7080G(Modem):
+    NAME = "sim7080g"
+    # AT+CGMM: "SIMCOM_SIM7080" seen on the wire (LilyGO T-SIM7080G issue #44); other logs print
+    # "SIMCOM_SIM7080G". Matched as a prefix, so both are this dialect. SIM7070/SIM7090 share the
+    # manual (ASSUMED to answer alike, not verified).
+    CGMM = ("SIMCOM_SIM7080", "SIMCOM_SIM7070", "SIMCOM_SIM7090")
+    # ATI answers "<model> R<revision>" (sim7000g transcript: "SIM7000G R1529"; ASSUMED alike here)
+    ATI = ("SIM7080", "SIM7070", "SIM7090")
+    # PWRKEY low >= 1.0 s on, >= 1.2 s off (hardware design 3.4); boot: ASSUMED 5 s, we poll AT anyway
+    PWRKEY_MS = (1000, 1300, 5000)
+    OFF_MS = 3000
+    # ASSUMED: like the SIM7000 the module prints RDY, +CFUN: 1, +CPIN: READY, SMS Ready at boot
+    # (depends on a fixed baud rate); the engine also probes AT, so a silent boot works too
+    BANNERS = (b"RDY", b"SMS Ready")
+    POWER_OFF = ("AT+CPOWD=1", b"NORMAL POWER DOWN", 5000)
+    POWER_DOWN_URC = b"NORMAL POWER DOWN"
+
+    INIT = (
+        ("ATE0", (), _T),
+        ("AT+CMEE=1", (), _T),  # numeric +CME ERROR codes
+        ("AT+CEREG=2", (), _T),  # registration URCs with tac / ci / AcT
+        ("AT+CLTS=1", (), _T, OPT),  # network time URCs (*PSUTTZ, DST, +CTZV)
+        ("AT+CGMM", (), _T, 0, "cgmm"),
+        ("AT+CGMR", (), _T, 0, "firmware"),  # "Revision:1951B16SIM7080"
+        ("AT+CGSN", (), _T, 0, "imei"),
+        ("AT+CCID", (), 2000, OPT, "iccid"),  # bare number, no "+CCID:" (TinyGSM note)
+        ("AT+CIMI", (), 2000, OPT, "imsi"),  # +CME ERROR without a SIM: identity stays None
+    )
+
+    URCS = _URCS + (
+        (b"+APP PDP: 0,ACTIVE", "pdp_up"),  # bearer 0 of AT+CNACT=<pdpidx>,<action>
+        (b"+APP PDP: 0,DEACTIVE", "pdp_down"),
+    )
+
+    # AT+CNMP: 38 = LTE only. AT+CMNB: 1 Cat-M, 2 NB-IoT, 3 both
+    RAT = {
+        "lte-m": (("AT+CNMP=38", (), 5000), ("AT+CMNB=1", (), 5000)),
+        "nb-iot": (("AT+CNMP=38", (), 5000), ("AT+CMNB=2", (), 5000)),
+        "auto": (("AT+CNMP=38", (), 5000), ("AT+CMNB=3", (), 5000)),
+    }
+    # AT+CBANDCFG="CAT-M"|"NB-IOT",<band>[,<band>...]
+    BANDS = (
+        ('AT+CBANDCFG="CAT-M",{bands}', (), 5000),
+        ('AT+CBANDCFG="NB-IOT",{bands}', (), 5000),
+    )
+    # PDP context 1 for the attach; AT+CNCFG gives application bearer 0 (ip_type 1 = IPv4) a user
+    # and password "if needed" (SIMCom TCP/UDP note), so it runs only when a user is given
+    APN = (
+        ('AT+CGDCONT=1,"IP","{apn}"', (), 5000),
+        ('AT+CNCFG=0,1,"{apn}","{user}","{password}",{auth}', (), 5000, USER),
+    )
+    # activation is confirmed by the URC "+APP PDP: 0,ACTIVE" (SIMCom TCP/UDP application note)
+    PDP_UP = (("AT+CNACT=0,1", b"+APP PDP: 0,ACTIVE", 150000, URC),)
+    PDP_DOWN = (("AT+CNACT=0,0", (), 40000),)
+
+    # ---- sockets: AT+CAOPEN / CASEND / CARECV / CACLOSE on application bearer 0 ----
+    SOCKET_IDS = (0, 13)  # <cid> 0..12
+    # SSL on or off per connection id; AT+CSSLCFG="sslversion",<ctx>,<v>: 3 TLS 1.2, 5 DTLS 1.2.
+    # ASSUMED: no certificate check here (the TLS credentials issue adds CA names via CASSLCFG)
+    SOCKET_SETUP = {
+        "tcp": (('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT),),
+        "udp": (('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT),),
+        "tls": (('AT+CSSLCFG="sslversion",0,3', (), _T),
+                ('AT+CASSLCFG={sid},"SSL",1', (), _T),
+                ('AT+CASSLCFG={sid},"CRINDEX",0', (), _T)),
+        # ASSUMED: DTLS is the SSL flag on a UDP connection with sslversion 5 (DTLS 1.2)
+        "dtls": (('AT+CSSLCFG="sslversion",0,5', (), _T),
+                 ('AT+CASSLCFG={sid},"SSL",1', (), _T),
+                 ('AT+CASSLCFG={sid},"CRINDEX",0', (), _T)),
+    }
+    # AT+CAOPEN=<cid>,<pdp_index>,<conn_type>,<server>,<port> -> +CAOPEN: <cid>,<result>, OK
+    OPEN = 'AT+CAOPEN={sid},0,"{proto}","{host}",{port}'
+    OPEN_RESULT = b"+CAOPEN:"
+    # AT+CASEND=<cid>,<len> -> ">" -> payload -> OK
+    SEND = "AT+CASEND={sid},{n}"
+    # AT+CARECV=<cid>,<len> -> +CARECV: <len>,<bytes> (inline; "+CARECV: 0" when empty)
+    RECV = "AT+CARECV={sid},{n}"
+    RECV_DATA = (b"+CARECV:", 0, True)
+    CLOSE = "AT+CACLOSE={sid}"
+
+
+class SIM7000G(SIM7080G):
+    NAME = "sim7000g"
+    # "SIMCOM_SIM7000G" (LilyGO T-SIM7000G; TinyGSM prints it with the underscore replaced); the
+    # prefix also takes SIM7000E / A / C / JC, which LilyGO says share the AT commands
+    CGMM = ("SIMCOM_SIM7000",)
+    ATI = ("SIM7000",)  # "SIM7000G R1529"
+    # board data (LilyGO: >= 1 s on; manual: Toff >= 1.2 s) is the same as the SIM7080's
+
+    URCS = _URCS + (
+        # a single application bearer: "+APP PDP: ACTIVE" without an index (TinyGSM SIM7000SSL)
+        (b"+APP PDP: ACTIVE", "pdp_up"),
+        (b"+APP PDP: DEACTIVE", "pdp_down"),
+    )
+
+    # the SIM7000 has no AT+CNCFG bearer profile here: AT+CNACT=1,"<apn>" carries the APN.
+    # ASSUMED: user / password are not supported on this path
+    APN = (('AT+CGDCONT=1,"IP","{apn}"', (), 5000),)
+    PDP_UP = (('AT+CNACT=1,"{apn}"', b"+APP PDP: ACTIVE", 150000, URC),)
+    PDP_DOWN = (("AT+CNACT=0", (), 40000),)
+
+    # AT+CASSLCFG=<cid>,"PROTOCOL",<0 TCP | 1 UDP> picks the transport (TinyGSM SIM7000SSL sets
+    # "protocol"; the simulator reads the SIM7000 manual the same way), then "SSL" on or off
+    SOCKET_SETUP = {
+        "tcp": (('AT+CASSLCFG={sid},"PROTOCOL",0', (), _T), ('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT)),
+        "udp": (('AT+CASSLCFG={sid},"PROTOCOL",1', (), _T), ('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT)),
+        "tls": (('AT+CASSLCFG={sid},"PROTOCOL",0', (), _T),
+                ('AT+CSSLCFG="sslversion",0,3', (), _T),
+                ('AT+CASSLCFG={sid},"SSL",1', (), _T)),
+        # ASSUMED: no DTLS in the SIM7000's CA* command set
+    }
+    # AT+CAOPEN=<cid>,<server>,<port> -> +CAOPEN: <cid>,<result>: no PDP index and no conn_type
+    # (TinyGSM: '"TCP" can't be included' on this firmware)
+    OPEN = {k: 'AT+CAOPEN={sid},"{host}",{port}' for k in ("tcp", "udp", "tls")}
+    # +CASEND: <cid>,<result>,<sendlen> may follow the OK of CASEND; success is the OK (ASSUMED)

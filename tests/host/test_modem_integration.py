@@ -1,0 +1,209 @@
+"""The modem layer in the real MicroPython against the modem simulator: detection by AT+CGMM, the
+init script and the identity it reads, power-on by PWRKEY, recovery of a hung modem, and socket
+commands bridged to a loopback echo server."""
+
+import json
+import socketserver
+import threading
+
+import pytest
+
+from m2mkit.sim.modem import ModemSim
+from m2mkit.testing import run_micropython
+
+SCALE = 20  # modem / device time runs 20x faster than real time
+
+MODELS = ("sim7080g", "sim7000g", "bg95", "bg96", "gm02s")
+
+# power lines as the boards/*.json files give them
+BOARDS = {
+    "sim7080g": {"model": "sim7080g", "reset": None,
+                 "pwrkey": {"pin": 41, "active": 1, "on_pulse_ms": 1000, "off_pulse_ms": 1300, "boot_ms": 5000}},
+    "bg95": {"model": "bg95", "reset": None,
+             "pwrkey": {"pin": 25, "active": 1, "on_pulse_ms": 750, "off_pulse_ms": 1000, "boot_ms": 5000}},
+    "gm02s": {"model": "gm02s", "pwrkey": None,
+              "reset": {"pin": 45, "active": 0, "pulse_ms": 100, "boot_ms": 5000}},
+}
+
+PRELUDE = """
+import json, os
+from m2m import hal
+from m2m.at import AT
+from m2m import modem
+uart = hal.UART(1, 115200)
+at = AT(uart, timeout_ms=2000)
+"""
+
+DETECT = PRELUDE + """
+modem.Modem(at).power_on()   # no board: nothing to pulse, wait until it answers AT
+m = modem.create(at)         # no model given: detected by AT+CGMM
+print(json.dumps(m.init()))
+"""
+
+
+def env_for(sim, **extra):
+    e = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address),
+         "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+         "M2M_CTRL": "%s:%d" % tuple(sim.control_address),
+         "M2M_TIME_SCALE": str(SCALE)}
+    e.update(extra)
+    return e
+
+
+def run(code, sim, **extra):
+    rc, out, err = run_micropython(code, env=env_for(sim, **extra), timeout=60)
+    assert rc == 0, out + err
+    return [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+
+
+def check_identity(ident, sim, model):
+    assert ident["model"] == model
+    assert ident["cgmm"] == sim.cls.CGMM
+    assert ident["imei"] == sim.imei
+    assert ident["iccid"] == sim.card.iccid
+    assert ident["imsi"] == sim.card.imsi
+    assert ident["firmware"] and ident["firmware"] in sim.cls.CGMR
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_detects_and_reads_identity(model):
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        (ident,) = run(DETECT, sim)
+        check_identity(ident, sim, model)
+        assert sim.status()["echo"] == 0 and sim.status()["cmee"] == 1
+
+
+@pytest.mark.parametrize("model", sorted(BOARDS))
+def test_power_key_starts_a_modem_that_is_off(model):
+    # GM02S (Walter): the board's RESET line instead of a PWRKEY
+    line = BOARDS[model]["pwrkey"] or BOARDS[model]["reset"]
+    with ModemSim(model=model, time_scale=SCALE, power_on=False, pwrkey_pin=line["pin"],
+                  pwrkey_active=line["active"]) as sim:
+        assert sim.status()["power"] == "off"
+        code = PRELUDE + """
+m = modem.create(at, json.loads(os.getenv("BOARD")))
+t = hal.ticks_ms()
+on = m.power_on()
+ms = hal.ticks_diff(hal.ticks_ms(), t)
+print(json.dumps({"on": on, "ms": ms, "again": m.power_on(), "ident": m.init()}))
+"""
+        (r,) = run(code, sim, BOARD=json.dumps(BOARDS[model]))
+        assert r["on"] and r["again"]
+        assert r["ms"] < 12000  # device ms: pulse + boot, well inside boot_ms plus the probes
+        check_identity(r["ident"], sim, model)
+        st = sim.status()
+        assert st["power"] == "on" and st["boots"] == 1  # the second power_on() did not pulse
+
+
+HANG = PRELUDE + """
+import socket
+def control(req):
+    host, _, port = os.getenv("M2M_CTRL").rpartition(":")
+    s = socket.socket()
+    s.connect(socket.getaddrinfo(host, int(port))[0][-1])
+    s.write(json.dumps(req) + "\\n")
+    reply = s.readline()
+    s.close()
+    return json.loads(reply)
+
+m = modem.create(at, json.loads(os.getenv("BOARD")))
+assert m.power_on()
+m.init()
+assert control({"op": "fault", "kind": "hang"})["ok"]
+timeouts = 0
+for i in range(4):
+    try:
+        at.cmd("AT+CSQ", timeout_ms=300)
+    except OSError:
+        timeouts += 1
+noticed = m.recovery_needed
+t = hal.ticks_ms()
+ok = m.ensure_responsive()
+ms = hal.ticks_diff(hal.ticks_ms(), t)
+print(json.dumps({"timeouts": timeouts, "noticed": noticed, "recovered": ok, "ms": ms,
+                  "after": m.recovery_needed, "ident": m.init()}))
+"""
+
+
+@pytest.mark.parametrize("model", ("sim7080g", "gm02s"))
+def test_hung_modem_is_noticed_and_power_cycled(model):
+    line = BOARDS[model]["pwrkey"] or BOARDS[model]["reset"]
+    with ModemSim(model=model, time_scale=SCALE, power_on=False, pwrkey_pin=line["pin"],
+                  pwrkey_active=line["active"]) as sim:
+        (r,) = run(HANG, sim, BOARD=json.dumps(BOARDS[model]))
+        assert r["timeouts"] == 4
+        assert r["noticed"]  # the AT driver's consecutive-timeout callback reached the modem
+        assert r["recovered"] and not r["after"]
+        check_identity(r["ident"], sim, model)
+        st = sim.status()
+        assert st["power"] == "on" and st["boots"] == 2
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            d = self.request.recv(4096)
+            if not d:
+                return
+            self.request.sendall(d)
+
+
+class _EchoUDP(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, s = self.request
+        s.sendto(data, self.client_address)
+
+
+@pytest.fixture(scope="module")
+def echo_port():
+    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    tcp.daemon_threads = True
+    port = tcp.server_address[1]
+    udp = socketserver.UDPServer(("127.0.0.1", port), _EchoUDP)
+    for s in (tcp, udp):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield port
+    for s in (tcp, udp):
+        s.shutdown()
+        s.server_close()
+
+
+SOCKETS = PRELUDE + """
+from m2m import creg
+m = modem.create(at, {"model": os.getenv("MODEL")})
+m.power_on()
+m.init()
+at.cmd("AT+CFUN=1", timeout_ms=20000)  # GM02S boots with the radio off
+for i in range(120):                   # the registration state machine is a later layer
+    r = at.cmd("AT+CEREG?")
+    g = creg.parse(r.lines[0], True) if r.lines else None
+    if g and g.registered:
+        break
+    hal.sleep_ms(500)
+m.set_apn("internet")
+m.pdp_up(apn="internet")
+port = int(os.getenv("ECHO_PORT"))
+msg = b"hello\\r\\nOK\\r\\n" + bytes(range(256))
+out = {}
+sid = m.SOCKET_IDS[0]
+for kind in ("tcp", "udp"):
+    m.sock_open(sid, kind, "127.0.0.1", port)
+    m.sock_send(sid, msg)
+    ev = m.wait_event(("sock_data",), 5000)
+    got = b""
+    for i in range(20):
+        got += m.sock_recv(sid, 1024)
+        if len(got) >= len(msg):
+            break
+        hal.sleep_ms(100)
+    out[kind] = {"event": ev[0] if ev else None, "echo": got == msg, "closed": m.sock_close(sid)}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_socket_commands_through_the_simulator(model, echo_port):
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        (r,) = run(SOCKETS, sim, MODEL=model, ECHO_PORT=str(echo_port))
+        for kind in ("tcp", "udp"):
+            assert r[kind] == {"event": "sock_data", "echo": True, "closed": True}, (kind, r)
