@@ -45,30 +45,24 @@ def _board_option(default="esp32-devkitc-bg95"):
                    "Without it a fresh image is built and thrown away at exit.")
 @click.option("--heap", default=None, help="MicroPython heap size (default: 256K, or 2M with PSRAM)")
 @click.option("--time-scale", default=1.0, show_default=True, type=float,
-              help="device seconds per real second (must match the modem simulator's)")
+              help="device seconds per real second (the built-in modem simulator runs at the same scale)")
 @click.option("--modem", "modem_addr", default=None, metavar="HOST:PORT",
-              help="UART of a modem simulator already running (m2mkit sim modem)")
+              help="UART of a modem simulator already running (m2mkit sim modem) instead of a built-in one")
 @click.option("--gpio", "gpio_addr", default=None, metavar="HOST:PORT",
-              help="where output pin changes go (the modem simulator's control port)")
+              help="with --modem: where output pin changes go (that simulator's control port)")
 @click.option("--bus", "bus_addr", default=None, metavar="HOST:PORT",
               help="simulated I2C / 1-Wire / ADC bus")
-@click.option("--no-modem", is_flag=True, help="do not start a modem simulator for the board's modem")
+@click.option("--no-modem", is_flag=True, help="no modem on the UART (a board with its modem unplugged)")
 def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem):
     """Start a virtual board on a pseudo-terminal. The first line printed is `port: /dev/pts/N`."""
+    from .vdev.bridge import install_sigterm_handler
     from .vdev.device import VirtualDevice
 
     env = {}
-    modem = None
-    b = boards.load(board)
     if modem_addr:
         env["M2M_MODEM"] = modem_addr
         if gpio_addr:
             env["M2M_GPIO"] = gpio_addr
-    elif not no_modem:
-        modem = _start_modem_for(b, time_scale)
-        if modem is not None:
-            env["M2M_MODEM"] = "%s:%d" % modem.uart_address
-            env["M2M_GPIO"] = "%s:%d" % modem.control_address
     if bus_addr:
         env["M2M_BUS"] = bus_addr
 
@@ -79,36 +73,20 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
             click.echo(f"{kind}: " + " ".join(f"{k}={v}" for k, v in kw.items()))
         sys.stdout.flush()
 
-    dev = VirtualDevice(board, flash=flash, heapsize=heap, time_scale=time_scale, env=env, on_event=event)
-    port = dev.start(background=False)
+    dev = VirtualDevice(board, flash=flash, heapsize=heap, time_scale=time_scale, env=env, on_event=event,
+                        modem=not (no_modem or modem_addr))
+    port = dev.start(power=False)
     click.echo(f"port: {port}")
-    click.echo(f"board: {b['name']} ({b['title']}), flash image {dev.flash} ({dev.blocks} blocks)")
-    if modem is not None:
-        click.echo(f"modem: {modem.model} simulator, uart {env['M2M_MODEM']}, control {env['M2M_GPIO']}")
+    click.echo(f"board: {dev.board['name']} ({dev.board['title']}), flash image {dev.flash} ({dev.blocks} blocks)")
+    if dev.modem is not None:
+        click.echo(f"modem: {dev.modem.model} simulator, uart {dev.env['M2M_MODEM']}, control {dev.env['M2M_GPIO']}")
     sys.stdout.flush()
-    from .vdev.bridge import install_sigterm_handler
-
     install_sigterm_handler(dev.bridge)
+    dev.power_on()
     try:
         dev.bridge.serve()
     finally:
         dev.stop()
-        if modem is not None:
-            modem.stop()
-
-
-def _start_modem_for(board, time_scale):
-    """The board's modem, simulated; None while this checkout has no simulator for it."""
-    try:
-        from .sim.modem import ModemSim
-    except ImportError:
-        return None
-    m = board["modem"]
-    pwrkey = m.get("pwrkey") or {}
-    sim = ModemSim(model=m["model"], time_scale=time_scale,
-                   power_on=not pwrkey, pwrkey_pin=pwrkey.get("pin"))
-    sim.start()
-    return sim
 
 
 try:

@@ -48,3 +48,24 @@ def main():
     print(banner())
     h = health()
     print("health:", " ".join("%s=%s" % (k, h[k]) for k in sorted(h)))
+
+
+def modem_check():
+    # Bring up the board's modem and say who it is: power it on (PWRKEY or RESET pulse when it does
+    # not answer), detect the dialect by its AT+CGMM answer, run the dialect's init script. Returns
+    # the Modem; raises ModemError with what to check when it stays silent or is unknown.
+    from m2m import modem
+    from m2m.at import AT
+
+    m = (board.load() or {}).get("modem") or {}
+    u = m.get("uart") or {}
+    at = AT(hal.UART(u.get("id", 1), u.get("baud", 115200), tx=u.get("tx"), rx=u.get("rx")))
+    if not modem.Modem(at, m).power_on():
+        raise modem.ModemError("the modem did not answer AT after power-on: check its supply, "
+                               "the UART pins and baud in board.json, and the power key wiring")
+    dev = modem.detect(at)(at, m)
+    ident = dev.init()
+    print("modem:", " ".join("%s=%s" % (k, ident[k]) for k in sorted(ident)))
+    if m.get("model") and m["model"] != ident["model"]:
+        print("warning: board.json names a %s but the modem answers as a %s" % (m["model"], ident["model"]))
+    return dev

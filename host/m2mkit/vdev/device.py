@@ -18,12 +18,30 @@ def heap_for(board):
     return "2M" if board.get("psram") else "256K"
 
 
+def modem_for(board, time_scale=1.0):
+    """A started simulator of the board's modem, wired like the board: a modem with a PWRKEY starts
+    off (the firmware must pulse it on); one without (Walter: RESET only) is powered."""
+    from ..sim.modem import ModemSim
+
+    m = board["modem"]
+    pwrkey = m.get("pwrkey")
+    line = pwrkey or m.get("reset") or {}
+    sim = ModemSim(model=m["model"], time_scale=time_scale, power_on=not pwrkey,
+                   pwrkey_pin=line.get("pin"), pwrkey_active=line.get("active"))
+    return sim.start()
+
+
 class VirtualDevice:
-    """`with VirtualDevice("esp32-devkitc-bg95") as dev: dev.port` — a board on a pseudo-terminal."""
+    """`with VirtualDevice("esp32-devkitc-bg95") as dev: dev.port` — a board on a pseudo-terminal.
+
+    modem=True also starts a simulator of the board's modem on the device's UART and power line
+    (`dev.modem`); env adds or overrides the hal's M2M_* variables."""
 
     def __init__(self, board="esp32-devkitc-bg95", flash=None, heapsize=None, time_scale=1.0,
-                 env=None, on_event=None):
+                 env=None, on_event=None, modem=False):
         self.board = boards.load(board)
+        self.modem = None
+        env = dict(env or {})
         self.blocks = boards.vfs_blocks(self.board)
         self._tmp = None
         if flash is None:
@@ -39,6 +57,11 @@ class VirtualDevice:
         self.boots = []
         self._cond = threading.Condition()
         self._user_event = on_event
+        if modem:
+            self.modem = modem_for(self.board, time_scale)
+            env.setdefault("M2M_MODEM", "%s:%d" % tuple(self.modem.uart_address))
+            env.setdefault("M2M_GPIO", "%s:%d" % tuple(self.modem.control_address))
+        self.env = env
         self.bridge = Bridge(
             micropython(), self.flash, self.blocks, self.state_dir, env=env,
             heapsize=heapsize or heap_for(self.board), time_scale=time_scale, on_event=self._event,
@@ -77,6 +100,8 @@ class VirtualDevice:
         if self._thread:
             self._thread.join(5)
         self.bridge.close()
+        if self.modem is not None:
+            self.modem.stop()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
