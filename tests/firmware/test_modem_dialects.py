@@ -212,7 +212,7 @@ def test_siblings_override_only_what_differs():
     # SIM7000G vs SIM7080G and BG96 vs BG95: everything else is inherited, not copied
     allowed = {
         SIM7000G: {"NAME", "CGMM", "ATI", "URCS", "APN", "PDP_UP", "PDP_DOWN", "SOCKET_SETUP", "OPEN"},
-        BG96: {"NAME", "CGMM", "BANNERS", "SOCKET_SETUP", "OPEN"},
+        BG96: {"NAME", "CGMM", "ATI", "BANNERS", "SOCKET_SETUP", "OPEN"},  # CGMM, ATI: its registry entry
     }
     for cls, names in allowed.items():
         own = set(k for k in cls.__dict__ if not k.startswith("__"))
@@ -476,3 +476,16 @@ def test_unresponsive_driver_posts_recovery():
     assert not m.ping(50) and m.recovery_needed
     # no PWRKEY on this (board-less) modem: nothing to pulse, so recovery cannot succeed
     assert m.ensure_responsive() is False
+
+
+def test_detection_imports_only_the_matching_dialect():
+    # a device must not pay the heap of every dialect to find out which one it has
+    import sys
+    from m2m import modem
+
+    for mod in ("m2m.modem.simcom", "m2m.modem.quectel", "m2m.modem.sequans"):
+        sys.modules.pop(mod, None)
+    assert modem._match("BG95-M3") == "bg95"
+    assert modem.model_class(modem._match("BG95-M3")).NAME == "bg95"
+    assert "m2m.modem.quectel" in sys.modules
+    assert "m2m.modem.simcom" not in sys.modules and "m2m.modem.sequans" not in sys.modules

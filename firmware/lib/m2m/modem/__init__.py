@@ -47,13 +47,25 @@ _PROBE_MS = const(300)
 _PROBE_EVERY_MS = const(500)
 _BUSY_WAIT_MS = const(200)
 
-# model name -> (module in m2m.modem, class name)
+# model name -> (module in m2m.modem, class name, AT+CGMM answers, further ATI answers).
+# Detection reads the identity strings here, so it imports only the dialect that matches; each
+# dialect class takes its CGMM / ATI from this table. An answer matches a string it equals or
+# starts with; the longest match wins.
 MODELS = {
-    "sim7080g": ("simcom", "SIM7080G"),
-    "sim7000g": ("simcom", "SIM7000G"),
-    "bg95": ("quectel", "BG95"),
-    "bg96": ("quectel", "BG96"),
-    "gm02s": ("sequans", "GM02S"),
+    # "SIMCOM_SIM7080" seen on the wire (LilyGO T-SIM7080G issue #44); other logs print
+    # "SIMCOM_SIM7080G". SIM7070/SIM7090 share the manual (ASSUMED to answer alike, not verified).
+    # ATI answers "<model> R<revision>" (sim7000g transcript: "SIM7000G R1529"; ASSUMED alike).
+    "sim7080g": ("simcom", "SIM7080G", ("SIMCOM_SIM7080", "SIMCOM_SIM7070", "SIMCOM_SIM7090"),
+                 ("SIM7080", "SIM7070", "SIM7090")),
+    # "SIMCOM_SIM7000G" (LilyGO T-SIM7000G); the prefix also takes SIM7000E / A / C / JC, which
+    # LilyGO says share the AT commands
+    "sim7000g": ("simcom", "SIM7000G", ("SIMCOM_SIM7000",), ("SIM7000",)),
+    # "BG95-M3" (or -M1/-M2/-M4/-M5/-M6); the BG77 shares this AT manual (bg77 transcript: "BG77")
+    "bg95": ("quectel", "BG95", ("BG95", "BG77"), ()),
+    "bg96": ("quectel", "BG96", ("BG96",), ()),
+    # ASSUMED: the module name, "GM02SP" on Walter (GM02S without GNSS); the prefix matches both.
+    # Not confirmed from a wire log.
+    "gm02s": ("sequans", "GM02S", ("GM02S",), ()),
 }
 
 
@@ -64,7 +76,7 @@ class ModemError(Exception):
 def model_class(name):
     # the dialect class for a model name (board data's modem.model)
     try:
-        mod, cls = MODELS[name]
+        mod, cls = MODELS[name][:2]
     except KeyError:
         raise ModemError("unknown modem model %r: known models are %s" % (name, ", ".join(sorted(MODELS))))
     m = __import__("m2m.modem." + mod, None, None, (cls,))
@@ -78,15 +90,14 @@ def _text(line):
 
 
 def _match(answer, ati=False):
-    # the class whose CGMM string (or ATI string, for the ATI fallback) equals the answer or is
+    # the model whose CGMM string (or ATI string, for the ATI fallback) equals the answer or is
     # its longest prefix
     best = None
     n = -1
-    for name in MODELS:
-        cls = model_class(name)
-        for ident in (cls.CGMM + cls.ATI if ati else cls.CGMM):
+    for name, entry in MODELS.items():
+        for ident in (entry[2] + entry[3] if ati else entry[2]):
             if (answer == ident or answer.startswith(ident)) and len(ident) > n:
-                best = cls
+                best = name
                 n = len(ident)
     return best
 
@@ -108,14 +119,14 @@ def detect(at, timeout_ms=2000):
             if not t:
                 continue
             answers.append(t)
-            cls = _match(t, cmd == "ATI")
-            if cls is not None:
-                return cls
+            name = _match(t, cmd == "ATI")
+            if name is not None:
+                return model_class(name)
     if not answers:
         raise ModemError("no answer to AT+CGMM or ATI: check the modem's power, UART pins and baud rate")
     known = []
     for name in sorted(MODELS):
-        known.append("%s (%s)" % (name, "/".join(model_class(name).CGMM)))
+        known.append("%s (%s)" % (name, "/".join(MODELS[name][2])))
     raise ModemError("unknown modem %r: known models are %s; add a dialect to m2m.modem.MODELS"
                      % (" | ".join(answers), ", ".join(known)))
 

@@ -7,7 +7,7 @@
 # ATI "Quectel / BG96 / Revision: ..."), and the esp32-devkitc-bg95 board notes (PWRKEY windows).
 # "ASSUMED" marks behaviour not taken from a manual.
 
-from m2m.modem import Modem, OPT
+from m2m.modem import MODELS, Modem, OPT
 
 _T = 1000
 _CFG = 5000  # AT+QCFG writes NV: allow a little longer
@@ -15,9 +15,7 @@ _CFG = 5000  # AT+QCFG writes NV: allow a little longer
 
 class BG95(Modem):
     NAME = "bg95"
-    # AT+CGMM answers "BG95-M3" (or -M1/-M2/-M4/-M5/-M6); the BG77 shares this AT manual
-    # (bg77 transcript: "BG77")
-    CGMM = ("BG95", "BG77")
+    CGMM, ATI = MODELS[NAME][2:]  # identity strings: see the registry in m2m.modem
     # PWRKEY: >= 500 ms on (500-1000 ms window on some revisions), 650-1500 ms off; boot ASSUMED
     PWRKEY_MS = (750, 1000, 5000)
     OFF_MS = 3000
@@ -119,7 +117,7 @@ class BG95(Modem):
 
 class BG96(BG95):
     NAME = "bg96"
-    CGMM = ("BG96",)
+    CGMM, ATI = MODELS[NAME][2:]
     # bg96 transcript: only "RDY" before the first answer to AT (no APP RDY)
     BANNERS = (b"RDY",)
     # PWRKEY: the BG96 turns on with a shorter pulse (>= 100 ms, ASSUMED from the simulator's

@@ -6,16 +6,14 @@
 # TinyGSM's Sequans Monarch client (AT+SQNCCID), the gm02s and monarch transcripts in
 # shared/at-transcripts and the dptechnics-walter board file. "ASSUMED" marks the rest.
 
-from m2m.modem import Modem, OPT, USER
+from m2m.modem import MODELS, Modem, OPT, USER
 
 _T = 1000
 
 
 class GM02S(Modem):
     NAME = "gm02s"
-    # ASSUMED: AT+CGMM answers the module name, "GM02SP" on Walter (GM02S without GNSS); the
-    # prefix matches both. Not confirmed from a wire log.
-    CGMM = ("GM02S",)
+    CGMM, ATI = MODELS[NAME][2:]  # identity strings: see the registry in m2m.modem
     # Walter has no PWRKEY: board data gives the active-low RESET line (100 ms pulse, vendor
     # library). These defaults only apply to a board that names neither.
     PWRKEY_MS = (100, 100, 5000)

@@ -6,7 +6,7 @@
 # TCP/UDP example "AT+CAOPEN=0,0,"TCP",...  +CAOPEN: 0,0  OK"), LilyGO T-SIM7080G / T-SIM7000G boards
 # and the transcripts in shared/at-transcripts. "ASSUMED" marks behaviour not taken from a manual.
 
-from m2m.modem import Modem, OPT, URC, USER
+from m2m.modem import MODELS, Modem, OPT, URC, USER
 
 _T = 1000  # plain settings answer at once
 
@@ -27,12 +27,7 @@ _URCS = (
 
 class SIM7080G(Modem):
     NAME = "sim7080g"
-    # AT+CGMM: "SIMCOM_SIM7080" seen on the wire (LilyGO T-SIM7080G issue #44); other logs print
-    # "SIMCOM_SIM7080G". Matched as a prefix, so both are this dialect. SIM7070/SIM7090 share the
-    # manual (ASSUMED to answer alike, not verified).
-    CGMM = ("SIMCOM_SIM7080", "SIMCOM_SIM7070", "SIMCOM_SIM7090")
-    # ATI answers "<model> R<revision>" (sim7000g transcript: "SIM7000G R1529"; ASSUMED alike here)
-    ATI = ("SIM7080", "SIM7070", "SIM7090")
+    CGMM, ATI = MODELS[NAME][2:]  # identity strings: see the registry in m2m.modem
     # PWRKEY low >= 1.0 s on, >= 1.2 s off (hardware design 3.4); boot: ASSUMED 5 s, we poll AT anyway
     PWRKEY_MS = (1000, 1300, 5000)
     OFF_MS = 3000
@@ -108,10 +103,7 @@ class SIM7080G(Modem):
 
 class SIM7000G(SIM7080G):
     NAME = "sim7000g"
-    # "SIMCOM_SIM7000G" (LilyGO T-SIM7000G; TinyGSM prints it with the underscore replaced); the
-    # prefix also takes SIM7000E / A / C / JC, which LilyGO says share the AT commands
-    CGMM = ("SIMCOM_SIM7000",)
-    ATI = ("SIM7000",)  # "SIM7000G R1529"
+    CGMM, ATI = MODELS[NAME][2:]
     # board data (LilyGO: >= 1 s on; manual: Toff >= 1.2 s) is the same as the SIM7080's
 
     URCS = _URCS + (
