@@ -822,3 +822,25 @@ def test_cli_refuses_non_loopback():
     assert r.exit_code == 2 and "not loopback" in r.output
     r = CliRunner().invoke(modem_command, ["--model", "nope", "--listen", "127.0.0.1:0"])
     assert r.exit_code == 2
+
+
+# ---- vendor settings the firmware's init and RAT scripts use --------------------------------------
+def test_quectel_urc_port(sims):
+    sim, u = started(sims, "bg95", timeline=NEVER)
+    assert u.cmd(b'AT+QURCCFG="urcport","uart1"') == b"\r\nOK\r\n"
+    assert u.cmd(b'AT+QURCCFG="urcport"') == b'\r\n+QURCCFG: "urcport","uart1"\r\n\r\nOK\r\n'
+    assert u.cmd(b"AT+CMEE=1") == b"\r\nOK\r\n"
+    assert u.cmd(b'AT+QURCCFG="urcport","serial"', final=b"\r\n+CME ERROR: 50\r\n") == b"\r\n+CME ERROR: 50\r\n"
+
+
+def test_sequans_mode_active(sims):
+    sim, u = started(sims, "gm02s", timeline=NEVER)
+    assert u.cmd(b"AT+SQNMODEACTIVE=2") == b"\r\nOK\r\n"
+    assert u.cmd(b"AT+SQNMODEACTIVE?") == b"\r\n+SQNMODEACTIVE: 2\r\n\r\nOK\r\n"
+    assert u.cmd(b"AT+SQNMODEACTIVE=3", final=b"ERROR\r\n").endswith(b"ERROR\r\n")
+
+
+def test_simcom_app_network_config(sims):
+    sim, u = started(sims, "sim7080g", timeline=NEVER)
+    assert u.cmd(b'AT+CNCFG=0,1,"iot.apn","user","pw",3') == b"\r\nOK\r\n"
+    assert u.cmd(b"AT+CNCFG?") == b'\r\n+CNCFG: 0,1,"iot.apn","user","pw",3\r\n\r\nOK\r\n'

@@ -50,6 +50,9 @@ class BG95(Modem):
         self.qicsgp = {1: ["1", "", "", "", "0"]}
         self.qiact = set()
         self.ssl = {}  # ssl ctx -> dict
+        # ASSUMED default "uart1" (the BG95 AT manual lists usbat / usbmodem / uart1); URCs reach
+        # the simulated UART whatever the setting: routing them to a USB port is not modelled
+        self.urcport = "uart1"
 
     def act(self):
         return 9 if self.qcfg["iotopmode"] == "1" else 7
@@ -109,6 +112,21 @@ class BG95(Modem):
         else:
             v = cmd.int(1, lo=0, hi=3)
             self.qcfg[key] = str(v)
+
+    def at_QURCCFG(self, cmd):
+        # AT+QURCCFG="urcport"[,"usbat"|"usbmodem"|"uart1"]
+        if cmd.kind == "test":
+            self.info('+QURCCFG: "urcport",("usbat","usbmodem","uart1")')
+            return
+        if cmd.kind != "set" or cmd.str(0).lower() != "urcport":
+            raise Malformed("QURCCFG")
+        if len(cmd) == 1:
+            self.info('+QURCCFG: "urcport","%s"' % self.urcport)
+            return
+        port = cmd.str(1).lower()
+        if port not in ("usbat", "usbmodem", "uart1"):
+            raise CmeError(50)
+        self.urcport = port
 
     def at_QNWINFO(self, cmd):
         if not self.registered():

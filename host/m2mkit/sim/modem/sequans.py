@@ -39,6 +39,7 @@ class GM02S(Modem):
         self.scfgext = {i: [0, 0, 0, 0, 0] for i in range(1, 7)}  # srMode, recvDataMode, keepalive, listenAutoRsp, sendDataMode
         self.sscfg = {i: [0, 1] for i in range(1, 7)}  # enable, spId
         self.spcfg = {}
+        self.mode_active = 1  # AT+SQNMODEACTIVE: 1 LTE-M, 2 NB-IoT
 
     def on_network_lost(self):
         for s in list(self.sockets.values()):
@@ -54,6 +55,17 @@ class GM02S(Modem):
         self.final_ok()
         self.spawn(self.power_down_later(self.POWER_DOWN_URCS))
         return NO_FINAL
+
+    def at_SQNMODEACTIVE(self, cmd):
+        # the RAT the GM02S camps on: 1 = LTE-M, 2 = NB-IoT (the module is dual-mode)
+        if cmd.kind == "read":
+            self.info("+SQNMODEACTIVE: %d" % self.mode_active)
+        elif cmd.kind == "test":
+            self.info("+SQNMODEACTIVE: (1,2)")
+        elif cmd.kind == "set":
+            self.mode_active = cmd.int(0, lo=1, hi=2)
+        else:
+            raise Malformed("SQNMODEACTIVE")
 
     def at_SQNBANDSEL(self, cmd):
         if cmd.kind == "read":

@@ -39,6 +39,7 @@ class SIM7080G(Modem):
         self.bands = {"CAT-M": "1,2,3,4,5,8,12,13,14,18,19,20,25,26,27,28,66,85",
                       "NB-IOT": "1,2,3,4,5,8,12,13,18,19,20,25,26,28,66,71,85"}
         self.app_pdp = {}  # pdp index -> active
+        self.cncfg = {}  # pdp index -> (ip type, apn, user, password, auth)
         self.cacid = 0
         self.ssl_cfg = {}  # cid -> {"ssl": 0/1, "ctx": n, "cacert": name}
         self.ssl_ctx = {}  # ctx -> {"sslversion": n}
@@ -165,6 +166,20 @@ class SIM7080G(Modem):
             self.spawn(self._later(self.NET_RTT, self.urc, self.app_pdp_urc(idx, False)))
 
     # ---- file system (certificate upload) -------------------------------------------------------
+    def at_CNCFG(self, cmd):
+        # AT+CNCFG=<pdpidx>,<ip_type>[,<APN>[,<user>,<password>[,<auth>]]]: the app network's
+        # APN and credentials (SIM7080 manual; "if needed" before AT+CNACT)
+        if cmd.kind == "read":
+            for idx in sorted(self.cncfg):
+                ip_type, apn, user, pw, auth = self.cncfg[idx]
+                self.info('+CNCFG: %d,%d,"%s","%s","%s",%d' % (idx, ip_type, apn, user, pw, auth))
+            return
+        if cmd.kind != "set":
+            raise Malformed("CNCFG")
+        idx = cmd.int(0, lo=0, hi=3)
+        self.cncfg[idx] = (cmd.int(1, lo=0, hi=3), cmd.str(2, ""), cmd.str(3, ""), cmd.str(4, ""),
+                           cmd.int(5, 0, lo=0, hi=3))
+
     def at_CFSINIT(self, cmd):
         if self.fs_open:
             raise CmeError(3)
