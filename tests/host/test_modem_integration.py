@@ -237,3 +237,26 @@ for split in (0, 1, 7):
         assert len(finals) == n_sent  # every command sent once it was up got exactly one final result
     assert runs[0][1] == runs[1][1] == runs[2][1]  # however the bytes were cut
     assert ident["imei"] == imei
+
+
+SETTINGS = PRELUDE + """
+modem.Modem(at).power_on()
+m = modem.create(at)
+m.init()
+out = {}
+for rat in ("lte-m", "nb-iot", "auto"):
+    out[rat] = m.set_rat(rat) is not False
+m.set_bands([3, 8, 20])
+m.set_apn("iot.example", "user", "secret")
+out["apn"] = True
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_rat_band_and_apn_scripts_run_against_the_simulator(model):
+    # every step of these scripts is mandatory (no OPT flag) unless the dialect says otherwise, so an
+    # ERROR from the modem fails the run with the command in the message
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        (out,) = run(SETTINGS, sim)
+    assert out == {"lte-m": True, "nb-iot": True, "auto": True, "apn": True}

@@ -844,3 +844,10 @@ def test_simcom_app_network_config(sims):
     sim, u = started(sims, "sim7080g", timeline=NEVER)
     assert u.cmd(b'AT+CNCFG=0,1,"iot.apn","user","pw",3') == b"\r\nOK\r\n"
     assert u.cmd(b"AT+CNCFG?") == b'\r\n+CNCFG: 0,1,"iot.apn","user","pw",3\r\n\r\nOK\r\n'
+
+
+def test_cgauth_set_and_read(sims):
+    sim, u = started(sims, "gm02s", timeline=NEVER)
+    assert u.cmd(b'AT+CGAUTH=1,3,"user","secret"') == b"\r\nOK\r\n"
+    assert u.cmd(b"AT+CGAUTH?") == b'\r\n+CGAUTH: 1,3,"user"\r\n\r\nOK\r\n'
+    assert u.cmd(b"AT+CGAUTH=1,1", final=b"ERROR\r\n").endswith(b"\r\nERROR\r\n")  # PAP needs a user

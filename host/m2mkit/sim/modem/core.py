@@ -1356,6 +1356,26 @@ class Modem:
             raise CmeError(50)
         ctx[cid] = [ptype, cmd.str(2, "")]
 
+    def at_CGAUTH(self, cmd):
+        # 27.007 10.1.31: AT+CGAUTH=<cid>[,<auth_prot>[,<userid>[,<password>]]]; 0 none, 1 PAP,
+        # 2 CHAP (3 "PAP or CHAP" is a vendor extension the GM02S and BG95 accept; ASSUMED here
+        # for all). The read form prints the user but not the password, as 27.007 allows.
+        auth = self.nv.setdefault("cgauth", {})
+        if cmd.kind == "read":
+            for cid in sorted(auth):
+                self.info('+CGAUTH: %d,%d,"%s"' % (cid, auth[cid][0], auth[cid][1]))
+            return
+        if cmd.kind == "test":
+            self.info("+CGAUTH: (1-15),(0-3),,")
+            return
+        if cmd.kind != "set":
+            raise Malformed("CGAUTH")
+        cid = cmd.int(0, lo=1, hi=15)
+        prot = cmd.int(1, 0, lo=0, hi=3)
+        if prot and not cmd.str(2, ""):
+            raise CmeError(50)  # PAP / CHAP without a user name
+        auth[cid] = (prot, cmd.str(2, ""), cmd.str(3, ""))
+
     def at_CGACT(self, cmd):
         if cmd.kind == "read":
             for cid in sorted(self.nv["cgdcont"]):
