@@ -75,7 +75,7 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
 
     dev = VirtualDevice(board, flash=flash, heapsize=heap, time_scale=time_scale, env=env, on_event=event,
                         modem=not (no_modem or modem_addr))
-    port = dev.start(power=False)
+    port = dev.start(power=False, background=False)  # serve() below, in this thread
     click.echo(f"port: {port}")
     click.echo(f"board: {dev.board['name']} ({dev.board['title']}), flash image {dev.flash} ({dev.blocks} blocks)")
     if dev.modem is not None:

@@ -34,18 +34,28 @@ VBOOT = Path(__file__).with_name("vboot.py")
 
 
 def _child_tty(fd):
-    # Like a UART under the ESP32 port: no echo, no line editing, no output processing; ISIG stays on
-    # so that Ctrl-C interrupts a running main.py (the REPL turns it off while it reads a line).
+    # Like a UART under the ESP32 port: no echo, no line editing, no output processing, and no
+    # signals from the tty: the bridge decides what a Ctrl-C is (see _from_user).
     a = termios.tcgetattr(fd)
     a[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.IXOFF)
     a[1] &= ~termios.OPOST
-    a[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.IEXTEN)
-    a[3] |= termios.ISIG
+    a[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.IEXTEN | termios.ISIG)
     a[6][termios.VMIN] = 1
     a[6][termios.VTIME] = 0
-    a[6][termios.VQUIT] = 0  # _POSIX_VDISABLE: only Ctrl-C is a signal
-    a[6][termios.VSUSP] = 0
     termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+def _catches_sigint(pid):
+    """True while the interpreter runs Python code: the unix port installs its SIGINT handler only
+    then (and restores the default around the REPL's line input)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except OSError:
+        pass
+    return False
 
 
 def _nonblock(fd):
@@ -73,6 +83,7 @@ class Bridge:
         self.booted_at = None
         self.tail = b""
         self._stop = False
+        self._serving = False
 
     # ---- the user-facing port ----
     def start(self, power=True):
@@ -170,6 +181,17 @@ class Bridge:
     def _from_user(self, data):
         if self.raw and b"\x02" in data:
             self.raw = False  # Ctrl-B leaves raw REPL
+        # Ctrl-C on an ESP32: while Python code runs, the UART driver turns it into a
+        # KeyboardInterrupt and drops the byte; otherwise it is an ordinary byte for the REPL.
+        # (A tty-generated SIGINT would kill an interpreter that is starting up.)
+        while b"\x03" in data:
+            before, _, data = data.partition(b"\x03")
+            self.pending_in += before
+            self._flush_input()
+            if self.proc is not None and not self.pending_in and _catches_sigint(self.proc.pid):
+                self.proc.send_signal(signal.SIGINT)
+            else:
+                self.pending_in += b"\x03"
         self.pending_in += data
         self._flush_input()
 
@@ -232,6 +254,15 @@ class Bridge:
             self._to_user(data)
 
     def serve(self):
+        if self._serving:
+            raise RuntimeError("this bridge is already being served by another thread")
+        self._serving = True
+        try:
+            self._serve()
+        finally:
+            self._serving = False
+
+    def _serve(self):
         while not self._stop:
             fds = [self.user_master]
             if self.proc is not None:

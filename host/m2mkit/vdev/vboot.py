@@ -5,9 +5,14 @@
 
 
 def _m2m_boot():
+    import micropython
     import os
     import sys
     import vfs
+
+    # Ctrl-C cannot break the mount (on a board it is done before Python code can be interrupted);
+    # a Ctrl-C sent now waits as a byte for boot.py / main.py or the REPL
+    micropython.kbd_intr(-1)
 
     class Flash:
         # block device over the image file (block size 4096, erase is a no-op like esp32.Partition)
@@ -66,6 +71,7 @@ def _m2m_boot():
     sys.path[:] = ["", ".frozen", "/lib"]
 
     g = globals()
+    micropython.kbd_intr(3)
     for name in ("boot.py", "main.py"):
         if name == "main.py" and os.getenv("M2M_REPL_MODE") == "raw":
             break
