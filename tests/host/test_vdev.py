@@ -280,3 +280,25 @@ def test_readme_deploy_onto_a_blank_board(tmp_path):
             c.close()
     assert b"m2mkit 0.1.0 on LilyGO T-SIM7080G-S3" in out
     assert b"modem=sim7080g" in out
+
+
+def test_ctrl_c_during_power_on_does_not_break_the_boot(tmp_path):
+    """A tool that connects while the board powers up sends Ctrl-C at once: the flash must still be
+    mounted and the interpreter alive (a Ctrl-C before Python code runs is only a byte)."""
+    d = VirtualDevice(flash=tmp_path / "f.img", env={})
+    d.start(power=False)
+    try:
+        c = Console(d.port)
+        c.write(b"\x03" * 20)
+        d.power_on()
+        for _ in range(10):
+            c.write(b"\x03")
+            time.sleep(0.005)
+        c.friendly()
+        c.write(b"import os; print(sorted(os.listdir('/')))\r")
+        out = c.read_until(b">>> ")
+        assert b"'board.json', 'boot.py', 'lib', 'main.py'" in out
+        assert [k for k, _ in d.events].count("reset") == 0  # the interpreter never died
+        c.close()
+    finally:
+        d.stop()

@@ -122,6 +122,10 @@ class Bridge:
         def ctty():
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # The `micropython` launcher is a CPython program: with SIGINT ignored at exec, CPython
+            # installs no handler of its own, so the only one is MicroPython's, present exactly
+            # while Python code runs (what _catches_sigint looks for).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         self.proc = subprocess.Popen(
             [self.micropython, "-X", f"heapsize={self.heapsize}", "-i", str(VBOOT)],
