@@ -260,3 +260,44 @@ def test_rat_band_and_apn_scripts_run_against_the_simulator(model):
     with ModemSim(model=model, time_scale=SCALE) as sim:
         (out,) = run(SETTINGS, sim)
     assert out == {"lte-m": True, "nb-iot": True, "auto": True, "apn": True}
+
+
+HOUR = PRELUDE + """
+from m2m import creg
+from m2m.at import ATTimeout
+modem.Modem(at).power_on()
+m = modem.create(at)
+# at 600x a millisecond of real scheduling jitter is 600 ms of device time, close to the AT
+# timeouts: retry init as a supervisor would
+for attempt in range(5):
+    try:
+        m.init()
+        break
+    except ATTimeout:
+        pass
+t0 = hal.ticks_ms()
+seen = []
+# one hour of device time, read through the hal's clock, waiting on URCs as the firmware will
+while hal.ticks_diff(hal.ticks_ms(), t0) < 3700000:
+    at.poll(60000)
+    ev = m.take_event(("reg",))
+    if ev:
+        r = creg.parse(ev[1], solicited=False)
+        seen.append([hal.ticks_diff(hal.ticks_ms(), t0) // 1000, r.stat])
+print(json.dumps({"seen": seen}))
+"""
+
+
+def test_an_hour_of_modem_time_in_seconds():
+    """The device clock (hal) and the simulator's run at the same scale: a timeline that roams after
+    an hour of modem time is seen by the firmware after an hour of device time, in about 6 s.
+    (Much faster scales leave no room for real loopback latency inside the firmware's AT timeouts.)"""
+    timeline = [(0, "searching", {}), (300, "home", {}), (3600, "roaming", {})]
+    with ModemSim(model="bg95", time_scale=600, timeline=timeline) as sim:
+        ((_, seen),) = (r.popitem() for r in run(HOUR, sim, M2M_TIME_SCALE="600"))
+        assert sim.modem_time() >= 3600
+    stats = [s for _, s in seen]
+    assert stats[-1] == 5 and 1 in stats, seen  # home, then roaming
+    roam_at = [t for t, s in seen if s == 5][0]
+    home_at = [t for t, s in seen if s == 1][0]
+    assert 200 <= home_at <= 300 and 3500 <= roam_at <= 3600, seen  # device s after init (boot came first)

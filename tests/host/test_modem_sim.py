@@ -835,3 +835,12 @@ def test_cgauth_set_and_read(sims):
     assert u.cmd(b'AT+CGAUTH=1,3,"user","secret"') == b"\r\nOK\r\n"
     assert u.cmd(b"AT+CGAUTH?") == b'\r\n+CGAUTH: 1,3,"user"\r\n\r\nOK\r\n'
     assert u.cmd(b"AT+CGAUTH=1,1", final=b"ERROR\r\n").endswith(b"\r\nERROR\r\n")  # PAP needs a user
+
+
+def test_roaming_without_a_named_operator_picks_a_visited_network(sims):
+    sim, u = started(sims, "bg95", timeline=NEVER)
+    assert u.cmd(b"AT+CEREG=2") == b"\r\nOK\r\n"
+    sim.set_registration("roaming")
+    assert u.expect(b'+CEREG: 5,"1A2B","01A2B3C4",7\r\n')
+    assert u.cmd(b"AT+CEREG?").endswith(b'+CEREG: 2,5,"1A2B","01A2B3C4",7\r\n\r\nOK\r\n')
+    assert sim.status()["operator"] != "TEST"

@@ -839,7 +839,9 @@ class Modem:
         elif stat == 5:
             op = self._find_op(operator) if operator else None
             if op is None:
-                op = next((o for o in self.operators if o[3] != self.home_plmn and o[0] != 3), None)
+                # the first visited network that is not forbidden, shaped like _find_op's answer
+                visited = next((o for o in self.operators if o[3] != self.home_plmn and o[0] != 3), None)
+                op = self._find_op(visited[3]) if visited else None
             self.serving = op
         else:
             self.serving = None
