@@ -95,19 +95,22 @@ class VirtualDevice:
                 raise UserError(f"the virtual device did not reach its REPL within {timeout} s")
             return self.boots[count - 1]
 
-    def stop(self):
+    def stop(self, check=True):
+        """check: raise the modem simulator's SimulatorBug if it failed inside (tests want that)."""
         self.bridge.stop()
         if self._thread:
             self._thread.join(5)
         self.bridge.close()
-        if self.modem is not None:
-            self.modem.stop()
-        if self._tmp:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        try:
+            if self.modem is not None:
+                self.modem.stop(check=check)
+        finally:
+            if self._tmp:
+                shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self):
         self.start()
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        self.stop(check=exc_type is None)

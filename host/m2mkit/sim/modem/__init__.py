@@ -36,6 +36,6 @@ What it does NOT model:
 """
 
 from .core import Malformed, CmeError, REG_STATES
-from .server import MODELS, ModemSim
+from .server import MODELS, ModemSim, SimulatorBug
 
-__all__ = ["ModemSim", "MODELS", "REG_STATES", "CmeError", "Malformed"]
+__all__ = ["ModemSim", "MODELS", "REG_STATES", "CmeError", "Malformed", "SimulatorBug"]

@@ -54,7 +54,7 @@ def modem_command(model, listen, control, time_scale, pin, puk, pwrkey_pin, reco
     except KeyboardInterrupt:
         pass
     finally:
-        sim.stop()
+        sim.stop(check=False)  # internal errors were printed as they happened
 
 
 if __name__ == "__main__":

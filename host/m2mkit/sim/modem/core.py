@@ -16,7 +16,9 @@ import asyncio
 import inspect
 import random
 import ssl
+import sys
 import time
+import traceback
 import zlib
 
 from .netsock import BridgedSocket, OpenError
@@ -360,6 +362,7 @@ class Modem:
         self.recorder = None
         self.history = []  # counters of closed sockets
         self._tasks = set()
+        self.internal_errors = []  # simulator bugs seen (a real modem has none): ModemSim.stop() reports them
         self._writer_task = None
         self._outq = None
         self._last_release = 0.0
@@ -409,8 +412,20 @@ class Modem:
     def spawn(self, coro):
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
+        t.add_done_callback(self._task_done)
         return t
+
+    def _task_done(self, t):
+        self._tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            self.internal_error("a background task", t.exception())
+
+    def internal_error(self, where, exc):
+        """A bug in the simulator itself: say so loudly; tests fail on it when the simulator stops."""
+        text = "".join(traceback.format_exception(exc))
+        self.internal_errors.append("%s: %s" % (where, text))
+        print("m2mkit modem simulator: internal error in %s (a simulator bug, not the firmware's):\n%s"
+              % (where, text), file=sys.stderr)
 
     def _cancel_all(self):
         for t in list(self._tasks):
@@ -599,6 +614,11 @@ class Modem:
             except CmeError as e:
                 self.flush_info()
                 self.final_error(e.code)
+                return
+            except Exception as e:  # noqa: BLE001 - a simulator bug: answer, so the firmware can go on
+                self.internal_error("AT%s" % cmd.name, e)
+                self.flush_info()
+                self.final_error()
                 return
             self.flush_info()  # each command of a line answers in its own block
             if result is NO_FINAL:

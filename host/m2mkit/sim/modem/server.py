@@ -46,6 +46,10 @@ class Recorder:
         self.f.close()
 
 
+class SimulatorBug(AssertionError):
+    """The simulator itself went wrong (a handler or task raised): its stop() raises this."""
+
+
 class ModemSim:
     """A simulated modem. See the package docstring for what it does not model."""
 
@@ -139,17 +143,23 @@ class ModemSim:
             if t is not asyncio.current_task():
                 t.cancel()
 
-    def stop(self):
-        if self.loop is None or not self.thread.is_alive():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+    def stop(self, check=True):
+        """Stop serving. Raises SimulatorBug if the simulator hit an internal error while it ran
+        (check=False only stops)."""
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+        errors = self.modem.internal_errors if self.modem is not None else []
+        if check and errors:
+            found = list(errors)
+            errors.clear()
+            raise SimulatorBug("the modem simulator failed inside (not the firmware):\n" + "\n".join(found))
 
     def __enter__(self):
         return self if self.loop else self.start()
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        self.stop(check=exc_type is None)  # an exception already in flight says more
 
     # ---- UART ------------------------------------------------------------------------------------
     def _uart_out(self, data):
