@@ -301,3 +301,53 @@ def test_an_hour_of_modem_time_in_seconds():
     roam_at = [t for t, s in seen if s == 5][0]
     home_at = [t for t, s in seen if s == 1][0]
     assert 200 <= home_at <= 300 and 3500 <= roam_at <= 3600, seen  # device s after init (boot came first)
+
+
+ASYNC = PRELUDE + """
+import asyncio
+from m2m.at import AsyncAT
+
+modem.Modem(at).power_on()          # bring-up on the synchronous pump ...
+cls = modem.detect(at)
+
+async def main():
+    aat = AsyncAT(uart, timeout_ms=3000)   # ... then the asyncio driver takes the UART over
+    aat.start()
+    m = cls(aat)
+    await m.arun(m.INIT)
+    await aat.cmd("AT+CFUN=1", timeout_ms=15000)  # the GM02S boots in CFUN=0
+    answers = []
+
+    async def worker(name):
+        for i in range(25):
+            r = await aat.cmd("AT+CSQ")
+            answers.append((name, r.ok, len(r.lines)))
+            await hal.asleep_ms(400)  # 25 x 400 ms: ten device seconds, ten registration flips
+
+    await asyncio.gather(worker("a"), worker("b"))
+    reg = []
+    while True:
+        ev = m.take_event(("reg",))
+        if ev is None:
+            break
+        reg.append(bytes(ev[1]).decode())
+    aat.stop()
+    print(json.dumps({"answers": answers, "reg": reg, "imei": m.imei, "noise": aat.noise}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("model", ("sim7080g", "bg95", "gm02s"))
+def test_async_driver_with_urcs_arriving_during_commands(model):
+    # registration flips every modem second while two tasks share the driver: every command gets its
+    # own answer, every URC reaches the URC table, nothing is read as noise
+    flips = [(0, "searching", {})] + [(2 + k, "home" if k % 2 == 0 else "searching", {}) for k in range(40)]
+    with ModemSim(model=model, time_scale=SCALE, timeline=flips) as sim:
+        (out,) = run(ASYNC, sim)
+        imei = sim.imei
+    assert len(out["answers"]) == 50
+    assert all(ok and n == 1 for _, ok, n in out["answers"]), out["answers"]
+    assert out["imei"] == imei
+    assert out["noise"] == 0
+    assert len(out["reg"]) >= 5 and all(r.startswith("+CEREG: ") for r in out["reg"])
