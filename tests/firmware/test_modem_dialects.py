@@ -152,7 +152,7 @@ def _scripts(cls):
 
 
 PARAMS = {"apn": "internet", "user": "u", "password": "p", "auth": 3, "bands": "3,20",
-          "mask": "80004", "sid": 1}
+          "mask": "80004", "sid": 1, "ssl_ctx": 0}
 
 
 def test_scripts_are_well_formed():
@@ -211,7 +211,7 @@ def test_no_identity_string_is_claimed_twice():
 def test_siblings_override_only_what_differs():
     # SIM7000G vs SIM7080G and BG96 vs BG95: everything else is inherited, not copied
     allowed = {
-        SIM7000G: {"NAME", "CGMM", "ATI", "URCS", "APN", "PDP_UP", "PDP_DOWN", "SOCKET_SETUP", "OPEN"},
+        SIM7000G: {"NAME", "CGMM", "ATI", "URCS", "APN", "PDP_UP", "PDP_DOWN", "SOCKET_IDS", "SOCKET_SETUP", "OPEN"},
         BG96: {"NAME", "CGMM", "ATI", "BANNERS", "SOCKET_SETUP", "OPEN"},  # CGMM, ATI: its registry entry
     }
     for cls, names in allowed.items():
@@ -235,7 +235,7 @@ def test_socket_command_formatting():
          "AT+CARECV=1,512", "AT+CACLOSE=1"),
         (BG95, 0, "udp", 'AT+QIOPEN=1,0,"UDP","127.0.0.1",5683,0,0', "AT+QISEND=0,10",
          "AT+QIRD=0,512", "AT+QICLOSE=0"),
-        (BG95, 3, "tls", 'AT+QSSLOPEN=1,3,3,"127.0.0.1",5683,0', "AT+QSSLSEND=3,10",
+        (BG95, 3, "tls", 'AT+QSSLOPEN=1,0,3,"127.0.0.1",5683,0', "AT+QSSLSEND=3,10",
          "AT+QSSLRECV=3,512", "AT+QSSLCLOSE=3"),
         (GM02S, 1, "tcp", 'AT+SQNSD=1,0,5683,"127.0.0.1",0,0,1', "AT+SQNSSENDEXT=1,10",
          "AT+SQNSRECV=1,512", "AT+SQNSH=1"),
@@ -489,3 +489,19 @@ def test_detection_imports_only_the_matching_dialect():
     assert modem.model_class(modem._match("BG95-M3")).NAME == "bg95"
     assert "m2m.modem.quectel" in sys.modules
     assert "m2m.modem.simcom" not in sys.modules and "m2m.modem.sequans" not in sys.modules
+
+
+def test_secure_sockets_use_a_valid_ssl_context_on_every_socket_id():
+    # Quectel: 12 sockets but SSL contexts 0..5, so a context can never be the socket id
+    u, at = driver()
+    for cls in ALL:
+        m = cls(at)
+        first, count = m.SOCKET_IDS
+        for kind in ("tls", "dtls"):
+            setup = (m.SOCKET_SETUP or {}).get(kind)
+            if not setup:
+                continue
+            kw = m._sock(first + count - 1, kind)
+            assert 0 <= kw["ssl_ctx"] <= 5, (cls.NAME, kind, kw)
+            for step in setup:
+                step[0].format(**kw)  # every placeholder of the setup script is filled

@@ -185,9 +185,10 @@ m.pdp_up(apn="internet")
 port = int(os.getenv("ECHO_PORT"))
 msg = b"hello\\r\\nOK\\r\\n" + bytes(range(256))
 out = {}
-sid = m.SOCKET_IDS[0]
-for kind in ("tcp", "udp"):
-    m.sock_open(sid, kind, "127.0.0.1", port)
+for kind in os.getenv("KINDS").split(","):
+    # TLS on the last socket id: a Quectel socket id above 5 must not be taken for an SSL context
+    sid = m.SOCKET_IDS[0] + (m.SOCKET_IDS[1] - 1 if kind == "tls" else 0)
+    m.sock_open(sid, kind, "127.0.0.1", port if kind != "tls" else int(os.getenv("TLS_PORT")))
     m.sock_send(sid, msg)
     ev = m.wait_event(("sock_data",), 5000)
     got = b""
@@ -201,11 +202,57 @@ print(json.dumps(out))
 """
 
 
+@pytest.fixture(scope="module")
+def tls_echo_port(tmp_path_factory):
+    """A TLS echo server on loopback with a certificate made now (the sockets here do not verify it:
+    certificate checks belong to the credentials issue and the simulator's own tests)."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    d = tmp_path_factory.mktemp("tls")
+    (d / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+
+    class TLSEcho(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def get_request(self):
+            sock, addr = super().get_request()
+            return ctx.wrap_socket(sock, server_side=True), addr
+
+    srv = TLSEcho(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+# TLS where the dialect has it; DTLS sockets are not bridged by the simulator
+KINDS = {"sim7080g": "tcp,udp,tls", "sim7000g": "tcp,udp,tls", "bg95": "tcp,udp,tls", "bg96": "tcp,udp,tls",
+         "gm02s": "tcp,udp,tls"}
+
+
 @pytest.mark.parametrize("model", MODELS)
-def test_socket_commands_through_the_simulator(model, echo_port):
+def test_socket_commands_through_the_simulator(model, echo_port, tls_echo_port):
     with ModemSim(model=model, time_scale=SCALE) as sim:
-        (r,) = run(SOCKETS, sim, MODEL=model, ECHO_PORT=str(echo_port))
-        for kind in ("tcp", "udp"):
+        (r,) = run(SOCKETS, sim, MODEL=model, ECHO_PORT=str(echo_port), TLS_PORT=str(tls_echo_port),
+                   KINDS=KINDS[model])
+        for kind in KINDS[model].split(","):
             assert r[kind] == {"event": "sock_data", "echo": True, "closed": True}, (kind, r)
 
 

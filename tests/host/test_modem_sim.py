@@ -35,7 +35,7 @@ BANNERS = {
     "gm02s": b"\r\n+SYSSTART\r\n",
 }
 IDENT = {
-    "sim7080g": (b"SIMCOM_SIM7080G", b"AT+CCID", b"\r\n%s\r\n\r\nOK\r\n"),
+    "sim7080g": (b"SIMCOM_SIM7080", b"AT+CCID", b"\r\n%s\r\n\r\nOK\r\n"),
     "sim7000g": (b"SIMCOM_SIM7000G", b"AT+CCID", b"\r\n%s\r\n\r\nOK\r\n"),
     "bg95": (b"BG95-M3", b"AT+QCCID", b"\r\n+QCCID: %s\r\n\r\nOK\r\n"),
     "bg96": (b"BG96", b"AT+QCCID", b"\r\n+QCCID: %s\r\n\r\nOK\r\n"),
@@ -260,6 +260,8 @@ class SimcomSock:
         assert u.expect(b"> ") == b"\r\n> "
         u.send(data)
         assert u.expect(b"\r\nOK\r\n") == b"\r\nOK\r\n"
+        # then the transmission report (SIMCom TCP/UDP application note)
+        assert u.expect(b"\r\n", 1) + u.expect(b"\r\n", 1) == b"\r\n+CASEND: 0,0,%d\r\n" % len(data)
 
     def read(self, u, n):
         return u.payload_reply(b"AT+CARECV=0,1460", b"\r\n+CARECV: %d," % n, n)

@@ -182,6 +182,10 @@ class Modem:
     # socket templates: str or {kind: str}; kind is "tcp", "udp", "tls" or "dtls"
     SOCKET_IDS = (0, 6)  # first id, how many
     PROTO = {"tcp": "TCP", "udp": "UDP", "tls": "TCP", "dtls": "UDP"}
+    # the modem's SSL / security context each secure kind uses: one TLS and one DTLS configuration
+    # per device, shared by its sockets (Quectel has 6 contexts for 12 sockets, so a context can
+    # never be the socket id); templates see it as {ssl_ctx}
+    SSL_CTX = {"tls": 0, "dtls": 1}
     SOCKET_SETUP = None  # {kind: script} run before opening
     OPEN = None
     OPEN_TIMEOUT = 75000
@@ -556,6 +560,7 @@ class Modem:
     def _sock(self, sid, kind, **kw):
         kw["sid"] = sid
         kw["proto"] = self.PROTO[kind]
+        kw["ssl_ctx"] = self.SSL_CTX.get(kind, 0)
         return kw
 
     def open_cmd(self, sid, kind, host, port):
@@ -583,7 +588,7 @@ class Modem:
         tmo = timeout_ms or self.OPEN_TIMEOUT
         setup = self.SOCKET_SETUP and self.SOCKET_SETUP.get(kind)
         if setup:
-            self.run(setup, sid=sid)
+            self.run(setup, **self._sock(sid, kind))
         cmd = self.open_cmd(sid, kind, host, port)
         r = self.at.cmd(cmd, timeout_ms=tmo)
         if not r.ok:

@@ -78,26 +78,27 @@ class BG95(Modem):
             m |= 1 << (b - 1)
         return {"mask": "%x" % m}
 
-    # ---- sockets: QI* for TCP/UDP, QSSL* for TLS (SSL context = connectID) ----
+    # ---- sockets: QI* for TCP/UDP, QSSL* for TLS (SSL context {ssl_ctx}, see Modem.SSL_CTX) ----
     SOCKET_IDS = (0, 12)  # connectID 0..11; SSL clientID 0..11, SSL context 0..5
     # sslversion 3 = TLS 1.2, seclevel 0 = no server check (ASSUMED here: the credentials issue
     # sets cacert / seclevel 1); ciphersuite 0xFFFF = all
     SOCKET_SETUP = {
-        "tls": (('AT+QSSLCFG="sslversion",{sid},3', (), _T),
-                ('AT+QSSLCFG="ciphersuite",{sid},0xFFFF', (), _T),
-                ('AT+QSSLCFG="seclevel",{sid},0', (), _T)),
-        # ASSUMED: BG95 firmware with DTLS takes it per SSL context ("dtls" / "dtlsversion")
-        "dtls": (('AT+QSSLCFG="dtls",{sid},1', (), _T),
-                 ('AT+QSSLCFG="dtlsversion",{sid},2', (), _T),
-                 ('AT+QSSLCFG="seclevel",{sid},0', (), _T)),
+        "tls": (('AT+QSSLCFG="sslversion",{ssl_ctx},3', (), _T),
+                ('AT+QSSLCFG="ciphersuite",{ssl_ctx},0xFFFF', (), _T),
+                ('AT+QSSLCFG="seclevel",{ssl_ctx},0', (), _T)),
+        # ASSUMED and unverified: BG95 firmware with DTLS takes it per SSL context ("dtls" /
+        # "dtlsversion"); no public source confirmed the names or the version numbering
+        "dtls": (('AT+QSSLCFG="dtls",{ssl_ctx},1', (), _T),
+                 ('AT+QSSLCFG="dtlsversion",{ssl_ctx},2', (), _T),
+                 ('AT+QSSLCFG="seclevel",{ssl_ctx},0', (), _T)),
     }
     # AT+QIOPEN=<contextID>,<connectID>,"TCP"|"UDP",<host>,<port>,<local port 0>,<access mode 0
     # = buffer>: OK, then +QIOPEN: <connectID>,<err> (0 = connected)
     OPEN = {
         "tcp": 'AT+QIOPEN=1,{sid},"{proto}","{host}",{port},0,0',
         "udp": 'AT+QIOPEN=1,{sid},"{proto}","{host}",{port},0,0',
-        "tls": 'AT+QSSLOPEN=1,{sid},{sid},"{host}",{port},0',
-        "dtls": 'AT+QSSLOPEN=1,{sid},{sid},"{host}",{port},0',
+        "tls": 'AT+QSSLOPEN=1,{ssl_ctx},{sid},"{host}",{port},0',
+        "dtls": 'AT+QSSLOPEN=1,{ssl_ctx},{sid},"{host}",{port},0',
     }
     OPEN_TIMEOUT = 150000
     OPEN_RESULT = {"tcp": b"+QIOPEN:", "udp": b"+QIOPEN:", "tls": b"+QSSLOPEN:", "dtls": b"+QSSLOPEN:"}

@@ -18,6 +18,9 @@ _URCS = (
     (b"+CADATAIND:", "sock_data"),  # +CADATAIND: <cid>
     (b"+CASTATE:", "sock_closed"),  # +CASTATE: <cid>,0 when the peer or the network closed it
     (b"+CAOPEN:", "sock_open"),  # +CAOPEN: <cid>,<result> (normally before OK)
+    # +CASEND: <cid>,<result>,<sendlen> after the send's OK (SIMCom TCP/UDP application note;
+    # TinyGSM waits for it): a URC, or it would be read as the next command's answer
+    (b"+CASEND:", "sock_sent"),
     (b"*PSUTTZ:", "time"),  # with AT+CLTS=1
     (b"DST:", "time"),
     (b"+CTZV:", "time"),
@@ -82,13 +85,13 @@ class SIM7080G(Modem):
     SOCKET_SETUP = {
         "tcp": (('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT),),
         "udp": (('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT),),
-        "tls": (('AT+CSSLCFG="sslversion",0,3', (), _T),
+        "tls": (('AT+CSSLCFG="sslversion",{ssl_ctx},3', (), _T),
                 ('AT+CASSLCFG={sid},"SSL",1', (), _T),
-                ('AT+CASSLCFG={sid},"CRINDEX",0', (), _T)),
+                ('AT+CASSLCFG={sid},"CRINDEX",{ssl_ctx}', (), _T)),
         # ASSUMED: DTLS is the SSL flag on a UDP connection with sslversion 5 (DTLS 1.2)
-        "dtls": (('AT+CSSLCFG="sslversion",0,5', (), _T),
+        "dtls": (('AT+CSSLCFG="sslversion",{ssl_ctx},5', (), _T),
                  ('AT+CASSLCFG={sid},"SSL",1', (), _T),
-                 ('AT+CASSLCFG={sid},"CRINDEX",0', (), _T)),
+                 ('AT+CASSLCFG={sid},"CRINDEX",{ssl_ctx}', (), _T)),
     }
     # AT+CAOPEN=<cid>,<pdp_index>,<conn_type>,<server>,<port> -> +CAOPEN: <cid>,<result>, OK
     OPEN = 'AT+CAOPEN={sid},0,"{proto}","{host}",{port}'
@@ -118,13 +121,16 @@ class SIM7000G(SIM7080G):
     PDP_UP = (('AT+CNACT=1,"{apn}"', b"+APP PDP: ACTIVE", 150000, URC),)
     PDP_DOWN = (("AT+CNACT=0", (), 40000),)
 
+    # ASSUMED, unverified: how many CA* connections the SIM7000 firmware has (TinyGSM's SIM7000SSL
+    # client uses 2, the SIM7080 has 13); 8 is what the simulator assumes, fewer than the SIM7080's
+    SOCKET_IDS = (0, 8)
     # AT+CASSLCFG=<cid>,"PROTOCOL",<0 TCP | 1 UDP> picks the transport (TinyGSM SIM7000SSL sets
     # "protocol"; the simulator reads the SIM7000 manual the same way), then "SSL" on or off
     SOCKET_SETUP = {
         "tcp": (('AT+CASSLCFG={sid},"PROTOCOL",0', (), _T), ('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT)),
         "udp": (('AT+CASSLCFG={sid},"PROTOCOL",1', (), _T), ('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT)),
         "tls": (('AT+CASSLCFG={sid},"PROTOCOL",0', (), _T),
-                ('AT+CSSLCFG="sslversion",0,3', (), _T),
+                ('AT+CSSLCFG="sslversion",{ssl_ctx},3', (), _T),
                 ('AT+CASSLCFG={sid},"SSL",1', (), _T)),
         # ASSUMED: no DTLS in the SIM7000's CA* command set
     }

@@ -216,6 +216,10 @@ class BG95(Modem):
             self.info('+QFLST: "%s",%d' % (name, len(data)))
 
     # ---- SSL configuration ------------------------------------------------------------------------
+    # ASSUMED, unverified: BG95 firmware with DTLS configures it per SSL context ("dtls" on/off,
+    # "dtlsversion"); the settings are stored and read back, DTLS sockets are not modelled
+    DTLS_KEYS = ("dtls", "dtlsversion")
+
     def at_QSSLCFG(self, cmd):
         if cmd.kind != "set":
             raise Malformed("QSSLCFG")
@@ -224,7 +228,7 @@ class BG95(Modem):
         c = self.ssl.setdefault(ctx, {"sslversion": "4", "seclevel": "0", "cacert": "",
                                       "ciphersuite": "0xFFFF", "ignorelocaltime": "1"})
         if what not in ("sslversion", "seclevel", "cacert", "ciphersuite", "ignorelocaltime",
-                        "clientcert", "clientkey", "negotiatetime", "sni", "checkhost"):
+                        "clientcert", "clientkey", "negotiatetime", "sni", "checkhost") + self.DTLS_KEYS:
             raise CmeError(50)
         if len(cmd) == 2:
             v = c.get(what, "")
@@ -291,6 +295,9 @@ class BG95(Modem):
         port = cmd.int(4, lo=1, hi=65535)
         access = cmd.int(5, 0, lo=0, hi=2)
         if access == 2:
+            raise CmeError(4)
+        if self.ssl.get(sslctx, {}).get("dtls") == "1":
+            # DTLS sockets are not bridged by the simulator (not modelled): it says so, it does not pretend
             raise CmeError(4)
         return await self._open("+QSSLOPEN", conn_id, ctx, "tcp", host, port, access, tls=self._tls_for(sslctx))
 
@@ -411,6 +418,7 @@ class BG96(BG95):
 
     MODEL = "bg96"
     CGMM = "BG96"
+    DTLS_KEYS = ()  # ASSUMED: the BG96 SSL command set has no DTLS
     CGMR = "BG96MAR02A07M1G"  # bg96 transcript
     ATI = ("Quectel", "BG96", "Revision: BG96MAR02A07M1G")
     BOOT_TIME = 4.9

@@ -14,7 +14,7 @@ from .netsock import OpenError
 class SIM7080G(Modem):
     MODEL = "sim7080g"
     MANUFACTURER = "SIMCOM INCORPORATED"
-    CGMM = "SIMCOM_SIM7080G"
+    CGMM = "SIMCOM_SIM7080"  # on the wire (LilyGO T-SIM7080G issue #44; Zephyr's driver expects it exactly)
     CGMR = "Revision:1951B17SIM7080"  # as printed by a LilyGO T-SIM7080G (issue log)
     ATI = ("SIM7080 R1951.17",)  # assumed: SIMCom's "<model> R<revision>" ATI form (SIM7000 shows "SIM7000G R1529")
     TAC_BASE = "860016"
@@ -346,6 +346,9 @@ class SIM7080G(Modem):
             await self.sock_send(s, data)
         except (ConnectionError, OSError):
             raise CmeError(3)
+        # after the OK: +CASEND: <cid>,<result 0 = sent>,<sendlen> (SIMCom TCP/UDP application note)
+        # (right after the OK: the data is with the radio before any answer to it can come back)
+        self.spawn(self._later(0, self.urc, "+CASEND: %d,0,%d" % (cid, n)))
 
     def at_CARECV(self, cmd):
         if cmd.kind == "read":
