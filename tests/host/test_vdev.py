@@ -302,3 +302,28 @@ def test_ctrl_c_during_power_on_does_not_break_the_boot(tmp_path):
         c.close()
     finally:
         d.stop()
+
+
+def test_large_output_reaches_a_reading_client_whole(dev, tmp_path):
+    out = mpremote(dev.port, "exec", "print('x' * 200000)", timeout=60)
+    assert out == "x" * 200000 + "\n"
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(100_000))
+    mpremote(dev.port, "fs", "cp", str(blob), ":blob.bin", timeout=60)
+    back = tmp_path / "back.bin"
+    mpremote(dev.port, "fs", "cp", ":blob.bin", str(back), timeout=60)
+    assert back.read_bytes() == blob.read_bytes()
+
+
+def test_output_nobody_reads_does_not_stall_the_device(dev, tmp_path):
+    # like a board on a USB-serial chip with no terminal open: its prints are lost, it keeps running
+    main = tmp_path / "main.py"
+    main.write_text("for i in range(3000):\n    print('line', i, 'x' * 100)\n"
+                    "with open('done.txt', 'w') as f:\n    f.write('done')\n")
+    mpremote(dev.port, "fs", "cp", str(main), ":main.py")
+    c = Console(dev.port)
+    c.friendly()
+    c.write(b"\x04")  # soft reset: main.py prints ~330 KB ...
+    c.close()         # ... to nobody
+    time.sleep(4)
+    assert mpremote(dev.port, "exec", "print(open('done.txt').read())") == "done\n"

@@ -10,6 +10,9 @@ It makes the pair behave like a board:
   `MPY: soft reboot` for soft resets; the flash image, a file, is kept;
 - after a soft reset from raw REPL the device comes back in raw REPL and skips main.py, like the
   ESP32 port.
+- output waits for a client that reads slowly (the interpreter is held, nothing is lost), and is
+  dropped when nobody has read for a second, as a USB-serial chip with no host drops it;
+- Ctrl-C interrupts running Python code and is an ordinary byte otherwise, as on the ESP32 port.
 Input that arrives while the interpreter restarts is held and delivered to the next one.
 """
 
@@ -31,6 +34,8 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 CAUSE_NAMES = {1: "power-on", 2: "hard", 3: "watchdog", 4: "deep-sleep", 5: "soft"}
 VBOOT = Path(__file__).with_name("vboot.py")
+OUT_HIGH = 64 * 1024  # output queued for the port above which the interpreter is made to wait
+OUT_STALL_S = 1.0  # no client read for this long: queued output is dropped
 
 
 def _child_tty(fd):
@@ -79,6 +84,9 @@ class Bridge:
         self.raw = False
         self.cause = PWRON_RESET
         self.pending_in = bytearray()
+        self.pending_out = bytearray()
+        self.out_progress = time.monotonic()
+        self.out_dropping = False
         self.prev_cr = False
         self.booted_at = None
         self.tail = b""
@@ -164,12 +172,37 @@ class Bridge:
             out.append(b)
             self.prev_cr = b == 0x0D
         self._watch_output(bytes(out))
-        try:
-            os.write(self.user_master, out)
-        except OSError as e:
-            # nobody reading and the port's buffer full: a USB-serial chip drops bytes too
-            if e.errno not in (errno.EAGAIN, errno.EIO):
-                raise
+        if self.out_dropping:
+            # nobody was reading: send what the port takes, drop the rest, until a client reads again
+            try:
+                n = os.write(self.user_master, out)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EIO):
+                    raise
+                return
+            self.out_dropping = False
+            out = out[n:]
+        if not self.pending_out:
+            self.out_progress = time.monotonic()
+        self.pending_out += out
+        self._flush_output()
+
+    def _flush_output(self):
+        """Write what the port takes now. While a client reads, the interpreter waits for it (the
+        serve loop stops reading it above OUT_HIGH); when nobody has read for OUT_STALL_S, the
+        output is dropped, as a USB-serial chip with no host attached drops it."""
+        while self.pending_out:
+            try:
+                n = os.write(self.user_master, self.pending_out)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EIO):
+                    raise
+                break
+            del self.pending_out[:n]
+            self.out_progress = time.monotonic()
+        if self.pending_out and time.monotonic() - self.out_progress > OUT_STALL_S:
+            self.pending_out.clear()
+            self.out_dropping = True
 
     def _watch_output(self, out):
         self.tail = (self.tail + out)[-64:]
@@ -269,12 +302,15 @@ class Bridge:
     def _serve(self):
         while not self._stop:
             fds = [self.user_master]
-            if self.proc is not None:
+            if self.proc is not None and len(self.pending_out) < OUT_HIGH:
                 fds.append(self.child)
+            wfds = [self.user_master] if self.pending_out else []
             try:
-                ready, _, _ = select.select(fds, [], [], 0.05)
+                ready, writable, _ = select.select(fds, wfds, [], 0.05)
             except InterruptedError:
                 continue
+            if self.pending_out:
+                self._flush_output()
             if self.user_master in ready:
                 try:
                     data = os.read(self.user_master, 4096)
