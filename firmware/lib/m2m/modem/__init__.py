@@ -46,6 +46,10 @@ _EVENTS_MAX = const(16)
 _PROBE_MS = const(300)
 _PROBE_EVERY_MS = const(500)
 _BUSY_WAIT_MS = const(200)
+# what a script step asks its driver loop for (see Modem._steps)
+_IO_CMD = const(0)
+_IO_SLEEP = const(1)
+_IO_WAIT = const(2)
 
 # model name -> (module in m2m.modem, class name, AT+CGMM answers, further ATI answers).
 # Detection reads the identity strings here, so it imports only the dialect that matches; each
@@ -335,9 +339,9 @@ class Modem:
         f = _fields(t, False)  # identities keep their leading zeros: strings, never ints
         return f[0] if f and f[0] else None
 
-    def run(self, script, **params):
-        # run a script on the synchronous AT driver; returns how many steps succeeded
-        at = self.at
+    # The script loop is written once, as a generator that yields the I/O it needs and is sent the
+    # result back: run() performs it on the synchronous driver, arun() awaits it on AsyncAT.
+    def _steps(self, script, params):
         ok = 0
         for step in script:
             cmd, resp, tmo, flags, key, urc = self._step(step, params)
@@ -345,43 +349,50 @@ class Modem:
                 continue
             deadline = hal.ticks_add(hal.ticks_ms(), tmo)
             while True:
-                r = at.cmd(cmd, resp=resp, timeout_ms=tmo)
+                r = yield (_IO_CMD, cmd, resp, tmo)
                 if not self._busy(r, deadline):
                     break
-                hal.sleep_ms(_BUSY_WAIT_MS)
+                yield (_IO_SLEEP, _BUSY_WAIT_MS)
             if not self._done(cmd, r, flags, key):
                 continue
-            if urc is not None and not self._urc_in(r, urc) and \
-                    self.wait_event(None, tmo, urc) is None:
+            if urc is not None and not self._urc_in(r, urc) and (yield (_IO_WAIT, urc, tmo)) is None:
                 if flags & OPT:
                     continue
                 raise ModemError("%s: no %s within %d ms" % (cmd, _text(urc), tmo))
             ok += 1
         return ok
 
+    def run(self, script, **params):
+        # run a script on the synchronous AT driver; returns how many steps succeeded
+        g = self._steps(script, params)
+        res = None
+        try:
+            while True:
+                io = g.send(res)
+                if io[0] == _IO_CMD:
+                    res = self.at.cmd(io[1], resp=io[2], timeout_ms=io[3])
+                elif io[0] == _IO_SLEEP:
+                    res = hal.sleep_ms(io[1])
+                else:
+                    res = self.wait_event(None, io[2], io[1])
+        except StopIteration as e:
+            return e.value
+
     async def arun(self, script, **params):
         # run() for the asyncio AT driver (AsyncAT)
-        at = self.at
-        ok = 0
-        for step in script:
-            cmd, resp, tmo, flags, key, urc = self._step(step, params)
-            if self._skip(flags, params):
-                continue
-            deadline = hal.ticks_add(hal.ticks_ms(), tmo)
+        g = self._steps(script, params)
+        res = None
+        try:
             while True:
-                r = await at.cmd(cmd, resp=resp, timeout_ms=tmo)
-                if not self._busy(r, deadline):
-                    break
-                await hal.asleep_ms(_BUSY_WAIT_MS)
-            if not self._done(cmd, r, flags, key):
-                continue
-            if urc is not None and not self._urc_in(r, urc) and \
-                    await self.await_event(None, tmo, urc) is None:
-                if flags & OPT:
-                    continue
-                raise ModemError("%s: no %s within %d ms" % (cmd, _text(urc), tmo))
-            ok += 1
-        return ok
+                io = g.send(res)
+                if io[0] == _IO_CMD:
+                    res = await self.at.cmd(io[1], resp=io[2], timeout_ms=io[3])
+                elif io[0] == _IO_SLEEP:
+                    res = await hal.asleep_ms(io[1])
+                else:
+                    res = await self.await_event(None, io[2], io[1])
+        except StopIteration as e:
+            return e.value
 
     def _busy(self, r, deadline):
         # a "try again" error (SIM still starting) while the step's time lasts
