@@ -147,7 +147,9 @@ def parse(line, solicited=None):
 
 
 # ---- GPRS timer IEs (3GPP TS 24.008 10.5.7.3, 10.5.7.4, 10.5.7.4a): bits 8-6 unit, 5-1 value ----
-_T2_UNITS = (2, 60, 360)  # GPRS Timer / Timer 2: 000 2 s, 001 1 min, 010 decihours; 111 off
+# GPRS Timer / Timer 2: 000 2 s, 001 1 min, 010 decihours; other values "shall be interpreted as
+# multiples of 1 minute"; 111 off
+_T2_UNITS = (2, 60, 360, 60, 60, 60, 60)
 _T3_UNITS = (600, 3600, 36000, 2, 30, 60, 1152000)  # Timer 3: 10 min, 1 h, 10 h, 2 s, 30 s, 1 min, 320 h
 
 
@@ -167,30 +169,25 @@ def _octet(bits):
         return None
 
 
-def gprs_timer_s(bits):
-    # GPRS Timer / GPRS Timer 2 (T3314 READY, T3324 Active-Time): seconds, None if off or absent
+def _timer_s(bits, units):
+    # seconds of a 3GPP timer octet (3-bit unit, 5-bit value); None if off (unit 111) or absent
     o = _octet(bits)
-    if o is None:
+    if o is None or o >> 5 == 7:
         return None
-    unit = o >> 5
-    if unit == 7:
-        return None
-    # other unit values "shall be interpreted as multiples of 1 minute"
-    return (o & 31) * (_T2_UNITS[unit] if unit < 3 else 60)
+    return (o & 31) * units[o >> 5]
+
+
+def gprs_timer_s(bits):
+    # GPRS Timer / GPRS Timer 2 (T3314 READY, T3324 Active-Time)
+    return _timer_s(bits, _T2_UNITS)
 
 
 t3324_s = gprs_timer_s
 
 
 def t3412_s(bits):
-    # GPRS Timer 3 (T3412 extended periodic TAU, T3312 extended periodic RAU): seconds or None
-    o = _octet(bits)
-    if o is None:
-        return None
-    unit = o >> 5
-    if unit == 7:
-        return None
-    return (o & 31) * _T3_UNITS[unit]
+    # GPRS Timer 3 (T3412 extended periodic TAU, T3312 extended periodic RAU)
+    return _timer_s(bits, _T3_UNITS)
 
 
 def _encode(seconds, units, codes):
