@@ -12,7 +12,10 @@ It makes the pair behave like a board:
   ESP32 port.
 - output waits for a client that reads slowly (the interpreter is held, nothing is lost), and is
   dropped when nobody has read for a second, as a USB-serial chip with no host drops it;
-- Ctrl-C interrupts running Python code and is an ordinary byte otherwise, as on the ESP32 port.
+- Ctrl-C interrupts running Python code and is an ordinary byte otherwise, as on the ESP32 port
+  (the interpreter is frozen while the bridge decides, so a Ctrl-C can never land between its
+  handler going away and the signal arriving);
+- M2M_BRIDGE_TRACE=FILE logs every byte each way with a timestamp.
 Input that arrives while the interpreter restarts is held and delivered to the next one.
 """
 
@@ -48,6 +51,41 @@ def _child_tty(fd):
     a[6][termios.VMIN] = 1
     a[6][termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+def _stopped(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
+
+
+def interrupt(pid):
+    """Ctrl-C for the interpreter: True when it was running Python code and got a SIGINT.
+
+    The interpreter changes its SIGINT handler between executions, so it is frozen first (SIGSTOP
+    cannot be caught): its handler cannot change between the look and the signal, and the signal is
+    taken, by the handler, before it runs another instruction."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return False
+    try:
+        deadline = time.monotonic() + 0.5
+        while not _stopped(pid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        if not _catches_sigint(pid):
+            return False
+        os.kill(pid, signal.SIGINT)
+        return True
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 
 def _catches_sigint(pid):
@@ -92,6 +130,9 @@ class Bridge:
         self.tail = b""
         self._stop = False
         self._serving = False
+        # M2M_BRIDGE_TRACE=FILE: every byte each way with a timestamp (interpreter < >, signals !)
+        trace = os.environ.get("M2M_BRIDGE_TRACE")
+        self._trace = open(trace, "a") if trace else None
 
     # ---- the user-facing port ----
     def start(self, power=True):
@@ -164,7 +205,13 @@ class Bridge:
         self.proc = None
 
     # ---- byte pumps ----
+    def _log(self, tag, data):
+        if self._trace:
+            self._trace.write("%.4f %s %r\n" % (time.monotonic(), tag, bytes(data)))
+            self._trace.flush()
+
     def _to_user(self, data):
+        self._log("<", data)
         out = bytearray()
         for b in data:
             if b == 0x0A and not self.prev_cr:
@@ -216,6 +263,7 @@ class Bridge:
             self.tail = b""
 
     def _from_user(self, data):
+        self._log(">", data)
         if self.raw and b"\x02" in data:
             self.raw = False  # Ctrl-B leaves raw REPL
         # Ctrl-C on an ESP32: while Python code runs, the UART driver turns it into a
@@ -225,8 +273,8 @@ class Bridge:
             before, _, data = data.partition(b"\x03")
             self.pending_in += before
             self._flush_input()
-            if self.proc is not None and not self.pending_in and _catches_sigint(self.proc.pid):
-                self.proc.send_signal(signal.SIGINT)
+            if self.proc is not None and not self.pending_in and interrupt(self.proc.pid):
+                self._log("!", b"SIGINT")
             else:
                 self.pending_in += b"\x03"
         self.pending_in += data
