@@ -94,15 +94,13 @@ print(gc.mem_alloc() - base)
 @figure
 def modem_stack_heap():
     """Heap the AT driver + detected dialect + identity hold after init (unix port, 64-bit objects)."""
+    from .bench_at import _run
     from .sim.modem import ModemSim
-    from .testing import run_micropython
 
     for model in ("sim7080g", "bg95", "gm02s"):
         with ModemSim(model=model, time_scale=20) as sim:
             env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_TIME_SCALE": "20"}
-            rc, out, err = run_micropython(_STACK_HEAP, env=env, heapsize="256K")
-        if rc != 0:
-            raise RuntimeError(f"heap figure for {model} failed:\n{out}{err}")
-        yield {"name": f"modem_stack_heap_{model}", "value": int(out.split()[-1]), "unit": "bytes",
+            (held,) = _run(_STACK_HEAP, env=env, heapsize="256K")
+        yield {"name": f"modem_stack_heap_{model}", "value": held, "unit": "bytes",
                "note": "gc.mem_alloc() growth after importing m2m.at + m2m.modem, detecting the dialect "
                        "and running its init script; unix port (64-bit objects: about 2x ESP32)"}

@@ -9,15 +9,8 @@ The numbers are for the host CPU running the unix port; an ESP32 at 240 MHz is o
 """
 
 import json
-import subprocess
 
-from .paths import FIRMWARE, TESTS
-from .testing import micropython
-
-_PRELUDE = """
-import sys
-sys.path[:0] = [{lib!r}, {tests!r}]
-"""
+from .testing import run_micropython
 
 _PARSER = """
 import time
@@ -81,13 +74,12 @@ print(n, dt)
 """
 
 
-def _run(code, timeout=120):
-    pre = _PRELUDE.format(lib=str(FIRMWARE / "lib"), tests=str(TESTS / "firmware"))
-    p = subprocess.run([micropython(), "-X", "heapsize=512K", "-c", pre + code],
-                       capture_output=True, text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise RuntimeError("micropython failed:\n" + p.stdout + p.stderr)
-    return [int(x) for x in p.stdout.split()]
+def _run(code, env=None, heapsize="512K", timeout=120):
+    """Run a figure's script in MicroPython; returns the integers it printed."""
+    rc, out, err = run_micropython(code, env=env, heapsize=heapsize, timeout=timeout)
+    if rc != 0:
+        raise RuntimeError("micropython failed:\n" + out + err)
+    return [int(x) for x in out.split()]
 
 
 def parser_throughput(lines=2000, passes=10):
@@ -139,14 +131,8 @@ def sim_command_round_trip(commands=200):
     try:
         sim.modem.DEFAULT_LATENCY = 0.0  # bare AT has no modeled latency anyway; be explicit
         sim.modem.LATENCY = {}
-        pre = _PRELUDE.format(lib=str(FIRMWARE / "lib"), tests=str(TESTS / "firmware"))
-        env = dict(__import__("os").environ, M2M_MODEM="%s:%d" % tuple(sim.uart_address),
-                   M2M_TIME_SCALE="1")
-        p = subprocess.run([micropython(), "-X", "heapsize=512K", "-c", pre + _SIM_ROUND_TRIP.format(n=commands)],
-                           capture_output=True, text=True, timeout=120, env=env)
-        if p.returncode != 0:
-            raise RuntimeError("micropython failed:\n" + p.stdout + p.stderr)
-        n, us = (int(x) for x in p.stdout.split())
+        env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_TIME_SCALE": "1"}
+        n, us = _run(_SIM_ROUND_TRIP.format(n=commands), env=env)
     finally:
         sim.stop()
     return {"name": "at_command_round_trip", "value": round(us / n, 1), "unit": "us",

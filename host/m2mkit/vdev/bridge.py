@@ -137,8 +137,7 @@ class Bridge:
     # ---- the user-facing port ----
     def start(self, power=True):
         self.state.mkdir(parents=True, exist_ok=True)
-        for transient in ("rtcmem", "wdt", "reset", "deepsleep"):
-            (self.state / transient).unlink(missing_ok=True)  # power-on: RTC memory is gone
+        (self.state / "rtcmem").unlink(missing_ok=True)  # power-on: RTC memory is gone
         self.user_master, self.user_slave = os.openpty()
         tty.setraw(self.user_slave)  # ours stays open so the port survives clients coming and going
         _nonblock(self.user_master)
