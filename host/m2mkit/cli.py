@@ -53,7 +53,9 @@ def _board_option(default="esp32-devkitc-bg95"):
 @click.option("--bus", "bus_addr", default=None, metavar="HOST:PORT",
               help="simulated I2C / 1-Wire / ADC bus")
 @click.option("--no-modem", is_flag=True, help="no modem on the UART (a board with its modem unplugged)")
-def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem):
+@click.option("--micropython", "mp_version", default=None, metavar="VERSION",
+              help="MicroPython version the board runs: the flash is its vfs partition (default: 1.26 or newer)")
+def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem, mp_version):
     """Start a virtual board on a pseudo-terminal. The first line printed is `port: /dev/pts/N`."""
     from .vdev.bridge import install_sigterm_handler
     from .vdev.device import VirtualDevice
@@ -74,12 +76,14 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
         sys.stdout.flush()
 
     dev = VirtualDevice(board, flash=flash, heapsize=heap, time_scale=time_scale, env=env, on_event=event,
-                        modem=not (no_modem or modem_addr))
+                        modem=not (no_modem or modem_addr), micropython=mp_version)
     port = dev.start(power=False, background=False)  # serve() below, in this thread
     click.echo(f"port: {port}")
     click.echo(f"board: {dev.board['name']} ({dev.board['title']}), flash image {dev.flash} ({dev.blocks} blocks)")
     if dev.modem is not None:
         click.echo(f"modem: {dev.modem.model} simulator, uart {dev.env['M2M_MODEM']}, control {dev.env['M2M_GPIO']}")
+    if dev.bus is not None:
+        click.echo(f"bus: {dev.bus.address_str} (the simulated I2C bus holding the modem's PMU)")
     sys.stdout.flush()
     install_sigterm_handler(dev.bridge)
     dev.power_on()
@@ -108,11 +112,14 @@ main.add_command(image_, "image")
 @image_.command("build")
 @_board_option()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def image_build(board, out):
+@click.option("--micropython", "mp_version", default=None, metavar="VERSION",
+              help="MicroPython version flashed on the board (sizes the image to its vfs partition; "
+                   "default: 1.26 or newer, where vfs runs to the end of flash)")
+def image_build(board, out, mp_version):
     """Build a flash image holding firmware/ and the board's board.json."""
     b = boards.load(board)
-    out.write_bytes(image.build(b))
-    click.echo(f"{out}: {boards.vfs_blocks(b)} blocks of {boards.BLOCK_SIZE} bytes for {b['name']}")
+    out.write_bytes(image.build(b, version=mp_version))
+    click.echo(f"{out}: {boards.vfs_blocks(b, mp_version)} blocks of {boards.BLOCK_SIZE} bytes for {b['name']}")
 
 
 @image_.command("ls")

@@ -34,9 +34,10 @@ def _mkdirs(fs, dev_path):
             pass
 
 
-def build(board, firmware=FIRMWARE, extra=None):
-    """Bytes of a flash image with the firmware, /board.json and any extra {path: bytes}."""
-    blocks = vfs_blocks(board)
+def build(board, firmware=FIRMWARE, extra=None, version=None):
+    """Bytes of a flash image with the firmware, /board.json and any extra {path: bytes}, sized for
+    the vfs partition of MicroPython `version` (None: v1.26 or newer)."""
+    blocks = vfs_blocks(board, version)
     fs = LittleFS(block_count=blocks, **FS_OPTS)
     files = {dev: host.read_bytes() for dev, host in firmware_files(firmware)}
     files["/board.json"] = json.dumps(board, indent=1).encode()
@@ -48,14 +49,18 @@ def build(board, firmware=FIRMWARE, extra=None):
     return bytes(fs.context.buffer)
 
 
-def check_size(path, board):
+def check_size(path, board, version=None):
+    """Refuse an image that the board's MicroPython (`version`, None: v1.26 or newer) would not
+    mount: its _boot.py would reformat the partition and wipe the firmware."""
     size = Path(path).stat().st_size
-    want = vfs_blocks(board) * BLOCK_SIZE
+    want = vfs_blocks(board, version) * BLOCK_SIZE
     if size != want:
+        running = f"MicroPython {version}" if version else "MicroPython 1.26 or newer"
+        opt = f" --micropython {version}" if version else ""
         raise UserError(
-            f"flash image {path} is {size} bytes; board {board['name']} ({board['flash_size']} flash) "
-            f"needs exactly {want} bytes ({want // BLOCK_SIZE} blocks of {BLOCK_SIZE}). Build one with "
-            f"`m2mkit image build --board {board['name']} --out {path}`, or leave out --flash."
+            f"flash image {path} is {size} bytes ({size // BLOCK_SIZE} blocks); board {board['name']} running "
+            f"{running} mounts exactly {want} bytes ({want // BLOCK_SIZE} blocks of {BLOCK_SIZE}). Build one with "
+            f"`m2mkit image build --board {board['name']}{opt} --out {path}`, or leave out --flash."
         )
 
 

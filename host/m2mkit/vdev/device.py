@@ -18,17 +18,40 @@ def heap_for(board):
     return "2M" if board.get("psram") else "256K"
 
 
-def modem_for(board, time_scale=1.0):
+def pmu_of(board):
+    """The board's modem power_enable when it is an AXP2101 PMU, else None."""
+    pe = board["modem"].get("power_enable") or {}
+    return pe if pe.get("type") == "pmu" and pe.get("chip") == "axp2101" else None
+
+
+def modem_for(board, time_scale=1.0, bus=None):
     """A started simulator of the board's modem, wired like the board: a modem with a PWRKEY starts
-    off (the firmware must pulse it on); one without (Walter: RESET only) is powered."""
+    off (the firmware must pulse it on); one without (Walter: RESET only) is powered. A modem fed by
+    an AXP2101 is unpowered until the firmware enables its rails on `bus` (a BusSim: the PMU model
+    is put there); a UART with RTS / CTS carries nothing from the modem until the firmware has
+    configured flow control."""
     from ..sim.modem import ModemSim
 
     m = board["modem"]
     pwrkey = m.get("pwrkey")
     line = pwrkey or m.get("reset") or {}
+    uart = m["uart"]
+    flow = uart.get("rts") is not None and uart.get("cts") is not None
+    pmu = pmu_of(board)
     sim = ModemSim(model=m["model"], time_scale=time_scale, power_on=not pwrkey,
-                   pwrkey_pin=line.get("pin"), pwrkey_active=line.get("active"))
-    return sim.start()
+                   pwrkey_pin=line.get("pin"), pwrkey_active=line.get("active"),
+                   supply_mv=0 if pmu else None, uart_mv=0 if pmu else None,
+                   require_flow=flow, uart_pins=uart if flow else None)
+    sim.start()
+    if pmu:
+        from ..sim.axp2101 import AXP2101, link_modem
+
+        roles = {r.get("role"): r["name"] for r in pmu["rails"]}
+        chip = AXP2101()
+        bus.i2c[(board["i2c"]["id"], pmu["i2c_addr"])] = chip
+        link_modem(chip, sim, supply_rail=roles["modem"], uart_rail=roles["uart"])
+        sim.pmu = chip
+    return sim
 
 
 class VirtualDevice:
@@ -38,27 +61,37 @@ class VirtualDevice:
     (`dev.modem`); env adds or overrides the hal's M2M_* variables."""
 
     def __init__(self, board="esp32-devkitc-bg95", flash=None, heapsize=None, time_scale=1.0,
-                 env=None, on_event=None, modem=False):
+                 env=None, on_event=None, modem=False, micropython=None):
         self.board = boards.load(board)
         self.modem = None
+        self.bus = None  # the simulated I2C bus when the board's modem needs its PMU (attach sensors here too)
+        self.micropython = micropython  # the MicroPython version the board runs: sizes the flash
         env = dict(env or {})
-        self.blocks = boards.vfs_blocks(self.board)
+        self.blocks = boards.vfs_blocks(self.board, micropython)
         self._tmp = None
         if flash is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="m2mkit-vdev-"))
             flash = self._tmp / "flash.img"
         self.flash = Path(flash)
         if self.flash.exists():
-            image.check_size(self.flash, self.board)
+            image.check_size(self.flash, self.board, self.micropython)
         else:
-            self.flash.write_bytes(image.build(self.board))
+            self.flash.write_bytes(image.build(self.board, version=self.micropython))
         self.state_dir = self.flash.with_name(self.flash.name + ".state")
         self.events = []
         self.boots = []
         self._cond = threading.Condition()
         self._user_event = on_event
         if modem:
-            self.modem = modem_for(self.board, time_scale)
+            if pmu_of(self.board):
+                if "M2M_BUS" in env:
+                    raise UserError(f"board {self.board['name']} powers its modem from the PMU on the built-in "
+                                    f"bus: leave out --bus (or use --no-modem)")
+                from ..sim.bus import BusSim
+
+                self.bus = BusSim().start()
+                env["M2M_BUS"] = self.bus.address_str
+            self.modem = modem_for(self.board, time_scale, bus=self.bus)
             env.setdefault("M2M_MODEM", "%s:%d" % tuple(self.modem.uart_address))
             env.setdefault("M2M_GPIO", "%s:%d" % tuple(self.modem.control_address))
         self.env = env
@@ -105,6 +138,9 @@ class VirtualDevice:
             if self.modem is not None:
                 self.modem.stop(check=check)
         finally:
+            if self.bus is not None:
+                self.bus.stop()
+                self.bus = None
             if self._tmp:
                 shutil.rmtree(self._tmp, ignore_errors=True)
 

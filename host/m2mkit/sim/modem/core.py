@@ -36,6 +36,15 @@ REG_STATES = {"no_service": 0, "home": 1, "searching": 2, "denied": 3, "lost": 4
 
 DEFAULT_TIMELINE = [(0.0, "searching", {}), (8.0, "home", {})]
 
+# Supply range (mV) a modem boots in, used when its supply is modelled (set_supply). ASSUMED: the
+# SIM7080 Series Hardware Design's VBAT table was not found among the sources searched, so 2.7-4.8 V
+# is an unverified figure; LilyGO's DC3 setting (3000 mV, Xinyuan-LilyGO/LilyGo-T-SIM7080G
+# examples) lies inside it, DC3's lowest codes (0.5-1.5 V) do not. Other models: any mV above 0.
+VBAT_RANGE_MV = {"sim7080g": (2700, 4800)}
+# Rail voltage below which a UART level shifter carries nothing. ASSUMED: LilyGO powers the
+# T-SIM7080G-S3's shifter from BLDO1 at 3300 mV; 10 % below that is taken as the working limit.
+LEVEL_SHIFTER_MIN_MV = 3000
+
 # The simulated network: (status, long name, short name, numeric, AcT). 3 = forbidden.
 DEFAULT_OPERATORS = [
     (1, "Test Network", "TEST", "00101", 7),
@@ -338,7 +347,8 @@ class Modem:
     SIM_REMOVED_URCS = ("+CPIN: NOT INSERTED",)
 
     def __init__(self, clock, card, imei, operators=None, timeline=None, pwrkey_pin=None,
-                 pwrkey_active=None, seed=None, signal=None):
+                 pwrkey_active=None, seed=None, signal=None, supply_mv=None, uart_mv=None,
+                 require_flow=False, uart_pins=None):
         self.clock = clock
         self.card = card
         self.imei = imei
@@ -356,6 +366,15 @@ class Modem:
         self.nv = {"cgdcont": {1: ["IP", ""]}, "psm": {"mode": 0, "tau": "00000000", "active": "00000000"},
                    "edrx": {}}
         self.power = "off"  # off, booting, on, hung
+        # Supply and UART wiring (see set_supply / uart_config): supply_mv None = a fixed supply that
+        # is always there; uart_mv None = no level shifter to power; require_flow = the modem sends
+        # nothing until the host has configured RTS (hardware flow control).
+        self.supply_mv = supply_mv
+        self.uart_mv = uart_mv
+        self.require_flow = bool(require_flow)
+        self.uart_pins = dict(uart_pins or {})
+        self.host_uart = None  # the host's last UART announcement for this modem's pins
+        self.tx_dropped = 0  # bytes the modem had to send while its UART could not carry them
         self.sockets_refused = False
         self.baud_mismatch = False
         self.uart_write = None  # set by the server: callable(bytes)
@@ -457,6 +476,9 @@ class Modem:
         while True:
             release, data = await self._outq.get()
             await self.clock.sleep_until(release)
+            if not self.uart_tx_open():
+                self.tx_dropped += len(data)
+                continue
             if self.uart_write is not None:
                 self.uart_write(data)
             if self.recorder is not None:
@@ -493,7 +515,7 @@ class Modem:
         """Bytes from the host (the UART's RX)."""
         if self.recorder is not None:
             self.recorder.chunk(">", data)
-        if self.power != "on" or self.baud_mismatch:
+        if self.power != "on" or self.baud_mismatch or not self.uart_powered():
             return
         if self._mode == "cmd" and self.echo:
             self.emit(data)  # the modem echoes as it receives, even while busy
@@ -628,9 +650,61 @@ class Modem:
         else:
             self.final_ok()
 
+    # ---- supply and UART wiring ---------------------------------------------------------------
+    def supply_ok(self):
+        if self.supply_mv is None:
+            return True
+        lo, hi = VBAT_RANGE_MV.get(self.MODEL, (1, 10 ** 6))
+        return lo <= self.supply_mv <= hi
+
+    def uart_powered(self):
+        """The level shifter between host and modem has power (boards without one: always)."""
+        return self.uart_mv is None or self.uart_mv >= LEVEL_SHIFTER_MIN_MV
+
+    def flow_ok(self):
+        if not self.require_flow:
+            return True
+        u = self.host_uart
+        if not u or "rts" not in (u.get("flow") or ()) or u.get("rts") is None:
+            return False
+        want = self.uart_pins.get("rts")
+        return want is None or int(u["rts"]) == int(want)
+
+    def uart_tx_open(self):
+        """The modem's TX reaches the host: the shifter has power and (with flow control) the host's
+        RTS, the modem's CTS input, is driven. With RTS floating the modem holds its output."""
+        return self.uart_powered() and self.flow_ok()
+
+    def set_supply(self, mv=None, uart_mv=None):
+        """The modem's supply rail (mV, 0 = off) and its UART level shifter's rail. Outside the
+        modem's VBAT range it is unpowered: it does not boot, and losing the supply cuts it off."""
+        was = self.supply_ok()
+        if mv is not None:
+            self.supply_mv = int(mv)
+        if uart_mv is not None:
+            self.uart_mv = int(uart_mv)
+        now = self.supply_ok()
+        if was and not now and self.power != "off":
+            self.power_off()  # a power cut: no goodbye lines
+        elif now and not was and (self.pwrkey_pin is None or self.PWRKEY_IS_RESET):
+            self.power_on()  # no power key to press: it starts when the supply comes
+
+    def uart_config(self, cfg):
+        """The host announced a UART's settings ({"id", "baudrate", "tx", "rx", "rts", "cts",
+        "flow"}); announcements for pins that are not this modem's are ignored."""
+        for k in ("tx", "rx"):
+            mine = self.uart_pins.get(k)
+            if mine is not None and cfg.get(k) is not None and int(cfg[k]) != int(mine):
+                return False
+        flow = cfg.get("flow") or []
+        if not isinstance(flow, (list, tuple)) or any(f not in ("rts", "cts") for f in flow):
+            raise ValueError('uart "flow" is a list drawn from "rts" and "cts", e.g. ["rts", "cts"]')
+        self.host_uart = dict(cfg, flow=list(flow))
+        return True
+
     # ---- power ----------------------------------------------------------------------------
     def power_on(self):
-        if self.power != "off":
+        if self.power != "off" or not self.supply_ok():
             return False
         self.power = "booting"
         self.spawn(self._boot())
@@ -1544,6 +1618,8 @@ class Modem:
             "sockets": {str(k): s.state for k, s in self.sockets.items()},
             "pin_left": self.card.pin_left, "puk_left": self.card.puk_left, "boots": self.boots,
             "modem_time": round(self.clock.now(), 3),
+            "supply_mv": self.supply_mv, "uart_mv": self.uart_mv, "uart_tx_open": self.uart_tx_open(),
+            "tx_dropped": self.tx_dropped,
         }
 
     def fault(self, kind, **kw):

@@ -7,7 +7,9 @@ replaces the first, like re-opening a serial port.
 Control port: JSON lines. Each request ``{"op": ..., ...}`` gets one reply line
 ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The firmware's hal.Pin lines
 ``{"op": "pin", "pin": N, "value": 0|1}`` are accepted on the same port (point M2M_GPIO at it).
-Ops: status, set_registration, timeline, signal, fault, sim, counters, power, pin.
+Ops: status, set_registration, timeline, signal, fault, sim, counters, power, pin, uart (the host's
+UART settings: the modem answers nothing until RTS is configured when require_flow is set), supply
+(the modem's supply rail and level shifter in mV, when its supply is modelled).
 """
 
 import asyncio
@@ -55,7 +57,8 @@ class ModemSim:
 
     def __init__(self, model="bg95", time_scale=1.0, pin=None, puk="12345678", imei=None, iccid=None,
                  imsi=None, timeline=None, power_on=True, pwrkey_pin=None, record=None,
-                 pwrkey_active=None, seed=None, signal=None, operators=None):
+                 pwrkey_active=None, seed=None, signal=None, operators=None, supply_mv=None,
+                 uart_mv=None, require_flow=False, uart_pins=None):
         if model not in MODELS:
             raise ValueError("unknown modem model %r: use one of %s" % (model, ", ".join(sorted(MODELS))))
         if pin is not None and not (str(pin).isdigit() and 4 <= len(str(pin)) <= 8):
@@ -75,6 +78,9 @@ class ModemSim:
         self._signal = signal
         self._operators = operators
         self._record = record
+        # wiring (core.Modem.set_supply / uart_config): None = a supply / UART that is always there
+        self._wiring = dict(supply_mv=supply_mv, uart_mv=uart_mv, require_flow=require_flow,
+                            uart_pins=uart_pins)
         self.modem = None
         self.loop = None
         self.thread = None
@@ -115,7 +121,8 @@ class ModemSim:
     async def _start(self, host, port, control_port):
         self.modem = self.cls(self.clock, self.card, self.imei, operators=self._operators,
                               timeline=self._timeline, pwrkey_pin=self._pwrkey_pin,
-                              pwrkey_active=self._pwrkey_active, seed=self._seed, signal=self._signal)
+                              pwrkey_active=self._pwrkey_active, seed=self._seed, signal=self._signal,
+                              **self._wiring)
         self.modem.start_io()
         self.modem.uart_write = self._uart_out
         if self._record:
@@ -209,7 +216,8 @@ class ModemSim:
         finally:
             writer.close()
 
-    OPS = ("status", "set_registration", "timeline", "signal", "fault", "sim", "counters", "power", "pin")
+    OPS = ("status", "set_registration", "timeline", "signal", "fault", "sim", "counters", "power", "pin",
+           "uart", "supply")
 
     async def handle(self, req):
         """One control request (runs on the simulator's loop)."""
@@ -273,8 +281,16 @@ class ModemSim:
         if op == "pin":
             if "pin" not in kw or "value" not in kw:
                 raise ValueError('pin needs "pin" and "value"')
-            m.pin_event(int(kw["pin"]), int(kw["value"]))
+            m.pin_event(int(kw["pin"]), int(kw["value"]))  # "hold" (kept through deep sleep) is accepted
             return {"ok": True, "power": m.power}
+        if op == "uart":  # the host's UART settings, from its machine.UART stand-in
+            mine = m.uart_config(kw)
+            return {"ok": True, "modem_uart": mine, "tx_open": m.uart_tx_open()}
+        if op == "supply":
+            if "mv" not in kw and "uart_mv" not in kw:
+                raise ValueError('supply needs "mv" (the modem supply rail) and/or "uart_mv" (its level shifter)')
+            m.set_supply(kw.get("mv"), kw.get("uart_mv"))
+            return {"ok": True, "power": m.power, "supply_ok": m.supply_ok(), "tx_open": m.uart_tx_open()}
         raise ValueError("unknown op %r: use one of %s" % (op, ", ".join(self.OPS)))
 
     def _set_timeline(self, tl, restart=True):
@@ -333,6 +349,15 @@ class ModemSim:
 
     def pin(self, pin, value):
         self._call(self.modem.pin_event, pin, value)
+
+    def set_supply(self, mv=None, uart_mv=None):
+        """Thread-safe: the modem's supply rail and level-shifter rail in mV (the PMU model calls it)."""
+        if self.loop is None or not self.thread.is_alive():
+            return
+        self._call(self.modem.set_supply, mv, uart_mv)
+
+    def uart_config(self, **cfg):
+        return self._call(self.modem.uart_config, cfg)
 
     def counters(self):
         return self._call(self.modem.counters)
