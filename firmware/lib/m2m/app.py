@@ -16,11 +16,16 @@ _CAUSES = {
 
 
 def health():
-    # A snapshot an operator (or a test) can read: memory, flash, reset cause, board.
+    # A snapshot an operator (or a test) can read: memory, flash, reset cause, board, and the
+    # battery when the board can measure it (battery_mv; charge when a PMU reports it).
     gc.collect()
     st = os.statvfs("/")
     b = board.load() or {}
-    return {
+    try:
+        bat = board.battery(b) or {}
+    except Exception:  # a health report never fails: None says the battery could not be read
+        bat = {"battery_mv": None}
+    h = {
         "version": VERSION,
         "platform": hal.PLATFORM,
         "board": b.get("name"),
@@ -32,6 +37,8 @@ def health():
         "flash_total": st[0] * st[2],
         "uid": "".join("%02x" % x for x in hal.unique_id()),
     }
+    h.update(bat)
+    return h
 
 
 def banner():
@@ -51,15 +58,18 @@ def main():
 
 
 def modem_check():
-    # Bring up the board's modem and say who it is: power it on (PWRKEY or RESET pulse when it does
-    # not answer), detect the dialect by its AT+CGMM answer, run the dialect's init script. Returns
-    # the Modem; raises ModemError with what to check when it stays silent or is unknown.
+    # Bring up the board's modem and say who it is: switch on its supply (PMU rails), open its UART
+    # (flow control when the board wires RTS/CTS), hold a RESET line inactive, power it on (PWRKEY
+    # or RESET pulse when it does not answer), detect the dialect by its AT+CGMM answer, run the
+    # dialect's init script. Returns the Modem; raises ModemError with what to check when it stays
+    # silent or is unknown.
     from m2m import modem
     from m2m.at import AT
 
-    m = (board.load() or {}).get("modem") or {}
-    u = m.get("uart") or {}
-    at = AT(hal.UART(u.get("id", 1), u.get("baud", 115200), tx=u.get("tx"), rx=u.get("rx")))
+    b = board.load() or {}
+    m = b.get("modem") or {}
+    board.modem_supply(b)
+    at = AT(board.modem_uart(b))
     if not modem.Modem(at, m).power_on():
         raise modem.ModemError("the modem did not answer AT after power-on: check its supply, "
                                "the UART pins and baud in board.json, and the power key wiring")

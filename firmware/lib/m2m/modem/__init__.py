@@ -226,6 +226,8 @@ class Modem:
         if self.POWER_DOWN_URC:
             at.urc(self.POWER_DOWN_URC, self._urc)
         at.on_unresponsive = self._unresponsive
+        if self._held():
+            self._power_pin()  # before any AT: an unheld RESET line may already be resetting it
 
     # ---- URCs ----
     def urc_name(self, line):
@@ -432,15 +434,40 @@ class Modem:
             return (rs["pin"], rs.get("active", 0), p, p, rs.get("boot_ms", boot))
         return (None, 0, on, off, boot)
 
-    def _pulse(self, ms):
-        pin, active, _, _, _ = self.power_config()
-        if pin is None:
-            return False
+    def _held(self):
+        # a RESET line (no PWRKEY) with modem.reset.hold_in_sleep: Walter's GPIO45 is a strapping
+        # pin with a weak pull-down and the reset is active low, so the line is driven inactive and
+        # pad-held through ESP32 resets and deep sleep (walter-micropython walter_modem/core.py:
+        # Pin(45, Pin.OUT, value=1, hold=True); hold=False / True around its reset pulse). hold= is
+        # the ESP32 port's Pin keyword (ports/esp32/machine_pin.c, gpio_hold_en / gpio_hold_dis).
+        b = self.board
+        return not b.get("pwrkey") and bool((b.get("reset") or {}).get("hold_in_sleep"))
+
+    def _power_pin(self):
+        # the PWRKEY / RESET pin, driven inactive when first used (held when _held()); None if none
         if self._pin is None:
-            self._pin = hal.Pin(pin, hal.Pin.OUT, value=1 - active)
-        self._pin.value(active)
+            pin, active = self.power_config()[:2]
+            if pin is None:
+                return None
+            if self._held():
+                self._pin = hal.Pin(pin, hal.Pin.OUT, value=1 - active, hold=True)
+            else:
+                self._pin = hal.Pin(pin, hal.Pin.OUT, value=1 - active)
+        return self._pin
+
+    def _pulse(self, ms):
+        p = self._power_pin()
+        if p is None:
+            return False
+        active = self.power_config()[1]
+        held = self._held()
+        if held:
+            p.init(hold=False)  # a held pad ignores level changes
+        p.value(active)
         hal.sleep_ms(ms)
-        self._pin.value(1 - active)
+        p.value(1 - active)
+        if held:
+            p.init(hold=True)
         return True
 
     def _unresponsive(self, driver):
