@@ -1,0 +1,222 @@
+# What the stand-in's hardware is wired to on a PC (moved here from m2m/hal/unix.py):
+#   M2M_MODEM       host:port  the modem simulator; machine.UART(1..) is a TCP connection to it
+#   M2M_GPIO        host:port  output pins and UART settings go there as JSON lines
+#   M2M_BUS         host:port  the simulated I2C / 1-Wire / ADC / input-pin bus (m2mkit.sim.bus)
+#   M2M_STATE_DIR   dir        RTC memory and clock offset, NVS, watchdog deadline, reset requests
+#                              (the virtual device hands it over as the VfsPosix `_m2m_host.state`)
+#   M2M_TIME_SCALE  float      lightsleep / deepsleep / watchdog run this many times faster
+#   M2M_RESET_CAUSE int        set by the bridge on each (re)start
+#   M2M_UID         hex        machine.unique_id()
+# Not modelled: electrical levels, pin interrupts, baud rate, PWM/DAC/touch, brown-outs.
+import json
+import select
+import socket
+import sys
+import uos
+import utime
+
+import _m2m_table as T
+
+SCALE = float(uos.getenv("M2M_TIME_SCALE") or 1)
+_STATE = uos.getenv("M2M_STATE_DIR")
+_mem = {}  # state files of an interpreter without a state folder (plain `micropython`)
+
+def env_addr(name):
+    v = uos.getenv(name)
+    if not v:
+        return None
+    host, _, port = v.rpartition(":")
+    return socket.getaddrinfo(host, int(port))[0][-1]
+
+
+def _open(name, mode):
+    host = sys.modules.get("_m2m_host")  # installed by the virtual device's boot script
+    if host is not None:
+        return host.state.open(name, mode)
+    if _STATE:
+        return open(_STATE + "/" + name, mode)
+    return None
+
+
+def load(name, default=None):
+    # a state file's content (bytes), default when absent
+    try:
+        f = _open(name, "rb")
+    except OSError:
+        return default
+    if f is None:
+        return _mem.get(name, default)
+    try:
+        return f.read()
+    finally:
+        f.close()
+
+
+def store(name, data):
+    if isinstance(data, str):
+        data = data.encode()
+    f = _open(name, "wb")
+    if f is None:
+        _mem[name] = bytes(data)
+        return
+    f.write(data)
+    f.close()
+
+
+def load_int(name):
+    v = load(name)
+    try:
+        return int(v.decode()) if v else 0
+    except ValueError:
+        return 0
+
+
+def request_restart(name, value):
+    # Under the bridge: leave the request and wait; the bridge ends this interpreter within a few ms
+    # and starts a new one as the chip would restart. Alone: just exit.
+    if "_m2m_host" not in sys.modules and not _STATE:
+        sys.exit(0)
+    store(name, str(value))
+    while True:
+        utime.sleep_ms(1000)
+
+
+def host_ms():
+    return utime.time_ns() // 1000000
+
+
+# ---- a line-oriented loopback link, shared by the GPIO and bus channels ----
+class Link:
+    def __init__(self, env):
+        self.addr = env_addr(env)
+        self.sock = None
+        self.rx = b""
+
+    def _open(self):
+        if self.sock is None and self.addr:
+            s = socket.socket()
+            try:
+                s.connect(self.addr)
+            except OSError:
+                s.close()
+                return None
+            s.settimeout(5)  # a peer that never answers must not hang the device
+            self.sock = s
+        return self.sock
+
+    def send(self, obj):
+        s = self._open()
+        if s is None:
+            return False
+        try:
+            s.write(json.dumps(obj) + "\n")
+        except OSError:
+            self.close()
+            return False
+        return True
+
+    def request(self, obj):
+        if not self.send(obj):
+            return None
+        while b"\n" not in self.rx:
+            try:
+                chunk = self.sock.recv(256)  # read(n) would wait for all n bytes
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                return None
+            self.rx += chunk
+        line, _, self.rx = self.rx.partition(b"\n")
+        return json.loads(line)
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+        self.sock = None
+        self.rx = b""
+
+
+gpio = Link("M2M_GPIO")
+bus = Link("M2M_BUS")
+
+
+def bus_call(op, **kw):
+    # None when no bus answers (nothing attached) or the bus reports an error
+    kw["op"] = op
+    r = bus.request(kw)
+    if r is None or r.get("err"):
+        return None
+    return r
+
+
+# ---- the modem's serial line: a TCP connection to the simulator ----
+class Wire:
+    def __init__(self):
+        self.addr = env_addr("M2M_MODEM")
+        self.sock = None
+        self.poll = select.poll()
+
+    def connect(self):
+        if self.sock is not None or self.addr is None:
+            return self.sock
+        s = socket.socket()
+        try:
+            s.connect(self.addr)
+        except OSError:
+            s.close()
+            return None
+        s.setblocking(False)
+        self.sock = s
+        self.poll.register(s, select.POLLIN)
+        return s
+
+    def drop(self):
+        # the simulator went away: from here on it is a UART with nothing attached
+        if self.sock is not None:
+            self.poll.unregister(self.sock)
+            self.sock.close()
+            self.sock = None
+
+    def write(self, buf):
+        s = self.connect()
+        if s is None:
+            return len(buf)
+        mv = memoryview(buf)
+        off = 0
+        while off < len(mv):
+            try:
+                n = s.write(mv[off:])
+            except OSError:
+                self.drop()
+                return len(buf)
+            if n:
+                off += n
+            else:
+                utime.sleep_ms(1)  # the simulator is not reading: like a full UART TX FIFO
+        return len(buf)
+
+    def readinto(self, buf):
+        # bytes read, 0 when none are waiting (a hang-up drops the connection)
+        s = self.sock
+        if s is None:
+            return 0
+        try:
+            n = s.readinto(buf)
+        except OSError:
+            n = 0
+        if n is None:
+            return 0
+        if n == 0:
+            self.drop()
+        return n
+
+    def any(self):
+        return 1 if self.sock is not None and self.poll.poll(0) else 0
+
+    def wait(self, real_ms):
+        # True when bytes (or a hang-up) are waiting; with nothing attached, sleep and try again
+        if self.sock is None and self.connect() is None:
+            utime.sleep_ms(real_ms)
+            return False
+        return bool(self.poll.poll(real_ms))
