@@ -36,9 +36,18 @@ def mpy_env(env=None):
     return e
 
 
+PORT = Path(__file__).parent / "vdev" / "port"
+PORT_MODULES = ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire")
+
+
 def _prelude(test_dir=FW_TESTS):
+    # the ESP32 port's stand-in (machine, esp32, onewire, time, os) first, as on the virtual device
     return (
         "import sys\n"
+        f"sys.path.insert(0, {str(PORT)!r})\n"
+        f"for _m in {PORT_MODULES!r}:\n"
+        "    __import__(_m)\n"
+        "sys.path.pop(0)\n"
         f"sys.path[:0] = [{str(test_dir)!r}, {str(FIRMWARE / 'lib')!r}]\n"
     )
 
