@@ -153,7 +153,7 @@ def test_reset_deepsleep_and_rtc_memory(dev):
         assert b"b'kept'" in c.read_until(b">>> ")
         c.write(b"from m2m import hal; hal.reset()\r")
         out = c.read_until(b">>> ")
-        assert b"reset_cause=soft" in out
+        assert b"reset_cause=hard" in out  # machine.reset() is esp_restart(): HARD_RESET on the port
     finally:
         c.close()
 

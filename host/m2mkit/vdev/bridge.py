@@ -34,8 +34,13 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit"
 FRIENDLY_PROMPT = b">>> "
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 
-PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
-CAUSE_NAMES = {1: "power-on", 2: "hard", 3: "watchdog", 4: "deep-sleep", 5: "soft"}
+from .port import _m2m_table as T  # one table with the device side (reset causes, state files)
+
+PWRON_RESET, HARD_RESET, WDT_RESET = T.PWRON_RESET, T.HARD_RESET, T.WDT_RESET
+DEEPSLEEP_RESET, SOFT_RESET, CAUSE_NAMES = T.DEEPSLEEP_RESET, T.SOFT_RESET, T.CAUSE_NAMES
+# what the ROM prints when it stays in its serial download mode (boot logs in esp32.io threads,
+# e.g. viewtopic.php?t=36303: "rst:0x1 (POWERON),boot:0x0 (DOWNLOAD(USB/UART0))" / "waiting for download")
+DOWNLOAD_BANNER = b"waiting for download\r\n"
 VBOOT = Path(__file__).with_name("vboot.py")
 OUT_HIGH = 64 * 1024  # output queued for the port above which the interpreter is made to wait
 OUT_STALL_S = 1.0  # no client read for this long: queued output is dropped
@@ -101,6 +106,20 @@ def _catches_sigint(pid):
     return False
 
 
+PORT_HEAP = 48 * 1024  # the ESP32 port's stand-in (vdev/port/, ~31 KB loaded) is ROM on a board
+
+
+def _with_port(heap):
+    """The heap asked for plus room for the port stand-in, so the firmware keeps a board's budget."""
+    h = str(heap).strip().upper()
+    mult = {"K": 1024, "M": 1024 * 1024}.get(h[-1:], 1)
+    try:
+        n = int(h.rstrip("KM")) * mult
+    except ValueError:
+        return heap  # not a size: the interpreter says so
+    return f"{(n + PORT_HEAP) // 1024}K"
+
+
 def _nonblock(fd):
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
 
@@ -137,7 +156,8 @@ class Bridge:
     # ---- the user-facing port ----
     def start(self, power=True):
         self.state.mkdir(parents=True, exist_ok=True)
-        (self.state / "rtcmem").unlink(missing_ok=True)  # power-on: RTC memory is gone
+        for name in T.POWER_ON_CLEARED:  # power-on: RTC memory and the RTC's setting are gone
+            (self.state / name).unlink(missing_ok=True)
         self.user_master, self.user_slave = os.openpty()
         tty.setraw(self.user_slave)  # ours stays open so the port survives clients coming and going
         _nonblock(self.user_master)
@@ -152,7 +172,7 @@ class Bridge:
             self._spawn()
 
     def _spawn(self, raw=False):
-        for transient in ("wdt", "reset", "deepsleep"):
+        for transient in T.TRANSIENT:
             (self.state / transient).unlink(missing_ok=True)
         master, slave = os.openpty()
         _child_tty(slave)
@@ -176,7 +196,7 @@ class Bridge:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         self.proc = subprocess.Popen(
-            [self.micropython, "-X", f"heapsize={self.heapsize}", "-i", str(VBOOT)],
+            [self.micropython, "-X", f"heapsize={_with_port(self.heapsize)}", "-i", str(VBOOT)],
             stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ctty, close_fds=True,
             cwd=str(self.state),
         )
@@ -300,14 +320,22 @@ class Bridge:
 
     def _check_requests(self):
         """Watchdog deadline, machine.reset(), machine.deepsleep(): end the interpreter as the chip."""
-        wdt = self._request("wdt")
+        wdt = self._request(T.WDT)
         if wdt and wdt.strip().isdigit() and time.time() * 1000 > int(wdt):
             self._restart(WDT_RESET)
             return
-        if self._request("reset") is not None:
-            self._restart(SOFT_RESET)  # machine.reset() on ESP32 reports SOFT_RESET afterwards
+        if self._request(T.RESET) is not None:
+            self._restart(HARD_RESET)  # machine.reset() is esp_restart(): HARD_RESET afterwards
             return
-        ds = self._request("deepsleep")
+        if self._request(T.BOOTLOADER) is not None:
+            # machine.bootloader(): the chip restarts into its ROM download mode and stays there
+            # (no interpreter) until it is reset (reset_button()) or powered again
+            self._drain_child()
+            self._kill_child()
+            self._to_user(DOWNLOAD_BANNER)
+            self.on_event("bootloader")
+            return
+        ds = self._request(T.DEEPSLEEP)
         if ds is not None:
             self._kill_child()
             ms = int(ds or 0)

@@ -39,6 +39,14 @@ def _m2m_boot():
     class Host:
         pass
 
+    # machine / esp32 / onewire / time / os as on a board: the ESP32 port's stand-in, loaded from the
+    # host folder beside this script before / becomes the image (py/builtinimport.c looks a name up
+    # in sys.modules before the built-in modules, so every later import finds these)
+    sys.path.insert(0, __file__.rpartition("/")[0] + "/port")
+    for name in ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire"):
+        __import__(name)
+    sys.path.pop(0)
+
     host = Host()
     host.state = vfs.VfsPosix(os.getenv("M2M_STATE_DIR"))
     host.flash = Flash(open(os.getenv("M2M_FLASH"), "r+b"), int(os.getenv("M2M_FLASH_BLOCKS")))
