@@ -43,3 +43,60 @@ def test_silent_modem_gives_a_clear_error():
                            capture_output=True, text=True, timeout=60)
         assert p.returncode != 0
         assert "ModemError: the modem did not answer AT after power-on" in p.stdout + p.stderr
+
+
+# ---- the power and flow gates bite: the firmware's pieces driven by hand ------------------------------
+def exec_on(dev, code, timeout=90):
+    p = subprocess.run([MPREMOTE, "connect", dev.port, "exec", code], capture_output=True, text=True,
+                       timeout=timeout)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout
+
+
+AT_PROBE = """
+def probe(u, tries=4):
+    got = b''
+    for _ in range(tries):
+        u.write(b'AT\\r')
+        hal.sleep_ms(1500)
+        got += u.read() or b''
+        if b'OK' in got:
+            break
+    print('got', got)
+"""
+
+
+def test_sim7080_modem_stays_silent_until_its_pmu_rails_are_on():
+    """LilyGO T-SIM7080G-S3: PWRKEY alone does nothing; DC3 at 3000 mV and BLDO1 at 3300 mV on the
+    AXP2101 (writes the way XPowersLib makes them), then PWRKEY, and it answers."""
+    with VirtualDevice("lilygo-t-sim7080g-s3", modem=True, time_scale=SCALE) as dev:
+        dev.wait_boot()
+        pulse = ("k = machine.Pin(41, machine.Pin.OUT, value=0)\n"
+                 "k.value(1); hal.sleep_ms(1200); k.value(0); hal.sleep_ms(6000)\n")
+        out = exec_on(dev, "import machine\nfrom m2m import hal\n" + AT_PROBE + pulse +
+                      "u = machine.UART(1, 115200, tx=5, rx=4)\nprobe(u, 2)\n")
+        assert "got b''" in out
+        assert dev.modem.status()["power"] == "off"
+        out = exec_on(dev, "import machine\nfrom m2m import hal\n" + AT_PROBE + """
+i2c = machine.I2C(0, scl=machine.Pin(7), sda=machine.Pin(15))
+i2c.writeto_mem(0x34, 0x84, bytes([102]))  # DC3 3000 mV
+i2c.writeto_mem(0x34, 0x96, bytes([28]))   # BLDO1 3300 mV
+i2c.writeto_mem(0x34, 0x80, bytes([i2c.readfrom_mem(0x34, 0x80, 1)[0] | 0x04]))
+i2c.writeto_mem(0x34, 0x90, bytes([i2c.readfrom_mem(0x34, 0x90, 1)[0] | 0x10]))
+""" + pulse + "u = machine.UART(1, 115200, tx=5, rx=4)\nprobe(u)\n")
+        assert "OK" in out.split("got", 1)[1], out
+        assert dev.modem.status()["power"] == "on"
+
+
+def test_walter_modem_stays_silent_until_flow_control_is_on():
+    """Walter: a UART opened without RTS/CTS hears nothing from the GM02SP; with flow control it answers."""
+    with VirtualDevice("dptechnics-walter", modem=True, time_scale=SCALE) as dev:
+        dev.wait_boot()
+        out = exec_on(dev, "import machine\nfrom m2m import hal\n" + AT_PROBE +
+                      "hal.sleep_ms(6000)\nu = machine.UART(2, 115200, tx=48, rx=14)\nprobe(u, 2)\n")
+        assert "got b''" in out
+        assert dev.modem.status()["power"] == "on"  # powered, but holding its output
+        out = exec_on(dev, "import machine\nfrom m2m import hal\n" + AT_PROBE +
+                      "u = machine.UART(2, 115200, tx=48, rx=14, rts=21, cts=47, "
+                      "flow=machine.UART.RTS | machine.UART.CTS)\nprobe(u)\n")
+        assert "OK" in out.split("got", 1)[1], out
