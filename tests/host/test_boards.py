@@ -59,6 +59,7 @@ TOP_KEYS = {
     "flash_size": str,
     "firmware_offset": int,
     "psram": (str, type(None)),
+    "micropython": dict,
     "modem": dict,
     "i2c": (dict, type(None)),
     "battery_adc": (dict, type(None)),
@@ -98,6 +99,13 @@ RESET_KEYS = {
     "boot_ms": (int, type(None)),
 }
 I2C_KEYS = {"id": int, "scl": int, "sda": int, "freq": int}
+MICROPYTHON_KEYS = {"board": str, "variant": (str, type(None)), "min_version": str}
+# MicroPython's generic ESP32 builds and their variants (micropython/micropython ports/esp32/boards/
+# ESP32_GENERIC*/mpconfigvariant_*.cmake, v1.24-v1.27); the chip each build is for.
+MICROPYTHON_BUILDS = {
+    "ESP32_GENERIC": ("esp32", {None, "SPIRAM", "D2WD", "OTA", "UNICORE"}),
+    "ESP32_GENERIC_S3": ("esp32s3", {None, "SPIRAM_OCT", "FLASH_4M"}),
+}
 BATTERY_KEYS = {"pin": int, "divider": (int, float)}
 
 
@@ -214,6 +222,7 @@ def test_schema(board):
         _check_keys(board["i2c"], I2C_KEYS, "i2c")
     if board["battery_adc"] is not None:
         _check_keys(board["battery_adc"], BATTERY_KEYS, "battery_adc")
+    _check_keys(board["micropython"], MICROPYTHON_KEYS, "micropython")
     assert all(isinstance(s, str) and s.strip() for s in board["uncertain"])
     assert board["sources"], "every board must name its sources"
     assert all(isinstance(s, str) and s.strip() for s in board["sources"])
@@ -371,3 +380,76 @@ def test_checker_catches_output_on_input_only_pin():
     board["modem"]["pwrkey"]["pin"] = 34
     with pytest.raises(AssertionError):
         test_pins_valid_for_chip(board)
+
+
+# --- which MicroPython to flash, and the flash image it mounts -------------------------------------
+
+
+def test_micropython_build_fits_the_board(board):
+    mp = board["micropython"]
+    assert mp["board"] in MICROPYTHON_BUILDS, f"unknown MicroPython build {mp['board']}"
+    chip, variants = MICROPYTHON_BUILDS[mp["board"]]
+    assert chip == board["chip"], f"{mp['board']} is a build for {chip}, not {board['chip']}"
+    assert mp["variant"] in variants
+    assert re.fullmatch(r"\d+\.\d+\.\d+", mp["min_version"])
+    # a board with PSRAM needs a build that uses it, or the heap is far smaller than assumed: the
+    # plain ESP32 build has no PSRAM support (the SPIRAM variant has); the plain S3 build probes
+    # quad PSRAM (boards/sdkconfig.spiram_sx), octal PSRAM needs SPIRAM_OCT (see the test below)
+    if board["psram"] and board["chip"] == "esp32":
+        assert mp["variant"] == "SPIRAM"
+    if board["psram"] is None:
+        assert mp["variant"] is None or "SPIRAM" not in mp["variant"]
+
+
+def test_micropython_build_cites_its_source(board):
+    build = board["micropython"]["board"]
+    assert any(s.startswith("micropython/micropython") and build in s for s in board["sources"]), (
+        "name the MicroPython source of the build and its partition table in sources"
+    )
+
+
+def test_the_two_psram_boards_name_their_builds():
+    s3 = _load(BOARDS_DIR / "lilygo-t-sim7080g-s3.json")["micropython"]
+    sim7000 = _load(BOARDS_DIR / "lilygo-t-sim7000g.json")["micropython"]
+    assert (s3["board"], s3["variant"]) == ("ESP32_GENERIC_S3", "SPIRAM_OCT")
+    assert (sim7000["board"], sim7000["variant"]) == ("ESP32_GENERIC", "SPIRAM")
+
+
+def test_vfs_blocks_follow_the_version_flashed():
+    from m2mkit import boards
+
+    s3 = boards.load("lilygo-t-sim7080g-s3")  # 16 MB
+    # v1.24 / v1.25: partitions-8MiB.csv, vfs 0x600000 bytes whatever the flash
+    assert boards.vfs_blocks(s3, "1.24.0") == boards.vfs_blocks(s3, "1.25.0") == 0x600000 // 4096 == 1536
+    # v1.26 on: vfs from 0x200000 to the end of flash
+    assert boards.vfs_blocks(s3, "1.26.0") == boards.vfs_blocks(s3, "1.27.0") == boards.vfs_blocks(s3) == 3584
+    devkit = boards.load("esp32-devkitc-bg95")  # 4 MB: partitions-4MiB.csv and 4MiBplus agree
+    assert boards.vfs_blocks(devkit, "1.25.0") == boards.vfs_blocks(devkit, "v1.26") == 512
+
+
+def test_versions_without_a_known_table_are_refused():
+    from m2mkit import boards
+    from m2mkit.errors import UserError
+
+    s3 = boards.load("lilygo-t-sim7080g-s3")
+    for bad in ("1.23.0", "one", "1"):
+        with pytest.raises(UserError):
+            boards.vfs_blocks(s3, bad)
+
+
+def test_image_for_another_version_is_refused(tmp_path):
+    from m2mkit import boards, image
+    from m2mkit.errors import UserError
+
+    s3 = boards.load("lilygo-t-sim7080g-s3")
+    img = tmp_path / "s3.img"
+    img.write_bytes(image.build(s3))  # sized for 1.26 or newer: 3584 blocks
+    image.check_size(img, s3)
+    with pytest.raises(UserError) as e:
+        image.check_size(img, s3, "1.25.0")  # would not mount: _boot.py reformats, firmware gone
+    msg = str(e.value)
+    assert "3584 blocks" in msg and "1536 blocks" in msg
+    assert "m2mkit image build --board lilygo-t-sim7080g-s3 --micropython 1.25.0" in msg
+    img.write_bytes(image.build(s3, version="1.25.0"))
+    image.check_size(img, s3, "1.25.0")
+    assert len(image.open_image(img).context.buffer) == 1536 * 4096
