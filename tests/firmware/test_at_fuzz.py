@@ -1,5 +1,5 @@
 # m2m: timeout=120
-# Fuzz the AT parser: 100,000 random and garbled chunks (0..64 bytes) mixing valid responses, URCs,
+# Fuzz the AT parser: 100,000 random and garbled chunks (0..128 bytes) mixing valid responses, URCs,
 # prompts, payloads, random bytes and truncations, with commands starting and being abandoned at
 # random. Fixed seed. The parser must never raise, every event must have its documented shape, and
 # after the garbage (plus the driver's resync: abort()) a clean AT+CGMM exchange parses exactly.
@@ -99,7 +99,7 @@ def test_fuzz_random_chunks_then_resync():
                     finals=(b"SEND OK",) if r & 2 else None, fails=(b"SEND FAIL",))
         elif p.busy and r > 250:
             p.abort()
-        size = rnd(7) % 65
+        size = rnd(8) % 129  # up to 128: both the byte-wise and the chunked path
         if pos + size > n:
             pos = rnd(12)
         piece = mv[pos:pos + size]
@@ -113,7 +113,7 @@ def test_fuzz_random_chunks_then_resync():
             elif t == 2:
                 p.feed(piece)
             else:
-                b = bytearray(64)
+                b = bytearray(128)
                 b[0:size] = piece
                 p.feed(b, size)
         except ATParseError:

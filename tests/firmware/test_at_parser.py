@@ -1,7 +1,7 @@
 # The sans-IO AT parser (m2m.atparse), fed bytes the way the modems send them.
 from m2m.atparse import (
     ATParser, ATParseError, URC_DEFAULT, EV_FINAL, EV_LINE, EV_URC, EV_PROMPT, EV_DATA, EV_NOISE,
-    EV_OVERFLOW, resp_prefix, is_safe, plain_final,
+    EV_OVERFLOW, resp_prefix, resp_prefixes, is_safe, plain_final,
 )
 
 OK = (EV_FINAL, True, None, b"OK")
@@ -64,9 +64,10 @@ def test_echo_on_dropped():
 
 
 def test_echo_of_command_only_once():
-    # the first line equal to the command is its echo; a second one is an answer line
+    # the first line equal to the command is its echo; a second one is a stale echo (noise),
+    # never an answer line
     ev = run(b"AT\r\r\nAT\r\nOK\r\n", b"AT")
-    assert ev == [(EV_LINE, b"AT"), OK]
+    assert ev == [(EV_NOISE, b"AT"), OK]
 
 
 def test_error_finals():
@@ -449,3 +450,126 @@ def test_transcripts_per_dialect():
 def test_transcripts_real():
     paths = _replay_all("real")
     assert len(paths) >= 8
+
+
+# ---- real-log behaviours (issue 6) ----
+QIRD = (b"+QIRD:", 0, False, b",0")  # the Quectel rule: AT+QIRD=<id>,0 is the query form
+
+
+def test_qird_query_form_carries_no_payload():
+    # Quectel TCP/IP AT manual: AT+QIRD=<connectID>,0 answers +QIRD: <total>,<read>,<unread>, OK
+    wire = b"\r\n+QIRD: 5,5,0\r\n\r\nOK\r\n"
+    exp = [(EV_LINE, b"+QIRD: 5,5,0"), OK]
+    assert run(wire, b"AT+QIRD=0,0", data=QIRD) == exp
+    splits(wire, exp, b"AT+QIRD=0,0", data=QIRD)
+    # the read forms still carry data, connectID 10 and read length 10 included
+    wire = b"\r\n+QIRD: 3\r\nabc\r\n\r\nOK\r\n"
+    for cmd in (b"AT+QIRD=0,1500", b"AT+QIRD=10,10", b"AT+QIRD=10"):
+        assert run(wire, cmd, data=QIRD) == [(EV_LINE, b"+QIRD: 3"), (EV_DATA, b"abc"), OK], cmd
+    # a bad rule is still refused
+    for bad in ((b"+QIRD:", 0), (b"+QIRD:", 0, False, b",0", 1)):
+        try:
+            ATParser().begin(b"AT+QIRD=0", data=bad)
+        except ATParseError:
+            pass
+        else:
+            assert False, bad
+
+
+def test_joined_command_prefix_per_part():
+    wire = (b"\r\n+CNMP: 38\r\n\r\n+CFUN: 1\r\n\r\n+CREG: 0,5\r\n\r\n+CEREG: 1\r\n\r\nOK\r\n")
+    exp = [(EV_LINE, b"+CNMP: 38"), (EV_LINE, b"+CFUN: 1"), (EV_LINE, b"+CREG: 0,5"),
+           (EV_URC, b"+CEREG: 1"), OK]
+    assert run(wire, b"AT+CNMP?;+CFUN?;+CREG?") == exp
+    splits(wire, exp, b"AT+CNMP?;+CFUN?;+CREG?")
+    assert resp_prefixes(b"AT+CNMP?;+CFUN?;+CREG?") == (b"+CNMP:", b"+CFUN:", b"+CREG:")
+    # basic commands in between have no prefix; a ';' inside quotes does not split
+    assert resp_prefixes("ATE0;+CMEE=1;+CGDCONT?") == (b"+CMEE:", b"+CGDCONT:")
+    assert resp_prefixes(b'AT+QICSGP=1,1,"a;+X?"') == (b"+QICSGP:",)
+    assert resp_prefixes(b"AT") == () and resp_prefixes(b"ATI") == ()
+    assert resp_prefix(b"AT+CNMP?;+CFUN?") == b"+CNMP:"
+    # a joined command is safe to repeat only when every part is a query
+    assert is_safe(b"AT+CNMP?;+CFUN?;+CREG?")
+    assert not is_safe(b"AT+CFUN=1;+CREG?") and not is_safe(b"AT+CREG?;+CFUN=1,1")
+
+
+def test_stale_echo_of_a_recent_command_is_never_an_answer():
+    p = ATParser()
+    run(b"\r\nOK\r\n", b"AT", parser=p)
+    run(b"ATE0\r\r\nOK\r\n", b"ATE0", parser=p)
+    # out of sync: echoes of AT and ATE0 arrive inside the IMEI read
+    ev = run(b"\r\nAT\r\n\r\nATE0\r\n\r\n866349041749536\r\n\r\nOK\r\n", b"AT+CGSN", parser=p)
+    assert ev == [(EV_NOISE, b"AT"), (EV_NOISE, b"ATE0"), (EV_LINE, b"866349041749536"), OK]
+    # the command's own echo (echo on) is still dropped silently, once
+    ev = run(b"AT+CCID\r\r\nAT+CGSN\r\n89883030000012345678\r\n\r\nOK\r\n", b"AT+CCID", parser=p)
+    assert ev == [(EV_NOISE, b"AT+CGSN"), (EV_LINE, b"89883030000012345678"), OK]
+    # with no command running, a stale echo is noise too, not a URC
+    assert run(b"\r\nATE0\r\n", parser=p) == [(EV_NOISE, b"ATE0")]
+    # only the last 4 commands count: AT left the ring after four newer ones
+    for c in (b"AT+CSQ", b"AT+CREG?", b"AT+CPIN?"):
+        run(b"\r\nOK\r\n", c, parser=p)
+    assert run(b"\r\nAT\r\nOK\r\n", b"AT+CGMM", parser=p) == [(EV_LINE, b"AT"), OK]
+
+
+def test_prompt_word_download():
+    # SIMCom AT+CFSWFILE answers DOWNLOAD (not '>'), takes the file, then OK
+    cmd = b'AT+CFSWFILE=3,"ca.crt",0,5,10000'
+    ev = run((b"\r\nDOWNLOAD\r\n", b"\r\nOK\r\n"), cmd, payload=b"hello", prompt=b"DOWNLOAD")
+    assert ev == [(EV_PROMPT,), OK]
+    splits((b"\r\nDOWNLOAD\r\n", b"\r\nOK\r\n"), [(EV_PROMPT,), OK], cmd, payload=b"hello",
+           prompt=b"DOWNLOAD")
+    # a '>' is no prompt for a command that declared a word, and the word none for '>' commands
+    assert run(b"\r\n> \r\nERROR\r\n", cmd, prompt="DOWNLOAD") == [
+        (EV_NOISE, b">"), (EV_FINAL, False, "ERROR", b"ERROR")]
+    assert run(b"\r\nDOWNLOAD\r\nOK\r\n", b"AT+CASEND=0,5", prompt=True) == [
+        (EV_LINE, b"DOWNLOAD"), OK]
+
+
+def test_payload_cut_by_timeout_is_reported():
+    p = ATParser()
+    p.begin(b"AT+QIRD=0,1500", data=QIRD)
+    p.feed(b"\r\n+QIRD: 100\r\n" + b"x" * 37)
+    p.abort()  # the driver's timeout
+    assert p.events == [(EV_LINE, b"+QIRD: 100"), (EV_OVERFLOW, 37)], p.events
+    p.events.clear()
+    p.feed(b"\r\nRDY\r\n")
+    assert p.events == [(EV_URC, b"RDY")]
+    # byte by byte, then a reset (power cycle) instead of a timeout
+    p = ATParser()
+    p.begin(b"AT+CARECV=0,100", data=(b"+CARECV:", 0, True))
+    for c in b"\r\n+CARECV: 50,abcdefgh":
+        p.feed(bytes([c]))
+    p.reset()
+    assert p.events == [(EV_LINE, b"+CARECV: 50"), (EV_OVERFLOW, 8)], p.events
+    # nothing of the payload had arrived yet: nothing lost, no event
+    p = ATParser()
+    p.begin(b"AT+QIRD=0,1500", data=QIRD)
+    p.feed(b"\r\n+QIRD: 100\r")
+    p.abort()
+    assert p.events == [(EV_LINE, b"+QIRD: 100")]
+
+
+def test_byte_wise_and_chunked_feeding_agree():
+    # the same stream through the byte-by-byte path (small chunks) and the chunked path
+    p = ATParser(line_max=40)
+    p.add_urc(b"+QIURC:")
+    wire = (b"AT+QIRD=0,1500\r\r\n+QIURC: \"recv\",0\r\n+QIRD: 12\r\n\r\nOK\r\n\x00\xff\r\n\r\n"
+            + b"Y" * 50 + b"\r\n\x00junk\r\n@\r\nOK\r\n")
+    exp = [(EV_URC, b'+QIURC: "recv",0'), (EV_LINE, b"+QIRD: 12"),
+           (EV_DATA, b"\r\nOK\r\n\x00\xff\r\n\r\n"), (EV_OVERFLOW, 50), (EV_NOISE, b"\x00"),
+           (EV_LINE, b"junk"), (EV_NOISE, b"@"), OK]
+    for size in (1, 2, 3, 5, 8, 64, 65, 200):
+        for conv in (bytes, bytearray, memoryview):
+            p.begin(b"AT+QIRD=0,1500", data=QIRD)
+            for i in range(0, len(wire), size):
+                p.feed(conv(wire[i:i + size]))
+            assert p.events == exp, (size, conv, p.events)
+            p.events.clear()
+    # a bytearray read buffer with a count, as the drivers pass it
+    buf = bytearray(7)
+    p.begin(b"AT+QIRD=0,1500", data=QIRD)
+    for i in range(0, len(wire), 7):
+        k = len(wire[i:i + 7])
+        buf[0:k] = wire[i:i + k]
+        p.feed(buf, k)
+    assert p.events == exp, p.events
