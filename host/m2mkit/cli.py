@@ -1,8 +1,9 @@
 """The `m2mkit` command line."""
 
 import json
+import math
+import socket
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -12,7 +13,7 @@ from .errors import UserError
 
 
 class Group(click.Group):
-    """Shows a UserError as one line that says what to do, with exit code 2."""
+    """Shows a UserError, and click's own usage errors, as one line that says what to do (exit 2)."""
 
     def invoke(self, ctx):
         try:
@@ -20,6 +21,53 @@ class Group(click.Group):
         except UserError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
+
+    def main(self, *args, standalone_mode=True, **kw):
+        try:
+            rv = super().main(*args, standalone_mode=False, **kw)
+        except click.ClickException as e:
+            msg = " ".join(e.format_message().split())
+            where = getattr(e, "ctx", None)
+            hint = f" (see `{where.command_path} --help`)" if where is not None else ""
+            click.echo(f"error: {msg}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _board(ctx, param, value):
+    try:
+        boards.load(value)
+    except UserError as e:
+        raise UserError(f"--board: {e}") from None
+    return value
+
+
+def _host_port(option):
+    def check(ctx, param, value):
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+            raise UserError(f"{option} {value!r}: give HOST:PORT with a port 1-65535, e.g. 127.0.0.1:7000")
+        return value
+    return check
+
+
+def _checked(fn):
+    def check(ctx, param, value):
+        return None if value is None else fn(value)
+    return check
+
+
+def _listening(addr):
+    host, _, port = addr.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 @click.group(cls=Group)
@@ -34,23 +82,48 @@ def sim():
 
 
 def _board_option(default="esp32-devkitc-bg95"):
-    return click.option("--board", default=default, show_default=True,
+    return click.option("--board", default=default, show_default=True, callback=_board,
                         help=f"board name; one of: {', '.join(boards.names())}")
+
+
+def _check_flash(value):
+    from .vdev.device import flash_path
+
+    return flash_path(value)
+
+
+def _check_heap(value):
+    from .vdev.device import check_heap
+
+    return check_heap(value)
+
+
+def _check_scale(option):
+    def check(ctx, param, value):
+        try:
+            scale = float(value)
+        except ValueError:
+            scale = None
+        if scale is None or not math.isfinite(scale) or scale <= 0:
+            raise UserError(f"{option} {value!r}: give a number greater than 0 (1 is real time, 60 a minute per second)")
+        return scale
+    return check
 
 
 @sim.command("device")
 @_board_option()
-@click.option("--flash", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--flash", callback=_checked(_check_flash),
               help="flash image file (LittleFS2); created from firmware/ when it does not exist. "
                    "Without it a fresh image is built and thrown away at exit.")
-@click.option("--heap", default=None, help="MicroPython heap size (default: 256K, or 2M with PSRAM)")
-@click.option("--time-scale", default=1.0, show_default=True, type=float,
+@click.option("--heap", default=None, callback=_checked(_check_heap),
+              help="MicroPython heap size, bytes with K or M (default: 256K, or 2M with PSRAM)")
+@click.option("--time-scale", default="1", show_default=True, callback=_check_scale("--time-scale"),
               help="device seconds per real second (the built-in modem simulator runs at the same scale)")
-@click.option("--modem", "modem_addr", default=None, metavar="HOST:PORT",
+@click.option("--modem", "modem_addr", default=None, metavar="HOST:PORT", callback=_host_port("--modem"),
               help="UART of a modem simulator already running (m2mkit sim modem) instead of a built-in one")
-@click.option("--gpio", "gpio_addr", default=None, metavar="HOST:PORT",
+@click.option("--gpio", "gpio_addr", default=None, metavar="HOST:PORT", callback=_host_port("--gpio"),
               help="with --modem: where output pin changes go (that simulator's control port)")
-@click.option("--bus", "bus_addr", default=None, metavar="HOST:PORT",
+@click.option("--bus", "bus_addr", default=None, metavar="HOST:PORT", callback=_host_port("--bus"),
               help="simulated I2C / 1-Wire / ADC bus")
 @click.option("--no-modem", is_flag=True, help="no modem on the UART (a board with its modem unplugged)")
 @click.option("--micropython", "mp_version", default=None, metavar="VERSION",
@@ -60,6 +133,13 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
     from .vdev.bridge import install_sigterm_handler
     from .vdev.device import VirtualDevice
 
+    if gpio_addr and not modem_addr:
+        raise UserError("--gpio needs --modem: the built-in modem simulator wires its own power pins")
+    if no_modem and modem_addr:
+        raise UserError("--no-modem and --modem exclude each other: give one of them")
+    if modem_addr and not _listening(modem_addr):
+        click.echo(f"warning: nothing listens on --modem {modem_addr} yet; the UART stays silent until "
+                   f"a simulator starts there (m2mkit sim modem --listen {modem_addr})", err=True)
     env = {}
     if modem_addr:
         env["M2M_MODEM"] = modem_addr
@@ -69,8 +149,20 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
         env["M2M_BUS"] = bus_addr
 
     def event(kind, **kw):
-        if kind == "boot":
+        if kind == "boot" and kw.get("soft"):
+            click.echo(f"ready: {kw['ms']:.0f} ms after the soft reset")
+        elif kind == "boot":
             click.echo(f"boot: {kw['ms']:.0f} ms ({kw['cause']})")
+        elif kind == "reset" and kw.get("via") == "raw REPL":
+            click.echo("soft reset: Ctrl-D at the raw REPL (a tool such as mpremote or ampy connecting); "
+                       "the board was not reset")
+        elif kind == "reset" and kw.get("via"):
+            click.echo(f"soft reset: Ctrl-D at the {kw['via']}; boot.py and main.py run again")
+        elif kind == "formatted":
+            click.echo(f"flash: {kw['flash']} held no filesystem: formatted it and wrote a boot.py "
+                       f"(\"Performing initial setup\", as a new board)")
+        elif kind == "fatal":
+            click.echo(f"error: {kw['message']}", err=True)
         else:
             click.echo(f"{kind}: " + " ".join(f"{k}={v}" for k, v in kw.items()))
         sys.stdout.flush()
@@ -91,6 +183,8 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
         dev.bridge.serve()
     finally:
         dev.stop(check=False)  # the simulator printed any internal error when it happened
+    if dev.bridge.fatal:
+        sys.exit(1)
 
 
 try:
@@ -101,24 +195,34 @@ except ImportError:
     pass
 
 
-@main.group(cls=Group)
+@main.group("image", cls=Group)
 def image_():
     """LittleFS2 flash images (the filesystem MicroPython mounts at /)."""
 
 
-main.add_command(image_, "image")
+def _check_out(value):
+    p = Path(value)
+    if p.is_dir():
+        raise UserError(f"--out {value}: is a directory; give an image file name")
+    if not p.absolute().parent.is_dir():
+        raise UserError(f"--out {value}: folder {p.absolute().parent} does not exist; create it or give another path")
+    return p
 
 
 @image_.command("build")
 @_board_option()
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, callback=_checked(_check_out), help="image file to write")
 @click.option("--micropython", "mp_version", default=None, metavar="VERSION",
               help="MicroPython version flashed on the board (sizes the image to its vfs partition; "
                    "default: 1.26 or newer, where vfs runs to the end of flash)")
 def image_build(board, out, mp_version):
     """Build a flash image holding firmware/ and the board's board.json."""
     b = boards.load(board)
-    out.write_bytes(image.build(b, version=mp_version))
+    data = image.build(b, version=mp_version)
+    try:
+        out.write_bytes(data)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write it ({e.strerror}); give another path") from None
     click.echo(f"{out}: {boards.vfs_blocks(b, mp_version)} blocks of {boards.BLOCK_SIZE} bytes for {b['name']}")
 
 
@@ -148,16 +252,32 @@ def image_cat(path, file):
 @click.option("--only", multiple=True, help="run only figures whose name starts with this")
 def bench(only):
     """Print the project's figures, one JSON object per line."""
-    from .bench import run
+    from .bench import FIGURES, run
+
+    names = [fn.__name__ for fn in FIGURES]
+    for o in only:
+        if not any(n.startswith(o) for n in names):
+            raise UserError(f"--only {o!r} matches no figure function; they are: {', '.join(names)}")
 
     for fig in run(only):
         click.echo(json.dumps(fig))
         sys.stdout.flush()
 
 
+def _seconds(value):
+    try:
+        s = float(value)
+    except ValueError:
+        s = -1.0
+    if not math.isfinite(s) or s < 0:
+        raise UserError(f"--seconds {value!r}: give a number of seconds, 0 or more (0: run until Ctrl-C)")
+    return s
+
+
 @main.command()
 @_board_option()
-@click.option("--seconds", default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
+@click.option("--seconds", default="0", callback=lambda c, p, v: _seconds(v),
+              help="stop after this many seconds (0: run until Ctrl-C)")
 def demo(board, seconds):
     """Boot a virtual device running the firmware and show what it prints."""
     from .demo import run

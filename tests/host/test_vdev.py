@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 import serial
 
 from m2mkit import boards, image
+from m2mkit.errors import UserError
+from m2mkit.testing import micropython
+from m2mkit.vdev.bridge import Bridge
 from m2mkit.vdev.device import VirtualDevice
 
 BIN = Path(sys.executable).parent
@@ -203,6 +207,8 @@ def test_blank_image_is_formatted_like_a_new_board(tmp_path):
     with VirtualDevice(flash=flash, env={}) as d:
         d.wait_boot()
         assert mpremote(d.port, "exec", "import os; print(sorted(os.listdir('/')))") == "['boot.py']\n"
+    # the host side is told too, once (the next boots find the filesystem)
+    assert [kw for k, kw in d.events if k == "formatted"] == [{"flash": str(flash)}]
 
 
 def test_ampy_lists_and_copies(dev, tmp_path):
@@ -244,7 +250,7 @@ def test_cli_wrong_size_image_is_refused_with_expected_size(tmp_path):
     bad.write_bytes(b"\xff" * 4096 * 100)
     p = tool("m2mkit", "sim", "device", "--board", "lilygo-t-sim7080g-s3", "--flash", str(bad))
     assert p.returncode == 2
-    assert "needs exactly 14680064 bytes (3584 blocks of 4096)" in p.stderr, p.stderr
+    assert "exactly 14680064 bytes (3584 blocks of 4096)" in p.stderr, p.stderr
     assert bad.read_bytes() == b"\xff" * 4096 * 100  # left as it was
 
 
@@ -299,6 +305,7 @@ def test_ctrl_c_during_power_on_does_not_break_the_boot(tmp_path):
         out = c.read_until(b">>> ")
         assert b"'board.json', 'boot.py', 'lib', 'main.py'" in out
         assert [k for k, _ in d.events].count("reset") == 0  # the interpreter never died
+        assert "fatal" not in [k for k, _ in d.events]
         c.close()
     finally:
         d.stop()
@@ -327,3 +334,122 @@ def test_output_nobody_reads_does_not_stall_the_device(dev, tmp_path):
     c.close()         # ... to nobody
     time.sleep(4)
     assert mpremote(dev.port, "exec", "print(open('done.txt').read())") == "done\n"
+
+
+# ---- the device gets its image and nothing else of the host ----
+
+def _tree(root):
+    return {str(p.relative_to(root)) for p in Path(root).rglob("*")}
+
+
+def _image_files(flash):
+    fs = image.open_image(flash)
+    return sorted(n for n in fs.listdir("/"))
+
+
+@pytest.mark.parametrize("kind", ["relative", "dot", "dotdot", "spaces", "symlink"])
+def test_any_flash_path_gives_the_device_its_image_only(tmp_path, monkeypatch, kind):
+    work = tmp_path / "work dir" / "cwd"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    target = {"relative": "my.img", "dot": "./my.img", "dotdot": "../my.img", "spaces": "a b/my img.img",
+              "symlink": "link.img"}[kind]
+    if kind == "spaces":
+        (work / "a b").mkdir()
+    if kind == "symlink":
+        real = tmp_path / "real.img"
+        real.write_bytes(image.build(boards.load("esp32-devkitc-bg95")))
+        os.symlink(real, work / "link.img")
+    before = _tree(tmp_path)
+    with VirtualDevice(flash=target, env={}) as d:
+        d.wait_boot()
+        flash = Path(os.path.abspath(target))
+        listed = mpremote(d.port, "exec", "import os; print(sorted(os.listdir('/')))")
+        assert listed == f"{_image_files(flash)}\n"
+        mpremote(d.port, "exec", "open('w.txt','w').write('w'); import os; os.mkdir('dd')\n"
+                                 "open('dd/x','w').write('x')")
+    created = _tree(tmp_path) - before
+    state = os.path.relpath(str(flash) + ".state", tmp_path)
+    image_rel = os.path.relpath(flash, tmp_path)
+    assert {c for c in created if c != image_rel and not c.startswith(state)} == set()
+    assert "/w.txt" in dict(image.walk(image.open_image(flash)))
+
+
+@pytest.mark.parametrize("kind", ["directory", "missing-dir", "read-only", "state-is-a-file"])
+def test_unusable_flash_paths_are_refused_before_boot(tmp_path, monkeypatch, kind):
+    monkeypatch.chdir(tmp_path)
+    good = image.build(boards.load("esp32-devkitc-bg95"))
+    if kind == "directory":
+        (tmp_path / "d.img").mkdir()
+        target = "d.img"
+    elif kind == "missing-dir":
+        target = "no/such/dir/x.img"
+    elif kind == "read-only":
+        (tmp_path / "ro.img").write_bytes(good)
+        os.chmod(tmp_path / "ro.img", 0o444)
+        target = "ro.img"
+    else:
+        (tmp_path / "s.img").write_bytes(good)
+        (tmp_path / "s.img.state").write_text("")
+        target = "s.img"
+    before = _tree(tmp_path)
+    if kind == "read-only" and os.access(tmp_path / "ro.img", os.W_OK):
+        # root may write any file: then the device must boot on that image and nothing else
+        with VirtualDevice(flash=target, env={}) as d:
+            d.wait_boot()
+            assert mpremote(d.port, "exec", "import os; print(sorted(os.listdir('/')))") == \
+                f"{_image_files(tmp_path / 'ro.img')}\n"
+        return
+    with pytest.raises(UserError, match="--flash"):
+        VirtualDevice(flash=target, env={})
+    assert _tree(tmp_path) == before
+
+
+def _bridge_until_fatal(tmp_path, flash, heapsize="256K"):
+    events = []
+    b = Bridge(micropython(), flash, 512, tmp_path / "st.state", env={}, heapsize=heapsize,
+               on_event=lambda kind, **kw: events.append((kind, kw)))
+    port = b.start()
+    c = Console(port)
+    t = threading.Thread(target=b.serve, daemon=True)
+    t.start()
+    t.join(15)
+    alive = t.is_alive()
+    b.stop()
+    t.join(5)
+    out = c.s.read(4096)
+    c.close()
+    b.close()
+    assert not alive, f"the bridge kept serving: {events}"
+    return b, events, out
+
+
+def test_an_image_vboot_cannot_open_stops_the_device_never_the_host_root(tmp_path):
+    # the host-side checks are bypassed: vboot.py itself must refuse to go on with the host's /
+    for flash in (tmp_path / "missing.img", tmp_path):
+        b, events, out = _bridge_until_fatal(tmp_path, flash)
+        kinds = [k for k, _ in events]
+        assert kinds == ["fatal"], events  # no boot (no REPL), no restart
+        assert "cannot mount the flash image" in b.fatal, b.fatal
+        assert b">>> " not in out and b"cannot mount the flash image" in out
+
+
+def test_an_interpreter_that_cannot_start_is_fatal_once(tmp_path):
+    flash = tmp_path / "f.img"
+    flash.write_bytes(image.build(boards.load("esp32-devkitc-bg95")))
+    b, events, _ = _bridge_until_fatal(tmp_path, flash, heapsize="banana")
+    assert [k for k, _ in events] == ["fatal"], events  # reported once, never a restart loop
+    assert "Invalid command line arguments" in b.fatal
+
+
+def test_wait_boot_reports_a_fatal_device(tmp_path):
+    flash = tmp_path / "f.img"
+    flash.write_bytes(image.build(boards.load("esp32-devkitc-bg95")))
+    d = VirtualDevice(flash=flash, env={})
+    d.bridge.heapsize = "banana"
+    d.start()
+    try:
+        with pytest.raises(UserError, match="the virtual device stopped: the interpreter ended"):
+            d.wait_boot(timeout=15)
+    finally:
+        d.stop()

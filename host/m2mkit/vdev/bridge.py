@@ -15,7 +15,9 @@ It makes the pair behave like a board:
 - Ctrl-C interrupts running Python code and is an ordinary byte otherwise, as on the ESP32 port
   (the interpreter is frozen while the bridge decides, so a Ctrl-C can never land between its
   handler going away and the signal arriving);
-- M2M_BRIDGE_TRACE=FILE logs every byte each way with a timestamp.
+- M2M_BRIDGE_TRACE=FILE logs every byte each way with a timestamp;
+- an interpreter that ends before its first prompt (a bad option, a flash image vboot.py cannot
+  mount) is fatal: `fatal` is set, the event `fatal` says why, serve() returns; no restart loop.
 Input that arrives while the interpreter restarts is held and delivered to the next one.
 """
 
@@ -44,6 +46,7 @@ DOWNLOAD_BANNER = b"waiting for download\r\n"
 VBOOT = Path(__file__).with_name("vboot.py")
 OUT_HIGH = 64 * 1024  # output queued for the port above which the interpreter is made to wait
 OUT_STALL_S = 1.0  # no client read for this long: queued output is dropped
+FORMATTED = b"Performing initial setup"  # vboot.py formatting a blank / corrupt image, as the ESP32 port
 
 
 def _child_tty(fd):
@@ -130,9 +133,10 @@ class Bridge:
     def __init__(self, micropython, flash, blocks, state_dir, env=None, heapsize="256K",
                  time_scale=1.0, on_event=None):
         self.micropython = micropython
-        self.flash = str(flash)
+        # absolute: the interpreter runs in the state folder, and must never fall back to the host's /
+        self.flash = os.path.abspath(flash)
         self.blocks = blocks
-        self.state = Path(state_dir)
+        self.state = Path(os.path.abspath(state_dir))
         self.env = dict(env or {})
         self.heapsize = heapsize
         self.time_scale = time_scale
@@ -147,6 +151,10 @@ class Bridge:
         self.prev_cr = False
         self.booted_at = None
         self.tail = b""
+        self.startup = bytearray()  # the interpreter's output before its first prompt (fatal reasons)
+        self.fatal = None
+        self.soft = False
+        self.formatted = False
         self._stop = False
         self._serving = False
         # M2M_BRIDGE_TRACE=FILE: every byte each way with a timestamp (interpreter < >, signals !)
@@ -171,7 +179,7 @@ class Bridge:
         if self.proc is None:
             self._spawn()
 
-    def _spawn(self, raw=False):
+    def _spawn(self, raw=False, soft=False):
         for transient in T.TRANSIENT:
             (self.state / transient).unlink(missing_ok=True)
         master, slave = os.openpty()
@@ -205,7 +213,10 @@ class Bridge:
         _nonblock(master)
         self.spawned_at = time.monotonic()
         self.booted_at = None
+        self.soft = soft
         self.tail = b""
+        del self.startup[:]
+        self.formatted = False
         if raw:
             # the ESP32 port re-enters raw REPL after a soft reset from it; the unix REPL starts
             # friendly, so ask for raw REPL on its behalf (the request waits in the tty queue)
@@ -274,10 +285,15 @@ class Bridge:
         self.tail = (self.tail + out)[-64:]
         if RAW_BANNER in self.tail:
             self.raw = True
+        if self.booted_at is None and len(self.startup) < 4096:
+            self.startup += out
+            if FORMATTED in self.startup and not self.formatted:
+                self.formatted = True
+                self.on_event("formatted", flash=self.flash)
         if self.booted_at is None and (FRIENDLY_PROMPT in self.tail or RAW_BANNER in self.tail):
             self.booted_at = time.monotonic()
             ms = (self.booted_at - self.spawned_at) * 1000
-            self.on_event("boot", ms=ms, cause=CAUSE_NAMES[self.cause])
+            self.on_event("boot", ms=ms, cause=CAUSE_NAMES[self.cause], soft=self.soft)
         if RAW_BANNER in self.tail or FRIENDLY_PROMPT in self.tail:
             self.tail = b""
 
@@ -349,11 +365,33 @@ class Bridge:
         self._kill_child()
         if soft:
             self._to_user(SOFT_REBOOT)
+            # a soft reset is asked for on the serial line: Ctrl-D at the raw REPL is what mpremote,
+            # ampy and rshell send on connecting; the board itself did not reset
+            self.on_event("reset", cause="soft reboot", via="raw REPL" if raw else "friendly REPL")
         else:
             self.cause = cause
-        self.on_event("reset", cause=CAUSE_NAMES[cause] if not soft else "soft reboot")
+            self.on_event("reset", cause=CAUSE_NAMES[cause])
         self.prev_cr = False
-        self._spawn(raw=raw)
+        self._spawn(raw=raw, soft=soft)
+
+    def _ended(self):
+        """The interpreter's side of its pty closed: it ended by itself (Ctrl-D, an empty raw-REPL
+        command, a SystemExit) or could not start. Failing before its first prompt (an exit status
+        other than 0: a bad option, vboot.py unable to mount) is fatal, never a restart loop."""
+        try:
+            rc = self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            rc = None  # closed its tty but still running: treat as ended
+        if self.booted_at is not None or rc == 0:
+            self._restart(self.cause, soft=True)
+            return
+        self._drain_child()
+        lines = [ln.strip() for ln in bytes(self.startup).decode("utf-8", "replace").splitlines() if ln.strip()]
+        why = lines[-1] if lines else "no output"
+        self.fatal = "the interpreter ended before its REPL (exit status %s): %s" % (rc, why)
+        self._kill_child()
+        self.on_event("fatal", message=self.fatal)
+        self._stop = True
 
     def _drain_child(self):
         while True:
@@ -398,13 +436,14 @@ class Bridge:
             if self.proc is not None and self.child in ready:
                 try:
                     data = os.read(self.child, 4096)
-                except OSError:
-                    data = b""
+                except OSError as e:
+                    if e.errno == errno.EAGAIN:
+                        continue
+                    data = b""  # EIO: nothing holds the interpreter's side of the pty any more
                 if data:
                     self._to_user(data)
-                elif self.proc.poll() is not None or not data:
-                    # the interpreter ended by itself: a soft reset (Ctrl-D) or a crash
-                    self._restart(self.cause, soft=True)
+                else:
+                    self._ended()
                     continue
             self._flush_input()
             if self.proc is not None:

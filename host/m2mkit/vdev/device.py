@@ -1,5 +1,8 @@
 """A whole virtual board: flash image + state folder + bridge (+ the modem simulator when present)."""
 
+import math
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -16,6 +19,43 @@ def heap_for(board):
     # the size on a 64-bit host, so 256K holds the firmware to a board's budget. With PSRAM the ESP32
     # port's heap is megabytes: 2M is plenty.
     return "2M" if board.get("psram") else "256K"
+
+
+def check_heap(heap):
+    """`-X heapsize` of the unix port: <n>[K|M] bytes (ports/unix/main.c, pre_process_options)."""
+    m = re.fullmatch(r"(\d+)([KkMm]?)", str(heap))
+    n = int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()] if m else 0
+    if n < 64 * 1024:
+        raise UserError(f"--heap {heap!r}: give a size of at least 64K, as bytes with K or M, e.g. 256K or 2M")
+    return str(heap)
+
+
+def check_time_scale(scale):
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise UserError(f"--time-scale {scale!r}: give a number greater than 0 (1 is real time, 60 a minute per second)")
+    return float(scale)
+
+
+def flash_path(flash):
+    """The flash image path, absolute (symlinks kept, so FILE.state sits beside the name given),
+    checked so that the device gets this image or nothing."""
+    p = Path(os.path.abspath(os.path.expanduser(str(flash))))
+    if p.is_dir():
+        raise UserError(f"--flash {flash}: is a directory; give an image file (created when missing)")
+    if p.exists():
+        if not p.is_file():
+            raise UserError(f"--flash {flash}: is not a regular file; give an image file")
+        if not os.access(p, os.R_OK | os.W_OK):
+            raise UserError(f"--flash {flash}: is not readable and writable; the device writes its flash "
+                            f"(chmod u+rw it, or copy it)")
+    elif not p.parent.is_dir():
+        raise UserError(f"--flash {flash}: folder {p.parent} does not exist; create it or give another path")
+    elif not os.access(p.parent, os.W_OK):
+        raise UserError(f"--flash {flash}: folder {p.parent} is not writable; give another path")
+    state = p.with_name(p.name + ".state")
+    if state.exists() and not state.is_dir():
+        raise UserError(f"--flash {flash}: {state} (its state folder) is not a folder; move it away")
+    return p
 
 
 def pmu_of(board):
@@ -67,16 +107,29 @@ class VirtualDevice:
         self.bus = None  # the simulated I2C bus when the board's modem needs its PMU (attach sensors here too)
         self.micropython = micropython  # the MicroPython version the board runs: sizes the flash
         env = dict(env or {})
+        heapsize = check_heap(heapsize or heap_for(self.board))
+        time_scale = check_time_scale(time_scale)
         self.blocks = boards.vfs_blocks(self.board, micropython)
         self._tmp = None
+        self.bridge = None
+        try:
+            self._setup(flash, env, heapsize, time_scale, on_event, modem)
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def _setup(self, flash, env, heapsize, time_scale, on_event, modem):
         if flash is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="m2mkit-vdev-"))
             flash = self._tmp / "flash.img"
-        self.flash = Path(flash)
+        self.flash = flash_path(flash)
         if self.flash.exists():
             image.check_size(self.flash, self.board, self.micropython)
         else:
-            self.flash.write_bytes(image.build(self.board, version=self.micropython))
+            try:
+                self.flash.write_bytes(image.build(self.board, version=self.micropython))
+            except OSError as e:
+                raise UserError(f"--flash {flash}: cannot write it ({e.strerror}); give another path") from e
         self.state_dir = self.flash.with_name(self.flash.name + ".state")
         self.events = []
         self.boots = []
@@ -112,7 +165,11 @@ class VirtualDevice:
             self._user_event(kind, **kw)
 
     def start(self, background=True, power=True):
-        self.port = self.bridge.start(power)
+        try:
+            self.port = self.bridge.start(power)
+        except OSError as e:
+            raise UserError(f"--flash {self.flash}: cannot set up the device's state folder {self.state_dir} "
+                            f"({e.strerror}); give an image in a writable folder") from e
         if background:
             self._thread = threading.Thread(target=self.bridge.serve, daemon=True)
             self._thread.start()
@@ -124,25 +181,33 @@ class VirtualDevice:
     def wait_boot(self, count=1, timeout=10):
         """Wait until the REPL prompt has appeared `count` times since start."""
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self.boots) >= count, timeout):
+            if not self._cond.wait_for(lambda: len(self.boots) >= count or self.bridge.fatal, timeout):
                 raise UserError(f"the virtual device did not reach its REPL within {timeout} s")
+            if len(self.boots) < count:
+                raise UserError(f"the virtual device stopped: {self.bridge.fatal}")
             return self.boots[count - 1]
 
     def stop(self, check=True):
         """check: raise the modem simulator's SimulatorBug if it failed inside (tests want that)."""
-        self.bridge.stop()
-        if self._thread:
-            self._thread.join(5)
-        self.bridge.close()
+        if self.bridge is not None:
+            self.bridge.stop()
+            if self._thread:
+                self._thread.join(5)
+            self.bridge.close()
         try:
             if self.modem is not None:
                 self.modem.stop(check=check)
         finally:
-            if self.bus is not None:
-                self.bus.stop()
-                self.bus = None
-            if self._tmp:
-                shutil.rmtree(self._tmp, ignore_errors=True)
+            self._cleanup()
+
+    def _cleanup(self):
+        if self.modem is not None and self.bridge is None:
+            self.modem.stop(check=False)  # the device never came up
+        if self.bus is not None:
+            self.bus.stop()
+            self.bus = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self):
         self.start()

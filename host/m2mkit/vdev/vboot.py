@@ -8,6 +8,7 @@ def _m2m_boot():
     import micropython
     import os
     import sys
+    import time
     import vfs
 
     # Ctrl-C cannot break the mount (on a board it is done before Python code can be interrupted);
@@ -48,22 +49,21 @@ def _m2m_boot():
     sys.path.pop(0)
 
     host = Host()
-    host.state = vfs.VfsPosix(os.getenv("M2M_STATE_DIR"))
-    host.flash = Flash(open(os.getenv("M2M_FLASH"), "r+b"), int(os.getenv("M2M_FLASH_BLOCKS")))
-    sys.modules["_m2m_host"] = host
-
-    opts = {"readsize": 32, "progsize": 32, "lookahead": 32}
     try:
-        fs = vfs.VfsLfs2(host.flash, **opts)
-    except OSError:
-        # what the ESP32 port does with a blank or corrupt partition: format it, write a boot.py
-        print("Performing initial setup")
-        vfs.VfsLfs2.mkfs(host.flash, **opts)
-        fs = vfs.VfsLfs2(host.flash, **opts)
-        with fs.open("boot.py", "w") as f:
-            f.write("# This file is executed on every boot (including wake-boot from deepsleep)\n")
-    vfs.umount("/")
-    vfs.mount(fs, "/")
+        _mount(host, Flash, os, vfs)
+    except BaseException as e:
+        # Never go on with the host's filesystem as /: drop it, say why on the serial line, and end
+        # the interpreter (-i would start the REPL after a SystemExit, so it is killed); the bridge
+        # reports a device that ends before its first prompt as fatal, on the host side.
+        try:
+            vfs.umount("/")
+        except OSError:
+            pass
+        print("m2mkit: cannot mount the flash image %s: %r" % (os.getenv("M2M_FLASH"), e))
+        os.system("kill -9 $PPID")
+        while True:
+            time.sleep(1)
+    sys.modules["_m2m_host"] = host
 
     def soft_reset_exit():
         # A board's soft reset runs the finalisers of unreachable objects (closing open files) and
@@ -96,5 +96,23 @@ def _m2m_boot():
             sys.print_exception(e)
 
 
+def _mount(host, Flash, os, vfs):
+    # the flash image at / in place of the host's filesystem (the paths are absolute: see bridge.py)
+    host.state = vfs.VfsPosix(os.getenv("M2M_STATE_DIR"))
+    host.flash = Flash(open(os.getenv("M2M_FLASH"), "r+b"), int(os.getenv("M2M_FLASH_BLOCKS")))
+    opts = {"readsize": 32, "progsize": 32, "lookahead": 32}
+    try:
+        fs = vfs.VfsLfs2(host.flash, **opts)
+    except OSError:
+        # what the ESP32 port does with a blank or corrupt partition: format it, write a boot.py
+        print("Performing initial setup")
+        vfs.VfsLfs2.mkfs(host.flash, **opts)
+        fs = vfs.VfsLfs2(host.flash, **opts)
+        with fs.open("boot.py", "w") as f:
+            f.write("# This file is executed on every boot (including wake-boot from deepsleep)\n")
+    vfs.umount("/")
+    vfs.mount(fs, "/")
+
+
 _m2m_boot()
-del _m2m_boot
+del _m2m_boot, _mount
