@@ -26,7 +26,8 @@ What it does NOT model:
   built-in MQTT / HTTP / CoAP / LwM2M clients; DNS commands; listening sockets, "UDP SERVICE",
   transparent / online data modes, PPP (ATD*99#) and CMUX.
 - Baud-rate changes: AT+IPR to another rate is answered OK and then both sides read noise until a
-  power cycle (no auto-bauding); hardware flow control, DTR / RI lines, UART sleep (AT+CSCLK).
+  power cycle (no auto-bauding); hardware flow control beyond require_flow (nothing is sent until the
+  host announces RTS), DTR / RI lines, UART sleep (AT+CSCLK).
 - Settings saved with AT&W (echo and CMEE reset on every boot); vendor NV items beyond the CA files,
   CGDCONT and PSM / eDRX requests, which survive reboots.
 - TLS details: hostname checks, client certificates, PSK, cipher / version restrictions and
