@@ -43,13 +43,14 @@ def _m2m_boot():
     # machine / esp32 / onewire / time / os as on a board: the ESP32 port's stand-in, loaded from the
     # host folder beside this script before / becomes the image (py/builtinimport.c looks a name up
     # in sys.modules before the built-in modules, so every later import finds these)
-    sys.path.insert(0, __file__.rpartition("/")[0] + "/port")
-    for name in ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire"):
-        __import__(name)
-    sys.path.pop(0)
-
     host = Host()
+    step = "load the ESP32 port's stand-in"
     try:
+        sys.path.insert(0, __file__.rpartition("/")[0] + "/port")
+        for name in ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire"):
+            __import__(name)
+        sys.path.pop(0)
+        step = "mount the flash image " + os.getenv("M2M_FLASH")
         _mount(host, Flash, os, vfs)
     except BaseException as e:
         # Never go on with the host's filesystem as /: drop it, say why on the serial line, and end
@@ -59,7 +60,7 @@ def _m2m_boot():
             vfs.umount("/")
         except OSError:
             pass
-        print("m2mkit: cannot mount the flash image %s: %r" % (os.getenv("M2M_FLASH"), e))
+        print("m2mkit: cannot %s: %r" % (step, e))
         os.system("kill -9 $PPID")
         while True:
             time.sleep(1)
