@@ -60,3 +60,22 @@ print(hal.ADC(hal.Pin(35)).read_uv(), hal.Pin(0, hal.Pin.IN).value(), hal.ADC(34
 """)
         assert out.strip() == "1850000 0 0"
 
+
+
+def test_axp2101_model_through_the_hal():
+    """The PMU model answers the firmware's I2C the way XPowersLib reads it (chip id 0x4A in 0x03)."""
+    from m2mkit.sim.axp2101 import AXP2101
+
+    with BusSim() as bus:
+        bus.i2c[(0, 0x34)] = pmu = AXP2101(battery_mv=4012)
+        out = run(bus, """
+i2c = hal.I2C(0, scl=7, sda=15)
+print(i2c.scan(), i2c.readfrom_mem(0x34, 0x03, 1).hex())
+i2c.writeto_mem(0x34, 0x84, bytes([102]))
+i2c.writeto_mem(0x34, 0x80, bytes([i2c.readfrom_mem(0x34, 0x80, 1)[0] | 0x04]))
+i2c.writeto_mem(0x34, 0x30, b'\\x01')
+b = i2c.readfrom_mem(0x34, 0x34, 2)
+print((b[0] & 0x1f) << 8 | b[1])
+""")
+        assert out.split("\n")[:2] == ["[52] 4a", "4012"]
+        assert pmu.rail_mv("DC3") == 3000 and pmu.rail_on("DC1")
