@@ -23,7 +23,7 @@ def health():
     b = board.load() or {}
     try:
         bat = board.battery(b) or {}
-    except Exception:  # a health report never fails: None says the battery could not be read
+    except (OSError, ValueError):  # a silent PMU: None says the battery could not be read
         bat = {"battery_mv": None}
     h = {
         "version": VERSION,

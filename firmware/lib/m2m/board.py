@@ -122,14 +122,20 @@ def modem_supply(b=None, cold=None):
 
 def battery(b=None):
     # {"battery_mv": mV or None, "charge": state} from the PMU; {"battery_mv": mV} from the
-    # battery_adc pin and its divider; None when the board cannot measure its battery
+    # battery_adc pin and its divider (hal.ADC reads with 11 dB attenuation); None when the board
+    # cannot measure its battery. A silent PMU raises OSError, another chip ValueError.
     b = _get(b)
-    if _pmu_conf(b) is not None:
-        p = pmu(b)
+    pe = _pmu_conf(b)
+    if pe is not None:
+        bus = i2c(b)
+        if bus is None or pe.get("chip") != "axp2101":
+            return None
+        from m2m.axp2101 import AXP2101
+
+        p = AXP2101(bus, pe.get("i2c_addr", 0x34))
         p.measure_battery()
         return {"battery_mv": p.battery_mv(), "charge": p.charge_state()}
     a = b.get("battery_adc")
     if a:
-        adc = hal.ADC(a["pin"], atten=hal.ADC.ATTN_11DB)
-        return {"battery_mv": int(adc.read_uv() * a.get("divider", 1) / 1000)}
+        return {"battery_mv": int(hal.ADC(a["pin"]).read_uv() * a.get("divider", 1) / 1000)}
     return None
