@@ -52,6 +52,8 @@ def test_timeout_raises_and_is_never_infinite():
         at.cmd("AT+COPS=?", timeout_ms=180000)
     except ATTimeout:
         pass
+    else:
+        assert False, "nothing answered AT+COPS=?"
     assert m.hal.t - t0 == 1200 + 180000
     assert not at.parser.busy
 
@@ -145,6 +147,8 @@ def test_prompt_timeout_does_not_send():
         at.cmd("AT+CASEND=0,2", payload=b"hi")
     except ATTimeout:
         pass
+    else:
+        assert False, "no prompt came: the command must time out"
     assert m.writes == [b"AT+CASEND=0,2\r"]
 
 
@@ -229,6 +233,8 @@ def test_late_answer_after_timeout_is_not_next_answer():
         at.cmd("AT+COPS?")
     except ATTimeout:
         pass
+    else:
+        assert False, "the answer came after the timeout"
     m.hal.t += 1000  # the late answer is waiting in the UART now
     r = at.cmd("AT+CGMM")
     assert r.ok and r.lines == [b"BG95-M3"]
@@ -318,3 +324,77 @@ async def test_async_data_rule():
     r = await aat.cmd("AT+CARECV=0,1460", data=(b"+CARECV:", 0, True))
     assert r.ok and r.data == blob
     aat.stop()
+
+
+# ---- real-log behaviours through the driver (issue 6) ----
+def test_qird_query_form_through_driver():
+    # Quectel: AT+QIRD=<id>,0 answers +QIRD: <total>,<read>,<unread> and OK: no payload follows
+    from m2m.modem.quectel import BG95
+
+    at, m = make([(b"AT+QIRD=0,0\r", b"\r\n+QIRD: 120,100,20\r\n\r\nOK\r\n")], timeout_ms=300)
+    cmd, rule = BG95(at).recv_cmd(0, "tcp", 0)
+    assert cmd == "AT+QIRD=0,0"
+    r = at.cmd(cmd, data=rule)
+    assert r.ok and r.lines == [b"+QIRD: 120,100,20"] and r.data is None
+
+
+def test_prompt_word_through_driver():
+    cert = b"-----BEGIN CERTIFICATE-----\r\nOK\r\n"
+    cmd = 'AT+CFSWFILE=3,"ca.crt",0,%d,10000' % len(cert)
+    script = [(cmd.encode() + b"\r", b"\r\nDOWNLOAD\r\n"), (cert, b"\r\nOK\r\n")]
+    at, m = make(script, chunk=3)
+    r = at.cmd(cmd, payload=cert, prompt=b"DOWNLOAD")
+    assert r.ok and r.lines == [] and m.writes == [cmd.encode() + b"\r", cert] and not m.mismatch
+    # waiting for '>' instead, the DOWNLOAD line is an answer line and the payload never goes out
+    at, m = make([(cmd.encode() + b"\r", b"\r\nDOWNLOAD\r\n")], timeout_ms=200)
+    try:
+        at.cmd(cmd, payload=cert)
+    except ATTimeout:
+        pass
+    else:
+        assert False
+    assert m.writes == [cmd.encode() + b"\r"]
+
+
+def test_timeout_mid_payload_is_counted():
+    # the modem announces 100 bytes and stalls after 30: the timeout reports the 30 lost bytes
+    at, m = make([(b"AT+QIRD=0,1500\r", b"\r\n+QIRD: 100\r\n" + b"z" * 30)], timeout_ms=300, chunk=1)
+    try:
+        at.cmd("AT+QIRD=0,1500", data=(b"+QIRD:", 0, False, b",0"))
+    except ATTimeout:
+        pass
+    else:
+        assert False
+    assert at.overflows == 1 and at.lost == 30
+    m.script.append((b"AT+CGMM\r", b"\r\nBG95-M3\r\n\r\nOK\r\n"))
+    assert at.cmd("AT+CGMM").lines == [b"BG95-M3"]
+
+
+def test_stale_echo_not_taken_as_answer_through_driver():
+    # AT timed out; its echo arrives late, inside the answer of the IMEI read
+    script = [(b"AT\r", None), (b"AT+CGSN\r", b"\r\nAT\r\n\r\n861234050123458\r\n\r\nOK\r\n")]
+    at, m = make(script, timeout_ms=300)
+    try:
+        at.cmd("AT")
+    except ATTimeout:
+        pass
+    else:
+        assert False
+    r = at.cmd("AT+CGSN")
+    assert r.lines == [b"861234050123458"] and at.noise == 1
+
+
+def test_joined_query_through_driver():
+    at, m = make([(b"AT+CNMP?;+CFUN?;+CREG?\r",
+                   b"\r\n+CNMP: 38\r\n\r\n+CFUN: 1\r\n\r\n+CREG: 0,1\r\n\r\nOK\r\n")])
+    got = []
+    at.urc(b"+CFUN:", got.append)
+    at.urc(b"+CREG:", got.append)
+    r = at.cmd("AT+CNMP?;+CFUN?;+CREG?", retries=1)
+    assert r.lines == [b"+CNMP: 38", b"+CFUN: 1", b"+CREG: 0,1"] and got == []
+    try:
+        at.cmd("AT+CFUN=1;+CREG?", retries=1)  # not a pure query: never repeated
+    except ValueError:
+        pass
+    else:
+        assert False

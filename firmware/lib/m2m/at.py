@@ -4,18 +4,23 @@
 #   r = at.cmd("AT+CEREG?")                       # AT: returns a Response
 #   r = await aat.cmd("AT+CEREG?")                # AsyncAT: same arguments, awaited
 #   cmd(command, resp=None, timeout_ms=None, retries=0, data=None, payload=None,
-#       finals=None, fails=None, idempotent=False) -> Response
+#       finals=None, fails=None, idempotent=False, prompt=None) -> Response
 #     command     str or bytes, without the CR
-#     resp        response prefix(es); None derives it from the command (AT+CEREG? -> +CEREG:)
+#     resp        response prefix(es); None derives them from the command (AT+CEREG? -> +CEREG:,
+#                 one per part of a joined command AT+CNMP?;+CFUN?)
 #     timeout_ms  for the whole exchange (prompt and payload included); default: the driver's
 #     retries     extra attempts after a timeout; only for queries (AT+X?), tests (AT+X=?) and
 #                 commands marked idempotent=True; never with a payload (ValueError otherwise)
-#     data        payload-length rule (prefix, field, inline), see m2m.atparse
-#     payload     bytes to write after the '> ' prompt (the command then expects a prompt)
+#     data        payload-length rule (prefix, field, inline[, query]), see m2m.atparse
+#     payload     bytes to write after the prompt (the command then expects one)
+#     prompt      the prompt word the payload waits for (b'DOWNLOAD'); None: '>' / '> '
 #     finals      extra success finals (b'SEND OK'); fails: extra failure finals (b'SEND FAIL')
 #   Response: ok, error (None | 'ERROR' | ('CME', code) | ('CMS', code) | 'SEND FAIL' ...),
 #   lines (list of bytes), data (bytes or None), final (bytes), lost (bytes dropped by overflow)
-#   No final result in time raises ATTimeout (an OSError, errno ETIMEDOUT).
+#   No final result in time raises ATTimeout (an OSError, errno ETIMEDOUT); a payload cut short
+#   by the timeout is counted in the driver's `overflows` and `lost` (bytes).
+# The drivers read whatever the UART has (up to rx_size bytes a read) into one preallocated
+# buffer and feed it to the parser as it is; the parser takes reads of any size.
 #
 # One command in flight at a time (AsyncAT: an asyncio.Lock). After `max_timeouts` consecutive
 # timeouts the driver sets `unresponsive` and calls on_unresponsive(driver) once, so the modem layer
@@ -38,7 +43,7 @@ from micropython import const
 # ATParseError, resp_prefix and the EV_* kinds are re-exported: dialects import everything from m2m.at
 from m2m.atparse import (  # noqa: F401
     ATParser, ATParseError, EV_FINAL, EV_LINE, EV_URC, EV_PROMPT, EV_DATA, EV_NOISE, EV_OVERFLOW,
-    is_safe, resp_prefix,
+    is_safe, resp_prefix, resp_prefixes,
 )
 
 _ETIMEDOUT = const(110)
@@ -114,6 +119,7 @@ class _Driver:
         self.urc_dropped = 0
         self.noise = 0
         self.overflows = 0
+        self.lost = 0  # bytes dropped by overflows and cut payloads
 
     # ---- URC table ----
     def urc(self, prefix, handler):
@@ -165,6 +171,7 @@ class _Driver:
             return
         if k == EV_OVERFLOW:
             self.overflows += 1
+            self.lost += ev[1]
         r = self._resp
         if r is None:
             return
@@ -191,12 +198,13 @@ class _Driver:
             raise ValueError("retries only for queries, tests and idempotent commands")
         return c
 
-    def _begin(self, c, resp, data, payload, finals, fails):
+    def _begin(self, c, resp, data, payload, finals, fails, prompt):
         r = Response(c)
         self._resp = r
         self._done = False
         self._prompt = False
-        self.parser.begin(c, resp, data, finals, fails, payload is not None)
+        self.parser.begin(c, resp, data, finals, fails,
+                          False if payload is None else (prompt or True))
         self._uart.write(c + b"\r")
         return r
 
@@ -249,7 +257,7 @@ class AT(_Driver):
     # Synchronous pump: cmd() blocks until the final result or the timeout.
 
     def cmd(self, command, resp=None, timeout_ms=None, retries=0, data=None, payload=None,
-            finals=None, fails=None, idempotent=False):
+            finals=None, fails=None, idempotent=False, prompt=None):
         c = self._prepare(command, retries, payload, idempotent)
         tmo = timeout_ms or self.timeout_ms
         self._pump(0)  # take in what arrived before the command; dispatched after it
@@ -257,7 +265,7 @@ class AT(_Driver):
         try:
             while True:
                 try:
-                    return self._once(c, resp, tmo, data, payload, finals, fails)
+                    return self._once(c, resp, tmo, data, payload, finals, fails, prompt)
                 except ATTimeout:
                     if attempt >= retries:
                         raise
@@ -265,19 +273,19 @@ class AT(_Driver):
         finally:
             self._dispatch()
 
-    def _once(self, c, resp, tmo, data, payload, finals, fails):
+    def _once(self, c, resp, tmo, data, payload, finals, fails, prompt):
         hal = self._hal
         uart = self._uart
-        p = self.parser
+        feed = self.parser.feed
         rx = self._rx
-        r = self._begin(c, resp, data, payload, finals, fails)
+        r = self._begin(c, resp, data, payload, finals, fails, prompt)
         deadline = hal.ticks_add(hal.ticks_ms(), tmo)
         while not self._done:
             if self._prompt:
                 self._send_payload(payload)
             n = uart.readinto(rx)
             if n:
-                p.feed(rx, n)
+                feed(rx, n)
                 continue
             rem = hal.ticks_diff(deadline, hal.ticks_ms())
             if rem <= 0:
@@ -291,12 +299,13 @@ class AT(_Driver):
         hal = self._hal
         uart = self._uart
         rx = self._rx
+        feed = self.parser.feed
         deadline = hal.ticks_add(hal.ticks_ms(), timeout_ms)
         got = False
         while True:
             n = uart.readinto(rx)
             if n:
-                self.parser.feed(rx, n)
+                feed(rx, n)
                 got = True
                 continue
             if got:
@@ -341,6 +350,7 @@ class AsyncAT(_Driver):
         asyncio = self._asyncio
         hal = self._hal
         rx = self._rx
+        feed = self.parser.feed
         while True:
             try:
                 sr = asyncio.StreamReader(self._uart.stream)
@@ -351,7 +361,7 @@ class AsyncAT(_Driver):
                 n = await sr.readinto(rx)
                 if not n:
                     break  # link closed: let the UART reconnect, then read again
-                self.parser.feed(rx, n)
+                feed(rx, n)
                 if self._done or self._prompt:
                     self._ev.set()
                 self._dispatch()
@@ -364,24 +374,24 @@ class AsyncAT(_Driver):
         self._ev.set()
 
     async def cmd(self, command, resp=None, timeout_ms=None, retries=0, data=None, payload=None,
-                  finals=None, fails=None, idempotent=False):
+                  finals=None, fails=None, idempotent=False, prompt=None):
         c = self._prepare(command, retries, payload, idempotent)
         tmo = timeout_ms or self.timeout_ms
         async with self._lock:
             attempt = 0
             while True:
                 try:
-                    return await self._once(c, resp, tmo, data, payload, finals, fails)
+                    return await self._once(c, resp, tmo, data, payload, finals, fails, prompt)
                 except ATTimeout:
                     if attempt >= retries:
                         raise
                     attempt += 1
 
-    async def _once(self, c, resp, tmo, data, payload, finals, fails):
+    async def _once(self, c, resp, tmo, data, payload, finals, fails, prompt):
         ev = self._ev
         ev.clear()
         self._expired = False
-        r = self._begin(c, resp, data, payload, finals, fails)
+        r = self._begin(c, resp, data, payload, finals, fails, prompt)
         timer = self._asyncio.create_task(self._timer(tmo))
         try:
             while not self._done:

@@ -107,10 +107,14 @@ class BG95(Modem):
             "tls": "AT+QSSLSEND={sid},{n}", "dtls": "AT+QSSLSEND={sid},{n}"}
     SEND_FINALS = (b"SEND OK",)
     SEND_FAILS = (b"SEND FAIL",)
-    # +QIRD: <len>[,<remote ip>,<port>] CR LF <bytes> CR LF OK ("+QIRD: 0" when empty)
+    # +QIRD: <len>[,<remote ip>,<port>] CR LF <bytes> CR LF OK ("+QIRD: 0" when empty).
+    # AT+QIRD=<connectID>,0 is the query form: +QIRD: <total_receive_length>,<have_read_length>,
+    # <unread_length> then OK, no payload (BG96 TCP/IP Application Note, AT+QIRD; BG95&BG77&BG600L
+    # TCP/IP Application Note 2.3.8 and its example "AT+QIRD=0,0 / +QIRD: 5,5,0 / OK"; TinyGSM's
+    # TinyGsmClientBG96.h modemGetAvailable reads it the same way): the rule names that form
     RECV = {"tcp": "AT+QIRD={sid},{n}", "udp": "AT+QIRD={sid},{n}",
             "tls": "AT+QSSLRECV={sid},{n}", "dtls": "AT+QSSLRECV={sid},{n}"}
-    RECV_DATA = {"tcp": (b"+QIRD:", 0, False), "udp": (b"+QIRD:", 0, False),
+    RECV_DATA = {"tcp": (b"+QIRD:", 0, False, b",0"), "udp": (b"+QIRD:", 0, False, b",0"),
                  "tls": (b"+QSSLRECV:", 0, False), "dtls": (b"+QSSLRECV:", 0, False)}
     CLOSE = {"tcp": "AT+QICLOSE={sid}", "udp": "AT+QICLOSE={sid}",
              "tls": "AT+QSSLCLOSE={sid}", "dtls": "AT+QSSLCLOSE={sid}"}
