@@ -29,6 +29,19 @@ def firmware_size():
            "arch": "xtensawin"}
 
 
+_BOOT_HEAP = """import gc
+gc.collect()
+a0 = gc.mem_alloc()
+from m2m import hal
+gc.collect()
+a1 = gc.mem_alloc()
+from m2m import app
+app.main()
+gc.collect()
+print("M2M_HEAP", a0, a1, gc.mem_alloc())
+"""
+
+
 @figure
 def virtual_device_boot():
     """Boot a virtual device (no modem), then read its heap through mpremote's serial transport."""
@@ -50,10 +63,22 @@ def virtual_device_boot():
             for n in (2, 3):
                 t.serial.write(b"\x04")
                 boots.append(dev.wait_boot(n)["ms"])
+            # the firmware's share: a soft reset from raw REPL skips main.py; import the hal apart
+            # (the virtual device's machinery), then do what main.py does
+            t.enter_raw_repl(soft_reset=True)
+            out = t.exec(_BOOT_HEAP).decode()
+            t.exit_raw_repl()
         finally:
             t.close()
+    a0, a1, a2 = (int(x) for x in out.split("M2M_HEAP")[1].split())
     yield {"name": "vdev_heap_after_boot", "value": used, "unit": "bytes",
-           "note": "gc.mem_alloc() after gc.collect() on the unix port (64-bit objects: about 2x ESP32)"}
+           "note": "gc.mem_alloc() after gc.collect() once main.py has run: all of it, the unix hal and "
+                   "the virtual device's boot script included; unix port (64-bit objects: about 2x ESP32)"}
+    yield {"name": "app_heap_after_boot", "value": a2 - a1, "unit": "bytes",
+           "note": "the firmware's share of the boot heap: gc.mem_alloc() growth of main.py's "
+                   "`from m2m import app; app.main()` over a baseline taken after `from m2m import hal` "
+                   "(%d bytes for the unix hal), on the virtual device from its .py files; unix port "
+                   "(64-bit objects: about 2x ESP32)" % (a1 - a0)}
     yield {"name": "vdev_boot_to_repl", "value": round(sorted(boots)[len(boots) // 2], 1), "unit": "ms",
            "note": "interpreter start to REPL prompt on the port: mount, boot.py, main.py "
                    "(median of a power-on and two soft resets)"}
@@ -74,33 +99,208 @@ def at_round_trip():
     yield sim_command_round_trip()
 
 
+# ---- heap figures: what a board's heap holds, without the virtual device's own machinery ----------
+# One interpreter per measurement. Its baseline is everything imported before the firmware's own
+# modules: `from m2m import hal` and the UART object (the unix hal with its sockets, or whatever
+# stands in for machine / esp32), measured apart and subtracted. Modules load from .mpy compiled
+# with mpy-cross for the unix port's own arch (x64 here: an ESP32's xtensawin .mpy holds the same
+# bytecode, but @micropython.native code only loads on its own arch), or from .py where a figure
+# says so (what `mpremote fs cp -r lib` deploys, compiled on the board); the hal is .mpy in both,
+# so its own compile never counts.
 
+# mpy-cross -march names in the order of MicroPython's MP_NATIVE_ARCH_* enum (py/persistentcode.h);
+# sys.implementation._mpy >> 10 is the interpreter's entry (MPY_FEATURE_DECODE_ARCH, same file)
+_MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+              "xtensa", "xtensawin", "rv32imc", "rv64imc")
+
+
+def unix_arch():
+    """The mpy-cross -march of the unix-port interpreter the virtual device runs."""
+    from .testing import run_micropython
+
+    rc, out, err = run_micropython("import sys\nprint(sys.implementation._mpy >> 10)")
+    if rc != 0:
+        raise RuntimeError("micropython failed:\n" + out + err)
+    n = int(out)
+    if not 0 < n < len(_MPY_ARCHS):
+        raise RuntimeError("unknown native arch %d of the unix port (sys.implementation._mpy)" % n)
+    return _MPY_ARCHS[n]
+
+_HEAP_MODELS = ("sim7080g", "bg95", "gm02s")  # one per dialect module: simcom, quectel, sequans
+_HEAP_STEP = 1024  # resolution of the smallest-heap search, bytes
 
 _STACK_HEAP = """
-import gc
+import gc, sys
+sys.path.insert(0, {tree!r})
 gc.collect()
 base = gc.mem_alloc()
-from m2m import hal, modem
+from m2m import hal
+u = hal.UART(1, 115200)
+gc.collect()
+held = gc.mem_alloc()
+print("M2M_HEAP_BASE", base, held, held + gc.mem_free())
+from m2m import modem
 from m2m.at import AT
-at = AT(hal.UART(1, 115200), timeout_ms=2000)
+at = AT(u, timeout_ms=2000)
 modem.Modem(at).power_on()
 m = modem.create(at)
 m.init()
 gc.collect()
-print(gc.mem_alloc() - base)
+print("M2M_HEAP_END", gc.mem_alloc())
 """
+
+_ESP32_HAL_HEAP = """
+import gc, sys
+sys.path.insert(0, {tree!r})
+try:
+    import machine, esp32, select, time  # built into the ESP32 port: not the hal's cost
+except ImportError:
+    print("M2M_HEAP_END -1")  # no stand-ins for them on this interpreter
+else:
+    gc.collect()
+    base = gc.mem_alloc()
+    import m2m_hal_esp32  # m2m/hal/esp32 alone: the package's __init__ would pick the unix hal here
+    gc.collect()
+    print("M2M_HEAP_END", gc.mem_alloc() - base)
+"""
+
+
+def heap_trees(tmp, lib=None):
+    """Two copies of firmware/lib (or lib) under tmp: all .mpy (the unix port's arch), and .py with the hal
+    as .mpy. Returns {"mpy": path, "py": path}."""
+    import shutil
+    from pathlib import Path
+
+    from . import mpy
+    from .paths import FIRMWARE
+
+    lib = Path(lib or FIRMWARE / "lib")
+    arch = unix_arch()
+    trees = {"mpy": Path(tmp) / "mpy", "py": Path(tmp) / "py"}
+    for src in mpy.python_files(lib):
+        rel = src.relative_to(lib)
+        for kind, root in trees.items():
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "py" and rel.parts[:2] != ("m2m", "hal"):
+                shutil.copyfile(src, dst)
+                continue
+            ok, msg, _ = mpy.compile_file(src, arch, out=dst.with_suffix(".mpy"))
+            if not ok:
+                raise RuntimeError(f"{src}: {msg}")
+    return trees
+
+
+def _heap_run(code, model, heapsize):
+    """Run a heap script (against a fresh simulator when model is set). Returns (fits, marks):
+    marks maps each `M2M_HEAP_*` line to its integers; fits is False on a MemoryError."""
+    from .sim.modem import ModemSim
+    from .testing import run_micropython
+
+    def go(env):
+        rc, out, err = run_micropython(code, env=env, heapsize=str(heapsize), timeout=120)
+        marks = {}
+        for line in out.splitlines():
+            if line.startswith("M2M_HEAP_"):
+                key, *vals = line.split()
+                marks[key] = [int(v) for v in vals]
+        if rc == 0 and "M2M_HEAP_END" in marks:
+            return True, marks
+        if "MemoryError" in out + err:
+            return False, marks
+        raise RuntimeError("micropython failed (heapsize %s):\n%s%s" % (heapsize, out, err))
+
+    if model is None:
+        return go({})
+    with ModemSim(model=model, time_scale=20) as sim:
+        return go({"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_TIME_SCALE": "20"})
+
+
+def stack_heap(model, tree, heapsize="256K"):
+    """(hal, firmware): heap held by `from m2m import hal` + hal.UART(), and what the AT driver +
+    dialect hold over that after detection and init, with modules from tree."""
+    fits, marks = _heap_run(_STACK_HEAP.format(tree=str(tree)), model, heapsize)
+    if not fits:
+        raise RuntimeError("the modem stack does not fit in a %s heap" % heapsize)
+    base, held, _ = marks["M2M_HEAP_BASE"]
+    return held - base, marks["M2M_HEAP_END"][0] - held
+
+
+def _smallest_heap(code, model, lo):
+    """Smallest -X heapsize (to _HEAP_STEP) with which the script runs to its end; lo is a heap too
+    small. Returns (marks of that run, whether the largest failing run failed inside the hal)."""
+    hi = lo + 64 * 1024
+    while True:
+        fits, marks = _heap_run(code, model, hi)
+        if fits:
+            break
+        lo, hi = hi, hi * 2
+        if hi > 4 << 20:
+            raise RuntimeError("the modem stack did not fit in 4 MB of heap")
+    best, hal_bound = marks, False
+    while hi - lo > _HEAP_STEP:
+        mid = (lo + hi) // 2
+        fits, marks = _heap_run(code, model, mid)
+        if fits:
+            hi, best = mid, marks
+        else:
+            lo, hal_bound = mid, "M2M_HEAP_BASE" not in marks
+    return best, hal_bound
 
 
 @figure
 def modem_stack_heap():
-    """Heap the AT driver + detected dialect + identity hold after init (unix port, 64-bit objects)."""
-    from .bench_at import _run
-    from .sim.modem import ModemSim
+    """The AT driver + detected dialect after its init script, without the hal: steady and peak."""
+    import shutil
+    import tempfile
+    from pathlib import Path
 
-    for model in ("sim7080g", "bg95", "gm02s"):
-        with ModemSim(model=model, time_scale=20) as sim:
-            env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_TIME_SCALE": "20"}
-            (held,) = _run(_STACK_HEAP, env=env, heapsize="256K")
-        yield {"name": f"modem_stack_heap_{model}", "value": held, "unit": "bytes",
-               "note": "gc.mem_alloc() growth after importing m2m.at + m2m.modem, detecting the dialect "
-                       "and running its init script; unix port (64-bit objects: about 2x ESP32)"}
+    from . import mpy
+    from .paths import FIRMWARE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = heap_trees(tmp)
+        arch = unix_arch()
+        for model in _HEAP_MODELS:
+            hal_heap, steady = stack_heap(model, trees["mpy"])
+            yield {"name": f"modem_stack_heap_{model}", "value": steady, "unit": "bytes",
+                   "note": "steady state: gc.mem_alloc() after gc.collect() once m2m.at + m2m.modem are "
+                           "imported, the dialect detected and its init script run, minus the baseline "
+                           "taken after `from m2m import hal` and hal.UART() (the virtual device's "
+                           "machinery, vdev_hal_heap); modules from .mpy (mpy-cross -march=%s, the "
+                           "unix port's arch); unix port, 64-bit objects: about 2x ESP32" % arch}
+            for kind in ("mpy", "py"):
+                best, hal_bound = _smallest_heap(_STACK_HEAP.format(tree=str(trees[kind])), model,
+                                                 lo=hal_heap + steady)
+                _, held_at, total_at = best["M2M_HEAP_BASE"]
+                yield {"name": f"modem_stack_heap_peak_{kind}_{model}", "value": total_at - held_at,
+                       "unit": "bytes",
+                       "note": "peak: the free heap above the hal baseline with which import + detect + "
+                               "init still succeed, found by bisecting -X heapsize to %d bytes (so it "
+                               "includes fragmentation); firmware modules from %s; unix port, 64-bit "
+                               "objects: about 2x ESP32%s"
+                               % (_HEAP_STEP,
+                                  ".mpy (mpy-cross -march=%s)" % arch if kind == "mpy"
+                                  else ".py, compiled on the device as after `mpremote fs cp -r lib`",
+                                  "; WARNING: the smallest failing heap failed inside the hal import, "
+                                  "so this is an upper bound" if hal_bound else "")}
+        yield {"name": "vdev_hal_heap", "value": hal_heap, "unit": "bytes",
+               "note": "what the figures above leave out: `from m2m import hal` + hal.UART(1) on the virtual "
+                       "device: the unix hal and all it imports, the stand-ins for the port's "
+                       "modules included (no board carries them), from .mpy"}
+
+        esp32_mpy = sum(len(mpy.compile_file(FIRMWARE / "lib/m2m/hal" / f, "xtensawin")[2])
+                        for f in ("__init__.py", "esp32.py"))
+        yield {"name": "esp32_hal_mpy_bytes", "value": esp32_mpy, "unit": "bytes",
+               "note": "m2m/hal/__init__ + m2m/hal/esp32 compiled with mpy-cross -march=xtensawin: "
+                       "the bytecode a board's hal loads"}
+        alone = Path(tmp) / "esp32hal"
+        alone.mkdir()
+        shutil.copyfile(trees["mpy"] / "m2m/hal/esp32.mpy", alone / "m2m_hal_esp32.mpy")
+        fits, marks = _heap_run(_ESP32_HAL_HEAP.format(tree=str(alone)), None, "256K")
+        if marks["M2M_HEAP_END"][0] >= 0:
+            yield {"name": "esp32_hal_heap", "value": marks["M2M_HEAP_END"][0], "unit": "bytes",
+                   "note": "gc.mem_alloc() growth of importing m2m/hal/esp32 alone from .mpy (mpy-cross "
+                           "-march=%s), asyncio included, over the virtual device's stand-in machine / "
+                           "esp32 / select / time (imported first: a board has them built in); unix port, "
+                           "64-bit objects: about 2x ESP32" % arch}

@@ -2,21 +2,49 @@
 figures are measurements, not pass/fail)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-EXPECTED = {"firmware_mpy_bytes", "vdev_heap_after_boot", "vdev_boot_to_repl", "at_parser_throughput",
-            "at_driver_overhead", "at_command_round_trip", "modem_stack_heap_sim7080g",
-            "modem_stack_heap_bg95", "modem_stack_heap_gm02s"}
+from m2mkit import bench
+from m2mkit.paths import FIRMWARE
+
+HEAP_MODELS = ("sim7080g", "bg95", "gm02s")
+EXPECTED = {"firmware_mpy_bytes", "vdev_heap_after_boot", "app_heap_after_boot", "vdev_boot_to_repl",
+            "at_parser_throughput", "at_driver_overhead", "at_command_round_trip", "vdev_hal_heap",
+            "esp32_hal_mpy_bytes"}
+EXPECTED |= {f"modem_stack_heap_{m}" for m in HEAP_MODELS}
+EXPECTED |= {f"modem_stack_heap_peak_{k}_{m}" for m in HEAP_MODELS for k in ("mpy", "py")}
+OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 
 
 def test_bench_prints_every_figure_as_json_lines():
     p = subprocess.run([str(Path(sys.executable).parent / "m2mkit"), "bench"], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=600)
     assert p.returncode == 0, p.stderr
     figs = [json.loads(line) for line in p.stdout.splitlines()]
-    assert {f["name"] for f in figs} == EXPECTED
+    names = {f["name"] for f in figs}
+    assert EXPECTED <= names <= EXPECTED | OPTIONAL, names ^ EXPECTED
     for f in figs:
         assert isinstance(f["value"], (int, float)) and f["value"] > 0, f
         assert f["unit"] in ("bytes", "ms", "lines/s", "us"), f
+    by = {f["name"]: f["value"] for f in figs}
+    for m in HEAP_MODELS:
+        # a peak holds the steady state plus what import and init throw away
+        assert by[f"modem_stack_heap_peak_mpy_{m}"] >= by[f"modem_stack_heap_{m}"], m
+        assert by[f"modem_stack_heap_peak_py_{m}"] >= by[f"modem_stack_heap_{m}"], m
+
+
+def test_stack_heap_leaves_the_hal_out(tmp_path):
+    # a hal that holds 48 KB more must not change what the firmware's figure says it holds
+    lib = tmp_path / "lib"
+    shutil.copytree(FIRMWARE / "lib", lib)
+    with open(lib / "m2m/hal/unix.py", "a") as f:
+        f.write("\n_BALLAST = bytearray(48 * 1024)\n")
+    plain = bench.heap_trees(tmp_path / "plain")["mpy"]
+    heavy = bench.heap_trees(tmp_path / "heavy", lib)["mpy"]
+    hal, fw = bench.stack_heap("bg95", plain)
+    hal_heavy, fw_heavy = bench.stack_heap("bg95", heavy)
+    assert hal_heavy - hal >= 48 * 1024  # the ballast is counted, as the hal's
+    assert abs(fw_heavy - fw) < 2048, (fw, fw_heavy)  # and never as the firmware's
