@@ -292,7 +292,7 @@ def _identity_table(cls):
 def test_init_reads_identity_in_each_vendors_format():
     cases = (
         (SIM7080G, {b"AT+CGMM": b"SIMCOM_SIM7080", b"AT+CGMR": b"Revision:1951B16SIM7080",
-                    b"AT+CCID": b"89883030000012345678", b"AT+CGSN": b"861234050123456",
+                    b"AT+CCID": b"89883030000012345678", b"AT+CGSN": b"861234050123457",
                     b"AT+CIMI": b"001010123456789"},
          {"firmware": "1951B16SIM7080", "iccid": "89883030000012345678"}),
         (BG95, {b"AT+CGMM": b"BG95-M3", b"AT+CGMR": b"BG95M3LAR02A03",
@@ -505,3 +505,38 @@ def test_secure_sockets_use_a_valid_ssl_context_on_every_socket_id():
             assert 0 <= kw["ssl_ctx"] <= 5, (cls.NAME, kind, kw)
             for step in setup:
                 step[0].format(**kw)  # every placeholder of the setup script is filled
+
+
+# ---- identity values are validated (issue 6: an out-of-sync modem's echo is no IMEI) ----
+def test_identity_validators():
+    from m2m.modem import valid_iccid, valid_imei, valid_imsi
+
+    assert valid_imei("866349041749536") and valid_imei("016169006438084")
+    assert not valid_imei("866349041749537")  # Luhn check digit wrong
+    assert not valid_imei("86634904174953") and not valid_imei("AT") and not valid_imei("ATE0")
+    for ok in ("89883030000012345678", "8901260852290270222", "8901260862291477114F",
+               "8901260862291477114f", "891004234814455936"):
+        assert valid_iccid(ok), ok
+    for bad in ("ATE0", "AT", "12883030000012345678", "8988303000001234", "8988303000001234567890123",
+                "89883030000012345X78", ""):
+        assert not valid_iccid(bad), bad
+    assert valid_imsi("001010123456789") and valid_imsi("310260859027022")
+    assert not valid_imsi("AT") and not valid_imsi("00101012345678") and not valid_imsi("00101012345678X")
+
+
+def test_init_never_stores_an_echo_as_identity():
+    # stale echoes and stray lines before the real answers: the valid value is taken, or None
+    t = _identity_table(BG95)
+    t[b"AT+CGMM"] = [b"\r\nBG95-M3\r\n" + OK]
+    t[b"AT+CGSN"] = [b"\r\nATE0\r\n\r\n866349041749536\r\n" + OK]
+    t[b"AT+QCCID"] = [b"\r\nAT\r\n" + OK]  # only an echo: no ICCID rather than "AT"
+    t[b"AT+CIMI"] = [b"\r\nAT+CGSN\r\n\r\n001010123456789\r\n" + OK]
+    u, at = driver(t)
+    m = BG95(at)
+    ident = m.init()
+    assert ident["imei"] == "866349041749536" and ident["iccid"] is None
+    assert ident["imsi"] == "001010123456789"
+    # an answer that is not an identity at all (a wrong Luhn digit, garbage) is refused too
+    r = at.cmd("AT+CGSN")
+    r.lines = [b"866349041749537"]
+    assert m.answer(r, "imei") is None and m.answer(r) == "866349041749537"

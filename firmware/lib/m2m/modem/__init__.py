@@ -57,8 +57,8 @@ _IO_WAIT = const(2)
 # starts with; the longest match wins.
 MODELS = {
     # "SIMCOM_SIM7080" seen on the wire (LilyGO T-SIM7080G issue #44); other logs print
-    # "SIMCOM_SIM7080G". SIM7070/SIM7090 share the manual (ASSUMED to answer alike, not verified).
-    # ATI answers "<model> R<revision>" (sim7000g transcript: "SIM7000G R1529"; ASSUMED alike).
+    # "SIMCOM_SIM7080G". SIM7070/SIM7090 share the manual: ASSUMED docs/ASSUMED.md#A-SIM70X0-CGMM.
+    # ATI "<model> R<revision>" (sim7000g transcript: "SIM7000G R1529"): ASSUMED docs/ASSUMED.md#A-SIMCOM-ATI
     "sim7080g": ("simcom", "SIM7080G", ("SIMCOM_SIM7080", "SIMCOM_SIM7070", "SIMCOM_SIM7090"),
                  ("SIM7080", "SIM7070", "SIM7090")),
     # "SIMCOM_SIM7000G" (LilyGO T-SIM7000G); the prefix also takes SIM7000E / A / C / JC, which
@@ -67,8 +67,8 @@ MODELS = {
     # "BG95-M3" (or -M1/-M2/-M4/-M5/-M6); the BG77 shares this AT manual (bg77 transcript: "BG77")
     "bg95": ("quectel", "BG95", ("BG95", "BG77"), ()),
     "bg96": ("quectel", "BG96", ("BG96",), ()),
-    # ASSUMED: the module name, "GM02SP" on Walter (GM02S without GNSS); the prefix matches both.
-    # Not confirmed from a wire log.
+    # "GM02SP" on Walter (GM02S without GNSS), ASSUMED docs/ASSUMED.md#A-GM02S-CGMM; the prefix
+    # matches both.
     "gm02s": ("sequans", "GM02S", ("GM02S",), ()),
 }
 
@@ -144,6 +144,44 @@ def create(at, board=None, model=None):
         model = board.get("model")
     cls = model_class(model) if model else detect(at)
     return cls(at, board)
+
+
+def luhn_ok(s):
+    # the Luhn check digit (3GPP TS 23.003 Annex B, the IMEI's check digit)
+    t = 0
+    n = len(s)
+    for i in range(n):
+        d = ord(s[n - 1 - i]) - 48
+        if i & 1:
+            d += d
+            if d > 9:
+                d -= 9
+        t += d
+    return t % 10 == 0
+
+
+def valid_imei(s):
+    # 15 digits, the last a Luhn check digit (3GPP TS 23.003 6.2.1 and Annex B)
+    return len(s) == 15 and s.isdigit() and luhn_ok(s)
+
+
+def valid_iccid(s):
+    # ITU-T E.118: the telecom major industry identifier 89, then digits; 18-22 long as modems
+    # print it. A 19-digit ICCID keeps the SIM's BCD padding nibble as a trailing F: public
+    # embedded-Rust SIMCom drivers decode AT+CCID as 20 characters whose last is a hex digit
+    # (their example "8901260862291477114f") and reject a first pair other than 89 ("MII").
+    if s and s[-1] in "Ff":
+        s = s[:-1]
+    return 18 <= len(s) <= 22 and s.isdigit() and s.startswith("89")
+
+
+def valid_imsi(s):
+    # 15 digits: MCC (3) + MNC (2-3) + MSIN (3GPP TS 23.003 2.2 allows at most 15; in practice
+    # every IMSI is 15 long)
+    return len(s) == 15 and s.isdigit()
+
+
+_VALID = {"imei": valid_imei, "iccid": valid_iccid, "imsi": valid_imsi}
 
 
 def _fields(rest, ints=True):
@@ -326,20 +364,27 @@ class Modem:
                 return False
             raise ModemError("%s failed: %s" % (cmd, r.error))
         if key is not None:
-            setattr(self, key, self.answer(r))
+            setattr(self, key, self.answer(r, key))
         return True
 
-    def answer(self, r):
-        # the first field of the command's first line (its prefix removed, quotes stripped)
-        if not r.lines:
-            return None
-        t = _text(r.lines[0])
-        p = t.find(":")
-        if p > 0 and (t[0] == "+" or t.startswith("Revision:")):
-            # "+QCCID: 8944..." / "+SQNCCID: "8944...","" / SIMCom's "Revision:1951B16SIM7080"
-            t = t[p + 1:]
-        f = _fields(t, False)  # identities keep their leading zeros: strings, never ints
-        return f[0] if f and f[0] else None
+    def answer(self, r, key=None):
+        # the first field of the command's first line (its prefix removed, quotes stripped); for
+        # an identity key (imei, iccid, imsi) the first line whose value is a valid one, else None
+        # (an out-of-sync modem must never leave an echo or a stray line stored as an identity)
+        check = _VALID.get(key)
+        for ln in r.lines:
+            t = _text(ln)
+            p = t.find(":")
+            if p > 0 and (t[0] == "+" or t.startswith("Revision:")):
+                # "+QCCID: 8944..." / "+SQNCCID: "8944...","" / SIMCom's "Revision:1951B16SIM7080"
+                t = t[p + 1:]
+            f = _fields(t, False)  # identities keep their leading zeros: strings, never ints
+            v = f[0] if f and f[0] else None
+            if check is None:
+                return v
+            if v is not None and check(v):
+                return v
+        return None
 
     # The script loop is written once, as a generator that yields the I/O it needs and is sent the
     # result back: run() performs it on the synchronous driver, arun() awaits it on AsyncAT.
