@@ -66,3 +66,30 @@ def test_nvs_roundtrip():
         pass
     else:
         raise AssertionError("missing NVS key must raise")
+
+
+def test_machine_time_and_os_are_the_esp32_ports_stand_in():
+    # installed by m2mkit.testing (and the virtual device's boot script) before any firmware import
+    import machine
+    import os
+    import time
+
+    assert machine.Pin.PULL_UP == 2 and machine.Pin.PULL_DOWN == 1
+    assert time.gmtime(0)[0] == 2000  # the esp32 port's epoch
+    assert os.uname().sysname == "esp32"
+    try:
+        machine.Pin(None)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("the port refuses Pin(None)")
+
+
+def test_rtc_datetime_set_moves_the_clock_and_epoch_follows():
+    import machine
+
+    r = machine.RTC()
+    r.datetime((2031, 5, 6, 1, 7, 8, 9, 0))
+    d = r.datetime()
+    assert d[:3] == (2031, 5, 6) and d[4:6] == (7, 8), d
+    assert 1935817600 < hal.epoch() < 1935818000  # 2031-05-06 07:08:09 UTC is 1935817689

@@ -1,32 +1,35 @@
 # hal for an ESP32 / ESP32-S3 board on MicroPython's esp32 port (v1.24-v1.27). The virtual device
 # runs this same module on a strict stand-in of the port (host/m2mkit/vdev/port/). Contract:
 # docs/CONTRACTS.md "Device time and I/O".
-import asyncio
-import select
-import time
+import asyncio as _asyncio
+import select as _select
+import time as _time
 
-import esp32
-import machine
+import esp32 as _esp32
+import machine as _machine
+
+# (modules under private names: `from m2m.hal.esp32 import *` must not export `esp32`, which would
+# hide this module as the attribute m2m.hal.esp32)
 
 PLATFORM = "esp32"
 
-PWRON_RESET = machine.PWRON_RESET
-HARD_RESET = machine.HARD_RESET  # also after hal.reset(): esp_restart() reports ESP_RST_SW
-WDT_RESET = machine.WDT_RESET
-DEEPSLEEP_RESET = machine.DEEPSLEEP_RESET
-SOFT_RESET = machine.SOFT_RESET
+PWRON_RESET = _machine.PWRON_RESET
+HARD_RESET = _machine.HARD_RESET  # also after hal.reset(): esp_restart() reports ESP_RST_SW
+WDT_RESET = _machine.WDT_RESET
+DEEPSLEEP_RESET = _machine.DEEPSLEEP_RESET
+SOFT_RESET = _machine.SOFT_RESET
 UNKNOWN_RESET = 0  # causes the port does not map, e.g. a reset through the S3's USB-Serial-JTAG
-TIMER_WAKE = machine.TIMER_WAKE
+TIMER_WAKE = _machine.TIMER_WAKE
 
 # ---- time (real time on a board) ----
-ticks_ms = time.ticks_ms
-ticks_diff = time.ticks_diff
-ticks_add = time.ticks_add
-sleep_ms = time.sleep_ms
+ticks_ms = _time.ticks_ms
+ticks_diff = _time.ticks_diff
+ticks_add = _time.ticks_add
+sleep_ms = _time.sleep_ms
 
 
 def asleep_ms(ms):
-    return asyncio.sleep_ms(ms)
+    return _asyncio.sleep_ms(ms)
 
 
 def time_scale():
@@ -39,21 +42,21 @@ EPOCH_2000 = 946684800
 
 
 def epoch():
-    return time.time() + EPOCH_2000
+    return _time.time() + EPOCH_2000
 
 
-idle = machine.idle
-freq = machine.freq
-unique_id = machine.unique_id
-reset_cause = machine.reset_cause
-wake_reason = machine.wake_reason
-reset = machine.reset
-deepsleep = machine.deepsleep
+idle = _machine.idle
+freq = _machine.freq
+unique_id = _machine.unique_id
+reset_cause = _machine.reset_cause
+wake_reason = _machine.wake_reason
+reset = _machine.reset
+deepsleep = _machine.deepsleep
 
-Pin = machine.Pin
-WDT = machine.WDT
-RTC = machine.RTC
-NVS = esp32.NVS
+Pin = _machine.Pin
+WDT = _machine.WDT
+RTC = _machine.RTC
+NVS = _esp32.NVS
 
 
 def _kw(**kw):
@@ -62,13 +65,13 @@ def _kw(**kw):
 
 
 def I2C(id=0, scl=None, sda=None, freq=400000):
-    return machine.I2C(id, freq=freq, **_kw(scl=scl, sda=sda))
+    return _machine.I2C(id, freq=freq, **_kw(scl=scl, sda=sda))
 
 
 def ADC(pin, atten=None):
     # explicit attenuation: the port's default was 0 dB (full scale ~0.95 V) before v1.26
-    a = machine.ADC.ATTN_11DB if atten is None else atten
-    return machine.ADC(pin if isinstance(pin, Pin) else Pin(pin), atten=a)
+    a = _machine.ADC.ATTN_11DB if atten is None else atten
+    return _machine.ADC(pin if isinstance(pin, Pin) else Pin(pin), atten=a)
 
 
 class OneWire:
@@ -115,14 +118,14 @@ class OneWire:
 
 class UART:
     # machine.UART plus the two calls the AT drivers need: wait() and stream
-    RTS = machine.UART.RTS
-    CTS = machine.UART.CTS
+    RTS = _machine.UART.RTS
+    CTS = _machine.UART.CTS
 
     def __init__(self, id, baudrate=115200, tx=None, rx=None, rxbuf=1024, rts=None, cts=None, flow=0):
-        self._u = machine.UART(id, baudrate=baudrate, rxbuf=rxbuf, flow=flow,
+        self._u = _machine.UART(id, baudrate=baudrate, rxbuf=rxbuf, flow=flow,
                                **_kw(tx=tx, rx=rx, rts=rts, cts=cts))
-        self._poll = select.poll()
-        self._poll.register(self._u, select.POLLIN)
+        self._poll = _select.poll()
+        self._poll.register(self._u, _select.POLLIN)
         self.id = id
         self.baudrate = baudrate
 

@@ -2,21 +2,21 @@
 # stand-in of the ESP32 port's machine / esp32 / onewire modules (host/m2mkit/vdev/port/, installed
 # by the virtual device's boot script and by m2mkit.testing). Only the device clock differs: it runs
 # at M2M_TIME_SCALE (device ms = real ms * scale), so tests can run hours of modem time quickly.
-import asyncio
-import os
-import time
+import asyncio as _asyncio
+import os as _os
+import time as _time
 
 from m2m.hal import esp32 as _b
 from m2m.hal.esp32 import *  # noqa: F401,F403
 
 PLATFORM = "unix"
 
-_SCALE = float(os.getenv("M2M_TIME_SCALE") or 1)
-_T0 = time.ticks_us()
+_SCALE = float(_os.getenv("M2M_TIME_SCALE") or 1)
+_T0 = _time.ticks_us()
 
 
 def _now():
-    return time.time_ns() / 1e9 + _b.EPOCH_2000
+    return _time.time_ns() / 1e9 + _b.EPOCH_2000
 
 
 _WALL0 = _now()
@@ -24,18 +24,18 @@ _WALL0 = _now()
 
 def ticks_ms():
     if _SCALE == 1:
-        return time.ticks_ms()
-    return int(time.ticks_diff(time.ticks_us(), _T0) * _SCALE) // 1000
+        return _time.ticks_ms()
+    return int(_time.ticks_diff(_time.ticks_us(), _T0) * _SCALE) // 1000
 
 
 def sleep_ms(ms):
     if ms > 0:
-        time.sleep_us(int(ms * 1000 / _SCALE))
+        _time.sleep_us(int(ms * 1000 / _SCALE))
 
 
 def asleep_ms(ms):
     # awaitable: `await hal.asleep_ms(100)`
-    return asyncio.sleep_ms(int(ms / _SCALE) if ms > 0 else 0)
+    return _asyncio.sleep_ms(int(ms / _SCALE) if ms > 0 else 0)
 
 
 def time_scale():
@@ -48,7 +48,7 @@ def epoch():
 
 
 def idle():
-    time.sleep_ms(1)
+    _time.sleep_ms(1)
 
 
 class UART(_b.UART):
