@@ -540,3 +540,25 @@ def test_init_never_stores_an_echo_as_identity():
     r = at.cmd("AT+CGSN")
     r.lines = [b"866349041749537"]
     assert m.answer(r, "imei") is None and m.answer(r) == "866349041749537"
+
+
+def test_simcom_write_file_waits_for_download():
+    # AT+CFSWFILE answers DOWNLOAD (not '>'): the file goes out only after it, then OK
+    cert = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    cmd = b'AT+CFSWFILE=3,"ca.pem",0,%d,10000' % len(cert)
+    u, at = driver({b"AT+CFSTERM": [OK], b"AT+CFSINIT": [OK],
+                    cmd: [(b"\r\nDOWNLOAD\r\n", OK)]})
+    m = SIM7080G(at)
+    assert m.write_file("ca.pem", cert) == len(cert)
+    assert u.sent == [b"AT+CFSTERM", b"AT+CFSINIT", cmd, cert, b"AT+CFSTERM"], u.sent
+    # no DOWNLOAD (an error instead): nothing is written, the buffer is freed, the error named
+    u, at = driver({b"AT+CFSTERM": [OK], b"AT+CFSINIT": [OK], cmd: [b"\r\n+CME ERROR: 3\r\n"]})
+    expect_error(lambda: SIM7080G(at).write_file("ca.pem", cert), "ca.pem", "CME")
+    assert cert not in u.sent and u.sent[-1] == b"AT+CFSTERM"
+    for bad in (b"", b"x" * 10240):
+        try:
+            SIM7080G(at).write_file("big.pem", bad)
+        except ValueError as e:
+            assert "10239" in str(e)
+        else:
+            assert False

@@ -6,7 +6,7 @@
 # TCP/UDP example "AT+CAOPEN=0,0,"TCP",...  +CAOPEN: 0,0  OK"), LilyGO T-SIM7080G / T-SIM7000G boards
 # and the transcripts in shared/at-transcripts. "ASSUMED" marks behaviour not taken from a manual.
 
-from m2m.modem import MODELS, Modem, OPT, URC, USER
+from m2m.modem import MODELS, Modem, ModemError, OPT, URC, USER
 
 _T = 1000  # plain settings answer at once
 
@@ -102,6 +102,34 @@ class SIM7080G(Modem):
     RECV = "AT+CARECV={sid},{n}"
     RECV_DATA = (b"+CARECV:", 0, True)
     CLOSE = "AT+CACLOSE={sid}"
+
+    # ---- files (certificates) in the modem's file system ----
+    # AT+CFSWFILE=<index>,<name>,<mode 0 overwrite>,<size>,<input time ms> answers DOWNLOAD, not
+    # '>', then takes <size> bytes and answers OK; AT+CFSINIT / AT+CFSTERM allocate and free its
+    # buffer. Index 3 is "/customer/"; size below 10240 bytes, input time at most 10000 ms
+    # (SIM7070_SIM7080_SIM7090 AT Command Manual, file system commands, as mirrored at
+    # momoiot.co.kr/catm-at/cmd/fs; the DOWNLOAD answer on the wire in
+    # botletics/SIM7000-LTE-Shield issue #200 and #278)
+    FILE_WRITE = ('AT+CFSWFILE=3,"{name}",0,{n},10000', b"DOWNLOAD")
+    FILE_MAX = 10239
+
+    def write_file(self, name, data, timeout_ms=15000):
+        # store data as /customer/<name> (where the SSL commands look for certificates)
+        if not data or len(data) > self.FILE_MAX:
+            raise ValueError("a modem file holds 1..%d bytes, got %d: split it or use a smaller "
+                             "certificate" % (self.FILE_MAX, len(data)))
+        at = self.at
+        at.cmd("AT+CFSTERM", timeout_ms=_T)  # a buffer left allocated makes CFSINIT fail
+        at.cmd("AT+CFSINIT", timeout_ms=_T).check()
+        try:
+            tpl, word = self.FILE_WRITE
+            r = at.cmd(tpl.format(name=name, n=len(data)), payload=data, prompt=word,
+                       timeout_ms=timeout_ms)
+        finally:
+            at.cmd("AT+CFSTERM", timeout_ms=_T)
+        if not r.ok:
+            raise ModemError("writing %s failed: %s" % (name, r.error))
+        return len(data)
 
 
 class SIM7000G(SIM7080G):
