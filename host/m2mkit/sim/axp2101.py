@@ -10,7 +10,7 @@ charging / discharging / standby, charger state); the ADC channel enable (0x30) 
 and system voltage results (0x34-0x3B). Every other register reads back what was written.
 Not modelled: interrupts, the fuel gauge, charging dynamics, the power key, sleep, the watchdog.
 
-Power-on state (ASSUMED: the OTP defaults of the AXP2101 on a given board are not published):
+Power-on state (a board's AXP2101 OTP defaults are unpublished: ASSUMED docs/ASSUMED.md#A-AXP2101-OTP):
 DC1 on (it feeds the ESP32), every other rail off at its lowest code, ADC channels off.
 """
 
@@ -105,7 +105,7 @@ class AXP2101(RegisterDevice):
         reg, bit, vreg, mask, decode, top = RAILS[name]
         if not self.regs[reg] >> bit & 1:
             return 0
-        return min(decode(self.regs[vreg] & mask), top)  # codes past the top clamp (ASSUMED)
+        return min(decode(self.regs[vreg] & mask), top)  # ASSUMED docs/ASSUMED.md#A-AXP2101-CLAMP
 
     def rails(self):
         return {n: self.rail_mv(n) for n in RAILS}
@@ -145,7 +145,7 @@ class AXP2101(RegisterDevice):
         # reads it as 0 and then follows STATUS1's VBUS good)
         r[REG_STATUS2] = (BAT_CURRENT_DIR[direction] << 5) | CHG_STATES.index(self.charge)
         adc = r[REG_ADC_CTRL]
-        # ADC results hold 0 until their channel is enabled (ASSUMED: the datasheet was not read).
+        # ADC results hold 0 until their channel is enabled: ASSUMED docs/ASSUMED.md#A-AXP2101-ADC
         self._put(REG_VBAT_H, REG_VBAT_L, self.battery_mv if bat and adc & 0x01 else 0, 0x1F)
         self._put(REG_VBUS_H, REG_VBUS_L, self.vbus_mv if vbus and adc & 0x04 else 0, 0x3F)
         vsys = max(self.battery_mv or 0, self.vbus_mv or 0)

@@ -5,7 +5,7 @@
 # the bg77 / bg96 transcripts in shared/at-transcripts (RDY then APP RDY; "+QIOPEN: 0,0" after OK;
 # "> " prompt, "SEND OK"; '+QIURC: "recv",0'; "+QIRD: <len>" CR LF <bytes>; '+QIURC: "pdpdeact",1';
 # ATI "Quectel / BG96 / Revision: ..."), and the esp32-devkitc-bg95 board notes (PWRKEY windows).
-# "ASSUMED" marks behaviour not taken from a manual.
+# Behaviour not taken from a source cites its entry in docs/ASSUMED.md.
 
 from m2m.modem import MODELS, Modem, OPT
 
@@ -16,7 +16,8 @@ _CFG = 5000  # AT+QCFG writes NV: allow a little longer
 class BG95(Modem):
     NAME = "bg95"
     CGMM, ATI = MODELS[NAME][2:]  # identity strings: see the registry in m2m.modem
-    # PWRKEY: >= 500 ms on (500-1000 ms window on some revisions), 650-1500 ms off; boot ASSUMED
+    # PWRKEY: >= 500 ms on (500-1000 ms window on some revisions), 650-1500 ms off (BG95 Series
+    # Hardware Design 3.6.2.1); boot time ASSUMED docs/ASSUMED.md#A-BG95-BOOT
     PWRKEY_MS = (750, 1000, 5000)
     OFF_MS = 3000
     BANNERS = (b"RDY", b"APP RDY")  # "APP RDY": the application core takes AT commands
@@ -27,8 +28,8 @@ class BG95(Modem):
         ("ATE0", (), _T),
         ("AT+CMEE=1", (), _T),
         ("AT+CEREG=2", (), _T),
-        # ASSUMED: URCs go to the main UART only when told so (the factory default may be the USB
-        # AT port); harmless where the setting does not exist
+        # URCs go to the main UART only when told so (the factory default may be the USB AT port),
+        # ASSUMED docs/ASSUMED.md#A-QUECTEL-URCPORT; harmless where the setting does not exist
         ('AT+QURCCFG="urcport","uart1"', (), _T, OPT),
         ("AT+CTZR=1", (), _T, OPT),  # time-zone URCs (+CTZV)
         ("AT+CGMM", (), _T, 0, "cgmm"),
@@ -80,14 +81,14 @@ class BG95(Modem):
 
     # ---- sockets: QI* for TCP/UDP, QSSL* for TLS (SSL context {ssl_ctx}, see Modem.SSL_CTX) ----
     SOCKET_IDS = (0, 12)  # connectID 0..11; SSL clientID 0..11, SSL context 0..5
-    # sslversion 3 = TLS 1.2, seclevel 0 = no server check (ASSUMED here: the credentials issue
-    # sets cacert / seclevel 1); ciphersuite 0xFFFF = all
+    # sslversion 3 = TLS 1.2, seclevel 0 = no server check (until the credentials issue sets
+    # cacert / seclevel 1); ciphersuite 0xFFFF = all
     SOCKET_SETUP = {
         "tls": (('AT+QSSLCFG="sslversion",{ssl_ctx},3', (), _T),
                 ('AT+QSSLCFG="ciphersuite",{ssl_ctx},0xFFFF', (), _T),
                 ('AT+QSSLCFG="seclevel",{ssl_ctx},0', (), _T)),
-        # ASSUMED and unverified: BG95 firmware with DTLS takes it per SSL context ("dtls" /
-        # "dtlsversion"); no public source confirmed the names or the version numbering
+        # BG95 firmware with DTLS takes it per SSL context ("dtls" / "dtlsversion"): names and
+        # version numbering ASSUMED docs/ASSUMED.md#A-BG95-DTLS
         "dtls": (('AT+QSSLCFG="dtls",{ssl_ctx},1', (), _T),
                  ('AT+QSSLCFG="dtlsversion",{ssl_ctx},2', (), _T),
                  ('AT+QSSLCFG="seclevel",{ssl_ctx},0', (), _T)),
@@ -125,8 +126,8 @@ class BG96(BG95):
     CGMM, ATI = MODELS[NAME][2:]
     # bg96 transcript: only "RDY" before the first answer to AT (no APP RDY)
     BANNERS = (b"RDY",)
-    # PWRKEY: the BG96 turns on with a shorter pulse (>= 100 ms, ASSUMED from the simulator's
-    # reading of the hardware design); the BG95 defaults satisfy both
-    # ASSUMED: no DTLS in the BG96 SSL command set
+    # PWRKEY: the BG96 turns on with a shorter pulse (>= 100 ms, ASSUMED docs/ASSUMED.md#A-BG96-PWRKEY);
+    # the BG95 defaults satisfy both
+    # no DTLS in the BG96 SSL command set: ASSUMED docs/ASSUMED.md#A-BG96-NODTLS
     SOCKET_SETUP = {"tls": BG95.SOCKET_SETUP["tls"]}
     OPEN = {"tcp": BG95.OPEN["tcp"], "udp": BG95.OPEN["udp"], "tls": BG95.OPEN["tls"]}

@@ -4,7 +4,7 @@
 # MicroPython and Arduino libraries (AT+SQNSD / SQNSSENDEXT / SQNSRECV / SQNSH, SQNSCFG / SQNSCFGEXT,
 # SQNSSCFG / SQNSPCFG security profiles, +SQNSRING / +SQNSH URCs, +SQNCCID, +SYSSTART, CEREG n=5),
 # TinyGSM's Sequans Monarch client (AT+SQNCCID), the gm02s and monarch transcripts in
-# shared/at-transcripts and the dptechnics-walter board file. "ASSUMED" marks the rest.
+# shared/at-transcripts and the dptechnics-walter board file. The rest cites docs/ASSUMED.md.
 
 from m2m.modem import MODELS, Modem, OPT, USER
 
@@ -47,15 +47,17 @@ class GM02S(Modem):
         (b"+CTZV:", "time"),
     )
 
-    # AT+SQNMODEACTIVE=1 LTE-M, 2 NB-IoT (Walter library). ASSUMED: "auto" is not offered, so it
-    # means LTE-M; the new RAT is used after the next reset (Walter docs: switching RAT needs one)
+    # AT+SQNMODEACTIVE=1 LTE-M, 2 NB-IoT (Walter library); "auto" is not offered, so it means
+    # LTE-M (ASSUMED docs/ASSUMED.md#A-GM02S-RAT-AUTO); the new RAT is used after the next reset
+    # (Walter docs: switching RAT needs one)
     RAT = {
         "lte-m": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=1", (), 5000)),
         "nb-iot": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=2", (), 5000)),
         "auto": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=1", (), 5000)),
     }
     # AT+SQNBANDSEL=<mode 0 LTE-M | 1 NB-IoT>,<operator profile>,"<bands>" (read form in the gm02s
-    # transcript: +SQNBANDSEL: 0,standard,"1,2,3,..."). ASSUMED: written with the radio off (CFUN=0)
+    # transcript: +SQNBANDSEL: 0,standard,"1,2,3,..."), written with the radio off (CFUN=0):
+    # ASSUMED docs/ASSUMED.md#A-GM02S-BANDSEL-CFUN0
     BANDS = (
         ('AT+SQNBANDSEL=0,"standard","{bands}"', (), 5000),
         ('AT+SQNBANDSEL=1,"standard","{bands}"', (), 5000, OPT),
@@ -75,15 +77,15 @@ class GM02S(Modem):
     # AT+SQNSCFG=<connId>,<cid>,<pktSz>,<maxTo s>,<connTo 100 ms>,<txTo 100 ms>;
     # AT+SQNSCFGEXT=<connId>,<srMode 1: +SQNSRING with the byte count>,<recvDataMode 0: raw>,
     # <keepalive>; AT+SQNSSCFG=<connId>,<enable>,<spId>; security profile spId = connId with
-    # AT+SQNSPCFG=<spId>,<version 2: TLS 1.2>,<ciphers "">,<certValidLevel 0: none> (ASSUMED
-    # here: the credentials issue sets level and CA)
+    # AT+SQNSPCFG=<spId>,<version 2: TLS 1.2>,<ciphers "">,<certValidLevel 0: none> (until the
+    # credentials issue sets level and CA)
     _CFG = (("AT+SQNSCFG={sid},1,300,90,600,50", (), _T),
             ("AT+SQNSCFGEXT={sid},1,0,0", (), _T))
     SOCKET_SETUP = {
         "tcp": _CFG + (("AT+SQNSSCFG={sid},0", (), _T, OPT),),
         "udp": _CFG + (("AT+SQNSSCFG={sid},0", (), _T, OPT),),
         "tls": _CFG + (('AT+SQNSPCFG={sid},2,"",0', (), _T), ("AT+SQNSSCFG={sid},1,{sid}", (), _T)),
-        # ASSUMED: a security profile on a UDP socket is DTLS
+        # a security profile on a UDP socket is DTLS: ASSUMED docs/ASSUMED.md#A-GM02S-DTLS
         "dtls": _CFG + (('AT+SQNSPCFG={sid},2,"",0', (), _T), ("AT+SQNSSCFG={sid},1,{sid}", (), _T)),
     }
     # AT+SQNSD=<connId>,<txProt 0 TCP | 1 UDP>,<rPort>,<IPaddr>,<closureType 0>,<lPort 0>,

@@ -4,7 +4,7 @@
 # Sources (facts, not text): SIM7070_SIM7080_SIM7090 Series AT Command Manual and TCP/UDP application
 # note as quoted in public code and issue threads (TinyGSM's SIM7080 / SIM7000SSL clients, SIMCom's
 # TCP/UDP example "AT+CAOPEN=0,0,"TCP",...  +CAOPEN: 0,0  OK"), LilyGO T-SIM7080G / T-SIM7000G boards
-# and the transcripts in shared/at-transcripts. "ASSUMED" marks behaviour not taken from a manual.
+# and the transcripts in shared/at-transcripts. The rest cites docs/ASSUMED.md.
 
 from m2m.modem import MODELS, Modem, ModemError, OPT, URC, USER
 
@@ -31,11 +31,13 @@ _URCS = (
 class SIM7080G(Modem):
     NAME = "sim7080g"
     CGMM, ATI = MODELS[NAME][2:]  # identity strings: see the registry in m2m.modem
-    # PWRKEY low >= 1.0 s on, >= 1.2 s off (hardware design 3.4); boot: ASSUMED 5 s, we poll AT anyway
+    # PWRKEY low >= 1.0 s on, >= 1.2 s off (hardware design 3.4); boot within 5 s (we poll AT
+    # anyway), ASSUMED docs/ASSUMED.md#A-SIM7080-BOOT
     PWRKEY_MS = (1000, 1300, 5000)
     OFF_MS = 3000
-    # ASSUMED: like the SIM7000 the module prints RDY, +CFUN: 1, +CPIN: READY, SMS Ready at boot
-    # (depends on a fixed baud rate); the engine also probes AT, so a silent boot works too
+    # like the SIM7000 the module prints RDY, +CFUN: 1, +CPIN: READY, SMS Ready at boot (at a fixed
+    # baud rate), ASSUMED docs/ASSUMED.md#A-SIM7080-BANNER; the engine also probes AT, so a silent
+    # boot works too
     BANNERS = (b"RDY", b"SMS Ready")
     POWER_OFF = ("AT+CPOWD=1", b"NORMAL POWER DOWN", 5000)
     POWER_DOWN_URC = b"NORMAL POWER DOWN"
@@ -81,14 +83,15 @@ class SIM7080G(Modem):
     # ---- sockets: AT+CAOPEN / CASEND / CARECV / CACLOSE on application bearer 0 ----
     SOCKET_IDS = (0, 13)  # <cid> 0..12
     # SSL on or off per connection id; AT+CSSLCFG="sslversion",<ctx>,<v>: 3 TLS 1.2, 5 DTLS 1.2.
-    # ASSUMED: no certificate check here (the TLS credentials issue adds CA names via CASSLCFG)
+    # no CA set: no certificate check (ASSUMED docs/ASSUMED.md#A-SIMCOM-TLS-NOCA) until the TLS
+    # credentials issue adds CA names via CASSLCFG
     SOCKET_SETUP = {
         "tcp": (('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT),),
         "udp": (('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT),),
         "tls": (('AT+CSSLCFG="sslversion",{ssl_ctx},3', (), _T),
                 ('AT+CASSLCFG={sid},"SSL",1', (), _T),
                 ('AT+CASSLCFG={sid},"CRINDEX",{ssl_ctx}', (), _T)),
-        # ASSUMED: DTLS is the SSL flag on a UDP connection with sslversion 5 (DTLS 1.2)
+        # DTLS is the SSL flag on a UDP connection with sslversion 5: ASSUMED docs/ASSUMED.md#A-SIMCOM-DTLS
         "dtls": (('AT+CSSLCFG="sslversion",{ssl_ctx},5', (), _T),
                  ('AT+CASSLCFG={sid},"SSL",1', (), _T),
                  ('AT+CASSLCFG={sid},"CRINDEX",{ssl_ctx}', (), _T)),
@@ -144,25 +147,26 @@ class SIM7000G(SIM7080G):
     )
 
     # the SIM7000 has no AT+CNCFG bearer profile here: AT+CNACT=1,"<apn>" carries the APN.
-    # ASSUMED: user / password are not supported on this path
+    # user / password are not supported on this path: ASSUMED docs/ASSUMED.md#A-SIM7000-APN-AUTH
     APN = (('AT+CGDCONT=1,"IP","{apn}"', (), 5000),)
     PDP_UP = (('AT+CNACT=1,"{apn}"', b"+APP PDP: ACTIVE", 150000, URC),)
     PDP_DOWN = (("AT+CNACT=0", (), 40000),)
 
-    # ASSUMED, unverified: how many CA* connections the SIM7000 firmware has (TinyGSM's SIM7000SSL
-    # client uses 2, the SIM7080 has 13); 8 is what the simulator assumes, fewer than the SIM7080's
+    # how many CA* connections the SIM7000 firmware has (TinyGSM's SIM7000SSL client uses 2, the
+    # SIM7080 has 13): 8, ASSUMED docs/ASSUMED.md#A-SIM7000-SOCKETS
     SOCKET_IDS = (0, 8)
     # AT+CASSLCFG=<cid>,"PROTOCOL",<0 TCP | 1 UDP> picks the transport (TinyGSM SIM7000SSL sets
-    # "protocol"; the simulator reads the SIM7000 manual the same way), then "SSL" on or off
+    # "protocol"), then "SSL" on or off
     SOCKET_SETUP = {
         "tcp": (('AT+CASSLCFG={sid},"PROTOCOL",0', (), _T), ('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT)),
         "udp": (('AT+CASSLCFG={sid},"PROTOCOL",1', (), _T), ('AT+CASSLCFG={sid},"SSL",0', (), _T, OPT)),
         "tls": (('AT+CASSLCFG={sid},"PROTOCOL",0', (), _T),
                 ('AT+CSSLCFG="sslversion",{ssl_ctx},3', (), _T),
                 ('AT+CASSLCFG={sid},"SSL",1', (), _T)),
-        # ASSUMED: no DTLS in the SIM7000's CA* command set
+        # no DTLS in the SIM7000's CA* command set: ASSUMED docs/ASSUMED.md#A-SIM7000-NODTLS
     }
     # AT+CAOPEN=<cid>,<server>,<port> -> +CAOPEN: <cid>,<result>: no PDP index and no conn_type
     # (TinyGSM: '"TCP" can't be included' on this firmware)
     OPEN = {k: 'AT+CAOPEN={sid},"{host}",{port}' for k in ("tcp", "udp", "tls")}
-    # +CASEND: <cid>,<result>,<sendlen> may follow the OK of CASEND; success is the OK (ASSUMED)
+    # +CASEND: <cid>,<result>,<sendlen> may follow the OK of CASEND; success is the OK
+    # (ASSUMED docs/ASSUMED.md#A-SIMCOM-CASEND-OK)

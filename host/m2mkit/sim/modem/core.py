@@ -36,13 +36,13 @@ REG_STATES = {"no_service": 0, "home": 1, "searching": 2, "denied": 3, "lost": 4
 
 DEFAULT_TIMELINE = [(0.0, "searching", {}), (8.0, "home", {})]
 
-# Supply range (mV) a modem boots in, used when its supply is modelled (set_supply). ASSUMED: the
-# SIM7080 Series Hardware Design's VBAT table was not found among the sources searched, so 2.7-4.8 V
-# is an unverified figure; LilyGO's DC3 setting (3000 mV, Xinyuan-LilyGO/LilyGo-T-SIM7080G
+# Supply range (mV) a modem boots in, used when its supply is modelled (set_supply). The SIM7080's
+# 2.7-4.8 V is ASSUMED docs/ASSUMED.md#A-SIM7080-VBAT (its Hardware Design's VBAT table was not found),
+# an unverified figure; LilyGO's DC3 setting (3000 mV, Xinyuan-LilyGO/LilyGo-T-SIM7080G
 # examples) lies inside it, DC3's lowest codes (0.5-1.5 V) do not. Other models: any mV above 0.
 VBAT_RANGE_MV = {"sim7080g": (2700, 4800)}
-# Rail voltage below which a UART level shifter carries nothing. ASSUMED: LilyGO powers the
-# T-SIM7080G-S3's shifter from BLDO1 at 3300 mV; 10 % below that is taken as the working limit.
+# Rail voltage below which a UART level shifter carries nothing: LilyGO powers the T-SIM7080G-S3's
+# shifter from BLDO1 at 3300 mV; 10 % below that, ASSUMED docs/ASSUMED.md#A-TSIM7080-SHIFTER.
 LEVEL_SHIFTER_MIN_MV = 3000
 
 # The simulated network: (status, long name, short name, numeric, AcT). 3 = forbidden.
@@ -1454,8 +1454,8 @@ class Modem:
 
     def at_CGAUTH(self, cmd):
         # 27.007 10.1.31: AT+CGAUTH=<cid>[,<auth_prot>[,<userid>[,<password>]]]; 0 none, 1 PAP,
-        # 2 CHAP (3 "PAP or CHAP" is a vendor extension the GM02S and BG95 accept; ASSUMED here
-        # for all). The read form prints the user but not the password, as 27.007 allows.
+        # 2 CHAP (3 "PAP or CHAP" is a vendor extension the GM02S and BG95 accept; taken for all:
+        # ASSUMED docs/ASSUMED.md#A-CGAUTH-3). The read form prints the user, not the password.
         auth = self.nv.setdefault("cgauth", {})
         if cmd.kind == "read":
             for cid in sorted(auth):

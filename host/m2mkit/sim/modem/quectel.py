@@ -3,7 +3,7 @@
 Sources: Quectel BG95&BG77&BG600L Series AT Commands Manual, BG95&BG77&BG600L TCP/IP Application
 Note, BG96 TCP/IP AT Commands Manual, BG96 SSL Application Note; the transcripts
 bg77_udp-qiopen-qisend-qird-dotted, bg96_qiopen-qisend-qiurc-recv and bg96_boot-rdy-pdpdeact-echo
-for the exact bytes. Assumptions are marked "assumed".
+for the exact bytes. Unsourced facts cite their entry in docs/ASSUMED.md.
 """
 
 from .core import NO_FINAL, CmeError, Malformed, Modem
@@ -25,7 +25,7 @@ class BG95(Modem):
     CGMR = "BG95M3LAR02A03"
     ATI = ("Quectel", "BG95-M3", "Revision: BG95M3LAR02A03")
     TAC_BASE = "866349"
-    BOOT_TIME = 4.0  # assumed: RDY a few seconds after PWRKEY
+    BOOT_TIME = 4.0  # ASSUMED docs/ASSUMED.md#A-BG95-BOOT
     # bg77 transcript: "\r\nRDY\r\n\r\nAPP RDY\r\n"
     BANNER = ((0, "RDY"), (1.5, "APP RDY"))
     SIM_INIT_TIME = 1.0
@@ -40,8 +40,8 @@ class BG95(Modem):
     # +QIOPEN <err> (TCP/IP AN): 561 open PDP context failed, 563 identity used, 565 DNS parse
     # failed, 566 socket connect failed, 569 timeout.
     QIOPEN_ERR = {"refused": 566, "timeout": 569, "dns": 565, "no_pdp": 561, "tls": 566}
-    # A TLS handshake that fails verification: +QSSLOPEN: <id>,-1 (assumed from field reports; the
-    # SSL AN lists only "non-zero = failed").
+    # A TLS handshake that fails verification: +QSSLOPEN: <id>,-1 (the SSL AN lists only "non-zero
+    # = failed"): ASSUMED docs/ASSUMED.md#A-QUECTEL-QSSLOPEN-ERR
     QSSLOPEN_TLS_ERR = -1
 
     def reset_dialect(self):
@@ -50,8 +50,9 @@ class BG95(Modem):
         self.qicsgp = {1: ["1", "", "", "", "0"]}
         self.qiact = set()
         self.ssl = {}  # ssl ctx -> dict
-        # ASSUMED default "uart1" (the BG95 AT manual lists usbat / usbmodem / uart1); URCs reach
-        # the simulated UART whatever the setting: routing them to a USB port is not modelled
+        # default "uart1", ASSUMED docs/ASSUMED.md#A-QUECTEL-URCPORT (the BG95 AT manual lists usbat /
+        # usbmodem / uart1); URCs reach the simulated UART whatever the setting: routing them to a
+        # USB port is not modelled
         self.urcport = "uart1"
 
     def act(self):
@@ -200,7 +201,7 @@ class BG95(Modem):
         self.flush_info()
         data = await self.read_payload(size, timeout=float(timeout))
         if data is None:
-            raise CmeError(409)  # fail to write the file (assumed for a timed-out upload)
+            raise CmeError(409)  # fail to write the file: ASSUMED docs/ASSUMED.md#A-QUECTEL-QFUPL-TIMEOUT
         self.nv_files[name] = data
         self.info("+QFUPL: %d,%x" % (len(data), qfupl_checksum(data)))
 
@@ -216,8 +217,9 @@ class BG95(Modem):
             self.info('+QFLST: "%s",%d' % (name, len(data)))
 
     # ---- SSL configuration ------------------------------------------------------------------------
-    # ASSUMED, unverified: BG95 firmware with DTLS configures it per SSL context ("dtls" on/off,
-    # "dtlsversion"); the settings are stored and read back, DTLS sockets are not modelled
+    # BG95 firmware with DTLS configures it per SSL context ("dtls" on/off, "dtlsversion"):
+    # ASSUMED docs/ASSUMED.md#A-BG95-DTLS; the settings are stored and read back, DTLS sockets are
+    # not modelled
     DTLS_KEYS = ("dtls", "dtlsversion")
 
     def at_QSSLCFG(self, cmd):
@@ -418,15 +420,15 @@ class BG96(BG95):
 
     MODEL = "bg96"
     CGMM = "BG96"
-    DTLS_KEYS = ()  # ASSUMED: the BG96 SSL command set has no DTLS
+    DTLS_KEYS = ()  # no DTLS: ASSUMED docs/ASSUMED.md#A-BG96-NODTLS
     CGMR = "BG96MAR02A07M1G"  # bg96 transcript
     ATI = ("Quectel", "BG96", "Revision: BG96MAR02A07M1G")
-    BOOT_TIME = 4.9
+    BOOT_TIME = 4.9  # ASSUMED docs/ASSUMED.md#A-BG96-PWRKEY
     # bg96 transcript shows RDY only before the first AT; BG96 also reports the SIM and
-    # SMS init as URCs after it (assumed: "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE").
+    # SMS init as URCs after it: ASSUMED docs/ASSUMED.md#A-BG96-BANNER
     BANNER = ((0, "RDY"), (1.0, "+CFUN: {cfun}"), (0.3, "+CPIN: {cpin}"), (0.2, "+QUSIM: 1"),
               (2.0, "+QIND: SMS DONE{ready_only}"))
-    PWRKEY_ON_MIN = 0.1  # BG96: >= 100 ms turns it on
+    PWRKEY_ON_MIN = 0.1  # BG96: >= 100 ms turns it on, ASSUMED docs/ASSUMED.md#A-BG96-PWRKEY
     PWRKEY_OFF_MIN = 0.65
 
     def reset_dialect(self):

@@ -3,7 +3,7 @@
 Sources: Sequans Monarch 2 GM02S AT Commands Reference for the socket (SQNS*) and security
 profile (SQNSPCFG / SQNSNVW) commands; the gm02s_boot-sysstart-raw-chunks and
 monarch_cereg-n3-raw transcripts for the exact bytes (+SYSSTART, +CFUN: 0 after boot, +CEREG: 3,2
-without tac/ci). Assumptions are marked "assumed".
+without tac/ci). Unsourced facts cite their entry in docs/ASSUMED.md.
 """
 
 import binascii
@@ -15,21 +15,21 @@ from .netsock import OpenError
 class GM02S(Modem):
     MODEL = "gm02s"
     MANUFACTURER = "SEQUANS Communications"
-    CGMM = "GM02SP"  # assumed: the Walter module's name
-    CGMR = "UE8.0.5.2"  # assumed firmware string
+    CGMM = "GM02SP"  # ASSUMED docs/ASSUMED.md#A-GM02S-CGMM
+    CGMR = "UE8.0.5.2"  # ASSUMED docs/ASSUMED.md#A-GM02S-CGMR
     ATI = ("SEQUANS Communications", "GM02SP", "UE8.0.5.2")
     TAC_BASE = "351457"
-    BOOT_TIME = 2.5  # assumed (the Walter board file guesses 5 s)
+    BOOT_TIME = 2.5  # ASSUMED docs/ASSUMED.md#A-GM02S-BOOT
     BANNER = ((0, "+SYSSTART"),)
     BOOT_CFUN = 0  # gm02s transcript: AT+CFUN? right after +SYSSTART answers +CFUN: 0
     SIM_INIT_TIME = 0.5
     # Walter has no PWRKEY: the configured pin is the active-low RESET; any pulse of at least
-    # 1 ms reboots the modem (assumed minimum).
+    # 1 ms reboots the modem (ASSUMED docs/ASSUMED.md#A-GM02S-RESET).
     PWRKEY_IS_RESET = True
     PWRKEY_ACTIVE = 0
     PWRKEY_ON_MIN = 0.001
     POWER_DOWN_URCS = ("+SQNSSHDN",)
-    URC_EACH_PACKET = True  # +SQNSRING on every arrival (assumed)
+    URC_EACH_PACKET = True  # +SQNSRING on every arrival: ASSUMED docs/ASSUMED.md#A-GM02S-SQNSRING
     MAX_SEND = 1500
     MAX_READ = 1500
     LATENCY = dict(Modem.LATENCY, **{"+CFUN": 2.0, "+SQNSH": 0.2})
@@ -92,7 +92,7 @@ class GM02S(Modem):
         if data is None:
             raise CmeError(100)
         if kind == "certificate" and not self.valid_pem_cert(data):
-            raise CmeError(3)  # assumed: the modem checks the PEM it stores
+            raise CmeError(3)  # ASSUMED docs/ASSUMED.md#A-GM02S-PEM-CHECK
         self.nv_files[key] = data
 
     def at_SQNSPCFG(self, cmd):
@@ -178,7 +178,7 @@ class GM02S(Modem):
             await self.sock_open(conn_id, "udp" if prot else "tcp", host, port, tls_context=tls,
                                  server_hostname=None if host[:1].isdigit() else host)
         except OpenError:
-            # assumed: a failed dial answers +CME ERROR: 3 (the manual gives no socket error codes)
+            # a failed dial: +CME ERROR: 3, ASSUMED docs/ASSUMED.md#A-GM02S-DIAL-ERR
             raise CmeError(3)
 
     async def _sendext(self, conn_id, data):

@@ -2,7 +2,7 @@
 
 Sources: SIM7080 Series AT Command Manual and SIM7000 Series AT Command Manual (V1.06) for the
 command set; the transcripts in shared/at-transcripts (sim7000e, sim7000g, sim7080g) and public
-issue logs for the exact wording. Assumptions are marked "assumed".
+issue logs for the exact wording. Unsourced facts cite their entry in docs/ASSUMED.md.
 """
 
 import time
@@ -16,9 +16,9 @@ class SIM7080G(Modem):
     MANUFACTURER = "SIMCOM INCORPORATED"
     CGMM = "SIMCOM_SIM7080"  # on the wire (LilyGO T-SIM7080G issue #44; Zephyr's driver expects it exactly)
     CGMR = "Revision:1951B17SIM7080"  # as printed by a LilyGO T-SIM7080G (issue log)
-    ATI = ("SIM7080 R1951.17",)  # assumed: SIMCom's "<model> R<revision>" ATI form (SIM7000 shows "SIM7000G R1529")
+    ATI = ("SIM7080 R1951.17",)  # ASSUMED docs/ASSUMED.md#A-SIMCOM-ATI
     TAC_BASE = "860016"
-    BOOT_TIME = 3.5  # assumed from the hardware design note (UART ready a few seconds after PWRKEY)
+    BOOT_TIME = 3.5  # ASSUMED docs/ASSUMED.md#A-SIM7080-BOOT
     BANNER = ((0, "RDY"), (0.4, "+CFUN: {cfun}"), (0.3, "+CPIN: {cpin}"), (2.0, "SMS Ready{ready_only}"))
     SIM_INIT_TIME = 1.0
     PWRKEY_ON_MIN = 1.0  # PWRKEY low >= 1 s turns it on
@@ -30,7 +30,7 @@ class SIM7080G(Modem):
     MAX_SEND = 1460
     MAX_READ = 1460
     # +CAOPEN <result> codes (SIM7080 manual): 0 ok, 20 DNS, 21 network not active, 23 remote
-    # refused, 27 connect failed. A failed TLS verification is reported as 27 (assumed).
+    # refused, 27 connect failed. A failed TLS verification: 27, ASSUMED docs/ASSUMED.md#A-SIMCOM-CAOPEN-TLS
     CAOPEN_RESULT = {"refused": 23, "timeout": 27, "dns": 20, "tls": 27, "no_pdp": 21}
 
     def reset_dialect(self):
@@ -55,7 +55,7 @@ class SIM7080G(Modem):
 
     def on_registered(self):
         # NITZ arrives shortly after attach (the sim7000g transcript reacts to DST: and *PSUTTZ:).
-        # Exact wording assumed: "*PSUTTZ: yy/MM/dd,hh:mm:ss","+tz",dst.
+        # Wording "*PSUTTZ: yy/MM/dd,hh:mm:ss","+tz",dst: ASSUMED docs/ASSUMED.md#A-SIMCOM-PSUTTZ
         def nitz():
             tm = time.gmtime(self.clock.wall0 + self.clock.now())
             self.urc('*PSUTTZ: %s","+00",0' % time.strftime("%y/%m/%d,%H:%M:%S", tm))
@@ -151,7 +151,7 @@ class SIM7080G(Modem):
         action = cmd.int(1, lo=0, hi=2)
         if action:
             if self.app_pdp.get(idx):
-                raise CmeError(3)  # assumed: activating an active context is refused
+                raise CmeError(3)  # ASSUMED docs/ASSUMED.md#A-SIMCOM-CNACT-TWICE
             if not self.registered():
                 raise CmeError(3)
             self.app_pdp[idx] = True
@@ -289,7 +289,7 @@ class SIM7080G(Modem):
             return None
         name = c.get("cacert")
         if not name:
-            # no CA configured: SIMCom connects without verifying the server (assumed)
+            # no CA configured: no server check, ASSUMED docs/ASSUMED.md#A-SIMCOM-TLS-NOCA
             return self.tls_context(None, verify=False)
         pem = self.nv_files.get(name) if name in self.converted else None
         return self.tls_context(pem or b"", verify=True)
@@ -406,13 +406,13 @@ class SIM7000G(SIM7080G):
 
     MODEL = "sim7000g"
     CGMM = "SIMCOM_SIM7000G"
-    CGMR = "Revision:1529B01SIM7000G"  # assumed form; ATI below is from the sim7000g transcript
+    CGMR = "Revision:1529B01SIM7000G"  # ASSUMED docs/ASSUMED.md#A-SIM7000-CGMR; ATI: sim7000g transcript
     ATI = ("SIM7000G R1529",)
     TAC_BASE = "869951"
-    BOOT_TIME = 4.5  # assumed
+    BOOT_TIME = 4.5  # ASSUMED docs/ASSUMED.md#A-SIM7000-BOOT
     PWRKEY_ON_MIN = 1.0
     PWRKEY_OFF_MIN = 1.2
-    MAX_SOCKETS = 8  # assumed: CA* <cid> 0..7 on SIM7000
+    MAX_SOCKETS = 8  # CA* <cid> 0..7: ASSUMED docs/ASSUMED.md#A-SIM7000-SOCKETS
 
     def reset_dialect(self):
         super().reset_dialect()
