@@ -12,6 +12,7 @@ _CAUSES = {
     hal.WDT_RESET: "watchdog",
     hal.DEEPSLEEP_RESET: "deep-sleep",
     hal.SOFT_RESET: "soft",
+    hal.UNKNOWN_RESET: "other",  # e.g. through the S3's USB-Serial-JTAG (the port maps it to 0)
 }
 
 
