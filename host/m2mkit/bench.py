@@ -86,9 +86,10 @@ def virtual_device_boot():
 
 @figure
 def at_parser():
-    from .bench_at import parser_throughput
+    from .bench_at import parser_instructions, parser_throughput
 
-    yield parser_throughput()
+    yield from parser_throughput()
+    yield from parser_instructions()
 
 
 @figure

@@ -16,7 +16,10 @@ EXPECTED = {"firmware_mpy_bytes", "vdev_heap_after_boot", "app_heap_after_boot",
             "esp32_hal_mpy_bytes"}
 EXPECTED |= {f"modem_stack_heap_{m}" for m in HEAP_MODELS}
 EXPECTED |= {f"modem_stack_heap_peak_{k}_{m}" for m in HEAP_MODELS for k in ("mpy", "py")}
+EXPECTED |= {"at_parser_throughput_1b", "at_parser_throughput_8b", "at_parser_throughput_256b",
+             "at_parser_bytewise_ratio"}
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
+OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
 
 
 def test_bench_prints_every_figure_as_json_lines():
@@ -28,7 +31,7 @@ def test_bench_prints_every_figure_as_json_lines():
     assert EXPECTED <= names <= EXPECTED | OPTIONAL, names ^ EXPECTED
     for f in figs:
         assert isinstance(f["value"], (int, float)) and f["value"] > 0, f
-        assert f["unit"] in ("bytes", "ms", "lines/s", "us"), f
+        assert f["unit"] in ("bytes", "ms", "lines/s", "us", "ratio", "instr"), f
     by = {f["name"]: f["value"] for f in figs}
     for m in HEAP_MODELS:
         # a peak holds the steady state plus what import and init throw away
