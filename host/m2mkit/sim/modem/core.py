@@ -318,7 +318,7 @@ class Modem:
     CGMR = ""
     ATI = ()  # lines; "{imei}" is filled in
     TAC_BASE = "350000"  # IMEI type allocation code used for generated IMEIs
-    # Power and boot: seconds of modem time.
+    # Power and boot: seconds of modem time (the delays: ASSUMED docs/ASSUMED.md#A-SIM-TIMING).
     BOOT_TIME = 3.0  # power-on to the first banner line (UART dead before it)
     BANNER = ()  # (delay after the previous line, line); "{cpin}" / "{cfun}" are filled in
     SIM_INIT_TIME = 1.0  # after the first banner line: SIM commands answer +CME ERROR: 14 before
@@ -329,7 +329,7 @@ class Modem:
     PWRKEY_IS_RESET = False  # GM02S: the pin is RESET, any pulse reboots
     POWER_DOWN_DELAY = 1.0
     POWER_DOWN_URCS = ()
-    # Command line.
+    # Command line (latencies: ASSUMED docs/ASSUMED.md#A-SIM-TIMING).
     MAX_LINE = 556
     DEFAULT_LATENCY = 0.02
     LATENCY = {"+CFUN": 1.0, "+COPS": 0.3, "+CGACT": 0.5, "+CPIN": 0.3}
