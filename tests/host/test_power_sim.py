@@ -218,3 +218,26 @@ def test_supply_control_op():
         assert control(sim, {"op": "supply"})["ok"] is False
     finally:
         sim.stop()
+
+
+# ---- Walter's RESET line across ESP32 resets and deep sleep -----------------------------------------
+def test_unheld_reset_line_floats_and_resets_the_modem():
+    sim = modem_for(WALTER, SCALE)
+    try:
+        u = Uart(sim.uart_address)
+        control(sim, walter_uart())
+        u.expect(BANNERS["gm02s"])
+        assert sim.status()["boots"] == 1
+        control(sim, {"op": "pin", "pin": 45, "value": 1, "hold": True})  # driven high and held
+        assert control(sim, {"op": "mcu_reset"})["power"] == "on"  # the pad keeps its level
+        assert sim.status()["boots"] == 1
+        control(sim, {"op": "pin", "pin": 45, "value": 1})  # driven high, not held
+        assert control(sim, {"op": "mcu_reset"})["power"] == "off"  # floats low: held in reset
+        u.send(b"AT\r")
+        assert u.quiet(0.2) == b""
+        control(sim, {"op": "pin", "pin": 45, "value": 1})  # the firmware drives it again
+        assert u.expect(BANNERS["gm02s"]) == BANNERS["gm02s"]  # a fresh boot: PSM state lost
+        assert sim.status()["boots"] == 2
+        u.close()
+    finally:
+        sim.stop()

@@ -5,9 +5,11 @@ script, within the board's heap."""
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import serial
 
 from m2mkit import boards
 from m2mkit.vdev.device import VirtualDevice
@@ -100,3 +102,31 @@ def test_walter_modem_stays_silent_until_flow_control_is_on():
                       "u = machine.UART(2, 115200, tx=48, rx=14, rts=21, cts=47, "
                       "flow=machine.UART.RTS | machine.UART.CTS)\nprobe(u)\n")
         assert "OK" in out.split("got", 1)[1], out
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_walter_reset_line_through_deep_sleep(hold):
+    """Walter's RESET (GPIO45, active low) driven high: held (hold=True, as the vendor does) the modem
+    keeps running through the ESP32's deep sleep; not held, the line falls and resets the modem, and it
+    stays in reset until the firmware drives the line again."""
+    with VirtualDevice("dptechnics-walter", modem=True, time_scale=SCALE) as dev:
+        dev.wait_boot()
+        assert dev.modem.status()["boots"] == 1
+        s = serial.Serial(dev.port, 115200, timeout=0.05)
+        try:
+            s.write(b"\r\x03")
+            time.sleep(0.3)
+            s.write(b"import machine; p = machine.Pin(45, machine.Pin.OUT, value=1%s); machine.deepsleep(100)\r"
+                    % (b", hold=True" if hold else b""))
+            dev.wait_boot(2, timeout=20)
+        finally:
+            s.close()
+        status = dev.modem.status()
+        if hold:
+            assert (status["power"], status["boots"]) == ("on", 1)
+        else:
+            assert status["power"] == "off"  # held in reset by the floating line
+            p = subprocess.run([MPREMOTE, "connect", dev.port, "exec", "from m2m import app; app.modem_check()"],
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0, p.stdout + p.stderr
+            assert dev.modem.status()["boots"] >= 2  # a fresh boot: whatever PSM state it had is gone

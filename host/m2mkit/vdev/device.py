@@ -78,10 +78,14 @@ def modem_for(board, time_scale=1.0, bus=None):
     uart = m["uart"]
     flow = uart.get("rts") is not None and uart.get("cts") is not None
     pmu = pmu_of(board)
+    # a RESET line the vendor holds through deep sleep (Walter) is taken to fall to its active level
+    # when the ESP32 lets go of it at a reset or deep sleep (ASSUMED from the vendor's hold=True)
+    reset = m.get("reset") or {}
+    floats = {reset["pin"]: reset["active"]} if reset.get("hold_in_sleep") and not pwrkey else None
     sim = ModemSim(model=m["model"], time_scale=time_scale, power_on=not pwrkey,
                    pwrkey_pin=line.get("pin"), pwrkey_active=line.get("active"),
                    supply_mv=0 if pmu else None, uart_mv=0 if pmu else None,
-                   require_flow=flow, uart_pins=uart if flow else None)
+                   require_flow=flow, uart_pins=uart if flow else None, pin_float=floats)
     sim.start()
     if pmu:
         from ..sim.axp2101 import AXP2101, link_modem
@@ -156,6 +160,8 @@ class VirtualDevice:
         self._thread = None
 
     def _event(self, kind, **kw):
+        if self.modem is not None and (kind == "deepsleep" or (kind == "reset" and not kw.get("via"))):
+            self.modem.mcu_reset()  # the chip let go of its pins: unheld ones float
         with self._cond:
             self.events.append((kind, kw))
             if kind == "boot":

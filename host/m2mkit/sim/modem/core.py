@@ -348,7 +348,7 @@ class Modem:
 
     def __init__(self, clock, card, imei, operators=None, timeline=None, pwrkey_pin=None,
                  pwrkey_active=None, seed=None, signal=None, supply_mv=None, uart_mv=None,
-                 require_flow=False, uart_pins=None):
+                 require_flow=False, uart_pins=None, pin_float=None):
         self.clock = clock
         self.card = card
         self.imei = imei
@@ -374,6 +374,9 @@ class Modem:
         self.require_flow = bool(require_flow)
         self.uart_pins = dict(uart_pins or {})
         self.host_uart = None  # the host's last UART announcement for this modem's pins
+        # pin -> level the line takes when the MCU lets go of it (reset, deep sleep) unless held
+        self.pin_float = {int(k): int(v) for k, v in (pin_float or {}).items()}
+        self._held = set()
         self.tx_dropped = 0  # bytes the modem had to send while its UART could not carry them
         self.sockets_refused = False
         self.baud_mismatch = False
@@ -779,19 +782,30 @@ class Modem:
             self.on_sim_ready(at_boot=True)
         self.maybe_start_registration()
 
-    def pin_event(self, pin, value):
-        """A GPIO change from the host's hal.Pin."""
+    def pin_event(self, pin, value, hold=False):
+        """A GPIO change from the host's machine.Pin (hold: the pad keeps it through resets and
+        deep sleep, ESP-IDF gpio_hold_en)."""
+        (self._held.add if hold else self._held.discard)(int(pin))
         if self.pwrkey_pin is None or int(pin) != int(self.pwrkey_pin):
             return
         active = int(value) == int(self.pwrkey_active)
         now = self.clock.now()
         if active:
-            self._pin_since[pin] = now
+            if pin not in self._pin_since and self.PWRKEY_IS_RESET and self.power != "off":
+                self.power_off()  # held in reset until the line is released
+            self._pin_since.setdefault(pin, now)
             return
         start = self._pin_since.pop(pin, None)
         if start is None:
             return
         self.pwrkey_pulse(now - start)
+
+    def mcu_reset(self):
+        """The MCU reset or went into deep sleep: its output pins that are not held float to the
+        level their pulls give them (pin_float), which may assert the modem's RESET or PWRKEY."""
+        for pin, level in self.pin_float.items():
+            if pin not in self._held:
+                self.pin_event(pin, level)
 
     def pwrkey_pulse(self, duration):
         """A pulse of `duration` modem seconds on PWRKEY (or RESET)."""

@@ -9,7 +9,8 @@ Control port: JSON lines. Each request ``{"op": ..., ...}`` gets one reply line
 ``{"op": "pin", "pin": N, "value": 0|1}`` are accepted on the same port (point M2M_GPIO at it).
 Ops: status, set_registration, timeline, signal, fault, sim, counters, power, pin, uart (the host's
 UART settings: the modem answers nothing until RTS is configured when require_flow is set), supply
-(the modem's supply rail and level shifter in mV, when its supply is modelled).
+(the modem's supply rail and level shifter in mV, when its supply is modelled), mcu_reset (the host
+MCU reset or went into deep sleep: its unheld pins in pin_float fall to their float level).
 """
 
 import asyncio
@@ -58,7 +59,7 @@ class ModemSim:
     def __init__(self, model="bg95", time_scale=1.0, pin=None, puk="12345678", imei=None, iccid=None,
                  imsi=None, timeline=None, power_on=True, pwrkey_pin=None, record=None,
                  pwrkey_active=None, seed=None, signal=None, operators=None, supply_mv=None,
-                 uart_mv=None, require_flow=False, uart_pins=None):
+                 uart_mv=None, require_flow=False, uart_pins=None, pin_float=None):
         if model not in MODELS:
             raise ValueError("unknown modem model %r: use one of %s" % (model, ", ".join(sorted(MODELS))))
         if pin is not None and not (str(pin).isdigit() and 4 <= len(str(pin)) <= 8):
@@ -80,7 +81,7 @@ class ModemSim:
         self._record = record
         # wiring (core.Modem.set_supply / uart_config): None = a supply / UART that is always there
         self._wiring = dict(supply_mv=supply_mv, uart_mv=uart_mv, require_flow=require_flow,
-                            uart_pins=uart_pins)
+                            uart_pins=uart_pins, pin_float=pin_float)
         self.modem = None
         self.loop = None
         self.thread = None
@@ -217,7 +218,7 @@ class ModemSim:
             writer.close()
 
     OPS = ("status", "set_registration", "timeline", "signal", "fault", "sim", "counters", "power", "pin",
-           "uart", "supply")
+           "uart", "supply", "mcu_reset")
 
     async def handle(self, req):
         """One control request (runs on the simulator's loop)."""
@@ -281,7 +282,10 @@ class ModemSim:
         if op == "pin":
             if "pin" not in kw or "value" not in kw:
                 raise ValueError('pin needs "pin" and "value"')
-            m.pin_event(int(kw["pin"]), int(kw["value"]))  # "hold" (kept through deep sleep) is accepted
+            m.pin_event(int(kw["pin"]), int(kw["value"]), bool(kw.get("hold")))  # hold: kept through resets
+            return {"ok": True, "power": m.power}
+        if op == "mcu_reset":  # the host MCU reset or went into deep sleep: unheld pins float
+            m.mcu_reset()
             return {"ok": True, "power": m.power}
         if op == "uart":  # the host's UART settings, from its machine.UART stand-in
             mine = m.uart_config(kw)
@@ -355,6 +359,11 @@ class ModemSim:
         if self.loop is None or not self.thread.is_alive():
             return
         self._call(self.modem.set_supply, mv, uart_mv)
+
+    def mcu_reset(self):
+        """Thread-safe: the host MCU reset or went into deep sleep (its unheld pins float)."""
+        if self.loop is not None and self.thread.is_alive():
+            self._call(self.modem.mcu_reset)
 
     def uart_config(self, **cfg):
         return self._call(self.modem.uart_config, cfg)
