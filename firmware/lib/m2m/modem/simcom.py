@@ -138,7 +138,8 @@ class SIM7080G(Modem):
 class SIM7000G(SIM7080G):
     NAME = "sim7000g"
     CGMM, ATI = MODELS[NAME][2:]
-    # board data (LilyGO: >= 1 s on; manual: Toff >= 1.2 s) is the same as the SIM7080's
+    # board data (LilyGO: >= 1 s on; SIM7000 Hardware Design V1.04 table 9: Toff >= 1.2 s) is the
+    # same as the SIM7080's
 
     URCS = _URCS + (
         # a single application bearer: "+APP PDP: ACTIVE" without an index (TinyGSM SIM7000SSL)

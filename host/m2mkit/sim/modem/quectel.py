@@ -30,7 +30,7 @@ class BG95(Modem):
     BANNER = ((0, "RDY"), (1.5, "APP RDY"))
     SIM_INIT_TIME = 1.0
     PWRKEY_ON_MIN = 0.5  # 500-1000 ms turns it on
-    PWRKEY_OFF_MIN = 0.65  # 650-1500 ms turns it off
+    PWRKEY_OFF_MIN = 0.65  # 650-1500 ms turns it off (BG95 Series Hardware Design 3.6.2.1)
     POWER_DOWN_URCS = ("POWERED DOWN",)
     CREG_FOLLOWS_EPS = True  # bg77 transcript: +CREG: 0,5 and +CEREG: 0,5
     ECHO_PAYLOAD = True  # bg77 transcript: the payload after "> " comes back before SEND OK
@@ -429,7 +429,7 @@ class BG96(BG95):
     BANNER = ((0, "RDY"), (1.0, "+CFUN: {cfun}"), (0.3, "+CPIN: {cpin}"), (0.2, "+QUSIM: 1"),
               (2.0, "+QIND: SMS DONE{ready_only}"))
     PWRKEY_ON_MIN = 0.1  # BG96: >= 100 ms turns it on, ASSUMED docs/ASSUMED.md#A-BG96-PWRKEY
-    PWRKEY_OFF_MIN = 0.65
+    PWRKEY_OFF_MIN = 0.65  # >= 650 ms (BG95&BG96 Compatible Design 4.3.2)
 
     def reset_dialect(self):
         super().reset_dialect()

@@ -411,7 +411,7 @@ class SIM7000G(SIM7080G):
     TAC_BASE = "869951"
     BOOT_TIME = 4.5  # ASSUMED docs/ASSUMED.md#A-SIM7000-BOOT
     PWRKEY_ON_MIN = 1.0
-    PWRKEY_OFF_MIN = 1.2
+    PWRKEY_OFF_MIN = 1.2  # Toff >= 1.2 s (SIM7000 Hardware Design V1.04, table 9)
     MAX_SOCKETS = 8  # CA* <cid> 0..7: ASSUMED docs/ASSUMED.md#A-SIM7000-SOCKETS
 
     def reset_dialect(self):
