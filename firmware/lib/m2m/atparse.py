@@ -387,6 +387,8 @@ class ATParser:
             self._fast = False
 
     # ---- bytes in ----
+    # native code: the ESP32 / ESP32-S3 ports compile it (MICROPY_EMIT_XTENSAWIN in MicroPython's
+    # ports/esp32/mpconfigport.h), as does mpy-cross -march=xtensawin and the unix port
     @micropython.native
     def feed(self, data, n=-1):
         # data: bytes, bytearray or memoryview; n: how many of its bytes (all when < 0)
