@@ -73,16 +73,20 @@ for size in {sizes}:
 # one pass at one chunk size, for an instruction count (valgrind); SIZE 0 builds the wire only
 _PARSER_ONCE = _WIRE + """
 import io, os
-size = int(os.getenv("M2M_BENCH_CHUNK"))
-f = io.BytesIO(wire)
-if size:
+def once(size):
+    # the drivers' loop, in a function as theirs are (locals, not module globals)
+    f = io.BytesIO(wire)
     buf = bytearray(size)
     feed = p.feed
+    readinto = f.readinto
     while True:
-        k = f.readinto(buf)
+        k = readinto(buf)
         if not k:
             break
         feed(buf, k)
+size = int(os.getenv("M2M_BENCH_CHUNK"))
+if size:
+    once(size)
 print(n)
 """
 
