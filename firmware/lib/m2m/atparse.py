@@ -144,12 +144,11 @@ def _prefix(part, start):
     # b'+CEREG' of AT+CEREG? (start 2) or of +CEREG? (start 0, a joined part); None for basic ones
     if len(part) < start + 2 or part[start] not in b"+^*$#%":
         return None
-    end = len(part)
-    for i in range(start + 1, end):
-        if part[i] in b"=?":
-            end = i
-            break
-    return part[start:end] + b":"
+    end = part.find(b"=", start)
+    q = part.find(b"?", start)
+    if end < 0 or 0 <= q < end:
+        end = q
+    return (part[start:] if end < 0 else part[start:end]) + b":"
 
 
 def resp_prefix(cmd):
@@ -163,6 +162,9 @@ def resp_prefixes(cmd):
     # one prefix per part of a joined command: AT+CNMP?;+CFUN?;E0 -> (b'+CNMP:', b'+CFUN:')
     if isinstance(cmd, str):
         cmd = cmd.encode()
+    if b";" not in cmd:
+        p = _prefix(cmd, 2)
+        return () if p is None else (p,)
     ps = _parts(cmd)
     out = []
     for i in range(len(ps)):
@@ -258,6 +260,7 @@ class ATParser:
         self._ri = 0
         self._darg = None  # the last data rule argument and its parsed form (begin() is hot)
         self._drule = None
+        self._st = _S_LINE
         self.reset()
 
     # ---- URC table ----
@@ -311,7 +314,8 @@ class ATParser:
         self._want_prompt = False
         self._pword = None
         self._echo_seen = False
-        self._upd()
+        self._fast = (self._st == _S_LINE and not self._skip and not self._eat_sp
+                      and self._epl is None)
 
     def _upd(self):
         # True while plain lines are being read: feed() may take its byte-by-byte path
@@ -320,7 +324,7 @@ class ATParser:
 
     def _cut_data(self):
         # a payload in progress is lost: say how much of it had arrived
-        if getattr(self, "_st", _S_LINE) != _S_LINE:
+        if self._st != _S_LINE:
             n = self._dn if self._st == _S_DATA else 0
             self._st = _S_LINE
             self._dskip = False
@@ -375,7 +379,8 @@ class ATParser:
     def abort(self):
         # the driver gave up on the command (timeout): late answers become noise / URCs, and a
         # payload still arriving is reported (EV_OVERFLOW with what had arrived)
-        self._cut_data()
+        if self._st != _S_LINE:
+            self._cut_data()
         self._epl = None
         self._end()
 
