@@ -79,7 +79,7 @@ def modem_for(board, time_scale=1.0, bus=None):
     flow = uart.get("rts") is not None and uart.get("cts") is not None
     pmu = pmu_of(board)
     # a RESET line the vendor holds through deep sleep (Walter) is taken to fall to its active level
-    # when the ESP32 lets go of it at a reset or deep sleep (ASSUMED from the vendor's hold=True)
+    # when the ESP32 lets go of it at a reset or deep sleep: ASSUMED docs/ASSUMED.md#A-WALTER-RESET-FLOAT
     reset = m.get("reset") or {}
     floats = {reset["pin"]: reset["active"]} if reset.get("hold_in_sleep") and not pwrkey else None
     sim = ModemSim(model=m["model"], time_scale=time_scale, power_on=not pwrkey,

@@ -375,6 +375,7 @@ class Modem:
         self.uart_pins = dict(uart_pins or {})
         self.host_uart = None  # the host's last UART announcement for this modem's pins
         # pin -> level the line takes when the MCU lets go of it (reset, deep sleep) unless held
+        # (Walter's RESET falls low: ASSUMED docs/ASSUMED.md#A-WALTER-RESET-FLOAT)
         self.pin_float = {int(k): int(v) for k, v in (pin_float or {}).items()}
         self._held = set()
         self.tx_dropped = 0  # bytes the modem had to send while its UART could not carry them
