@@ -93,3 +93,35 @@ def test_rtc_datetime_set_moves_the_clock_and_epoch_follows():
     d = r.datetime()
     assert d[:3] == (2031, 5, 6) and d[4:6] == (7, 8), d
     assert 1935817600 < hal.epoch() < 1935818000  # 2031-05-06 07:08:09 UTC is 1935817689
+
+
+def _raises(exc, f, *a, **kw):
+    try:
+        f(*a, **kw)
+    except exc as e:
+        return e
+    raise AssertionError("%s expected from %r" % (exc.__name__, f))
+
+
+def test_port_stand_in_is_as_strict_as_the_port():
+    import machine
+
+    _raises(TypeError, machine.UART, 1, 9600, 8, None, 1, 17)  # tx is keyword-only
+    _raises(ValueError, machine.UART, 1, tx=None)
+    _raises(ValueError, machine.UART, 3)  # UART(3) does not exist
+    _raises(ValueError, machine.UART, 1, flow=4)  # invalid flow control mask
+    _raises(TypeError, machine.I2C, 0, 22, 21)  # scl/sda are keyword-only
+    _raises(TypeError, machine.ADC, 35, 3)  # atten is keyword-only
+    _raises(TypeError, machine.ADC, 35, atten=3.0)
+    _raises(ValueError, machine.ADC, 35, atten=4)
+    _raises(ValueError, machine.freq, 100000000)
+    machine.freq(80000000)
+    assert machine.freq() == 80000000
+    _raises(ValueError, machine.WDT, timeout=0)
+    assert str(_raises(ValueError, machine.RTC().memory, bytes(2049))) == "buffer too long"
+    _raises(SystemExit, machine.soft_reset)
+    u = machine.UART(1)
+    assert u.read() is None and u.readinto(bytearray(4)) is None and u.readline() is None
+    import onewire
+
+    _raises(AttributeError, getattr, onewire.OneWire(machine.Pin(4)), "read")

@@ -32,8 +32,10 @@ def test_mpremote_reset_restarts_the_device_with_a_hard_reset_cause(dev):
     while ("reset", {"cause": "hard"}) not in dev.events[seen:]:
         assert time.monotonic() < deadline, dev.events[seen:]
         time.sleep(0.05)
-    out = mpremote(dev.port, "exec", "import machine; print(machine.reset_cause())")
+    # `resume`: mpremote's first command soft-resets, after which a board reports SOFT_RESET
+    out = mpremote(dev.port, "resume", "exec", "import machine; print(machine.reset_cause())")
     assert out == "2\n"  # HARD_RESET, as after esp_restart() on the port
+    assert mpremote(dev.port, "exec", "import machine; print(machine.reset_cause())") == "5\n"
 
 
 def test_mpremote_rtc_get_set_and_what_survives(dev, tmp_path):
@@ -120,3 +122,20 @@ def test_deepsleep_lightsleep_and_bootloader(dev):
         assert b">>> " not in c.s.read(4096)  # download mode: no REPL until a reset
     finally:
         c.close()
+
+
+def test_soft_reset_uname_and_unique_id(tmp_path):
+    with VirtualDevice("dptechnics-walter", flash=tmp_path / "w.img", env={"M2M_UID": "a1b2c3d4e5f6"}) as d:
+        d.wait_boot()
+        out = mpremote(d.port, "exec", "import os, machine; print(os.uname().machine, machine.unique_id().hex())")
+        assert out == "DPTechnics Walter with ESP32S3 a1b2c3d4e5f6\n"
+        c = Console(d.port)
+        try:
+            c.friendly()
+            c.write(b"import machine; machine.soft_reset()\r")
+            c.read_until(b"MPY: soft reboot")
+            c.read_until(b">>> ")
+            c.write(b"import machine; print('cause', machine.reset_cause())\r")
+            assert b"cause 5" in c.read_until(b">>> ")
+        finally:
+            c.close()

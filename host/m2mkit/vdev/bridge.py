@@ -190,7 +190,8 @@ class Bridge:
             "M2M_FLASH": self.flash,
             "M2M_FLASH_BLOCKS": str(self.blocks),
             "M2M_STATE_DIR": str(self.state),
-            "M2M_RESET_CAUSE": str(self.cause),
+            "M2M_RESET_CAUSE": str(self.cause),  # the chip's last reset; after a soft reboot
+            "M2M_SOFT_RESET": "1" if soft else "",  # machine.reset_cause() is SOFT_RESET (modmachine.c)
             "M2M_TIME_SCALE": repr(float(self.time_scale)),
             "M2M_REPL_MODE": "raw" if raw else "friendly",
         })

@@ -29,15 +29,21 @@ _freq = 160000000  # ESP-IDF's default CPU clock: the generic boards' sdkconfig 
 _wake = 0
 
 
-def reset_cause():
+def _chip_reset():
     return int(uos.getenv("M2M_RESET_CAUSE") or PWRON_RESET)
 
 
+def reset_cause():
+    # modmachine.c: SOFT_RESET after a soft reboot (machine_deinit), else the chip's esp_reset_reason()
+    return SOFT_RESET if uos.getenv("M2M_SOFT_RESET") else _chip_reset()
+
+
 def wake_reason():
-    # esp_sleep_get_wakeup_cause(): the timer after a timed (deep or light) sleep, else 0 (undefined)
+    # esp_sleep_get_wakeup_cause(): the timer after a timed (deep or light) sleep, else 0 (undefined);
+    # a soft reboot does not change it
     if _wake:
         return _wake
-    return TIMER_WAKE if reset_cause() == DEEPSLEEP_RESET else 0
+    return TIMER_WAKE if _chip_reset() == DEEPSLEEP_RESET else 0
 
 
 def reset():
