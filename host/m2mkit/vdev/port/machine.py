@@ -25,7 +25,9 @@ TOUCHPAD_WAKE = 5
 ULP_WAKE = 6
 
 _NOARG = object()  # the port's MP_OBJ_NULL: "keyword not given" (None is a value, and is refused)
-_freq = 160000000  # ESP-IDF's default CPU clock: the generic boards' sdkconfig does not change it
+# ESP-IDF's Kconfig default CPU clock (CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ 160): ESP32_GENERIC(_S3)'s
+# mpconfigboard.cmake use boards/sdkconfig.base, which does not set it (only sdkconfig.240mhz does)
+_freq = 160000000
 _wake = 0
 
 
@@ -204,8 +206,8 @@ class Signal:
 
 # ---- UART (machine_uart.c) ----
 class UART(io.IOBase):
-    RTS = 1  # UART_HW_FLOWCTRL_RTS (ESP-IDF uart_hw_flowcontrol_t)
-    CTS = 2  # UART_HW_FLOWCTRL_CTS
+    RTS = 1  # UART_HW_FLOWCTRL_RTS (ESP-IDF hal/uart_types.h uart_hw_flowcontrol_t; machine_uart.c
+    CTS = 2  # UART_HW_FLOWCTRL_CTS   exports both and refuses flow outside UART_HW_FLOWCTRL_CTS_RTS)
     IRQ_RX = 1
     IRQ_BREAK = 2
     IRQ_RXIDLE = 4
@@ -341,7 +343,8 @@ class I2C:
 
 
 # ---- ADC (machine_adc.c, adc.c) ----
-# full scale per attenuation: ESP-IDF programming guide, ADC oneshot "attenuation" table (ESP32-S3)
+# full scale per attenuation: ESP-IDF programming guide (v4.4) for the ESP32-S3, "ADC Attenuation":
+# docs.espressif.com/projects/esp-idf/en/v4.4.8/esp32s3/api-reference/peripherals/adc.html
 _ADC_MAX_UV = (950000, 1250000, 1750000, 3100000)
 
 
