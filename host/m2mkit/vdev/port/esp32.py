@@ -1,7 +1,8 @@
 # Stand-in of the ESP32 port's `esp32` module: NVS (ports/esp32/esp32_nvs.c) over nvs.json in the
 # state folder. Errors are OSError(-esp_err_t), as check_esp_err() in ports/esp32/mphalport.c raises
 # them; codes from ESP-IDF components/nvs_flash/include/nvs.h. Key and namespace names hold at most
-# 15 characters (NVS_KEY_NAME_MAX_SIZE 16 with the NUL).
+# 15 characters (NVS_KEY_NAME_MAX_SIZE 16 with the NUL); for a namespace the stand-in answers
+# ESP_ERR_NVS_KEY_TOO_LONG too (assumed: not checked against nvs_open's code).
 import json
 
 import _m2m_sim as S
