@@ -21,13 +21,24 @@ def _m2m_boot():
             self.f = f
             self.blocks = blocks
 
+        # LittleFS calls these from C in the middle of an operation; a KeyboardInterrupt escaping
+        # them leaves it inconsistent (later listings come back empty or hang). On a board the flash
+        # access is C code a Ctrl-C cannot enter: finish the access, and that Ctrl-C is dropped.
         def readblocks(self, n, buf, off=0):
-            self.f.seek(n * 4096 + off)
-            self.f.readinto(buf)
+            try:
+                self.f.seek(n * 4096 + off)
+                self.f.readinto(buf)
+            except KeyboardInterrupt:
+                self.f.seek(n * 4096 + off)
+                self.f.readinto(buf)
 
         def writeblocks(self, n, buf, off=None):
-            self.f.seek(n * 4096 + (off or 0))
-            self.f.write(buf)
+            try:
+                self.f.seek(n * 4096 + (off or 0))
+                self.f.write(buf)
+            except KeyboardInterrupt:
+                self.f.seek(n * 4096 + (off or 0))
+                self.f.write(buf)
             self.f.flush()  # a power cut (the bridge killing us) must not lose acknowledged writes
 
         def ioctl(self, op, arg):
