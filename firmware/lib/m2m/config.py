@@ -1,0 +1,120 @@
+# The device's configuration: /config.json (written by `m2mkit provision`) over the defaults below.
+# One schema, enforced here on the device and imported by the host tools (this file also runs under
+# CPython), so that a key the device would refuse is refused at provisioning too.
+#
+# SCHEMA: section -> key -> (type, default, check). type is one of int, float, str, bool, list, dict
+# (float accepts int; None as default means "not set" and is always accepted). check is None, a tuple
+# of allowed values, or a (min, max) pair of numbers for int / float.
+import json
+
+SCHEMA = {
+    "device": {
+        # the name the device reports under (MQTT topic level, LwM2M endpoint)
+        "id": (str, None, None),
+    },
+    # ---- network and SIM (m2m.net) ----
+    "net": {
+        "apn": (str, None, None),
+        "apn_user": (str, "", None),
+        "apn_password": (str, "", None),
+        "rat": (list, ["lte-m", "nb-iot"], None),
+    },
+    "sim": {
+        "pin": (str, None, None),
+    },
+    # ---- reporting (m2m.report) ----
+    "mqtt": {
+        "broker": (str, None, None),
+        "prefix": (str, "m2mkit", None),
+    },
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(section, key, value):
+    try:
+        typ, _, check = SCHEMA[section][key]
+    except KeyError:
+        if section not in SCHEMA:
+            raise ConfigError("unknown config section %r (known: %s)" % (section, ", ".join(sorted(SCHEMA))))
+        raise ConfigError("unknown config key %s.%s (known in %s: %s)"
+                          % (section, key, section, ", ".join(sorted(SCHEMA[section]))))
+    if value is None:
+        return value
+    if typ is float and type(value) is int:
+        value = float(value)
+    if type(value) is not typ or (typ is int and type(value) is bool):
+        raise ConfigError("config key %s.%s must be %s, not %r" % (section, key, typ.__name__, value))
+    if check is not None:
+        if type(check) is tuple and len(check) == 2 and typ in (int, float) and type(check[0]) in (int, float):
+            if not check[0] <= value <= check[1]:
+                raise ConfigError("config key %s.%s must be between %s and %s, not %r"
+                                  % (section, key, check[0], check[1], value))
+        elif value not in check:
+            raise ConfigError("config key %s.%s must be one of %s, not %r"
+                              % (section, key, ", ".join(repr(c) for c in check), value))
+    return value
+
+
+def validate(cfg):
+    # The checked config with every default filled in; ConfigError names the first bad key.
+    if type(cfg) is not dict:
+        raise ConfigError("the config must be a JSON object of sections")
+    out = {}
+    for section, keys in SCHEMA.items():
+        given = cfg.get(section) or {}
+        if type(given) is not dict:
+            raise ConfigError("config section %r must be an object" % section)
+        out[section] = {k: spec[1] for k, spec in keys.items()}
+    for section, given in cfg.items():
+        if section not in SCHEMA:
+            _check(section, "", None)
+        for key, value in (given or {}).items():
+            out[section][key] = _check(section, key, value)
+    return out
+
+
+def set_key(cfg, dotted, value):
+    # Change one key ("mqtt.prefix") of a validated config in place; ConfigError leaves it unchanged.
+    section, _, key = dotted.partition(".")
+    cfg[section][key] = _check(section, key, value)
+
+
+_cfg = None
+
+
+def load(path="/config.json"):
+    # The device's validated config (cached). A missing file gives the defaults; a broken one raises
+    # ConfigError saying which key is wrong, so that the device reports it instead of guessing.
+    global _cfg
+    if _cfg is None:
+        try:
+            with open(path) as f:
+                raw = json.load(f)
+        except OSError:
+            raw = {}
+        except ValueError as e:
+            raise ConfigError("%s is not valid JSON (%s): fix it or provision the device again" % (path, e))
+        _cfg = validate(raw)
+    return _cfg
+
+
+def save(cfg, path="/config.json"):
+    # Write only what differs from the defaults, through a temporary file so a power cut never
+    # leaves half a config.
+    global _cfg
+    small = {}
+    for section, keys in SCHEMA.items():
+        d = {k: v for k, v in cfg[section].items() if v != keys[k][1]}
+        if d:
+            small[section] = d
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(small, f)
+    import os
+
+    os.rename(tmp, path)
+    _cfg = cfg

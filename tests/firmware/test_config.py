@@ -1,0 +1,60 @@
+# The device's config: defaults, type and range checks, unknown keys, atomic save.
+import os
+import time
+
+from m2m import config
+
+
+def _raises(fn, *args):
+    try:
+        fn(*args)
+    except config.ConfigError as e:
+        return str(e)
+    raise AssertionError("no ConfigError")
+
+
+def test_defaults_fill_every_key():
+    c = config.validate({})
+    assert c["mqtt"]["prefix"] == "m2mkit"
+    assert c["device"]["id"] is None
+    assert set(c) == set(config.SCHEMA)
+
+
+def test_unknown_section_and_key_are_named():
+    assert "unknown config section 'mqt'" in _raises(config.validate, {"mqt": {}})
+    msg = _raises(config.validate, {"mqtt": {"brokr": "x"}})
+    assert "mqtt.brokr" in msg and "broker" in msg
+
+
+def test_wrong_type_is_named():
+    assert "mqtt.prefix must be str" in _raises(config.validate, {"mqtt": {"prefix": 5}})
+    assert "must be an object" in _raises(config.validate, {"mqtt": 5})
+
+
+def test_set_key_checks_and_leaves_config_unchanged_on_error():
+    c = config.validate({})
+    config.set_key(c, "mqtt.prefix", "fleet")
+    assert c["mqtt"]["prefix"] == "fleet"
+    _raises(config.set_key, c, "mqtt.prefix", 1)
+    assert c["mqtt"]["prefix"] == "fleet"
+
+
+def test_save_writes_only_changes_and_loads_back():
+    path = "/tmp/m2m-test-config-%d.json" % time.ticks_us()
+    c = config.validate({"device": {"id": "dev-1"}})
+    config.save(c, path)
+    with open(path) as f:
+        assert f.read() == '{"device": {"id": "dev-1"}}'
+    config._cfg = None
+    assert config.load(path)["device"]["id"] == "dev-1"
+    config._cfg = None
+    os.remove(path)
+
+
+def test_broken_json_says_what_to_do():
+    path = "/tmp/m2m-test-config-bad-%d.json" % time.ticks_us()
+    with open(path, "w") as f:
+        f.write("{nope")
+    config._cfg = None
+    assert "not valid JSON" in _raises(config.load, path)
+    os.remove(path)
