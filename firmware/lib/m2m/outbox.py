@@ -1,0 +1,242 @@
+# The durable outbox: every reading, alarm and event is appended on flash before any send, and
+# removed only once the broker has acknowledged it. Contract and flash costs: docs/CONTRACTS.md.
+#
+# Records sit in append-only segment files <path>/s<first seq, 8 hex digits>:
+#   crc32 (4, over the next 8 bytes and the payload) | seq (4) | kind (1) | 0xA5 (1) | length (2)
+# little-endian, then the payload. The acknowledged-up-to pointer is an append-only journal
+# <path>/ack of 8-byte entries (seq, crc32 of seq); the highest valid entry wins.
+#
+# Power loss: on LittleFS (MicroPython's VfsLfs2) a file's new bytes are committed by
+# lfs_file_sync, which file.flush() calls (micropython extmod/vfs_lfsx_file.c), and "if power is lost
+# the filesystem will fall back to the last known good state" (littlefs README.md): an append is
+# whole or absent. On a filesystem that can tear a write at any byte (FAT, the host's) the CRC finds
+# the torn record at restart: it is dropped and appending goes on in a new segment.
+import binascii
+import os
+import struct
+
+from micropython import const
+
+TELEMETRY = const(1)
+ALARM = const(2)
+EVENT = const(3)
+USAGE = const(4)
+
+_HDR = const(12)
+_MAGIC = const(0xA5)
+MAX_PAYLOAD = const(1024)
+_ACK_ENTRIES = const(64)  # the ack journal is rewritten (one entry) when it holds this many
+
+
+class Outbox:
+    def __init__(self, path="/outbox", segment_bytes=4096, max_segments=16, on_drop=None):
+        self.path = path
+        self.segment_bytes = segment_bytes
+        self.max_segments = max_segments
+        self.on_drop = on_drop  # on_drop(n): n unacknowledged records dropped for space
+        self._hdr = bytearray(_HDR)
+        self._hv = memoryview(self._hdr)
+        self._buf = bytearray(8)
+        self.appended = 0
+        self.acked_count = 0
+        self.dropped = 0
+        self.torn = 0
+        self._f = None  # the tail segment, open for appending
+        self._tail_bytes = 0
+        self._bad = []  # segments found torn while peeking (reported once)
+        try:
+            os.mkdir(path)
+        except OSError:
+            pass
+        self.segs = sorted(int(n[1:], 16) for n in os.listdir(path) if n[0] == "s" and len(n) == 9)
+        self.acked = self._load_ack()
+        self.next = self.acked + 1
+        self._open_tail()
+
+    # ---- records ----
+    def _name(self, first):
+        return "%s/s%08x" % (self.path, first)
+
+    def _read_record(self, f, payload=True):
+        # (seq, kind, payload or length) of the next valid record, or None at the end or at a torn
+        # or corrupt record (nothing after it in this segment is trusted)
+        h = self._hdr
+        if f.readinto(h) != _HDR:
+            return None
+        crc, seq, kind, magic, n = struct.unpack("<IIBBH", h)
+        if magic != _MAGIC or n > MAX_PAYLOAD or seq == 0:
+            return None
+        data = f.read(n) if n else b""
+        if len(data) != n or binascii.crc32(data, binascii.crc32(self._hv[4:])) != crc:
+            return None
+        return seq, kind, data if payload else n
+
+    def _scan(self, name):
+        # (last valid seq or 0, valid bytes, file bytes) of one segment
+        last = 0
+        good = 0
+        with open(name, "rb") as f:
+            while True:
+                r = self._read_record(f, False)
+                if r is None:
+                    break
+                last = r[0]
+                good += _HDR + r[2]
+            size = f.seek(0, 2)
+        return last, good, size
+
+    def _open_tail(self):
+        # find where appending goes on: the last segment, unless it ends in a torn record
+        while self.segs:
+            first = self.segs[-1]
+            last, good, size = self._scan(self._name(first))
+            if good == size and size < self.segment_bytes:
+                self.next = max(self.next, (last or first - 1) + 1)
+                self._tail_bytes = size
+                self._f = open(self._name(first), "ab")
+                return
+            if good != size:
+                self.torn += 1
+                self._bad.append(first)
+            if good == 0:
+                # nothing valid (a record torn while the segment was being started): forget it
+                os.remove(self._name(first))
+                self.segs.pop()
+                continue
+            self.next = max(self.next, last + 1)
+            break  # full or torn: the next append starts a new segment
+
+    def _new_segment(self):
+        if self._f:
+            self._f.close()
+            self._f = None
+        while len(self.segs) >= self.max_segments:
+            self._drop_oldest()
+        self.segs.append(self.next)
+        self._f = open(self._name(self.next), "ab")
+        self._tail_bytes = 0
+
+    def _drop_oldest(self):
+        # the oldest segment goes first; its unacknowledged records are counted and reported
+        first = self.segs.pop(0)
+        end = self.segs[0] if self.segs else self.next  # first seq after this segment
+        lost = end - max(first, self.acked + 1)
+        os.remove(self._name(first))
+        if lost > 0:
+            self.dropped += lost
+            if self.on_drop:
+                self.on_drop(lost)
+            else:
+                try:
+                    from m2m import events
+
+                    events.post("outbox.dropped", n=lost)
+                except ImportError:
+                    pass
+
+    def append(self, kind, payload):
+        # Store one record and flush it to flash; returns its sequence number.
+        n = len(payload)
+        if n > MAX_PAYLOAD:
+            raise ValueError("outbox record of %d bytes: at most %d, split it" % (n, MAX_PAYLOAD))
+        if not 0 < kind < 256:
+            raise ValueError("outbox kind %r: give 1..255 (TELEMETRY, ALARM, EVENT, USAGE)" % kind)
+        if self._f is None or (self._tail_bytes and self._tail_bytes + _HDR + n > self.segment_bytes):
+            self._new_segment()
+        seq = self.next
+        h = self._hdr
+        struct.pack_into("<IBBH", h, 4, seq, kind, _MAGIC, n)
+        struct.pack_into("<I", h, 0, binascii.crc32(payload, binascii.crc32(self._hv[4:])))
+        f = self._f
+        f.write(h)
+        if n:
+            f.write(payload)
+        f.flush()  # lfs_file_sync: the record is on flash before append returns
+        self._tail_bytes += _HDR + n
+        self.next = seq + 1
+        self.appended += 1
+        return seq
+
+    # ---- reading and acknowledging ----
+    def peek(self, n=8, kinds=None):
+        # Up to n unacknowledged records [(seq, kind, payload)], oldest first; kinds: only these
+        # kinds (e.g. (ALARM,) to send alarms ahead; they are acknowledged when the pointer passes).
+        out = []
+        segs = self.segs
+        i = len(segs) - 1
+        while i > 0 and segs[i] > self.acked + 1:
+            i -= 1
+        i = max(i, 0)
+        while i < len(segs) and len(out) < n:
+            first = segs[i]
+            i += 1
+            with open(self._name(first), "rb") as f:
+                while len(out) < n:
+                    r = self._read_record(f)
+                    if r is None:
+                        if f.read(1) and first not in self._bad and first != segs[-1]:
+                            self._bad.append(first)
+                            self.torn += 1
+                        break
+                    if r[0] > self.acked and (kinds is None or r[1] in kinds):
+                        out.append(r)
+        return out
+
+    def ack(self, upto):
+        # Everything up to seq `upto` has been delivered: persist the pointer (one 8-byte journal
+        # append), then remove the segments it has passed.
+        upto = min(upto, self.next - 1)
+        if upto <= self.acked:
+            return
+        b = self._buf
+        struct.pack_into("<I", b, 0, upto)
+        struct.pack_into("<I", b, 4, binascii.crc32(memoryview(b)[:4]))
+        name = self.path + "/ack"
+        if self._ack_entries >= _ACK_ENTRIES:
+            tmp = name + ".new"
+            with open(tmp, "wb") as f:
+                f.write(b)
+            os.rename(tmp, name)  # littlefs DESIGN.md: moves are atomic
+            self._ack_entries = 1
+        else:
+            with open(name, "ab") as f:
+                f.write(b)
+            self._ack_entries += 1
+        self.acked_count += upto - max(self.acked, (self.segs[0] - 1) if self.segs else 0)
+        self.acked = upto
+        segs = self.segs
+        while len(segs) > 1 and segs[1] - 1 <= upto:
+            os.remove(self._name(segs.pop(0)))
+
+    def _load_ack(self):
+        best = 0
+        self._ack_entries = 0
+        b = self._buf
+        for name in ("/ack", "/ack.new"):
+            try:
+                f = open(self.path + name, "rb")
+            except OSError:
+                continue
+            with f:
+                while f.readinto(b) == 8:
+                    self._ack_entries += 1
+                    seq, crc = struct.unpack("<II", b)
+                    if binascii.crc32(memoryview(b)[:4]) == crc and seq > best:
+                        best = seq
+        return best
+
+    def pending(self):
+        # unacknowledged records still stored
+        if not self.segs:
+            return 0
+        return max(0, self.next - 1 - max(self.acked, self.segs[0] - 1))
+
+    def stats(self):
+        return {"appended": self.appended, "acked": self.acked_count, "dropped": self.dropped,
+                "torn": self.torn, "pending": self.pending(), "segments": len(self.segs),
+                "next_seq": self.next, "acked_upto": self.acked}
+
+    def close(self):
+        if self._f:
+            self._f.close()
+            self._f = None
