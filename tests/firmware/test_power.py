@@ -121,7 +121,7 @@ class Rig:
 
     def __enter__(self):
         Rig.current = self
-        for k in ("Pin", "UART", "I2C", "ADC", "sleep_ms", "reset_cause"):
+        for k in ("Pin", "UART", "I2C", "ADC", "sleep_ms", "reset_cause", "gpio_deep_sleep_hold"):
             self.saved[k] = getattr(hal, k)
         hal.Pin = FakePin
         hal.UART = FakeUART
@@ -129,6 +129,7 @@ class Rig:
         hal.I2C = self.i2c
         hal.sleep_ms = lambda ms: EV.append(("sleep", ms))
         hal.reset_cause = lambda: self.cause
+        hal.gpio_deep_sleep_hold = lambda on: EV.append(("deep_sleep_hold", on))
         board._board = self.b
         board._cycled = False
         return self
@@ -296,6 +297,8 @@ def test_walter_uart_has_flow_control_and_reset_is_held_before_any_at():
         # GPIO45 driven high (reset inactive) and pad-held, before the first AT
         held = index(EV, lambda e: e == ("pin", 45, 1, True))
         assert held < index(EV, first_tx)
+        # GPIO45 is a digital pad of the S3: its hold lasts through deep sleep only with this
+        assert held < index(EV, lambda e: e == ("deep_sleep_hold", True)) < index(EV, first_tx)
         # the modem was silent: one reset pulse, with the hold released around it and re-applied
         rel = index(EV, lambda e: e == ("hold", 45, False))
         low = index(EV, lambda e: e == ("level", 45, 0))
@@ -328,7 +331,7 @@ def test_pwrkey_boards_pins_are_not_held():
         app.modem_check()
         assert r.modem_on()
         assert [e for e in EV if e[0] == "pin"] == [("pin", 4, 0, None)]
-        assert not [e for e in EV if e[0] == "hold"]
+        assert not [e for e in EV if e[0] in ("hold", "deep_sleep_hold")]
 
 
 # ---- battery in app.health() ----

@@ -221,12 +221,19 @@ print(callable(hal.reset), callable(hal.deepsleep), hal.EPOCH_2000)
                    "b'kept' 8", "True True 946684800"]
 
 
+def test_deep_sleep_hold_reaches_the_port(hal_module):
+    # a digital pad's Pin(hold=True) lapses in deep sleep unless esp32.gpio_deep_sleep_hold(True)
+    out = run(hal_module, "import machine\nprint(machine._deep_sleep_hold)\nhal.gpio_deep_sleep_hold(True)\n"
+                          "print(machine._deep_sleep_hold)")
+    assert out == ["False", "True"]
+
+
 def test_every_export_is_covered(hal_module):
     covered = {"PLATFORM", "PWRON_RESET", "HARD_RESET", "WDT_RESET", "DEEPSLEEP_RESET", "SOFT_RESET",
                "UNKNOWN_RESET", "TIMER_WAKE", "EPOCH_2000", "ticks_ms", "ticks_diff", "ticks_add",
                "sleep_ms", "asleep_ms", "time_scale", "epoch", "idle", "freq", "unique_id",
                "reset_cause", "wake_reason", "reset", "deepsleep", "Pin", "ADC", "WDT", "RTC", "NVS",
-               "I2C", "OneWire", "UART"}
+               "I2C", "OneWire", "UART", "gpio_deep_sleep_hold"}
     out = run(hal_module, "print(' '.join(sorted(n for n in dir(hal) if not n.startswith('_'))))")
     assert set(out[0].split()) == covered
 

@@ -104,10 +104,11 @@ def test_walter_modem_stays_silent_until_flow_control_is_on():
         assert "OK" in out.split("got", 1)[1], out
 
 
-@pytest.mark.parametrize("hold", [True, False])
+@pytest.mark.parametrize("hold", ["pad+deep-sleep", "pad", ""])
 def test_walter_reset_line_through_deep_sleep(hold):
-    """Walter's RESET (GPIO45, active low) driven high: held (hold=True, as the vendor does) the modem
-    keeps running through the ESP32's deep sleep; not held, the line falls and resets the modem, and it
+    """Walter's RESET (GPIO45, active low) driven high: held (hold=True, and, GPIO45 being a digital
+    pad of the S3, esp32.gpio_deep_sleep_hold(True)) the modem keeps running through the ESP32's deep
+    sleep; not held, or held without the deep-sleep hold, the line falls and resets the modem, and it
     stays in reset until the firmware drives the line again."""
     with VirtualDevice("dptechnics-walter", modem=True, time_scale=SCALE) as dev:
         dev.wait_boot()
@@ -116,13 +117,14 @@ def test_walter_reset_line_through_deep_sleep(hold):
         try:
             s.write(b"\r\x03")
             time.sleep(0.3)
-            s.write(b"import machine; p = machine.Pin(45, machine.Pin.OUT, value=1%s); machine.deepsleep(100)\r"
-                    % (b", hold=True" if hold else b""))
+            s.write(b"import machine, esp32; p = machine.Pin(45, machine.Pin.OUT, value=1%s); %smachine.deepsleep(100)\r"
+                    % (b", hold=True" if hold else b"",
+                       b"esp32.gpio_deep_sleep_hold(True); " if hold == "pad+deep-sleep" else b""))
             dev.wait_boot(2, timeout=20)
         finally:
             s.close()
         status = dev.modem.status()
-        if hold:
+        if hold == "pad+deep-sleep":
             assert (status["power"], status["boots"]) == ("on", 1)
         else:
             assert status["power"] == "off"  # held in reset by the floating line

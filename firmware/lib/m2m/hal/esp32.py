@@ -57,6 +57,9 @@ Pin = _machine.Pin
 WDT = _machine.WDT
 RTC = _machine.RTC
 NVS = _esp32.NVS
+# digital pads (not RTC-capable) keep a Pin(hold=True) level through deep sleep only after this
+# (ESP-IDF gpio_deep_sleep_hold_en; modesp32.c)
+gpio_deep_sleep_hold = _esp32.gpio_deep_sleep_hold
 
 
 def _kw(**kw):

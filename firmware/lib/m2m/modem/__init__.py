@@ -496,6 +496,9 @@ class Modem:
                 return None
             if self._held():
                 self._pin = hal.Pin(pin, hal.Pin.OUT, value=1 - active, hold=True)
+                # a digital (non-RTC) pad such as Walter's GPIO45 keeps its hold through deep sleep
+                # only with this (MicroPython docs/esp32/quickref.rst, "pad hold in deep-sleep")
+                hal.gpio_deep_sleep_hold(True)
             else:
                 self._pin = hal.Pin(pin, hal.Pin.OUT, value=1 - active)
         return self._pin

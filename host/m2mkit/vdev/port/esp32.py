@@ -87,3 +87,10 @@ class NVS:
                 d[k] = v
         self._pending = {}
         S.store(T.NVS, json.dumps(allns))
+
+
+def gpio_deep_sleep_hold(enable):
+    # modesp32.c esp32_gpio_deep_sleep_hold: gpio_deep_sleep_hold_en() / _dis(); see machine.deepsleep
+    import machine
+
+    machine._deep_sleep_hold = bool(enable)

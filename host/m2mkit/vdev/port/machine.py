@@ -62,7 +62,34 @@ def bootloader(*args):
     S.request_restart(T.BOOTLOADER, 1)
 
 
+# Pads held with Pin(..., hold=True), and esp32.gpio_deep_sleep_hold(). ESP-IDF gpio_hold_en(): "The
+# state of digital gpio cannot be held during Deep-sleep ... If the digital gpio also needs to be held
+# during Deep-sleep, gpio_deep_sleep_hold_en should also be called" (ESP-IDF driver/gpio.h); RTC pads
+# keep their hold. RTC-capable pads: ports/esp32/modesp32.h RTC_VALID_EXT_PINS (ESP32-S2/S3: GPIO0-21;
+# ESP32: 0, 2, 4, 12-15, 25-27, 32-39).
+_held = {}
+_deep_sleep_hold = False
+_RTC_PADS = {"esp32": (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39),
+             "esp32s3": tuple(range(22))}
+
+
+def _chip():
+    import json
+
+    try:
+        with open("/board.json") as f:
+            return json.load(f).get("chip") or "esp32"
+    except (OSError, ValueError):
+        return "esp32"
+
+
 def deepsleep(time_ms=0):
+    if _held and not _deep_sleep_hold:
+        rtc = _RTC_PADS.get(_chip(), ())
+        for pin, level in _held.items():
+            if pin not in rtc:
+                # a digital pad lets go in deep sleep: tell the wire it is no longer held
+                S.gpio.request({"op": "pin", "pin": pin, "value": level})
     S.request_restart(T.DEEPSLEEP, int(time_ms))
 
 
@@ -149,6 +176,10 @@ class Pin:
             self._set(value, hold is not _NOARG and bool(hold))
         if hold is not _NOARG:
             self._hold = bool(hold)
+            if self._hold:
+                _held[self._id] = self._out
+            else:
+                _held.pop(self._id, None)
 
     def _set(self, v, hold=False):
         if self._hold:
