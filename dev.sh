@@ -76,6 +76,9 @@ venv() {
       || { say "the Python packages did not install; see the messages above"; exit 1; }
     touch "$stamp"
   fi
+  # umqtt.simple as a board has it frozen: the registry's copy, fetched once (host/m2mkit/umqtt_setup.py)
+  "$VENV/bin/python" -m m2mkit.umqtt_setup >/dev/null \
+    || { say "umqtt.simple could not be set up (see above); the MQTT tests and the demo need it"; exit 1; }
 }
 
 case "${1:-}" in

@@ -49,7 +49,15 @@ def _prelude(test_dir=FW_TESTS):
         "    __import__(_m)\n"
         "sys.path.pop(0)\n"
         f"sys.path[:0] = [{str(test_dir)!r}, {str(FIRMWARE / 'lib')!r}]\n"
+        # what a board has frozen (umqtt.simple), after the firmware as on a board: umqtt_setup.py
+        f"sys.path.append({_frozen()!r})\n"
     )
+
+
+def _frozen():
+    from . import umqtt_setup
+
+    return str(umqtt_setup.path())
 
 
 def run_micropython(code, env=None, heapsize=DEFAULT_HEAP, timeout=DEFAULT_TIMEOUT):

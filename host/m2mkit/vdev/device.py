@@ -151,6 +151,13 @@ class VirtualDevice:
             self.modem = modem_for(self.board, time_scale, bus=self.bus)
             env.setdefault("M2M_MODEM", "%s:%d" % tuple(self.modem.uart_address))
             env.setdefault("M2M_GPIO", "%s:%d" % tuple(self.modem.control_address))
+        if "M2M_FROZEN" not in env:
+            from .. import umqtt_setup
+
+            try:  # the modules a board has frozen (umqtt.simple): vboot.py imports them from here
+                env["M2M_FROZEN"] = str(umqtt_setup.path())
+            except UserError:
+                pass  # the firmware's MQTT import then fails and says so; the rest works
         self.env = env
         self.bridge = Bridge(
             micropython(), self.flash, self.blocks, self.state_dir, env=env,

@@ -76,6 +76,8 @@ def _m2m_boot():
         while True:
             time.sleep(1)
     sys.modules["_m2m_host"] = host
+    if os.getenv("M2M_FROZEN"):
+        _frozen(host, sys, vfs, os.getenv("M2M_FROZEN"))
 
     def soft_reset_exit():
         # A board's soft reset runs the finalisers of unreachable objects (closing open files) and
@@ -108,6 +110,30 @@ def _m2m_boot():
             sys.print_exception(e)
 
 
+def _frozen(host, sys, vfs, folder):
+    # Modules a board has frozen into its firmware (umqtt.simple: ports/esp32/boards/manifest.py) come
+    # from a host folder (host/m2mkit/umqtt_setup.py), mounted only while such an import runs so
+    # that / lists the flash alone. Their code takes heap here where a board keeps it in flash.
+    import builtins
+
+    real = builtins.__import__
+    fs = vfs.VfsPosix(folder)
+    names = ("umqtt",)
+
+    def imp(name, *a):
+        if name.split(".")[0] not in names or name in sys.modules:
+            return real(name, *a)
+        vfs.mount(fs, "/.frozen-host")
+        sys.path.append("/.frozen-host")
+        try:
+            return real(name, *a)
+        finally:
+            sys.path.remove("/.frozen-host")
+            vfs.umount("/.frozen-host")
+
+    builtins.__import__ = imp
+
+
 def _mount(host, Flash, os, vfs):
     # the flash image at / in place of the host's filesystem (the paths are absolute: see bridge.py)
     host.state = vfs.VfsPosix(os.getenv("M2M_STATE_DIR"))
@@ -127,4 +153,4 @@ def _mount(host, Flash, os, vfs):
 
 
 _m2m_boot()
-del _m2m_boot, _mount
+del _m2m_boot, _mount, _frozen
