@@ -19,8 +19,22 @@ SCHEMA = {
         "apn_password": (str, "", None),
         "rat": (list, ["lte-m", "nb-iot"], None),
     },
+    # SIM, data usage and endpoint allowlist (m2m.net.sim / usage / allow; README "SIM management")
     "sim": {
-        "pin": (str, None, None),
+        "pin": (str, None, None),  # entered only when the card has all 3 tries left
+        "bind_iccid": (str, None, None),  # a card with another ICCID: tamper alarm, no telemetry
+        "bind_imei": (str, None, None),  # the same for the modem's IMEI
+        "ready_ms": (int, 10000, (0, 120000)),  # how long the SIM may stay busy after boot / PIN
+    },
+    "usage": {
+        "billing_day": (int, 1, (1, 28)),  # day of the month the billing month starts (UTC)
+        "soft_cap_kb": (int, None, (1, 2 ** 30)),  # per billing month: alarms and a daily summary only
+        "hard_cap_kb": (int, None, (1, 2 ** 30)),  # per billing month: alarms only
+        "save_kb": (int, 64, (1, 1048576)),  # write counters to flash after this many KB ...
+        "save_min": (int, 60, (1, 1440)),  # ... or this many minutes of uncounted traffic
+    },
+    "allow": {
+        "hosts": (list, None, None),  # ["host:port" or "host:*", ...]; None allows every endpoint
     },
     # ---- reporting (m2m.report) ----
     "mqtt": {
