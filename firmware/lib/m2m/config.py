@@ -36,6 +36,15 @@ SCHEMA = {
     "allow": {
         "hosts": (list, None, None),  # ["host:port" or "host:*", ...]; None allows every endpoint
     },
+    # ---- sensing (m2m.sense; README "Sensing") ----
+    "sense": {
+        "sensors": (list, [], None),  # [{"type": "bme280", "id": ..., "interval_s": ..., ...}, ...]
+        "battery": (bool, True, None),  # read the board's battery (ADC or PMU) when it has one
+        "interval_s": (int, 60, (1, 86400)),  # default per-sensor read interval
+        "deadband": (float, 0.0, (0, 1e9)),  # default: report a change larger than this ...
+        "max_interval_s": (int, 900, (1, 604800)),  # ... or at the latest after this long
+        "flush_s": (int, 3600, (10, 86400)),  # pulse counts to flash at least this often
+    },
     # ---- reporting (m2m.report) ----
     "mqtt": {
         "broker": (str, None, None),

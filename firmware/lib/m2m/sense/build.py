@@ -1,0 +1,87 @@
+# Sensors from the device config ("sense" section, m2m/config.py) and the board file: one sampler.
+# Each entry of sense.sensors is a dict with "type" (bme280, sht4x, ds18b20, battery, pulses,
+# modbus), optional "id" (names readings "<id>.<quantity>"), "interval_s", "deadband",
+# "max_interval_s", "window_s", "alarms" and the type's own keys (addr, pin, rom, slot,
+# debounce_ms, uart, unit, regs). Drivers are imported only for the types configured.
+from m2m.sense.sampler import Sampler
+
+TYPES = ("bme280", "sht4x", "ds18b20", "battery", "pulses", "modbus")
+
+
+def _opener(e, b):
+    from m2m import board, hal
+
+    t = e["type"]
+    if t == "bme280":
+        from m2m.sense.bme280 import BME280
+
+        return lambda: BME280(board.i2c(b) or _no("i2c"), e.get("addr", 0x76))
+    if t == "sht4x":
+        from m2m.sense.sht4x import SHT4x
+
+        return lambda: SHT4x(board.i2c(b) or _no("i2c"), e.get("addr", 0x44))
+    if t == "ds18b20":
+        from m2m.sense.ds18b20 import DS18B20
+
+        rom = e.get("rom")
+        return lambda: DS18B20(hal.OneWire(hal.Pin(e["pin"])), bytes.fromhex(rom) if rom else None)
+    if t == "battery":
+        from m2m.sense import battery
+
+        def make():
+            s = battery.from_board(b)
+            if s is None:
+                raise OSError(19)
+            return s
+        return make
+    if t == "pulses":
+        from m2m.sense.pulse import Pulses
+
+        return lambda: Pulses(e["pin"], e.get("slot", 0), e.get("debounce_ms", 20))
+    if t == "modbus":
+        from m2m.sense.modbus import ModbusRTU, ModbusSensor
+
+        u = e.get("uart") or {}
+        regs = [(r["name"], r.get("fc", 3), r["addr"], r.get("scale", 1)) for r in e["regs"]]
+
+        def make():
+            kw = {k: u[k] for k in ("tx", "rx") if k in u}
+            return ModbusSensor(ModbusRTU(hal.UART(u.get("id", 2), u.get("baud", 9600), **kw),
+                                          e.get("timeout_ms", 500)), e.get("unit", 1), regs)
+        return make
+    raise ValueError("sense.sensors: unknown type %r (known: %s)" % (t, ", ".join(TYPES)))
+
+
+def _no(what):
+    raise OSError(19)  # the board has no such bus: the sensor is missing
+
+
+def sampler(cfg, sink, b=None):
+    # cfg: the validated config; b: the board dict. Bad entries raise ValueError naming the entry.
+    from m2m import board
+
+    b = board.load() if b is None else b
+    b = b or {}
+    sc = cfg["sense"]
+    sm = Sampler(sink)
+    entries = list(sc["sensors"])
+    if sc["battery"] and not any(e.get("type") == "battery" for e in entries):
+        entries.append({"type": "battery"})
+    for n, e in enumerate(entries):
+        if type(e) is not dict or "type" not in e:
+            raise ValueError("sense.sensors[%d] must be an object with a \"type\" (one of %s)" % (n, ", ".join(TYPES)))
+        make = _opener(e, b)
+        quant = units = None
+        if e["type"] == "modbus":
+            quant = tuple(r["name"] for r in e["regs"])
+            units = tuple(r.get("unit", "") for r in e["regs"])
+        else:
+            quant = {"bme280": ("temperature", "humidity", "pressure"), "sht4x": ("temperature", "humidity"),
+                     "ds18b20": ("temperature",), "battery": ("battery",), "pulses": ("pulses",)}[e["type"]]
+        ranges = {"bme280": ((-40, 85), (0, 100), (30000, 110000)), "sht4x": ((-40, 125), (0, 100)),
+                  "ds18b20": ((-55, 125),), "battery": ((0, 6),)}.get(e["type"])
+        sm.add(e.get("id") or e["type"], make, quant, units, e.get("id"),
+               e.get("interval_s", sc["interval_s"]), e.get("deadband", sc["deadband"]),
+               e.get("max_interval_s", sc["max_interval_s"]), e.get("window_s", 0),
+               e.get("alarms", ()), ranges)
+    return sm

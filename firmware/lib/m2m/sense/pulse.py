@@ -1,0 +1,95 @@
+# Pulse counter for utility meters (S0 / reed outputs): an edge interrupt on a pin (hal.Pin.irq,
+# the ESP32 port's scheduled handler: ports/esp32/machine_pin.c machine_pin_isr_handler), a
+# debounce window, and a count that survives restarts.
+# Guarantee: every counted pulse is written to RTC memory in the handler, so no pulse is lost
+# across a soft reset, machine.reset(), a watchdog reset or deep sleep. RTC memory does not survive a
+# power loss: the count is also saved to flash (save(), called by the sampler every flush_s and every
+# flush_n pulses), so after a power cut at most the pulses since the last flash save are lost.
+# RTC memory layout: slot k (0-3) is bytes 8k..8k+7: b"P", pin, count (u32 LE), CRC-8; bytes past
+# the slots are kept as they were.
+import struct
+
+from m2m import hal
+from m2m.sense import crc8_maxim
+
+_SLOTS = 4
+
+
+class Pulses:
+    QUANT = ("pulses",)
+    RANGE = None
+
+    def __init__(self, pin, slot=0, debounce_ms=20, trigger=None, pull=None, path="/pulses.dat",
+                 flush_n=100):
+        if not 0 <= slot < _SLOTS:
+            raise ValueError("pulse counter slot must be 0-%d, not %r" % (_SLOTS - 1, slot))
+        self.pin_no = pin
+        self.slot = slot
+        self.debounce = debounce_ms
+        self.path = "%s.%d" % (path, slot)
+        self.flush_n = flush_n
+        self._rtc = hal.RTC()
+        mem = self._rtc.memory()
+        self._mem = bytearray(max(len(mem), 8 * _SLOTS))
+        self._mem[:len(mem)] = mem
+        self.count = max(self._load_rtc(), self._load_flash())
+        self.saved = self.count
+        self._last = hal.ticks_add(hal.ticks_ms(), -debounce_ms - 1)
+        self._store_rtc()
+        p = hal.Pin(pin, hal.Pin.IN, hal.Pin.PULL_UP if pull is None else pull)
+        self.pin = p
+        p.irq(self._edge, hal.Pin.IRQ_FALLING if trigger is None else trigger)
+
+    def _load_rtc(self):
+        o = 8 * self.slot
+        r = self._mem[o:o + 8]
+        if r[0] == 0x50 and r[1] == self.pin_no & 0xFF and crc8_maxim(r[:6]) == r[6]:
+            return struct.unpack_from("<I", r, 2)[0]
+        return 0
+
+    def _load_flash(self):
+        try:
+            with open(self.path) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return 0
+
+    def _store_rtc(self):
+        o = 8 * self.slot
+        m = self._mem
+        m[o] = 0x50
+        m[o + 1] = self.pin_no & 0xFF
+        struct.pack_into("<I", m, o + 2, self.count & 0xFFFFFFFF)
+        m[o + 6] = crc8_maxim(memoryview(m)[o:o + 6])
+        self._rtc.memory(m)
+
+    def _edge(self, pin):
+        now = hal.ticks_ms()
+        if hal.ticks_diff(now, self._last) <= self.debounce:
+            return  # contact bounce
+        self._last = now
+        self.count += 1
+        self._store_rtc()
+
+    def save(self):
+        # the count to flash (atomically: a temporary file, then rename)
+        if self.count == self.saved:
+            return
+        import os
+
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(self.count))
+        os.rename(tmp, self.path)
+        self.saved = self.count
+
+    def start(self):
+        return 0
+
+    def read(self):
+        if self.count - self.saved >= self.flush_n:
+            self.save()
+        return (self.count,)
+
+    def close(self):
+        self.pin.irq(None)
