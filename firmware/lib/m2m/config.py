@@ -47,8 +47,15 @@ SCHEMA = {
     },
     # ---- reporting (m2m.report) ----
     "mqtt": {
-        "broker": (str, None, None),
-        "prefix": (str, "m2mkit", None),
+        "broker": (str, None, None),  # mqtt://HOST:PORT, or mqtts://HOST:PORT (TLS done by the modem)
+        "prefix": (str, "m2mkit", None),  # topics <prefix>/<device.id>/... (README "MQTT contract")
+        "user": (str, None, None),
+        "password": (str, None, None),
+        "ca": (str, None, None),  # CA certificate file on the device for mqtts (PEM)
+        "keepalive": (int, 300, (30, 3600)),  # seconds; PINGREQ traffic on a kept connection
+        "batch": (int, 8, (1, 32)),  # outbox records per telemetry message
+        "ha_discovery": (bool, False, None),  # announce the readings to Home Assistant
+        "ha_prefix": (str, "homeassistant", None),  # Home Assistant's discovery prefix
     },
 }
 
