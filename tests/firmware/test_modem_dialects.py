@@ -423,13 +423,12 @@ def test_urc_table_names():
 
 def test_urcs_become_events_between_and_during_commands():
     u, at = driver({b"AT+CSQ": [b'\r\n+QIURC: "recv",1\r\n+CSQ: 20,99\r\n' + OK]})
-    seen = []
-    m = BG95(at, None, on_event=lambda n, l: seen.append(n))
+    m = BG95(at, None)
     r = at.cmd("AT+CSQ")
     assert r.lines == [b"+CSQ: 20,99"]  # the URC is not the answer
     u.push(b'\r\n+QIURC: "closed",1\r\n')
     at.poll(0)
-    assert seen == ["sock_data", "sock_closed"]
+    assert [e[0] for e in m.events] == ["sock_data", "sock_closed"]
     assert m.take_event(("sock_closed",)) == ("sock_closed", b'+QIURC: "closed",1')
     assert m.take_event() == ("sock_data", b'+QIURC: "recv",1') and m.take_event() is None
 

@@ -18,6 +18,22 @@ SCHEMA = {
         "apn_user": (str, "", None),
         "apn_password": (str, "", None),
         "rat": (list, ["lte-m", "nb-iot"], None),
+        # README "Network" documents each key below
+        "gsm": (bool, False, None),  # "gsm" in a rat list is used only when this allows it
+        "bands": (list, None, None),  # LTE band numbers for LTE-M and NB-IoT; None: the modem's own
+        "operator": (str, None, None),  # a PLMN ("26201") for manual selection; None: automatic
+        "operators": (list, None, None),  # ranked allowlist of PLMNs tried in order (operator unset)
+        "profiles": (list, None, None),  # fallback profiles: [{"apn", "operator", "rat"}, ...]
+        "profile_after_s": (int, 600, (60, 86400)),  # no registration this long: next profile
+        "reg_timeout_s": (int, 180, (10, 3600)),  # registration wait before recovery starts
+        "recovery_max_s": (int, 900, (60, 900)),  # longest wait between recovery steps (15 min)
+        "check_s": (int, 60, (5, 3600)),  # attached: registration / signal check period
+        "psm_tau_s": (int, None, (60, 35712000)),  # PSM: requested T3412 (periodic TAU)
+        "psm_active_s": (int, None, (0, 11160)),  # PSM: requested T3324 (active time)
+        "edrx_s": (float, None, (5.12, 10485.76)),  # eDRX: requested cycle
+        "modem_sleep": (bool, False, None),  # the modem's own UART sleep (AT+CSCLK / AT+QSCLK)
+        "roam_days_limit": (int, 0, (0, 3650)),  # days on visited networks before the policy; 0 off
+        "roam_policy": (str, "warn", ("warn", "next_profile")),
     },
     # SIM, data usage and endpoint allowlist (m2m.net.sim / usage / allow; README "SIM management")
     "sim": {

@@ -31,8 +31,12 @@
 #                        it unresponsive after consecutive timeouts), power-cycle it with the key
 #
 # URCs: every prefix in the dialect's URCS table is registered with the AT driver; handlers only
-# append (name, line) to self.events (bounded) and call on_event(name, line) when given. Callers
-# drain events with take_event(); the engine's waits (wait_event) read the same list.
+# append (name, line) to the engine's bounded queue self.events, which its own waits (wait_event,
+# pending) and the network layer read with take_event(). What callers need to hear goes to the one
+# event stream (m2m.events: modem.boot, modem.power_down, modem.unresponsive); a modem that stops
+# answering is reported to the one recovery path, m2m.net.link_failed(). The device runs one
+# synchronous loop (docs/CONTRACTS.md, "Concurrency model"): power, ping and sockets need the
+# synchronous driver m2m.at.AT.
 
 from micropython import const
 
@@ -239,13 +243,12 @@ class Modem:
     RECV_DATA = None  # payload-length rule for the AT driver: (prefix, field, inline)
     CLOSE = None
 
-    def __init__(self, at, board=None, on_event=None):
+    def __init__(self, at, board=None):
         # board: the board's "modem" dict (or the whole board dict), or None for defaults
         if board is not None and "modem" in board:
             board = board["modem"]
         self.at = at
         self.board = board or {}
-        self.on_event = on_event
         self.events = []
         self.events_dropped = 0
         self.recovery_needed = False
@@ -294,9 +297,9 @@ class Modem:
             ev.pop(0)
             self.events_dropped += 1
         ev.append((name, line))
-        cb = self.on_event
-        if cb is not None:
-            cb(name, line)
+        if name == "boot" or name == "power_down":
+            from m2m import events
+            events.post("modem." + name, line=_text(line))
 
     def take_event(self, names=None, prefix=None):
         # remove and return the first (name, line) whose name is in names (all when None) and whose
@@ -328,6 +331,14 @@ class Modem:
             if rem <= 0:
                 return None
             at.poll(rem if rem < 200 else 200)
+
+    def pending(self, names=None, timeout_ms=0):
+        # True when an event named in names is queued (left queued), waiting up to timeout_ms
+        e = self.wait_event(names, timeout_ms)
+        if e is None:
+            return False
+        self.events.insert(0, e)
+        return True
 
     async def await_event(self, names=None, timeout_ms=1000, prefix=None):
         # wait_event for the asyncio driver (its reader task dispatches the URCs)
@@ -519,12 +530,21 @@ class Modem:
         return True
 
     def _unresponsive(self, driver):
-        # the AT driver's callback after consecutive timeouts: post the recovery, do nothing here
+        # the AT driver's callback after consecutive timeouts: report it to the one recovery path
+        # (m2m.net.link_failed), never act here; ensure_responsive() reads recovery_needed
         if not self._powering:
             self.recovery_needed = True
+            from m2m import net
+            net.link_failed("modem unresponsive")
+
+    def _sync(self):
+        if not hasattr(self.at, "poll"):
+            raise ModemError("power, ping and sockets need the synchronous driver m2m.at.AT: the "
+                             "device runs one synchronous loop (docs/CONTRACTS.md)")
 
     def ping(self, timeout_ms=_PROBE_MS, retries=0):
         # True when the modem answers AT
+        self._sync()
         try:
             return self.at.cmd("AT", timeout_ms=timeout_ms, retries=retries).ok
         except OSError:

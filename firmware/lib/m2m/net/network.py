@@ -1,0 +1,572 @@
+# Network: the registration state machine, from power-off to attached and back (issue #8).
+#
+#   n = Network(modem_or_board, cfg)   cfg: m2m.config.load() (its "net" section is used)
+#   loop.run([n, ...])                 step() does a bounded amount of work, returns ms to sleep
+#   n.up(timeout_ms)                   step() until attached or timeout (tests, demo)
+#   n.link_failed(reason)              anyone who sees the link fail (sockets, MQTT) calls this
+#   n.status()                         state, profile, rat, plmn, roaming, signal, psm, counters
+#
+# States: OFF -> POWER (key pulse, banner) -> SYNC (AT, init script) -> SIM (N2's sim.check) ->
+# CONFIG (RAT, bands, APN, PSM / eDRX, operator) -> REGISTER (wait for +CEREG stat 1 / 5, a
+# deadline, never a loop) -> PDP -> ATTACHED (URCs, a periodic AT+CEREG?, signal, roaming days).
+# Every transition posts an event (m2m.events). Recovery (RECOVER) escalates when registration
+# stalls or the modem stops answering: re-select the operator, radio off / on (AT+CFUN), power-key
+# cycle, hard reset (RESET line or the PMU's supply rail); each step waits longer (doubling from
+# net.reg_timeout_s, capped at net.recovery_max_s <= 15 min) for registration before the next.
+# Fallback profiles (net.profiles): after net.profile_after_s without registration, or at once on
+# "registration denied", the next profile (APN, operator, RAT set) is configured.
+from micropython import const
+
+from m2m import events, hal, loop
+from m2m import creg
+
+OFF = const(0)
+POWER = const(1)
+SYNC = const(2)
+SIM = const(3)
+CONFIG = const(4)
+REGISTER = const(5)
+PDP = const(6)
+ATTACHED = const(7)
+RECOVER = const(8)
+WAIT_SIM = const(9)  # the SIM refused / absent: retried after a long wait
+
+NAMES = ("off", "power", "sync", "sim", "config", "register", "pdp", "attached", "recover", "wait_sim")
+STEPS = ("reselect", "radio", "powerkey", "hardreset")
+
+_SIM_MS = const(20000)  # a SIM not ready within this (after boot) counts as absent
+_SIM_RETRY_MS = const(900000)
+_POLL_MS = const(5000)  # AT+CEREG? while waiting for registration (URCs end the wait sooner)
+_DAY = const(86400)
+
+# AcT of +CEREG / +COPS (27.007 7.3): 0 GSM, 7 E-UTRAN (LTE-M), 9 E-UTRAN NB-S1
+_ACT = {0: "gsm", 3: "gsm", 7: "lte-m", 8: "lte-m", 9: "nb-iot"}
+
+# APN by the IMSI's MCC-MNC, for SIMs whose APN the config does not give. Small on purpose.
+# ASSUMED docs/ASSUMED.md#A-APN-TABLE (carrier IoT pages not reachable from here)
+APNS = (
+    ("90140", "iot.1nce.net"),
+)
+
+# eDRX cycle codes, WB-S1 mode (3GPP TS 24.008 table 10.5.5.32): code -> seconds
+_EDRX = (5.12, 10.24, 20.48, 40.96, 61.44, 81.92, 102.4, 122.88, 143.36, 163.84, 327.68, 655.36,
+         1310.72, 2621.44, 5242.88, 10485.76)
+
+
+def apn_for(imsi):
+    if imsi:
+        for p, apn in APNS:
+            if imsi.startswith(p):
+                return apn
+    return None
+
+
+def edrx_code(seconds):
+    # the 4-bit code of the shortest cycle >= seconds (the longest when above all)
+    for i in range(len(_EDRX)):
+        if _EDRX[i] >= seconds - 0.005:
+            return "{:04b}".format(i)
+    return "1111"
+
+
+def quality(sig):
+    # 0-100 from RSRP (-140 dBm -> 0, -80 dBm -> 100) weighted 70 % with RSRQ (-20 dB -> 0, -5 dB
+    # -> 100) 30 %; RSRP alone when RSRQ is missing; from RSSI (-113 dBm -> 0, -63 dBm -> 100) when
+    # the modem gives no LTE measurement; None without any
+    def lin(v, lo, hi):
+        if v is None:
+            return None
+        q = (v - lo) * 100 // (hi - lo)
+        return 0 if q < 0 else 100 if q > 100 else q
+    p = lin(sig.get("rsrp"), -140, -80)
+    q = lin(sig.get("rsrq"), -20, -5)
+    if p is not None:
+        return p if q is None else (p * 7 + q * 3) // 10
+    return lin(sig.get("rssi"), -113, -63)
+
+
+class Network:
+    def __init__(self, modem_or_board, cfg=None, state_dir="/"):
+        if cfg is None:
+            from m2m import config
+            cfg = config.load()
+        self.cfg = cfg
+        n = cfg["net"]
+        self.ncfg = n
+        self._board = None
+        if hasattr(modem_or_board, "at"):
+            self.modem = modem_or_board
+        else:
+            self._board = modem_or_board
+            self.modem = None
+        self.profiles = self._profiles(n)
+        self.profile = 0
+        self.state = OFF
+        self.want = True
+        self.deadline = 0
+        self.level = 0  # recovery steps taken since the last registration
+        self.counts = {"registered": 0, "lost": 0, "recovery": 0, "powerkey": 0, "hardreset": 0,
+                       "reselect": 0, "radio": 0, "profile": 0, "denied": 0}
+        self.failed = None  # link_failed() reason, handled at the next step
+        self.rat = None
+        self.plmn = None
+        self.roaming = None
+        self.reg = None  # the last creg.Reg
+        self.signal = {}
+        self.psm = None
+        self.edrx = None
+        self.sim_state = None
+        self._t_profile = hal.ticks_ms()
+        self._t_check = 0
+        self._sim_t0 = 0
+        from m2m.net import roam
+        self.roam = roam.Guard(state_dir + "net_roam.json", n["roam_days_limit"])
+        from m2m import net
+        net._active = self
+
+    # ---- config ----
+    def _profiles(self, n):
+        base = {"apn": n["apn"], "operator": n["operator"], "rat": n["rat"], "sim_slot": None}
+        out = [base]
+        for p in n["profiles"] or ():
+            q = dict(base)
+            q.update(p)
+            out.append(q)
+        return out
+
+    # ---- events and transitions ----
+    def _go(self, state, **fields):
+        self.state = state
+        events.post("net." + NAMES[state], **fields)
+
+    def link_failed(self, reason):
+        # the one recovery path: anything that saw the link fail reports it here
+        if self.failed is None:
+            self.failed = reason
+        events.post("net.link_failed", reason=reason)
+
+    def attached(self):
+        return self.state == ATTACHED
+
+    # ---- the loop's interface ----
+    def up(self, timeout_ms=300000):
+        return loop.run((self,), self.attached, timeout_ms)
+
+    def step(self):
+        try:
+            return self._step()
+        except OSError as e:  # an AT timeout: the modem stopped answering
+            self.link_failed("no answer: %s" % (e.args[-1] if e.args else e))
+            return 0
+        except Exception as e:  # ModemError: a command refused
+            if self.state in (SYNC, CONFIG, PDP):
+                self.link_failed("%s: %s" % (NAMES[self.state], e))
+                return 0
+            raise
+
+    def _step(self):
+        if self.failed is not None and self.state not in (OFF, POWER):
+            reason = self.failed
+            self.failed = None
+            m = self.modem
+            if m is not None and (m.at.unresponsive or reason.startswith("no answer")):
+                self.level = 2 if self.level < 2 else self.level  # straight to the power key
+            return self._recover(reason)
+        st = self.state
+        if st == OFF:
+            if not self.want:
+                return 60000
+            self._go(POWER)
+            return 0
+        if st == POWER:
+            return self._power()
+        if st == SYNC:
+            return self._sync()
+        if st == SIM or st == WAIT_SIM:
+            return self._sim()
+        if st == CONFIG:
+            return self._config()
+        if st == REGISTER:
+            return self._register()
+        if st == PDP:
+            return self._pdp()
+        if st == ATTACHED:
+            return self._attached()
+        return 0
+
+    # ---- power-off to responsive ----
+    def _open(self):
+        # the board's modem: supply rails, UART (guarded: the loop's hooks run while AT waits),
+        # then the dialect named by the board or detected
+        from m2m import board, modem
+        from m2m.at import AT
+        b = self._board
+        board.modem_supply(b)
+        at = AT(loop.Guarded(board.modem_uart(b)), timeout_ms=5000)
+        mb = b.get("modem") or {}
+        if mb.get("model"):
+            self.modem = modem.create(at, mb)
+        else:
+            self.modem = modem.Modem(at, mb)
+
+    def _power(self):
+        if self.modem is None:
+            self._open()
+        m = self.modem
+        if not m.power_on():
+            self._go(RECOVER, reason="no answer after power-on")
+            self.level = 2
+            return self._recover("no answer after power-on")
+        if m.NAME is None:  # a generic Modem: now detect the dialect
+            from m2m import modem
+            self.modem = m = modem.detect(m.at)(m.at, m.board)
+        self._go(SYNC, model=m.NAME)
+        return 0
+
+    def _sync(self):
+        m = self.modem
+        ident = m.init()
+        events.post("net.modem", model=ident["model"], imei=ident["imei"], iccid=ident["iccid"])
+        self._sim_t0 = hal.ticks_ms()
+        self._go(SIM)
+        return 0
+
+    def _sim(self):
+        m = self.modem
+        try:
+            from m2m.net import sim
+        except ImportError:
+            sim = None
+        if sim is not None:
+            st = sim.check(m, self.cfg)
+        else:
+            st = self._cpin()
+        self.sim_state = st
+        if st == "ready":
+            self._go(CONFIG, imsi=m.imsi)
+            return 0
+        if st == "busy":
+            if hal.ticks_diff(hal.ticks_ms(), self._sim_t0) < _SIM_MS:
+                # +CPIN: READY (or Quectel's +QUSIM) ends the wait early
+                m.pending(("sim",), 1000)
+                return 0
+            st = "absent"
+        if st == "tamper":  # N2's binding alarm: register anyway, the reporters refuse telemetry
+            self._go(CONFIG, imsi=m.imsi, sim="tamper")
+            return 0
+        self._go(WAIT_SIM, sim=st)
+        self._sim_t0 = hal.ticks_ms()
+        return _SIM_RETRY_MS
+
+    def _cpin(self):
+        # without m2m.net.sim: READY, busy while the SIM starts, or the state it reports
+        r = self.modem.at.cmd("AT+CPIN?", timeout_ms=5000)
+        if r.ok:
+            for ln in r.lines:
+                if b"READY" in ln:
+                    if self.modem.imsi is None:
+                        self.modem.run((("AT+CIMI", (), 2000, 1, "imsi"),))
+                    return "ready"
+            return "pin_required"
+        if r.error in self.modem.BUSY or r.error == ("CME", 14):
+            return "busy"
+        if r.error in (("CME", 10), ("CME", "SIM not inserted")):
+            return "absent"
+        return "busy"
+
+    # ---- configuration of the current profile ----
+    def _rat_name(self, rats):
+        ok = [r for r in rats if r != "gsm" or self.ncfg["gsm"]]
+        if "lte-m" in ok and "nb-iot" in ok:
+            return "auto"
+        return ok[0] if ok else "lte-m"
+
+    def _config(self):
+        m = self.modem
+        at = m.at
+        p = self.profiles[self.profile]
+        n = self.ncfg
+        self._t_profile = hal.ticks_ms()
+        rat = self._rat_name(p["rat"] or ["lte-m"])
+        if getattr(m, "RAT", None) and rat in m.RAT:
+            m.set_rat(rat)
+        if n["bands"]:
+            m.set_bands(n["bands"])
+        apn = p["apn"] or apn_for(m.imsi) or ""
+        self.apn = apn
+        m.set_apn(apn, n["apn_user"], n["apn_password"])
+        self._psm_request()
+        at.cmd("AT+COPS=3,2", timeout_ms=5000)  # numeric PLMN in AT+COPS? answers
+        # the radio on (the GM02S boots with CFUN=0; a RAT change may have turned it off)
+        r = at.cmd("AT+CFUN?", timeout_ms=5000)
+        if r.ok and not any(b"+CFUN: 1" in ln for ln in r.lines):
+            at.cmd("AT+CFUN=1", timeout_ms=20000)
+        op = p["operator"]
+        self._select(op)
+        self._go(REGISTER, profile=self.profile, apn=apn, rat=rat, operator=op or "auto")
+        self.deadline = hal.ticks_add(hal.ticks_ms(), n["reg_timeout_s"] * 1000)
+        return 0
+
+    def _select(self, op):
+        # automatic, a manual PLMN, or an allowlist in ranked order (the first the modem accepts)
+        at = self.modem.at
+        ops = self.ncfg["operators"] if not op else [op]
+        for plmn in ops:
+            r = at.cmd('AT+COPS=1,2,"%s"' % plmn, timeout_ms=180000)
+            if r.ok:
+                return plmn
+            events.post("net.operator_refused", plmn=plmn, error=r.error)
+        if op:
+            return None
+        at.cmd("AT+COPS=0", timeout_ms=180000)
+        return None
+
+    def _psm_request(self):
+        n = self.ncfg
+        m = self.modem
+        at = m.at
+        if n["psm_tau_s"]:
+            t = n["psm_active_s"] or 0
+            at.cmd('AT+CPSMS=1,,,"%s","%s"' % (creg.encode_t3412(n["psm_tau_s"]), creg.encode_t3324(t)),
+                   timeout_ms=5000)
+            # n=4 carries the granted timers (GM02S already runs n=5)
+            if m.NAME != "gm02s":
+                at.cmd("AT+CEREG=4", timeout_ms=5000)
+        if n["edrx_s"]:
+            act = 5 if self._rat_name(self.profiles[self.profile]["rat"] or ["lte-m"]) == "nb-iot" else 4
+            at.cmd('AT+CEDRXS=2,%d,"%s"' % (act, edrx_code(n["edrx_s"])), timeout_ms=5000)
+        if n["modem_sleep"] and getattr(m, "SLEEP", None):
+            m.run(m.SLEEP)
+
+    # ---- registration ----
+    def _reg_now(self):
+        # the latest registration: URCs first, else AT+CEREG?
+        m = self.modem
+        reg = None
+        while True:
+            e = m.take_event(("reg",))
+            if e is None:
+                break
+            g = creg.parse(e[1], False)
+            if g is not None and g.kind == "CEREG":
+                reg = g
+        return reg
+
+    def _ask_reg(self):
+        r = self.modem.at.cmd("AT+CEREG?", timeout_ms=5000)
+        for ln in r.lines:
+            g = creg.parse(ln, True)
+            if g is not None:
+                return g
+        return None
+
+    def _register(self):
+        m = self.modem
+        reg = self._reg_now()
+        if reg is None:
+            now = hal.ticks_ms()
+            if hal.ticks_diff(now, self._t_check) >= _POLL_MS:
+                self._t_check = now
+                reg = self._ask_reg()
+        if reg is not None:
+            self.reg = reg
+            if reg.registered:
+                return self._registered(reg)
+            if reg.stat == creg.DENIED:
+                self.counts["denied"] += 1
+                events.post("net.denied", cause=reg.reject_cause, profile=self.profile)
+                if len(self.profiles) > 1:
+                    return self._next_profile("denied")
+        now = hal.ticks_ms()
+        if (len(self.profiles) > 1 and hal.ticks_diff(now, self._t_profile)
+                >= self.ncfg["profile_after_s"] * 1000):
+            return self._next_profile("no registration")
+        if hal.ticks_diff(self.deadline, now) <= 0:
+            return self._recover("registration stalled")
+        m.pending(("reg",), 1000)  # a registration URC ends the wait; the next step reads it
+        return 0
+
+    def _next_profile(self, why):
+        self.profile = (self.profile + 1) % len(self.profiles)
+        self.counts["profile"] += 1
+        events.post("net.profile", index=self.profile, reason=why)
+        self.modem.at.cmd("AT+CFUN=0", timeout_ms=20000)
+        self._go(CONFIG)
+        return 0
+
+    def _registered(self, reg):
+        m = self.modem
+        self.level = 0
+        self.counts["registered"] += 1
+        self.rat = _ACT.get(reg.act, self.rat)
+        self.plmn = None
+        r = m.at.cmd("AT+COPS?", timeout_ms=5000)
+        for ln in r.lines:
+            f = ln.split(b",")
+            if len(f) >= 3:
+                self.plmn = f[2].strip(b'"').decode()
+                if len(f) >= 4 and self.rat is None:
+                    self.rat = _ACT.get(int(f[3]))
+        self.roaming = reg.stat == creg.ROAMING or bool(
+            self.plmn and m.imsi and self.plmn[:3] != m.imsi[:3])
+        self.psm = (reg.active_time_s, reg.periodic_tau_s) if reg.periodic_tau else None
+        if self.ncfg["edrx_s"]:
+            self._edrx_read()
+        self._go(PDP, rat=self.rat, plmn=self.plmn, roaming=self.roaming, tac=reg.tac, ci=reg.ci)
+        if self.psm:
+            events.post("net.psm", active_s=self.psm[0], tau_s=self.psm[1])
+        return 0
+
+    def _edrx_read(self):
+        r = self.modem.at.cmd("AT+CEDRXRDP", timeout_ms=5000)
+        for ln in r.lines:
+            f = ln.split(b",")
+            if len(f) >= 3:
+                try:
+                    self.edrx = _EDRX[int(f[2].strip(b'" '), 2)]
+                except (ValueError, IndexError):
+                    pass
+        if self.edrx:
+            events.post("net.edrx", cycle_s=self.edrx)
+
+    def _pdp(self):
+        m = self.modem
+        m.pdp_up(apn=self.apn)
+        self._go(ATTACHED, rat=self.rat, plmn=self.plmn, profile=self.profile)
+        self._t_check = hal.ticks_ms()
+        self.read_signal()
+        self._roam_tick()
+        return 0
+
+    # ---- attached ----
+    def _attached(self):
+        reg = self._reg_now()
+        now = hal.ticks_ms()
+        if reg is None and hal.ticks_diff(now, self._t_check) >= self.ncfg["check_s"] * 1000:
+            self._t_check = now
+            reg = self._ask_reg()
+            self.read_signal()
+            self._roam_tick()
+        if reg is not None:
+            self.reg = reg
+            if not reg.registered:
+                self.counts["lost"] += 1
+                self._go(REGISTER, stat=reg.stat)
+                self.deadline = hal.ticks_add(now, self.ncfg["reg_timeout_s"] * 1000)
+                self._t_profile = now
+                return 0
+        left = self.ncfg["check_s"] * 1000 - hal.ticks_diff(now, self._t_check)
+        # sleep until the next check, but read URCs (a lost registration) at least each second
+        self.modem.pending(("reg",), 1000 if left > 1000 else max(left, 0))
+        return 0
+
+    def _roam_tick(self):
+        act = self.roam.tick(self.roaming, int(hal.epoch()) // _DAY)
+        if act:
+            events.post("net.roaming", days=self.roam.days, limit=self.roam.limit,
+                        policy=self.ncfg["roam_policy"])
+            if act == 2 and self.ncfg["roam_policy"] == "next_profile" and len(self.profiles) > 1:
+                self._next_profile("permanent roaming")
+
+    # ---- recovery ----
+    def _recover(self, reason):
+        m = self.modem
+        k = self.level
+        step = STEPS[k if k < 3 else 3]
+        self.level = k + 1
+        self.counts["recovery"] += 1
+        self.counts[step] += 1
+        wait_s = self.ncfg["reg_timeout_s"] << (k if k < 10 else 10)
+        cap = self.ncfg["recovery_max_s"]
+        if wait_s > cap:
+            wait_s = cap
+        events.post("net.recovery", step=step, level=k, reason=reason, wait_s=wait_s,
+                    count=self.counts["recovery"])
+        self.state = RECOVER
+        try:
+            if step == "reselect":
+                m.at.cmd("AT+COPS=2", timeout_ms=30000)
+                self._select(self.profiles[self.profile]["operator"])
+            elif step == "radio":
+                m.at.cmd("AT+CFUN=0", timeout_ms=30000)
+                m.at.cmd("AT+CFUN=1", timeout_ms=30000)
+            else:
+                if step == "hardreset":
+                    self._hard_reset()
+                elif not m.power_cycle():
+                    raise OSError(110, "no answer after the power-key cycle")
+                m.at.reset()
+                m.init()
+                self._go(CONFIG, after=step)
+                self._config()
+        except OSError as e:
+            # the step itself failed (a silent modem): the next step, after a short pause
+            events.post("net.recovery_failed", step=step, error=str(e))
+            if self.level < 2:
+                self.level = 2
+            self.deadline = hal.ticks_add(hal.ticks_ms(), 5000)
+            self.state = REGISTER
+            return 5000
+        self.state = REGISTER
+        self.deadline = hal.ticks_add(hal.ticks_ms(), wait_s * 1000)
+        return 0
+
+    def _hard_reset(self):
+        # the supply rail (PMU boards) or the RESET line; a plain power-key cycle otherwise
+        m = self.modem
+        b = self._board
+        if b is not None and (b.get("modem") or {}).get("power_enable"):
+            from m2m import board
+            board.modem_supply(b, cold=True)
+            m.at.reset()
+            if not m.power_on():
+                raise OSError(110, "no answer after the supply cycle")
+            return
+        if not m.power_cycle():
+            raise OSError(110, "no answer after the hard reset")
+
+    # ---- signal and cell ----
+    def read_signal(self):
+        # RSSI from AT+CSQ, RSRP / RSRQ from AT+CESQ (3GPP TS 27.007 8.5 / 8.69), and the dialect's
+        # own read (SINR, band) where it has one; quality 0-100 (see quality())
+        at = self.modem.at
+        s = {"rssi": None, "rsrp": None, "rsrq": None, "sinr": None, "band": None}
+        r = at.cmd("AT+CSQ", timeout_ms=5000)
+        for ln in r.lines:
+            v = int(ln[5:].split(b",")[0])
+            if v != 99:
+                s["rssi"] = -113 + 2 * v
+        r = at.cmd("AT+CESQ", timeout_ms=5000)
+        for ln in r.lines:
+            f = ln[6:].split(b",")
+            if len(f) >= 6:
+                q, p = int(f[4]), int(f[5])
+                if q != 255:
+                    s["rsrq"] = q / 2 - 20  # 0: < -19.5 dB, steps of 0.5 dB
+                if p != 255:
+                    s["rsrp"] = p - 141  # 0: < -140 dBm, steps of 1 dB
+        sig = getattr(self.modem, "signal", None)
+        if sig is not None:
+            try:
+                for k, v in sig().items():
+                    if v is not None:
+                        s[k] = v
+            except OSError:
+                raise
+            except Exception:  # a vendor answer in a shape we do not know: keep the 3GPP values
+                pass
+        s["rat"] = self.rat
+        s["plmn"] = self.plmn
+        if self.reg is not None:
+            s["tac"] = self.reg.tac
+            s["ci"] = self.reg.ci
+        s["quality"] = quality(s)
+        self.signal = s
+        events.post("net.signal", quality=s["quality"], rsrp=s["rsrp"], rssi=s["rssi"])
+        return s
+
+    def status(self):
+        return {"state": NAMES[self.state], "profile": self.profile, "rat": self.rat,
+                "plmn": self.plmn, "roaming": self.roaming, "roam_days": self.roam.days,
+                "signal": self.signal, "psm": self.psm, "edrx": self.edrx, "sim": self.sim_state,
+                "level": self.level, "counts": self.counts}
