@@ -7,6 +7,7 @@ Protocol: JSON lines over loopback TCP, one reply line per request.
   {"op": "ow_reset", "pin": 4} -> {"presence": true}    {"op": "ow_scan", "pin": 4} -> {"roms": [...]}
   {"op": "ow_write", "pin": 4, "data": "cc44"} -> {}    {"op": "ow_read", "pin": 4, "n": 9} -> {"data": ...}
   {"op": "adc", "pin": 35} -> {"uv": 1850000}           {"op": "pin_read", "pin": 0} -> {"value": 1}
+  {"op": "pin_edges", "pins": [4]} -> {"edges": [[4, 0], [4, 1]]}  (queued level changes, in order)
 A request the bus cannot serve answers {"err": "..."}; the hal raises OSError(ENODEV) as an ESP32 does
 when nothing acknowledges.
 
@@ -67,6 +68,7 @@ class Bus:
         self.onewire = {}  # pin -> [devices]
         self.adc = {}      # pin -> microvolts
         self.pins = {}     # pin -> 0/1
+        self.edges = []    # [pin, new level] not yet fetched by the device's Pin.irq
         self.lock = threading.Lock()
         self.log = []
 
@@ -87,6 +89,8 @@ class Bus:
             if op.startswith("ow_"):
                 devs = self.onewire.get(req["pin"], [])
                 if op == "ow_reset":
+                    for d in devs:
+                        getattr(d, "bus_reset", lambda: None)()
                     return {"presence": bool(devs)}
                 if op == "ow_scan":
                     return {"roms": [d.rom.hex() for d in devs]}
@@ -109,7 +113,20 @@ class Bus:
                 if req["pin"] not in self.pins:
                     return {"err": f"input pin {req['pin']} is not driven by the simulation"}
                 return {"value": self.pins[req["pin"]]}
+            if op == "pin_edges":
+                want = set(req.get("pins", ()))
+                out = [e for e in self.edges if e[0] in want]
+                self.edges = [e for e in self.edges if e[0] not in want]
+                return {"edges": out}
         return {"err": f"unknown op {op!r}"}
+
+    def set_pin(self, pin, value):
+        """Drive an input pin; a change of level is queued as an edge for the device's Pin.irq."""
+        value = 1 if value else 0
+        with self.lock:
+            if self.pins.get(pin, value) != value:
+                self.edges.append([pin, value])
+            self.pins[pin] = value
 
 
 class _Handler(socketserver.StreamRequestHandler):

@@ -7,7 +7,12 @@
 #   M2M_TIME_SCALE  float      lightsleep / deepsleep / watchdog run this many times faster
 #   M2M_RESET_CAUSE int        set by the bridge on each (re)start
 #   M2M_UID         hex        machine.unique_id()
-# Not modelled: electrical levels, pin interrupts, baud rate, PWM/DAC/touch, brown-outs.
+#   M2M_UART<id>    host:port  machine.UART(<id>) connects there instead of M2M_MODEM (e.g. a Modbus
+#                              RTU server on UART 2: m2mkit.sim.modbus)
+# Pin interrupts: edges the bus queues (BusSim.set_pin) are fetched and their handlers run, as the
+# port's mp_sched_schedule does, when the firmware sleeps or idles (time.sleep*, machine.idle) or
+# reads an input pin. Not modelled: electrical levels, edge timing, baud rate, PWM/DAC/touch,
+# brown-outs.
 import json
 import select
 import socket
@@ -141,6 +146,20 @@ gpio = Link("M2M_GPIO")
 bus = Link("M2M_BUS")
 
 
+irqs = {}  # pin number -> (pin object, handler, trigger mask)
+
+
+def poll_irqs():
+    # run the handlers of the edges queued on the bus since the last poll (trigger: 1 rising, 2 falling)
+    if not irqs:
+        return
+    r = bus_call("pin_edges", pins=list(irqs))
+    for pin, level in (r["edges"] if r else ()):
+        e = irqs.get(pin)
+        if e is not None and e[2] & (1 if level else 2):
+            e[1](e[0])
+
+
 def bus_call(op, **kw):
     # None when no bus answers (nothing attached) or the bus reports an error
     kw["op"] = op
@@ -152,8 +171,8 @@ def bus_call(op, **kw):
 
 # ---- the modem's serial line: a TCP connection to the simulator ----
 class Wire:
-    def __init__(self):
-        self.addr = env_addr("M2M_MODEM")
+    def __init__(self, env="M2M_MODEM"):
+        self.addr = env_addr(env)
         self.sock = None
         self.poll = select.poll()
 

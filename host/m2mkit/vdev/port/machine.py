@@ -103,6 +103,7 @@ def lightsleep(time_ms=None):
 
 def idle():
     utime.sleep_ms(1)
+    S.poll_irqs()
 
 
 def freq(hz=_NOARG):
@@ -196,6 +197,7 @@ class Pin:
         if v is _NOARG:
             if self._mode is not None and self._mode & 2:
                 return self._out
+            S.poll_irqs()
             r = S.bus_call("pin_read", pin=self._id)
             if r is not None:
                 return r["value"]
@@ -211,11 +213,27 @@ class Pin:
     def off(self):
         self._set(0)
 
-    def irq(self, handler=None, trigger=3, *, wake=None, hard=False):
-        return None  # accepted; edges are not modelled
+    def irq(self, handler=None, trigger=3, wake=None):
+        # machine_pin.c machine_pin_irq: handler, trigger (IRQ_RISING | IRQ_FALLING), wake; no
+        # `hard` keyword on this port (the handler is always scheduled). Edges come from the bus
+        # (_m2m_sim.poll_irqs); wake is accepted and not modelled.
+        if handler is None:
+            S.irqs.pop(self._id, None)
+        else:
+            S.irqs[self._id] = (self, handler, int(trigger))
+        return _PinIRQ(self)
 
     def __repr__(self):
         return "Pin(%d)" % self._id
+
+
+class _PinIRQ:
+    def __init__(self, pin):
+        self._pin = pin
+
+    def trigger(self):
+        e = S.irqs.get(self._pin._id)
+        return e[2] if e else 0
 
 
 class Signal:
@@ -249,7 +267,8 @@ class UART(io.IOBase):
         self._num = id
         self._cfg = {"baudrate": 115200, "tx": None, "rx": None, "rts": None, "cts": None, "flow": 0}
         self._timeout = 0
-        self._w = S.Wire()
+        own = "M2M_UART%d" % id  # a second serial device (e.g. Modbus) on its own address
+        self._w = S.Wire(own if uos.getenv(own) else "M2M_MODEM")
         self.init(*args, **kw)
         self._w.connect()
 

@@ -32,3 +32,19 @@ localtime = gmtime  # no time zones on the port
 
 def mktime(t):
     return int(_t.mktime(t)) - _EPOCH_2000
+
+
+# pin interrupt handlers run while the firmware sleeps (the port's scheduler runs them then too)
+def sleep(s):
+    _t.sleep(s)
+    _S.poll_irqs()
+
+
+def sleep_ms(ms):
+    _t.sleep_ms(ms)
+    _S.poll_irqs()
+
+
+def sleep_us(us):
+    _t.sleep_us(us)
+    _S.poll_irqs()
