@@ -1,0 +1,37 @@
+"""Host-test fixtures: a real Mosquitto broker for the whole session (plain and TLS listeners, a CA
+made at start; see m2mkit.broker)."""
+
+import pytest
+
+from m2mkit.broker import Broker
+from m2mkit.errors import UserError
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """A started m2mkit.broker.Broker: .url, .tls_url, .ca_file, .other_ca_file, .log()."""
+    try:
+        b = Broker().start()
+    except UserError as e:
+        pytest.fail(str(e))  # mosquitto missing or not starting: say the apt line, never skip
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def subscriber(broker):
+    """A factory of paho subscribers on the session broker, closed after the test:
+    subscriber("m2mkit/#") (plain) or subscriber("m2mkit/#", tls=True)."""
+    from m2mkit.broker import Subscriber
+
+    made = []
+
+    def make(*topics, tls=False, ca_file=None):
+        s = Subscriber(broker.tls_url if tls else broker.url, topics=topics or ("#",),
+                       ca_file=ca_file or (broker.ca_file if tls else None))
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()

@@ -1,0 +1,76 @@
+"""The test broker: a real Mosquitto, plain and TLS, refused with another CA, gone after stop."""
+
+import os
+import ssl
+import socket
+
+import pytest
+
+from m2mkit import broker as broker_mod
+from m2mkit.broker import Broker, Subscriber
+from m2mkit.errors import UserError
+
+
+def test_publish_subscribe_plain(subscriber):
+    sub = subscriber("t/plain/#")
+    pub = subscriber("unused/plain")
+    pub.publish("t/plain/x", b"hello", qos=1)
+    assert sub.wait(1, topic="t/plain/x") == [("t/plain/x", b"hello", False)]
+
+
+def test_publish_subscribe_tls_and_retained(subscriber):
+    pub = subscriber("unused/tls", tls=True)
+    pub.publish("t/tls/status", b"online", retain=True)
+    sub = subscriber("t/tls/#", tls=True)  # arrives after the publish: gets the retained copy
+    assert sub.wait(1, topic="t/tls/status") == [("t/tls/status", b"online", True)]
+
+
+def test_plain_and_tls_clients_see_each_other(subscriber):
+    sub = subscriber("t/mix/#", tls=True)
+    subscriber("unused/mix").publish("t/mix/a", b"1")
+    assert [m[1] for m in sub.wait(1, topic="t/mix/a")] == [b"1"]
+
+
+def test_certificate_from_another_ca_is_refused(broker):
+    with pytest.raises(UserError) as e:
+        Subscriber(broker.tls_url, ca_file=broker.other_ca_file, timeout=3)
+    assert "certificate verify failed" in str(e.value)
+    # the same with the standard library, as a client that says why
+    ctx = ssl.create_default_context(cafile=broker.other_ca_file)
+    with socket.create_connection(("127.0.0.1", broker.tls_port), 3) as s:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def test_server_certificate_names_localhost_and_loopback(broker):
+    ctx = ssl.create_default_context(cafile=broker.ca_file)
+    for name in ("localhost", "127.0.0.1"):
+        with socket.create_connection(("127.0.0.1", broker.tls_port), 3) as s:
+            with ctx.wrap_socket(s, server_hostname=name) as t:
+                assert t.version().startswith("TLS")
+
+
+def test_stop_leaves_no_files_and_frees_the_ports():
+    b = Broker().start()
+    folder, port, tls_port = b.dir, b.port, b.tls_port
+    assert folder.is_dir() and (folder / "ca.pem").is_file()
+    b.stop()
+    assert not folder.exists()
+    for p in (port, tls_port):
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", p), 0.5).close()
+    b.stop()  # twice is harmless
+
+
+def test_missing_mosquitto_says_the_apt_line(monkeypatch):
+    monkeypatch.setattr(broker_mod.shutil, "which", lambda name: None)
+    monkeypatch.setattr(broker_mod.os, "access", lambda p, mode: False)
+    with pytest.raises(UserError) as e:
+        Broker()
+    assert "apt-get install mosquitto" in str(e.value)
+
+
+def test_bad_url_is_one_line_error():
+    with pytest.raises(UserError) as e:
+        Subscriber("http://localhost")
+    assert "mqtt://HOST:PORT" in str(e.value)
