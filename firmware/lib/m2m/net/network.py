@@ -296,6 +296,11 @@ class Network:
         self.apn = apn
         m.set_apn(apn, n["apn_user"], n["apn_password"])
         self._psm_request()
+        # +CEREG with the reject cause and the granted PSM timers (n=5), else the timers (n=4),
+        # else the location (n=2) as the init script set it (27.007 10.1.22: n 0-5, optional ones)
+        for k in (5, 4):
+            if at.cmd("AT+CEREG=%d" % k, timeout_ms=5000).ok:
+                break
         at.cmd("AT+COPS=3,2", timeout_ms=5000)  # numeric PLMN in AT+COPS? answers
         # the radio on (the GM02S boots with CFUN=0; a RAT change may have turned it off)
         r = at.cmd("AT+CFUN?", timeout_ms=5000)
@@ -310,7 +315,7 @@ class Network:
     def _select(self, op):
         # automatic, a manual PLMN, or an allowlist in ranked order (the first the modem accepts)
         at = self.modem.at
-        ops = self.ncfg["operators"] if not op else [op]
+        ops = (self.ncfg["operators"] or ()) if not op else (op,)
         for plmn in ops:
             r = at.cmd('AT+COPS=1,2,"%s"' % plmn, timeout_ms=180000)
             if r.ok:
@@ -329,9 +334,6 @@ class Network:
             t = n["psm_active_s"] or 0
             at.cmd('AT+CPSMS=1,,,"%s","%s"' % (creg.encode_t3412(n["psm_tau_s"]), creg.encode_t3324(t)),
                    timeout_ms=5000)
-            # n=4 carries the granted timers (GM02S already runs n=5)
-            if m.NAME != "gm02s":
-                at.cmd("AT+CEREG=4", timeout_ms=5000)
         if n["edrx_s"]:
             act = 5 if self._rat_name(self.profiles[self.profile]["rat"] or ["lte-m"]) == "nb-iot" else 4
             at.cmd('AT+CEDRXS=2,%d,"%s"' % (act, edrx_code(n["edrx_s"])), timeout_ms=5000)

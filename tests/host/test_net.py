@@ -1,0 +1,190 @@
+"""Issue #8 (network half): the registration state machine (m2m.net.network) in the real
+MicroPython against the modem simulator: attach on each dialect, denied then the fallback profile,
+ten minutes without coverage (recovery, escalation order in the log), a hung modem (power-key
+cycle), roaming days across a reboot, and a long time-scaled run with coverage coming and going."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from m2mkit.sim.modem import ModemSim
+from m2mkit.testing import run_micropython
+
+MODELS = ("sim7080g", "sim7000g", "bg95", "bg96", "gm02s")
+
+# power lines as the boards/*.json files give them
+LINES = {
+    "sim7080g": {"pwrkey": {"pin": 41, "active": 1, "on_pulse_ms": 1000, "off_pulse_ms": 1300, "boot_ms": 5000}},
+    "sim7000g": {"pwrkey": {"pin": 4, "active": 1, "on_pulse_ms": 1000, "off_pulse_ms": 1300, "boot_ms": 5000}},
+    "bg95": {"pwrkey": {"pin": 25, "active": 1, "on_pulse_ms": 750, "off_pulse_ms": 1000, "boot_ms": 5000}},
+    "bg96": {"pwrkey": {"pin": 25, "active": 1, "on_pulse_ms": 750, "off_pulse_ms": 1000, "boot_ms": 6000}},
+    "gm02s": {"reset": {"pin": 45, "active": 0, "pulse_ms": 100, "boot_ms": 5000}},
+}
+
+CODE = """
+import json, os
+from m2m import hal, events, loop, config, modem
+from m2m.at import AT
+from m2m.net.network import Network
+cfg = config.validate(json.loads(os.getenv("CFG")))
+at = AT(loop.Guarded(hal.UART(1, 115200)), timeout_ms=2000)
+m = modem.create(at, json.loads(os.getenv("BOARD")))
+n = Network(m, cfg, state_dir=os.getenv("STATE") + "/")
+"""
+
+UP = CODE + """
+ok = n.up(int(os.getenv("UP_MS", "600000")))
+print(json.dumps({"ok": ok, "status": n.status(), "t": hal.ticks_ms()}))
+"""
+
+
+def sim_for(model, scale, **kw):
+    line = LINES[model].get("pwrkey") or LINES[model]["reset"]
+    return ModemSim(model=model, time_scale=scale, power_on=False, pwrkey_pin=line["pin"],
+                    pwrkey_active=line["active"], **kw)
+
+
+def run(code, sim, scale, cfg, tmp_path, model, heapsize="512K", timeout=120, **extra):
+    board = dict(LINES[model], model=model)
+    env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address),
+           "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+           "M2M_CTRL": "%s:%d" % tuple(sim.control_address),
+           "M2M_TIME_SCALE": str(scale), "CFG": json.dumps(cfg), "BOARD": json.dumps(board),
+           "STATE": str(tmp_path)}
+    env.update(extra)
+    rc, out, err = run_micropython(code, env=env, heapsize=heapsize, timeout=timeout)
+    assert rc == 0, out + err
+    res = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    evs = [ln[len("event: "):].split(" ", 1) for ln in out.splitlines() if ln.startswith("event: ")]
+    return res, [(e[0], e[1] if len(e) > 1 else "") for e in evs]
+
+
+def kinds(evs):
+    return [k for k, _ in evs]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_attach_on_each_dialect(model, tmp_path):
+    with sim_for(model, 20) as sim:
+        (r,), evs = run(UP, sim, 20, {"net": {"apn": "internet"}}, tmp_path, model)
+        assert r["ok"], evs
+        st = r["status"]
+        assert st["state"] == "attached" and st["rat"] == "lte-m" and st["plmn"] == sim.card.imsi[:5]
+        assert st["roaming"] is False
+        k = kinds(evs)
+        # every transition posted, in order
+        order = ["net.power", "net.sync", "net.sim", "net.config", "net.register", "net.pdp", "net.attached"]
+        assert [x for x in k if x in order] == order, k
+        sig = st["signal"]
+        # the simulator's default signal: rssi -71 dBm (CSQ 21), rsrp -95, rsrq -10
+        assert sig["rssi"] == -71 and sig["rsrp"] == -95 and sig["rsrq"] == -10
+        assert 0 < sig["quality"] <= 100
+        assert sim.status()["boots"] == 1
+
+
+def test_denied_then_the_fallback_profile_registers(tmp_path):
+    # the home network rejects the SIM (cause 15, no suitable cells in the tracking area); the
+    # second profile names the partner network 00103 and registers there (roaming)
+    tl = [[0, "searching"], [2, "denied", {"reject_cause": 15}]]
+    cfg = {"net": {"apn": "internet", "profiles": [{"operator": "00103", "apn": "partner"}]}}
+    with sim_for("bg95", 20, timeline=tl) as sim:
+        (r,), evs = run(UP, sim, 20, cfg, tmp_path, "bg95")
+        assert r["ok"], evs
+        st = r["status"]
+        assert st["profile"] == 1 and st["plmn"] == "00103" and st["roaming"] is True
+        assert st["counts"]["denied"] >= 1 and st["counts"]["profile"] == 1
+        denied = [f for k, f in evs if k == "net.denied"]
+        assert denied and "cause=15" in denied[0] and "profile=0" in denied[0]
+        assert any(k == "net.profile" and "index=1" in f for k, f in evs)
+        assert any(k == "net.attached" and "profile=1" in f for k, f in evs)
+        assert sim.status()["operator"] == "00103"
+
+
+def _later(sim, modem_s, fn):
+    # call fn once the simulator's clock has passed modem_s seconds
+    def run():
+        while sim.modem_time() < modem_s:
+            time.sleep(0.02)
+        fn()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_no_coverage_for_ten_minutes_escalates_then_recovers(tmp_path):
+    scale = 50
+    cfg = {"net": {"apn": "internet", "reg_timeout_s": 60}}
+    with sim_for("sim7080g", scale, timeline=[[0, "searching"]]) as sim:
+        t = _later(sim, 600, lambda: sim.set_timeline([[0, "home"]]))
+        (r,), evs = run(UP, sim, scale, cfg, tmp_path, "sim7080g", UP_MS="1500000")
+        t.join(1)
+        assert r["ok"], evs
+        steps = [f.split("step=")[1].split()[0] for k, f in evs if k == "net.recovery"]
+        # re-select the operator, radio off/on, power-key cycle, hard reset, in this order
+        assert steps[:4] == ["reselect", "radio", "powerkey", "hardreset"], steps
+        waits = [int(f.split("wait_s=")[1].split()[0]) for k, f in evs if k == "net.recovery"]
+        assert waits == sorted(waits) and max(waits) <= 900, waits
+        st = r["status"]
+        assert st["state"] == "attached" and st["level"] == 0
+        assert st["counts"]["recovery"] == len(steps) and st["counts"]["powerkey"] >= 1
+        assert r["t"] >= 600000  # attached only after the coverage came back
+        assert sim.status()["boots"] >= 2  # the power-key cycle happened
+
+
+HANG = CODE + """
+import socket
+def control(req):
+    host, _, port = os.getenv("M2M_CTRL").rpartition(":")
+    s = socket.socket()
+    s.connect(socket.getaddrinfo(host, int(port))[0][-1])
+    s.write(json.dumps(req) + "\\n")
+    reply = s.readline()
+    s.close()
+    return json.loads(reply)
+assert n.up(300000)
+assert control({"op": "fault", "kind": "hang"})["ok"]
+ok = loop.run((n,), lambda: n.counts["powerkey"] and n.attached(), 300000)
+print(json.dumps({"ok": ok, "status": n.status()}))
+"""
+
+
+@pytest.mark.parametrize("model", ("bg95", "gm02s"))
+def test_modem_stops_answering_power_key_cycle(model, tmp_path):
+    cfg = {"net": {"apn": "internet", "check_s": 5}}
+    with sim_for(model, 20) as sim:
+        (r,), evs = run(HANG, sim, 20, cfg, tmp_path, model)
+        assert r["ok"], evs
+        k = kinds(evs)
+        i = k.index("net.link_failed")
+        rec = [f for kk, f in evs[i:] if kk == "net.recovery"]
+        assert rec and "step=powerkey" in rec[0], rec  # straight to the power key
+        assert r["status"]["state"] == "attached"
+        assert sim.status()["boots"] == 2
+
+
+ROAM = CODE + """
+ok = n.up(300000)
+print(json.dumps({"ok": ok, "status": n.status()}))
+"""
+
+
+def test_roaming_days_survive_a_reboot(tmp_path):
+    cfg = {"net": {"apn": "internet", "roam_days_limit": 1}}
+    tl = [[0, "searching"], [3, "roaming"]]
+    with sim_for("bg95", 20, timeline=tl) as sim:
+        (r,), evs = run(ROAM, sim, 20, cfg, tmp_path, "bg95")
+        assert r["ok"] and r["status"]["roaming"] is True and r["status"]["roam_days"] == 1
+        saved = json.loads((tmp_path / "net_roam.json").read_text())
+        assert saved["days"] == 1
+        assert any(k == "net.roaming" and "days=1" in f for k, f in evs)
+    # a day later (the saved day moved back by one), after a reboot: the count goes on
+    saved["last"] -= 1
+    (tmp_path / "net_roam.json").write_text(json.dumps(saved))
+    with sim_for("bg95", 20, timeline=tl) as sim:
+        (r,), evs = run(ROAM, sim, 20, cfg, tmp_path, "bg95")
+        assert r["ok"] and r["status"]["roam_days"] == 2
+        # past the limit of 1 day: the policy (warn) is reported
+        assert any(k == "net.roaming" and "days=2" in f and "policy=warn" in f and "limit=1" in f
+                   for k, f in evs), evs
