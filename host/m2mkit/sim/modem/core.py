@@ -1062,7 +1062,12 @@ class Modem:
         """Open a bridged socket; returns it, or raises OpenError."""
         if not self.registered() or not self.attached:
             raise OpenError("no_pdp")
-        s = BridgedSocket(self, conn_id, proto, host, port, tls_context, server_hostname)
+        from .dns import resolver
+
+        ip = resolver(self).resolve(host)  # the modem's DNS (dns.py); TLS keeps the name for SNI
+        if ip is None:
+            raise OpenError("dns", "unknown host %s" % host)
+        s = BridgedSocket(self, conn_id, proto, ip, port, tls_context, server_hostname)
         self.sockets[conn_id] = s
         await self.clock.sleep(self.NET_RTT)
         if self.sockets_refused:
@@ -1292,6 +1297,11 @@ class Modem:
         if not self.enter_puk(code, newpin):
             raise CmeError(16)
         self.sim_unlocked()
+
+    def at_CNUM(self, cmd):
+        from .card import at_CNUM  # SIM-card behaviour lives in card.py
+
+        return at_CNUM(self, cmd)
 
     def at_CLCK(self, cmd):
         if cmd.kind == "test":

@@ -19,6 +19,7 @@ import threading
 import time
 import zlib
 
+from .card import swap as swap_card
 from .core import REG_STATES, Card, Clock, make_iccid, make_imei
 from .quectel import BG95, BG96
 from .sequans import GM02S
@@ -257,6 +258,8 @@ class ModemSim:
                 m.sim_remove()
             elif action == "insert":
                 m.sim_insert()
+            elif action == "swap":  # another card: {"iccid", "imsi", "pin", "puk", "msisdn"}, all optional
+                swap_card(self, **{k: kw[k] for k in ("iccid", "imsi", "pin", "puk", "msisdn") if k in kw})
             elif action == "set_pin":
                 pin = kw.get("pin")
                 if pin is None:
@@ -266,8 +269,10 @@ class ModemSim:
                 if "puk" in kw:
                     self.card.puk = str(kw["puk"])
             else:
-                raise ValueError('sim needs "action": insert, remove or set_pin')
-            return {"ok": True, "sim": m.sim_state, "present": self.card.present}
+                raise ValueError('sim needs "action": insert, remove, swap or set_pin')
+            c = self.card
+            return {"ok": True, "sim": m.sim_state, "present": c.present, "iccid": c.iccid, "imsi": c.imsi,
+                    "pin_left": c.pin_left, "puk_left": c.puk_left}
         if op == "counters":
             return {"ok": True, "sockets": m.counters()}
         if op == "power":
@@ -347,6 +352,10 @@ class ModemSim:
 
     def sim_insert(self):
         self._call(self.modem.sim_insert)
+
+    def sim_swap(self, **card):
+        """Another card (iccid, imsi, pin, puk, msisdn): read at the modem's next boot (card.py)."""
+        return self._call(swap_card, self, **card)
 
     def power(self, on):
         self._call(self.modem.power_on if on else self.modem.power_off)

@@ -7,6 +7,8 @@ issue logs for the exact wording. Unsourced facts cite their entry in docs/ASSUM
 
 import time
 
+from . import card
+from . import dns
 from .core import NO_FINAL, CmeError, Malformed, Modem
 from .netsock import OpenError
 
@@ -73,6 +75,8 @@ class SIM7080G(Modem):
         return "+APP PDP: %d,%s" % (idx, "ACTIVE" if active else "DEACTIVE")
 
     # ---- identity -----------------------------------------------------------------------------
+    at_SPIC = card.at_SPIC  # PIN / PUK tries left
+
     def at_CCID(self, cmd):
         self.require_sim(ready=False)
         self.info(self.card.iccid)
@@ -281,6 +285,10 @@ class SIM7080G(Modem):
             cmd.str(2)
         else:
             raise CmeError(50)
+
+    # ---- DNS (dns.py) ----
+    async def at_CDNSGIP(self, cmd):
+        await dns.at_CDNSGIP(self, cmd)
 
     # ---- CA* sockets ---------------------------------------------------------------------------
     def _tls_for(self, cid):
