@@ -18,7 +18,7 @@ class ModbusError(Exception):
     # an exception response: .code is the Modbus exception code
     def __init__(self, unit, fc, code):
         self.code = code
-        Exception.__init__(self, "Modbus unit %d function %d: exception %d (%s)"
+        super().__init__("Modbus unit %d function %d: exception %d (%s)"
                            % (unit, fc, code, EXCEPTIONS.get(code, "unknown")))
 
 
