@@ -23,7 +23,8 @@ What it does NOT model:
 - PSM and eDRX sleeping: timers are accepted, read back and reported in +CEREG, but the modem never
   sleeps, never becomes unreachable and draws no current; network-granted values equal requests.
 - SMS, voice, USSD, phonebook, SIM toolkit; GNSS / GPS; FOTA and firmware updates; the modems'
-  built-in MQTT / HTTP / CoAP / LwM2M clients; DNS commands; listening sockets, "UDP SERVICE",
+  built-in MQTT / HTTP / CoAP / LwM2M clients; DNS servers and IPv6 answers (dns.py resolves
+  names from a host-side table: localhost, *.test, *.localhost and names added); listening sockets, "UDP SERVICE",
   transparent / online data modes, PPP (ATD*99#) and CMUX.
 - Baud-rate changes: AT+IPR to another rate is answered OK and then both sides read noise until a
   power cycle (no auto-bauding); hardware flow control beyond require_flow (nothing is sent until the

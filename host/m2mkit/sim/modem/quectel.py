@@ -6,6 +6,7 @@ bg77_udp-qiopen-qisend-qird-dotted, bg96_qiopen-qisend-qiurc-recv and bg96_boot-
 for the exact bytes. Unsourced facts cite their entry in docs/ASSUMED.md.
 """
 
+from . import dns
 from .core import NO_FINAL, CmeError, Malformed, Modem
 from .netsock import OpenError
 
@@ -248,6 +249,10 @@ class BG95(Modem):
             return self.tls_context(None, verify=False)
         return self.tls_context(self.nv_files.get(c.get("cacert", "")) or b"", verify=True)
 
+    # ---- DNS (dns.py) ----
+    async def at_QIDNSGIP(self, cmd):
+        await dns.at_QIDNSGIP(self, cmd)
+
     # ---- sockets -------------------------------------------------------------------------------
     async def _open(self, urc, conn_id, ctx, proto, host, port, access, tls=None):
         if conn_id in self.sockets:
@@ -344,11 +349,11 @@ class BG95(Modem):
         if s.extra.get("access") == 1:
             raise CmeError(3)
         n = cmd.int(1, self.MAX_READ, lo=0, hi=self.MAX_READ)
-        if n == 0 and not ssl_cmd:
-            self.info("+QIRD: %d,%d,%d" % (s.rx_total, s.rx_read, s.available()))
-            return
         if n == 0:
-            raise Malformed("length 0")
+            # the query form, AT+QSSLRECV=<id>,0 too: total, read, unread (TinyGSM
+            # TinyGsmClientBG96.h modemGetAvailable reads both commands this way)
+            self.info("%s: %d,%d,%d" % (name, s.rx_total, s.rx_read, s.available()))
+            return
         data = self.sock_read(s, n)
         if not data:
             self.info("%s: 0" % name)

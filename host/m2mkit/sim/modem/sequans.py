@@ -8,6 +8,7 @@ without tac/ci). Unsourced facts cite their entry in docs/ASSUMED.md.
 
 import binascii
 
+from . import dns
 from .core import NO_FINAL, CmeError, Malformed, Modem
 from .netsock import OpenError
 
@@ -131,6 +132,10 @@ class GM02S(Modem):
             return self.tls_context(None, verify=False)
         pem = self.nv_files.get("certificate:%s" % c["ca"]) if c["ca"] != "" else None
         return self.tls_context(pem or b"", verify=True)
+
+    # ---- DNS (dns.py) ----
+    async def at_SQNDNSLKUP(self, cmd):
+        await dns.at_SQNDNSLKUP(self, cmd)
 
     # ---- sockets -------------------------------------------------------------------------------
     def at_SQNSCFG(self, cmd):

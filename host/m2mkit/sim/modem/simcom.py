@@ -8,6 +8,7 @@ issue logs for the exact wording. Unsourced facts cite their entry in docs/ASSUM
 import time
 
 from . import card
+from . import dns
 from .core import NO_FINAL, CmeError, Malformed, Modem
 from .netsock import OpenError
 
@@ -284,6 +285,10 @@ class SIM7080G(Modem):
             cmd.str(2)
         else:
             raise CmeError(50)
+
+    # ---- DNS (dns.py) ----
+    async def at_CDNSGIP(self, cmd):
+        await dns.at_CDNSGIP(self, cmd)
 
     # ---- CA* sockets ---------------------------------------------------------------------------
     def _tls_for(self, cid):

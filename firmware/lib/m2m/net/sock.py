@@ -1,0 +1,550 @@
+# Sockets over the modem's own TCP/IP stack, shaped like MicroPython's (docs/CONTRACTS.md, "Modem
+# sockets"). A Stack serves one modem; its socket() / getaddrinfo() make it a drop-in for the
+# `socket` module of code written for MicroPython (umqtt.simple: `simple.socket = stack`).
+#
+#   st = Stack(modem, kind="tcp"|"udp"|"tls", timeout_ms=10000, tls=None, on_fail=None)
+#   tls: {"ca": pem bytes, "cert": pem, "key": pem, "name": "m2m"} uploaded once per boot the
+#        modem's own way (SIMCom AT+CFSWFILE, Quectel AT+QFUPL, Sequans AT+SQNSNVW); server
+#        verification is on whenever a CA is given; the host name goes to the modem (SNI)
+#   s = st.socket(); s.connect(st.getaddrinfo(host, port)[0][-1]); s.write(b); s.read(n) ...
+#
+# Writes are collected and go out as one send (one AT send command, one TCP segment) when a read
+# starts, when flush() / send() is called, at close, or when the buffer holds MAX_SEND bytes.
+# No read waits forever: a blocking socket waits at most its timeout (settimeout(None) and
+# setblocking(True) mean the Stack's timeout_ms) and then raises OSError(ETIMEDOUT); a
+# non-blocking one returns None when nothing is there. Waits go through the AT driver, whose UART
+# waits call m2m.loop.idle(). A read never asks the modem for more than its buffer holds: the
+# receive URC or a buffer query (SIMCom AT+CARECV?, Quectel AT+QIRD=<id>,0 / AT+QSSLRECV=<id>,0,
+# Sequans AT+SQNSI=<id>, as TinyGSM's TinyGsmClientSIM7080.h / TinyGsmClientBG96.h /
+# TinyGsmClientSequansMonarch.h modemGetAvailable do) says how much there is; a SIM7000 asked
+# with AT+CARECV for more than it holds has been reported to freeze.
+from micropython import const
+
+from m2m import hal
+from m2m.modem import ModemError, _fields
+
+AF_INET = const(2)
+SOCK_STREAM = const(1)
+SOCK_DGRAM = const(2)
+IPPROTO_TCP = const(6)
+IPPROTO_UDP = const(17)
+
+_ETIMEDOUT = const(110)
+_ECONNRESET = const(104)
+_ENOTCONN = const(107)
+_EHOSTUNREACH = const(113)
+_ECONNREFUSED = const(111)
+
+MAX_SEND = const(1024)  # bytes a send command carries (below every dialect's limit)
+MAX_READ = const(1024)  # bytes a receive command asks for at most
+_REQUERY_MS = const(2000)  # a buffer query this often even without a receive URC (URCs get lost)
+_DNS_MS = const(30000)
+
+
+def _ioerr(code, why):
+    # OSError(errno, why): e.errno as MicroPython's sockets give it, e.args[1] says what happened
+    return OSError(code, why)
+
+
+class Stack:
+    def __init__(self, modem, kind="tcp", timeout_ms=10000, tls=None, on_fail=None, connect_ms=60000):
+        self.modem = modem
+        self.kind = kind
+        self.timeout_ms = timeout_ms
+        self.connect_ms = connect_ms
+        self.tls = tls
+        self.on_fail = on_fail  # on_fail(reason) when a socket finds the link gone
+        self._names = {}  # ip -> the name it was resolved from (TLS opens by name: SNI)
+        self._creds = None
+        self.last_error = None
+
+    # ---- the socket module's functions ----
+    def socket(self, af=AF_INET, type=SOCK_STREAM, proto=0):
+        kind = self.kind
+        if type == SOCK_DGRAM:
+            kind = "udp"
+        return Socket(self, kind)
+
+    def getaddrinfo(self, host, port, af=0, type=0, proto=0, flags=0):
+        ip = resolve(self.modem, host)
+        if ip != host and len(self._names) < 8:
+            self._names[ip] = host
+        t = type or (SOCK_DGRAM if self.kind == "udp" else SOCK_STREAM)
+        return [(AF_INET, t, IPPROTO_UDP if t == SOCK_DGRAM else IPPROTO_TCP, "", (ip, port))]
+
+    # ---- ids ----
+    def _sid(self):
+        first, n = self.modem.SOCKET_IDS
+        used = self.modem.socket_kinds
+        for i in range(first, first + n):
+            if i not in used:
+                return i
+        raise _ioerr(_EHOSTUNREACH, "all %d modem sockets are in use: close one" % n)
+
+    def _fail(self, why):
+        self.last_error = why
+        cb = self.on_fail
+        if cb is not None:
+            cb(why)
+
+    # ---- TLS credentials, uploaded once per Stack ----
+    def _upload(self):
+        if self._creds is not None or not self.tls:
+            return self._creds
+        self._creds = upload_credentials(self.modem, self.tls)
+        return self._creds
+
+
+def _family(modem):
+    t = modem.RECV if not isinstance(modem.RECV, dict) else modem.RECV["tcp"]
+    if t.startswith("AT+CARECV"):
+        return "simcom"
+    if t.startswith("AT+QIRD"):
+        return "quectel"
+    return "sequans"
+
+
+# ---- DNS through the modem ----
+def resolve(modem, host, timeout_ms=_DNS_MS):
+    # the IPv4 address of host, asked of the modem's DNS; a dotted quad comes back as it is
+    if _is_ip(host):
+        return host
+    if not host or len(host) > 253 or '"' in host:
+        raise _ioerr(_EHOSTUNREACH, "host name %r: give a DNS name or an IPv4 address" % (host,))
+    fam = _family(modem)
+    at = modem.at
+    got = []
+    if fam == "sequans":
+        # AT+SQNDNSLKUP="<name>" -> +SQNDNSLKUP: "<name>","<ip>" OK (Sequans GM02S AT manual)
+        r = at.cmd('AT+SQNDNSLKUP="%s"' % host, resp=b"+SQNDNSLKUP:", timeout_ms=timeout_ms)
+        if r.ok:
+            for ln in r.lines:
+                f = _fields(ln[ln.find(b":") + 1:], False)
+                if len(f) > 1 and _is_ip(f[-1]):
+                    return f[-1]
+        raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, r.error or "no address"))
+    if fam == "simcom":
+        # AT+CDNSGIP="<name>",<retries>,<timeout ms>: OK, then +CDNSGIP: 1,"<name>","<ip>"[,...]
+        # or +CDNSGIP: 0,<err> (SIM7070/SIM7080 AT manual; zephyr drivers/modem/simcom sim7080 dns)
+        prefix = b"+CDNSGIP:"
+        cmd = 'AT+CDNSGIP="%s",1,10000' % host
+    else:
+        # AT+QIDNSGIP=<contextID>,"<name>": OK, then +QIURC: "dnsgip",<err>,<count>,<ttl> and one
+        # +QIURC: "dnsgip","<ip>" per address (Quectel TCP/IP application note, AT+QIDNSGIP)
+        prefix = b'+QIURC: "dnsgip"'
+        cmd = 'AT+QIDNSGIP=1,"%s"' % host
+    at.urc(prefix, got.append)
+    try:
+        r = at.cmd(cmd, timeout_ms=5000)
+        if not r.ok:
+            raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, r.error))
+        deadline = hal.ticks_add(hal.ticks_ms(), timeout_ms)
+        while hal.ticks_diff(deadline, hal.ticks_ms()) > 0:
+            for ln in got:
+                f = _fields(ln[len(prefix):].lstrip(b","), False)
+                if fam == "simcom":
+                    if f and f[0] == "1" and len(f) > 2:
+                        return f[2]
+                    if f:
+                        raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: error %s" % (host, f[-1]))
+                elif len(f) == 1 and _is_ip(f[0]):
+                    return f[0]
+                elif f and f[0] != "0":  # +QIURC: "dnsgip",<err>[,...]: err 0 is the success header
+                    raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: error %s" % (host, f[0]))
+            at.poll(200)
+        raise _ioerr(_ETIMEDOUT, "DNS lookup of %s: no answer within %d ms" % (host, timeout_ms))
+    finally:
+        at.urc(prefix, None)
+
+
+def _is_ip(s):
+    p = s.split(".")
+    if len(p) != 4:
+        return False
+    for x in p:
+        if not x.isdigit() or int(x) > 255:
+            return False
+    return True
+
+
+# ---- TLS credentials ----
+def upload_credentials(modem, tls):
+    # store CA / client cert / key in the modem; returns {"ca": ref, "cert": ref, "key": ref}
+    fam = _family(modem)
+    name = tls.get("name", "m2m")
+    refs = {}
+    for i, part in enumerate(("ca", "cert", "key")):
+        data = tls.get(part)
+        if not data:
+            continue
+        if isinstance(data, str):
+            data = data.encode()
+        if fam == "simcom":
+            fn = "%s_%s.pem" % (name, part)
+            modem.write_file(fn, data)
+            refs[part] = fn
+        elif fam == "quectel":
+            fn = "UFS:%s_%s.pem" % (name, part)
+            at = modem.at
+            at.cmd('AT+QFDEL="%s"' % fn, timeout_ms=2000)  # AT+QFUPL refuses an existing file
+            # AT+QFUPL=<name>,<size>,<timeout s>: CONNECT, the bytes, +QFUPL: <size>,<checksum> OK
+            # (Quectel FILE application note)
+            r = at.cmd('AT+QFUPL="%s",%d,10' % (fn, len(data)), payload=data, prompt=b"CONNECT",
+                       timeout_ms=15000)
+            if not r.ok:
+                raise ModemError("uploading %s failed: %s" % (fn, r.error))
+            refs[part] = fn
+        else:
+            # AT+SQNSNVW=<"certificate"|"privatekey">,<index>,<size>: "> ", the bytes, OK
+            # (Sequans GM02S AT manual; walter-micropython uploads certificates this way)
+            idx = 10 + i  # slots 10..12: ASSUMED docs/ASSUMED.md#A-GM02S-CERT-SLOTS
+            what = "privatekey" if part == "key" else "certificate"
+            r = modem.at.cmd('AT+SQNSNVW="%s",%d,%d' % (what, idx, len(data)), payload=data,
+                             timeout_ms=15000)
+            if not r.ok:
+                raise ModemError("writing %s to slot %d failed: %s" % (part, idx, r.error))
+            refs[part] = idx
+    return refs
+
+
+def _tls_script(modem, sid, kind, refs):
+    # the commands that point the socket's TLS at the uploaded credentials, verification on
+    fam = _family(modem)
+    ctx = modem.SSL_CTX.get(kind, 0)
+    out = []
+    if fam == "simcom":
+        if "ca" in refs:
+            out.append('AT+CSSLCFG="convert",2,"%s"' % refs["ca"])
+            out.append('AT+CASSLCFG=%d,"CACERT","%s"' % (sid, refs["ca"]))
+        if "cert" in refs and "key" in refs:
+            out.append('AT+CSSLCFG="convert",1,"%s","%s"' % (refs["cert"], refs["key"]))
+            out.append('AT+CASSLCFG=%d,"CERT","%s"' % (sid, refs["cert"]))
+    elif fam == "quectel":
+        if "ca" in refs:
+            out.append('AT+QSSLCFG="cacert",%d,"%s"' % (ctx, refs["ca"]))
+        if "cert" in refs and "key" in refs:
+            out.append('AT+QSSLCFG="clientcert",%d,"%s"' % (ctx, refs["cert"]))
+            out.append('AT+QSSLCFG="clientkey",%d,"%s"' % (ctx, refs["key"]))
+        if "ca" in refs:
+            # seclevel 1: verify the server; 2: and present the client certificate
+            out.append('AT+QSSLCFG="seclevel",%d,%d' % (ctx, 2 if "cert" in refs else 1))
+    else:
+        if "ca" in refs:
+            # AT+SQNSPCFG=<spId>,<version 2>,<ciphers>,<certValidLevel 1: verify the chain>,
+            # <caCertificateID>,<clientCertificateID>,<clientPrivateKeyID>
+            out.append('AT+SQNSPCFG=%d,2,"",1,%d,%s,%s' % (sid, refs["ca"], refs.get("cert", '""'),
+                                                         refs.get("key", '""')))
+    return out
+
+
+class Socket:
+    def __init__(self, stack, kind):
+        self.st = stack
+        self.m = stack.modem
+        self.kind = kind
+        self.sid = None
+        self.timeout_ms = stack.timeout_ms
+        self._tx = bytearray()
+        self._rx = b""  # bytes read from the modem, not yet given out
+        self._avail = 0  # bytes the modem said it holds for us
+        self._check = True  # ask the modem how much it holds (a URC came, or nothing known yet)
+        self._asked = hal.ticks_ms()
+        self._eof = False
+        self.tx_bytes = 0
+        self.rx_bytes = 0
+
+    # ---- setup ----
+    def settimeout(self, t):
+        # seconds; None: the Stack's timeout (never forever); 0: non-blocking
+        self.timeout_ms = self.st.timeout_ms if t is None else int(t * 1000)
+
+    def setblocking(self, flag):
+        self.timeout_ms = self.st.timeout_ms if flag else 0
+
+    def connect(self, addr):
+        host, port = addr[0], addr[1]
+        host = self.st._names.get(host, host) if self.kind == "tls" else host
+        from m2m.net import allow
+
+        allow.check(host, port)  # OSError(EACCES) for an endpoint the allowlist does not name
+        m = self.m
+        sid = self.st._sid()
+        kind = self.kind
+        tmo = self.st.connect_ms
+        try:
+            setup = m.SOCKET_SETUP and m.SOCKET_SETUP.get(kind)
+            if setup:
+                m.run(setup, **m._sock(sid, kind))
+            if kind == "tls":
+                refs = self.st._upload()
+                for c in _tls_script(m, sid, kind, refs or {}):
+                    m.at.cmd(c, timeout_ms=5000).check()
+            self._drop_events(sid)
+            cmd = m.open_cmd(sid, kind, host, port)
+            r = m.at.cmd(cmd, timeout_ms=tmo)
+            if not r.ok:
+                raise ModemError("%s failed: %s" % (cmd, r.error))
+            res = m.OPEN_RESULT
+            if isinstance(res, dict):
+                res = res.get(kind)
+            if res is not None:
+                line = None
+                for ln in r.lines:
+                    if ln.startswith(res):
+                        line = ln
+                if line is None:
+                    e = m.wait_event(None, tmo, res)
+                    if e is None:
+                        raise ModemError("%s: no %s within %d ms" % (cmd, res.decode(), tmo))
+                    line = e[1]
+                err = m.open_error(line)
+                if err != 0:
+                    raise ModemError("%s: error %s" % (cmd, err))
+        except (ModemError, OSError) as e:
+            why = "connecting to %s:%d failed (%s)" % (host, port, _msg(e))
+            if kind == "tls":
+                why += "; if the server's certificate is not from the CA given, the modem refuses it"
+            self.st.last_error = why
+            raise _ioerr(_ECONNREFUSED, why)
+        m.socket_kinds[sid] = kind
+        self.sid = sid
+        self._check = False  # nothing can be waiting yet
+        self._asked = hal.ticks_ms()
+
+    def _drop_events(self, sid):
+        ev = self.m.events
+        i = 0
+        while i < len(ev):
+            n, line = ev[i]
+            if n in ("sock_data", "sock_closed", "sock_sent") and self.m.urc_fields(line)[:1] == [sid]:
+                ev.pop(i)
+            else:
+                i += 1
+
+    def _urcs(self):
+        # take this socket's receive / closed URCs from the modem's event list
+        ev = self.m.events
+        sid = self.sid
+        i = 0
+        while i < len(ev):
+            n, line = ev[i]
+            if n in ("sock_data", "sock_closed", "sock_sent") and self.m.urc_fields(line)[:1] == [sid]:
+                ev.pop(i)
+                if n == "sock_data":
+                    self._check = True
+                elif n == "sock_closed":
+                    self._eof = True
+                    self._check = True  # unread bytes may still be there
+            else:
+                i += 1
+
+    # ---- sending ----
+    def write(self, buf, n=None):
+        if self.sid is None:
+            raise _ioerr(_ENOTCONN, "socket not connected")
+        if n is not None and n < len(buf):
+            buf = memoryview(buf)[:n]
+        self._tx.extend(buf)
+        if len(self._tx) >= MAX_SEND:
+            self.flush()
+        return len(buf)
+
+    def send(self, buf):
+        n = self.write(buf)
+        self.flush()
+        return n
+
+    sendall = send
+
+    def flush(self):
+        tx = self._tx
+        while tx:
+            part = bytes(tx[:MAX_SEND])
+            try:
+                self.m.sock_send(self.sid, part, timeout_ms=max(self.st.timeout_ms, 5000))
+            except (ModemError, OSError) as e:
+                self._tx = bytearray()
+                self._dead("send failed (%s)" % _msg(e))
+            self.tx_bytes += len(part)
+            _usage(len(part), 0)
+            tx = tx[MAX_SEND:]
+        self._tx = bytearray()
+
+    def _dead(self, why):
+        self._eof = True
+        self.st._fail(why)
+        raise _ioerr(_ECONNRESET, why)
+
+    # ---- receiving ----
+    def _query(self):
+        # how many bytes the modem holds for this socket
+        m = self.m
+        fam = _family(m)
+        sid = self.sid
+        if fam == "simcom":
+            r = m.at.cmd("AT+CARECV?", resp=b"+CARECV:", timeout_ms=3000)
+            idx = 1
+        elif fam == "quectel":
+            q = "AT+QSSLRECV=%d,0" if self.kind in ("tls", "dtls") else "AT+QIRD=%d,0"
+            r = m.at.cmd(q % sid, resp=(b"+QSSLRECV:", b"+QIRD:"), timeout_ms=3000)
+            idx = 2
+        else:
+            r = m.at.cmd("AT+SQNSI=%d" % sid, resp=b"+SQNSI:", timeout_ms=3000)
+            idx = 3
+        self._asked = hal.ticks_ms()
+        if not r.ok:
+            # the modem no longer knows the socket: it is gone
+            self._eof = True
+            return 0
+        n = 0
+        for ln in r.lines:
+            f = _fields(ln[ln.find(b":") + 1:])
+            if fam == "simcom":
+                if len(f) > 1 and f[0] == sid:
+                    n = f[1]
+            elif len(f) > idx:
+                if fam == "quectel" or f[0] == sid:
+                    n = f[idx]
+        return n if isinstance(n, int) else 0
+
+    def _fill(self, want):
+        # one step: bring up to `want` bytes from the modem into self._rx; True if any came
+        self._urcs()
+        if self._avail <= 0 and (self._check or
+                                 hal.ticks_diff(hal.ticks_ms(), self._asked) >= _REQUERY_MS):
+            self._check = False
+            self._avail = self._query()
+        if self._avail <= 0:
+            return False
+        n = min(want, self._avail, MAX_READ)
+        if n <= 0:
+            return False
+        m = self.m
+        cmd, rule = m.recv_cmd(self.sid, self.kind, n)
+        try:
+            r = m.at.cmd(cmd, timeout_ms=5000, data=rule)
+        except OSError as e:
+            self._dead("receive failed (%s)" % _msg(e))
+        if not r.ok:
+            self._dead("receive failed (%s)" % (r.error,))
+        data = r.data or b""
+        self._avail -= len(data)
+        if len(data) < n:
+            self._avail = 0  # the modem had less than it said: ask again next time
+            self._check = True
+        if data:
+            self.rx_bytes += len(data)
+            _usage(0, len(data))
+            self._rx = self._rx + data if self._rx else data
+            return True
+        return False
+
+    def _wait(self, want, whole):
+        # bring bytes in until `want` are there (whole) or any are (not whole); the rest is the
+        # caller's: returns False on a non-blocking socket with nothing there
+        if self._tx:
+            self.flush()
+        tmo = self.timeout_ms
+        deadline = hal.ticks_add(hal.ticks_ms(), tmo)
+        while True:
+            have = len(self._rx)
+            if have >= want or (have and not whole):
+                return True
+            if self._fill(want - have):
+                continue
+            if self._eof and self._avail <= 0 and not self._check:
+                return True
+            if tmo <= 0:
+                return have > 0
+            rem = hal.ticks_diff(deadline, hal.ticks_ms())
+            if rem <= 0:
+                if have:
+                    return True
+                raise _ioerr(_ETIMEDOUT, "no data within %d ms" % tmo)
+            # the receive URC (or the periodic query) ends the wait
+            self.m.at.poll(rem if rem < 200 else 200)
+
+    def _take(self, n):
+        rx = self._rx
+        if n >= len(rx):
+            self._rx = b""
+            return rx
+        self._rx = rx[n:]
+        return rx[:n]
+
+    def read(self, n=-1):
+        if self.sid is None:
+            raise _ioerr(_ENOTCONN, "socket not connected")
+        if n < 0:
+            n = MAX_READ * 4
+            whole = False
+        else:
+            whole = True
+        if n == 0:
+            return b""
+        if not self._wait(n, whole):
+            return None
+        return self._take(n)
+
+    def readinto(self, buf, n=None):
+        n = len(buf) if n is None else min(n, len(buf))
+        d = self.read(n)
+        if d is None:
+            return None
+        buf[:len(d)] = d
+        return len(d)
+
+    def recv(self, n):
+        if self.sid is None:
+            raise _ioerr(_ENOTCONN, "socket not connected")
+        if not self._wait(n, False):
+            raise _ioerr(11, "no data")  # EAGAIN, as a non-blocking MicroPython socket
+        return self._take(n)
+
+    def readline(self):
+        while True:
+            i = self._rx.find(b"\n")
+            if i >= 0:
+                return self._take(i + 1)
+            before = len(self._rx)
+            if not self._wait(before + 1, True) or len(self._rx) == before:
+                return self._take(len(self._rx))
+
+    # ---- end ----
+    def close(self):
+        sid = self.sid
+        if sid is None:
+            return
+        try:
+            if self._tx and not self._eof:
+                self.flush()
+        except OSError:
+            pass
+        self.sid = None
+        try:
+            self.m.sock_close(sid, timeout_ms=10000)
+        except (ModemError, OSError):
+            self.m.socket_kinds.pop(sid, None)
+        self._drop_events(sid)
+
+    def __del__(self):
+        pass  # closing needs AT commands: never from a finaliser
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+def _msg(e):
+    a = e.args
+    return a[1] if len(a) > 1 else (a[0] if a else repr(e))
+
+
+def _usage(tx, rx):
+    # the data-usage counters (m2m.net.usage), once the device has set them up
+    from m2m.net import usage
+
+    if usage._cfg is not None:
+        usage.count(tx, rx)
