@@ -27,9 +27,13 @@ def unit(quantity):
 
 
 def ipso(name):
-    # the IPSO object id for a reading name ("temperature" or "<sensor>.temperature")
-    q = QUANTITIES.get(name.rpartition(".")[2])
-    return q[1] if q else 3300
+    # the IPSO object id for a reading name ("temperature", "<sensor>.temperature",
+    # "<sensor>.temperature.mean"); 3300 Generic Sensor for anything else
+    for part in name.split("."):
+        q = QUANTITIES.get(part)
+        if q:
+            return q[1]
+    return 3300
 
 
 def crc8_31(data):

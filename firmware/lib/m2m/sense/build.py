@@ -65,11 +65,12 @@ def sampler(cfg, sink, b=None):
     sc = cfg["sense"]
     sm = Sampler(sink)
     entries = list(sc["sensors"])
-    if sc["battery"] and not any(e.get("type") == "battery" for e in entries):
-        entries.append({"type": "battery"})
     for n, e in enumerate(entries):
         if type(e) is not dict or "type" not in e:
             raise ValueError("sense.sensors[%d] must be an object with a \"type\" (one of %s)" % (n, ", ".join(TYPES)))
+    if sc["battery"] and not any(e["type"] == "battery" for e in entries):
+        entries.append({"type": "battery"})
+    for e in entries:
         make = _opener(e, b)
         quant = units = None
         if e["type"] == "modbus":

@@ -41,7 +41,7 @@ class _Sensor:
         self.alarms = alarms  # [index, above (bool), level, hysteresis, active]
         self.ranges = ranges
         self.state = _IDLE
-        self.due = hal.ticks_ms()
+        self.due = self.cycle = hal.ticks_ms()
         self.fault = None
         n = len(names)
         self.last = [None] * n  # last reported value
@@ -125,13 +125,14 @@ class Sampler:
                     self._fault(s, "missing", "no answer (%s): check its wiring and address" % e)
                     return
             if s.state == _IDLE:
+                s.cycle = s.due if hal.ticks_diff(now, s.due) < s.interval else now  # keep the cadence
                 ms = s.drv.start()
                 if ms:
                     s.state = _CONVERTING
                     s.due = hal.ticks_add(now, ms)
                     return
             s.state = _IDLE
-            s.due = hal.ticks_add(s.due if hal.ticks_diff(now, s.due) < s.interval else now, s.interval)
+            s.due = hal.ticks_add(s.cycle, s.interval)
             vals = s.drv.read()
         except OSError as e:
             s.state = _IDLE
@@ -177,6 +178,17 @@ class Sampler:
             self.sink(tuple(urgent), True)
         out = []
         if s.window:
+            if hal.ticks_diff(now, s.win_end) >= 0:  # the window closed: this reading opens the next
+                s.win_end = hal.ticks_add(now, s.window)
+                for i, g in enumerate(s.agg):
+                    if g is None:
+                        continue
+                    n, u = s.names[i], s.units[i]
+                    out.append((n + ".min", g[0], u, t))
+                    out.append((n + ".max", g[1], u, t))
+                    out.append((n + ".mean", g[2] / g[3], u, t))
+                    out.append((n + ".count", g[3], "", t))
+                    s.agg[i] = None
             for i, v in enumerate(vals):
                 g = s.agg[i]
                 if g is None:
@@ -188,17 +200,6 @@ class Sampler:
                         g[1] = v
                     g[2] += v
                     g[3] += 1
-            if hal.ticks_diff(now, s.win_end) >= 0:
-                s.win_end = hal.ticks_add(now, s.window)
-                for i, g in enumerate(s.agg):
-                    if g is None:
-                        continue
-                    n, u = s.names[i], s.units[i]
-                    out.append((n + ".min", g[0], u, t))
-                    out.append((n + ".max", g[1], u, t))
-                    out.append((n + ".mean", g[2] / g[3], u, t))
-                    out.append((n + ".count", g[3], "", t))
-                    s.agg[i] = None
         else:
             for i, v in enumerate(vals):
                 last = s.last[i]
