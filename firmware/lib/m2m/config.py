@@ -40,7 +40,7 @@ SCHEMA = {
         "pin": (str, None, None),  # entered only when the card has all 3 tries left
         "bind_iccid": (str, None, None),  # a card with another ICCID: tamper alarm, no telemetry
         "bind_imei": (str, None, None),  # the same for the modem's IMEI
-        "ready_ms": (int, 10000, (0, 120000)),  # how long the SIM may stay busy after boot / PIN
+        "ready_ms": (int, 10000, (0, 120000)),  # how long the SIM may stay busy after the PIN
     },
     "usage": {
         "billing_day": (int, 1, (1, 28)),  # day of the month the billing month starts (UTC)

@@ -1,7 +1,7 @@
 # SIM management: identity, state, PIN safety and binding (issue #8). Contract: docs/CONTRACTS.md "SIM".
 #
 # check(modem, cfg) runs at the network's "SIM ready" step and returns "ready", "pin_refused",
-# "puk_needed", "absent", "busy" or "tamper". The PIN from config is entered only when the card still
+# "puk_needed", "absent", "busy" (ask again later) or "tamper". The PIN from config is entered only when the card still
 # has all 3 tries (a wrong PIN leaves 2, never a locked card), and a PIN whose outcome is not known to
 # be good is entered at most once per boot. Before an entry the card/PIN fingerprint is written to NVS
 # as "trying", after it as "good" or "refused", so a reset or power-cut loop cannot spend tries: a
@@ -200,7 +200,7 @@ def check(modem, cfg):
     # the SIM step of the network state machine: identity, PIN, binding; returns the SIM's state
     global _tamper
     c = cfg["sim"]
-    st = _wait(modem, c["ready_ms"])
+    st = state(modem)  # "busy" goes back to the network's SIM state, which waits for it
     iccid = _read(modem, "iccid") if st != "absent" else None
     info["iccid"] = iccid
     info["imei"] = _read(modem, "imei")

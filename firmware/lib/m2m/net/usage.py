@@ -180,4 +180,5 @@ def summary_sent():
 
 def stats():
     # what a report or the console shows
+    _roll()
     return {"day_tx": c[2], "day_rx": c[3], "month_tx": c[4], "month_rx": c[5], "level": level()}
