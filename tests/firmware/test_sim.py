@@ -61,7 +61,8 @@ class FakeAT:
 
 
 class FakeModem:
-    INIT = (("AT+CGSN", (), 1000, 0, "imei"), ("AT+QCCID", (), 1000, 1, "iccid"), ("AT+CIMI", (), 1000, 1, "imsi"))
+    INIT = (("AT+CGSN", (), 1000, 0, "imei"), ("AT+QCCID", (), 1000, 1, "iccid"),
+            ("AT+CIMI", (), 1000, 1, "imsi"))
 
     def __init__(self, card, name="bg95", **kw):
         self.NAME = name

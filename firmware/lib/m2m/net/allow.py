@@ -1,7 +1,7 @@
 # Endpoint allowlist (issue #8): the socket layer calls check(host, port) before every connect.
 # allow.hosts in config lists "host:port" or "host:*" entries (names compared without case); any
 # other endpoint raises OSError(EACCES), is counted and posts "net.refused". allow.hosts unset (None)
-# allows every endpoint; an empty list allows none. Contract: docs/CONTRACTS.md "Endpoint allowlist".
+# allows every endpoint; an empty list allows none. Contract: docs/CONTRACTS.md (SIM section).
 from micropython import const
 
 EACCES = const(13)

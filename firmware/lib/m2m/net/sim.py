@@ -1,12 +1,7 @@
-# SIM management: identity, state, PIN safety and binding (issue #8). Contract: docs/CONTRACTS.md "SIM".
-#
-# check(modem, cfg) runs at the network's "SIM ready" step and returns "ready", "pin_refused",
-# "puk_needed", "absent", "busy" (ask again later) or "tamper". The PIN from config is entered only when the card still
-# has all 3 tries (a wrong PIN leaves 2, never a locked card), and a PIN whose outcome is not known to
-# be good is entered at most once per boot. Before an entry the card/PIN fingerprint is written to NVS
-# as "trying", after it as "good" or "refused", so a reset or power-cut loop cannot spend tries: a
-# refused PIN is never entered again into that card, and an attempt whose outcome was lost counts as
-# refused unless the card's counter shows it was not spent. The PUK is never entered.
+# SIM management (issue #8): identity, state, PIN safety, binding. check(modem, cfg) is the network's
+# SIM step. A PIN is entered only while the card has all 3 tries, never again once refused (an NVS
+# record written before and after each entry survives resets and power cuts); the PUK never.
+# Contract: docs/CONTRACTS.md (SIM section); why: README "SIM management".
 from micropython import const
 
 from m2m import hal
@@ -184,7 +179,8 @@ def enter_pin(modem, pin, iccid):
         r = modem.at.cmd('AT+CPIN="%s"' % pin, resp=(), timeout_ms=5000)
         ok = r.ok
     except OSError:
-        return _refuse("no_answer")  # the record stays "trying": counted as refused unless the counter says otherwise
+        # the record stays "trying": counted as refused unless the counter says otherwise
+        return _refuse("no_answer")
     try:
         _remember(fp, _GOOD if ok else _REFUSED)
     except OSError:

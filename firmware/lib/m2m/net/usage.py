@@ -1,5 +1,5 @@
 # Data usage: bytes sent and received per day and per billing month, persisted in NVS, with a soft
-# and a hard monthly cap (issue #8). Contract: docs/CONTRACTS.md "Data usage".
+# and a hard monthly cap (issue #8). Contract: docs/CONTRACTS.md (SIM section).
 #
 # count(tx, rx) is called by the socket layer for every send / receive; allowed(kind) by the
 # reporter with kind "telemetry", "alarm" or "summary". Counters are written to flash only when
