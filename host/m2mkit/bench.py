@@ -329,3 +329,12 @@ def modem_stack_heap():
                            "-march=%s), asyncio included, over the virtual device's stand-in machine / "
                            "esp32 / select / time (imported first: a board has them built in); unix port, "
                            "64-bit objects: about 2x ESP32" % arch}
+
+
+@figure
+def sensing():
+    """Issue #11: the sampler's CPU time per cycle and the sensing layer's heap (bench_sense.py)."""
+    from .bench_sense import sampler_cycle, sense_heap
+
+    yield from sampler_cycle()
+    yield from sense_heap()

@@ -18,7 +18,9 @@ EXPECTED |= {f"modem_stack_heap_{m}" for m in HEAP_MODELS}
 EXPECTED |= {f"modem_stack_heap_peak_{k}_{m}" for m in HEAP_MODELS for k in ("mpy", "py")}
 EXPECTED |= {"at_parser_throughput_1b", "at_parser_throughput_8b", "at_parser_throughput_256b",
              "at_parser_bytewise_ratio"}
+EXPECTED |= {"sampler_cycle_us", "sense_heap_mpy", "sense_heap_py"}  # issue #11
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
+OPTIONAL |= {"sampler_cycle_instructions"}  # valgrind
 OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
 
 
