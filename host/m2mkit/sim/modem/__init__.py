@@ -22,6 +22,9 @@ What it does NOT model:
   throughput limits, retransmissions, packet loss (use faults), NAT timeouts or carrier firewalls.
 - PSM and eDRX sleeping: timers are accepted, read back and reported in +CEREG, but the modem never
   sleeps, never becomes unreachable and draws no current; network-granted values equal requests.
+- SIM cards beyond PIN1 / PUK1 (card.py): PIN2 / PUK2 counters are fixed at 3 / 10, no eUICC
+  profiles, no card-detect pin; a swapped or hot-inserted card is read only at the next boot or CFUN
+  cycle; AT+SPIC only on the SIMCom models, no PIN counter command on the GM02S.
 - SMS, voice, USSD, phonebook, SIM toolkit; GNSS / GPS; FOTA and firmware updates; the modems'
   built-in MQTT / HTTP / CoAP / LwM2M clients; DNS servers and IPv6 answers (dns.py resolves
   names from a host-side table: localhost, *.test, *.localhost and names added); listening sockets, "UDP SERVICE",
