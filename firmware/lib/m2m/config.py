@@ -4,8 +4,19 @@
 #
 # SCHEMA: section -> key -> (type, default, check). type is one of int, float, str, bool, list, dict
 # (float accepts int; None as default means "not set" and is always accepted). check is None, a tuple
-# of allowed values, or a (min, max) pair of numbers for int / float.
+# of allowed values, a (min, max) pair of numbers for int / float, or a function that returns what is
+# wrong with a value (None when it is fine).
 import json
+
+
+def _endpoints(v):
+    # allow.hosts: "host:port" or "host:*" entries (m2m.net.allow reads them the same way)
+    for e in v:
+        host, sep, port = (e if type(e) is str else "").rpartition(":")
+        if not sep or not host or not (port == "*" or (port.isdigit() and 0 < int(port) < 65536)):
+            return 'each entry must be "host:port" or "host:*" (port 1-65535), not %r' % (e,)
+    return None
+
 
 SCHEMA = {
     "device": {
@@ -50,7 +61,7 @@ SCHEMA = {
         "save_min": (int, 60, (1, 1440)),  # ... or this many minutes of uncounted traffic
     },
     "allow": {
-        "hosts": (list, None, None),  # ["host:port" or "host:*", ...]; None allows every endpoint
+        "hosts": (list, None, _endpoints),  # ["host:port" or "host:*", ...]; None allows every endpoint
     },
     # ---- sensing (m2m.sense; README "Sensing") ----
     "sense": {
@@ -95,7 +106,11 @@ def _check(section, key, value):
     if type(value) is not typ or (typ is int and type(value) is bool):
         raise ConfigError("config key %s.%s must be %s, not %r" % (section, key, typ.__name__, value))
     if check is not None:
-        if type(check) is tuple and len(check) == 2 and typ in (int, float) and type(check[0]) in (int, float):
+        if callable(check):  # a function returning what is wrong with the value, or None
+            why = check(value)
+            if why:
+                raise ConfigError("config key %s.%s: %s" % (section, key, why))
+        elif type(check) is tuple and len(check) == 2 and typ in (int, float) and type(check[0]) in (int, float):
             if not check[0] <= value <= check[1]:
                 raise ConfigError("config key %s.%s must be between %s and %s, not %r"
                                   % (section, key, check[0], check[1], value))

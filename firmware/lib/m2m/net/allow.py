@@ -12,11 +12,14 @@ refused = 0
 
 def parse(entries):
     # the rules of allow.hosts; ValueError names a bad entry
+    from m2m.config import _endpoints
+
+    why = _endpoints(entries)
+    if why:
+        raise ValueError("allow.hosts: " + why)
     out = []
     for e in entries:
-        host, sep, port = (e if type(e) is str else "").rpartition(":")
-        if not sep or not host or not (port == "*" or (port.isdigit() and 0 < int(port) < 65536)):
-            raise ValueError("allow.hosts entry %r must be \"host:port\" or \"host:*\" (port 1-65535)" % (e,))
+        host, _, port = e.rpartition(":")
         out.append((host.lower(), -1 if port == "*" else int(port)))
     return tuple(out)
 
