@@ -1,0 +1,247 @@
+# MQTT reporting over the modem's sockets with umqtt.simple, unmodified (frozen into MicroPython's
+# ESP32 build: ports/esp32/boards/manifest.py require("umqtt.simple")). Contract: docs/CONTRACTS.md
+# "MQTT reporting"; topics and payloads: m2m.report.contract.
+#
+#   c = Client(stack, device_id, mqtt_cfg)   umqtt.simple around an m2m.net.sock.Stack
+#   c.connect()        CONNECT with the last will <prefix>/<id>/status "offline" (retained), status
+#                      "online" (retained), /cmd subscribed again on every connect
+#   c.publish(t, m)    QoS 1 returns after PUBACK; a publish cut by a lost link is sent again after
+#                      the reconnect with the same packet id and the DUP flag
+#   c.poll()           one non-blocking look for an incoming message (commands), PINGREQ on time
+#   r = Reporter(stack, outbox, cfg, device_id, up=None)   the loop's service: step() -> ms
+# Every call is bounded: the socket's timeout ends any read umqtt.simple waits on.
+import gc
+
+from micropython import const
+
+from m2m import hal
+from m2m.report import contract
+
+_DUP = const(8)  # PUBLISH fixed-header DUP bit (MQTT 3.1.1 3.3.1.1); umqtt.simple ORs `retain` in
+_BACKOFF_MIN = const(2000)
+_BACKOFF_MAX = const(300000)
+_POLL_MS = const(1000)
+
+
+def parse_url(url):
+    # "mqtt://host:port" / "mqtts://host:port" -> (host, port, tls)
+    if not isinstance(url, str):
+        raise ValueError("mqtt.broker: give mqtt://HOST:PORT or mqtts://HOST:PORT")
+    tls = url.startswith("mqtts://")
+    if not tls and not url.startswith("mqtt://"):
+        raise ValueError("mqtt.broker %r: give mqtt://HOST:PORT or mqtts://HOST:PORT" % url)
+    rest = url[8 if tls else 7:].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep:
+        host, port = rest, "8883" if tls else "1883"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("mqtt.broker %r: give mqtt://HOST:PORT with a port 1-65535" % url)
+    return host, int(port), tls
+
+
+def _umqtt():
+    try:
+        from umqtt import simple
+    except ImportError:
+        raise ImportError("umqtt.simple is missing: flash a MicroPython build that freezes it (the "
+                          "ESP32 builds do) or mip install umqtt.simple")
+    return simple
+
+
+class Client:
+    def __init__(self, stack, device_id, mcfg, on_msg=None):
+        self.stack = stack
+        self.id = device_id
+        self.cfg = mcfg
+        self.host, self.port, _ = parse_url(mcfg["broker"])
+        self.prefix = mcfg.get("prefix") or "m2mkit"
+        self.on_msg = on_msg
+        self.c = None
+        self.inflight = None  # (pid, topic, msg, retain) of a QoS 1 publish without PUBACK
+        self.last_io = hal.ticks_ms()
+        self.connects = 0
+        self.dups = 0
+
+    def topic(self, leaf):
+        return contract.topic(self.prefix, self.id, leaf)
+
+    def connect(self):
+        simple = _umqtt()
+        simple.socket = self.stack  # its socket() / getaddrinfo() go to the modem
+        cfg = self.cfg
+        c = simple.MQTTClient(self.id, self.host, self.port, user=cfg.get("user"),
+                              password=cfg.get("password"), keepalive=cfg.get("keepalive") or 0)
+        c.set_last_will(self.topic(contract.STATUS), contract.OFFLINE, retain=True, qos=1)
+        c.set_callback(self._msg)
+        self.c = c
+        try:
+            # clean_session=False: the broker keeps the subscription and QoS 1 state across links
+            c.connect(clean_session=False)
+            c.publish(self.topic(contract.STATUS), contract.ONLINE, retain=True, qos=1)
+            c.subscribe(self.topic(contract.CMD), qos=1)
+        except BaseException:
+            self.close()
+            raise
+        self.connects += 1
+        self.last_io = hal.ticks_ms()
+
+    def connected(self):
+        return self.c is not None
+
+    def _msg(self, topic, msg):
+        cb = self.on_msg
+        if cb is not None:
+            cb(topic, msg)
+
+    def publish(self, topic, msg, retain=False, qos=1):
+        c = self.c
+        flags = 1 if retain else 0
+        if qos:
+            if c.pid >= 65535:
+                c.pid = 0  # packet ids are 1..65535 (umqtt.simple only counts up)
+            f = self.inflight
+            if f is not None and f[1] == topic and f[2] == msg:
+                # the same message again after a lost link: same packet id, DUP set (MQTT 3.1.1
+                # 4.4); umqtt.simple takes pid + 1 and ORs `retain` into the fixed header
+                c.pid = f[0] - 1
+                flags |= _DUP
+                self.dups += 1
+            self.inflight = (c.pid + 1, topic, msg)
+        c.publish(topic, msg, flags, qos)  # QoS 1: returns once the PUBACK came
+        self.inflight = None
+        self.last_io = hal.ticks_ms()
+
+    def poll(self):
+        # one non-blocking look for a message; PINGREQ when the keepalive is half gone
+        c = self.c
+        c.check_msg()
+        ka = self.cfg.get("keepalive") or 0
+        if ka and hal.ticks_diff(hal.ticks_ms(), self.last_io) >= ka * 500:
+            c.ping()
+            c.sock.flush()
+            self.last_io = hal.ticks_ms()
+
+    def close(self, clean=False):
+        c = self.c
+        self.c = None
+        if c is None or c.sock is None:
+            return
+        try:
+            if clean:
+                c.disconnect()  # DISCONNECT: the broker drops the last will
+            else:
+                c.sock.close()
+        except Exception:
+            pass
+
+
+class Reporter:
+    # The loop's reporting service: drain the outbox while connected, answer /cmd.
+    def __init__(self, stack, outbox, cfg, device_id, up=None):
+        self.outbox = outbox
+        self.cfg = cfg
+        self.up = up  # up() -> True when the network is attached (None: always)
+        self.client = Client(stack, device_id, cfg["mqtt"], self._cmd_in)
+        self.batch = cfg["mqtt"].get("batch") or 8
+        self.cmds = []
+        self.wait_until = hal.ticks_ms()
+        self.backoff = _BACKOFF_MIN
+        self.sent = 0
+        self.failures = 0
+        self.last_error = None
+        self.report_now = False
+
+    def _cmd_in(self, topic, msg):
+        if len(self.cmds) < 4:
+            self.cmds.append(bytes(msg))
+
+    def _fail(self, e):
+        self.failures += 1
+        why = e.args[1] if len(e.args) > 1 else (e.args[0] if e.args else repr(e))
+        if self.client.stack.last_error:
+            why = self.client.stack.last_error
+            self.client.stack.last_error = None
+        if why != self.last_error:
+            print("mqtt: %s" % why)
+        self.last_error = why
+        self.client.close()
+        self.wait_until = hal.ticks_add(hal.ticks_ms(), self.backoff)
+        self.backoff = min(self.backoff * 2, _BACKOFF_MAX)
+        return self.backoff
+
+    def step(self):
+        now = hal.ticks_ms()
+        if hal.ticks_diff(self.wait_until, now) > 0:
+            return hal.ticks_diff(self.wait_until, now)
+        if self.up is not None and not self.up():
+            self.client.close()
+            return 2000
+        cl = self.client
+        try:
+            if not cl.connected():
+                cl.connect()
+                self.backoff = _BACKOFF_MIN
+                self.last_error = None
+                print("mqtt: connected to %s:%d" % (cl.host, cl.port))
+            more = self._drain()
+            cl.poll()
+            self._commands()
+        except Exception as e:  # OSError from the socket, MQTTException, umqtt's asserts
+            return self._fail(e)
+        return 0 if more else _POLL_MS
+
+    def _drain(self):
+        # one batch: telemetry records in one SenML message, alarms / events one message each;
+        # acknowledged in the outbox only after the PUBACK. True when more is waiting.
+        ob = self.outbox
+        recs = ob.peek(self.batch)
+        if not recs:
+            return False
+        cl = self.client
+        groups = []
+        last = None
+        for seq, kind, payload in recs:
+            if kind != 1:  # outbox.TELEMETRY
+                break
+            groups.append((seq, contract.unpack_readings(payload)))
+            last = seq
+        if groups:
+            cl.publish(cl.topic(contract.TELEMETRY), contract.senml(cl.id, groups), qos=1)
+        else:
+            seq, kind, payload = recs[0]
+            cl.publish(cl.topic(contract.EVENTS), _event(seq, kind, payload), qos=1)
+            last = seq
+        ob.ack(last)
+        self.sent += len(groups) or 1
+        gc.collect()
+        return len(recs) > (len(groups) or 1)
+
+    def _commands(self):
+        while self.cmds:
+            payload = self.cmds.pop(0)
+            res, action = contract.handle_cmd(payload, self.cfg)
+            cl = self.client
+            cl.publish(cl.topic(contract.CMD_RES), res, qos=1)
+            if action == "report":
+                self.report_now = True
+            elif action == "set":
+                from m2m import config
+
+                config.save(self.cfg)
+            elif action == "reboot":
+                cl.close(clean=False)
+                hal.reset()
+
+
+def _event(seq, kind, payload):
+    import json
+
+    try:
+        d = json.loads(payload)
+    except ValueError:
+        d = {"data": payload.decode()}
+    if type(d) is not dict:
+        d = {"data": d}
+    k = d.pop("kind", "alarm" if kind == 2 else "event")
+    t = d.pop("t", 0)
+    return contract.event(seq, k, t, d)

