@@ -244,3 +244,22 @@ def test_spic_answer_is_read_for_simcom():
     assert sim.pin_tries(m) == 2
     assert sim.pin_tries(FakeModem(Card(), name="gm02s")) is None
     assert _fields(b' "SC",3,10') == ["SC", 3, 10]
+
+
+def test_cpin_answers_map_to_states():
+    sim = fresh_sim()
+
+    class OneAT:
+        def __init__(self, r):
+            self.r = r
+
+        def cmd(self, c, resp=None, timeout_ms=None, **kw):
+            return self.r
+
+    m = FakeModem(Card())
+    for r, st in ((R(True, ["+CPIN: NOT READY"]), "busy"), (R(True, ["+CPIN: READY"]), "ready"),
+                  (R(True, ["+CPIN: SIM PUK"]), "puk"), (R(True, ["+CPIN: NOT INSERTED"]), "absent"),
+                  (R(False, error=("CME", 14)), "busy"), (R(False, error=("CME", 13)), "absent"),
+                  (R(True, ["+CPIN: PH-SIM PIN"]), "other")):
+        m.at = OneAT(r)
+        assert sim.state(m) == st, (r.lines, st)

@@ -22,6 +22,10 @@ _TRIES = {
     "quectel": ('AT+QPINC="SC"', b"+QPINC:", 1),
 }
 
+# +CPIN: <code> -> state; NOT READY: the card is still starting
+_CPIN = {b"READY": "ready", b"SIM PIN": "pin", b"SIM PUK": "puk", b"NOT INSERTED": "absent",
+         b"NOT READY": "busy"}
+
 _tried = False  # a PIN not known to be good was entered during this boot
 _tamper = False
 info = {}  # iccid, imsi, imei, msisdn, state, pin_left (the last check)
@@ -54,14 +58,9 @@ def state(modem):
         return "busy"
     for ln in r.lines:
         t = bytes(ln)
-        if b"READY" in t and b"NOT" not in t:
-            return "ready"
-        if b"SIM PIN" in t:
-            return "pin"
-        if b"SIM PUK" in t:
-            return "puk"
-        if b"NOT INSERTED" in t:
-            return "absent"
+        if t.startswith(b"+CPIN:"):
+            # exact codes: "PH-SIM PIN" (the phone lock) must never be taken for the SIM PIN
+            return _CPIN.get(t[6:].strip(), "other")
     return "other"
 
 
