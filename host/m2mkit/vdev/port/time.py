@@ -34,17 +34,26 @@ def mktime(t):
     return int(_t.mktime(t)) - _EPOCH_2000
 
 
-# pin interrupt handlers run while the firmware sleeps (the port's scheduler runs them then too)
-def sleep(s):
-    _t.sleep(s)
+# Pin interrupt handlers run while the firmware sleeps: ports/esp32/mphalport.c mp_hal_delay_ms
+# calls mp_handle_pending (the scheduled Pin.irq handlers) every FreeRTOS tick of a sleep. Here a
+# sleep with handlers registered polls the bus's edges every 2 ms of real time.
+def _sleep_us(us):
+    while _S.irqs and us > 2000:
+        _t.sleep_us(2000)
+        us -= 2000
+        _S.poll_irqs()
+    if us > 0:  # as the port: a negative sleep returns at once
+        _t.sleep_us(us)
     _S.poll_irqs()
+
+
+def sleep(s):
+    _sleep_us(int(s * 1000000))
 
 
 def sleep_ms(ms):
-    _t.sleep_ms(ms)
-    _S.poll_irqs()
+    _sleep_us(int(ms) * 1000)
 
 
 def sleep_us(us):
-    _t.sleep_us(us)
-    _S.poll_irqs()
+    _sleep_us(int(us))
