@@ -338,3 +338,12 @@ def sensing():
 
     yield from sampler_cycle()
     yield from sense_heap()
+
+
+@figure
+def outbox():
+    """Issue #9: the outbox's append and drain time per record on the virtual device's flash, and its
+    heap (bench_outbox.py)."""
+    from .bench_outbox import outbox_figures
+
+    yield from outbox_figures()
