@@ -263,3 +263,24 @@ def test_cpin_answers_map_to_states():
                   (R(True, ["+CPIN: PH-SIM PIN"]), "other")):
         m.at = OneAT(r)
         assert sim.state(m) == st, (r.lines, st)
+
+
+def test_each_alarm_once_until_the_sim_is_ready_again():
+    # the network asks again every few minutes: one alarm, not one per ask
+    wipe_nvs()
+    events.clear()
+    sim = fresh_sim()
+    card = Card(pin="1234", left=2)
+    m = FakeModem(card)
+    for _ in range(3):
+        assert sim.check(m, cfg(pin="1234")) == "pin_refused"
+    assert kinds() == [("sim.pin_refused", "tries_left", True)]
+    card.left, card.ready = 3, True  # someone unlocked it
+    assert sim.check(m, cfg(pin="1234")) == "ready"
+    card.ready, card.left = False, 2
+    assert sim.check(m, cfg(pin="1234")) == "pin_refused"
+    assert kinds() == [("sim.pin_refused", "tries_left", True)]
+    swapped = FakeModem(Card(pin=None, iccid="8949000000000000025"))
+    for _ in range(2):
+        assert sim.check(swapped, cfg(bind_iccid="8949000000000000017")) == "tamper"
+    assert kinds() == [("sim.tamper", None, True)]

@@ -278,3 +278,47 @@ def test_allowlist_refuses_before_the_modem_connects(model, echo_port, tmp_path)
         assert r["usage"]["month_tx"] == 5 and r["usage"]["month_rx"] == 5
         # the modem opened exactly one socket: the refused endpoint never reached it
         assert len(sim.counters()) == 1
+
+
+NETWORK = """
+import gc, json, os
+from m2m import hal, events, loop, config, modem
+from m2m.at import AT
+from m2m.net.network import Network
+from m2m.net import sim, usage
+gc.collect()
+events.log = False
+cfg = config.validate(json.loads(os.getenv("CFG")))
+at = AT(loop.Guarded(hal.UART(1, 115200)), timeout_ms=2000)
+m = modem.create(at, {"model": os.getenv("MODEL")})
+n = Network(m, cfg, state_dir=os.getenv("M2M_STATE_DIR") + "/")
+ok = n.up(int(os.getenv("UP_MS")))
+evs = []
+while events.pending():
+    e = events.take()
+    if e[0].startswith("sim."):
+        evs.append([e[0], e[2].get("reason")])
+print(json.dumps({"ok": ok, "sim": n.status()["sim"], "state": n.status()["state"], "events": evs,
+                  "telemetry": usage.allowed("telemetry"), "alarm": usage.allowed("alarm")}))
+"""
+
+
+def test_through_the_network_state_machine(tmp_path):
+    # the network's SIM step calls sim.check: a right PIN attaches, a wrong one stops at the SIM
+    # with one try spent, a swapped card attaches with telemetry off
+    model = "bg95"
+    with ModemSim(model=model, time_scale=SCALE, pin="1234") as sim:
+        cfg = {"net": {"apn": "internet"}, "sim": {"pin": "1234", "bind_iccid": sim.card.iccid}}
+        r = run(NETWORK, env_for(sim, model, tmp_path / "a", CFG=json.dumps(cfg), UP_MS="120000"))
+        assert r["ok"] and r["state"] == "attached" and r["events"] == [] and r["telemetry"]
+    with ModemSim(model=model, time_scale=SCALE, pin="1234") as sim:
+        cfg = {"net": {"apn": "internet"}, "sim": {"pin": "4321"}}
+        r = run(NETWORK, env_for(sim, model, tmp_path / "b", CFG=json.dumps(cfg), UP_MS="60000"))
+        assert not r["ok"] and r["sim"] == "pin_refused"
+        assert r["events"] == [["sim.pin_refused", "wrong_pin"]]
+        assert card(sim)["pin_left"] == 2
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        cfg = {"net": {"apn": "internet"}, "sim": {"bind_iccid": "8949000000000000017"}}
+        r = run(NETWORK, env_for(sim, model, tmp_path / "c", CFG=json.dumps(cfg), UP_MS="120000"))
+        assert r["ok"] and r["sim"] == "tamper" and r["events"] == [["sim.tamper", None]]
+        assert not r["telemetry"] and r["alarm"]

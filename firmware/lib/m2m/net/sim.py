@@ -26,15 +26,20 @@ _TRIES = {
 _CPIN = {b"READY": "ready", b"SIM PIN": "pin", b"SIM PUK": "puk", b"NOT INSERTED": "absent",
          b"NOT READY": "busy"}
 
+_posted = []  # alarm kinds posted since the SIM was last ready
 _tried = False  # a PIN not known to be good was entered during this boot
 _tamper = False
 info = {}  # iccid, imsi, imei, msisdn, state, pin_left (the last check)
 
 
 def _post(kind, **f):
+    # each alarm once per boot until the SIM is ready again (the network asks every few minutes)
+    if kind in _posted:
+        return
+    _posted.append(kind)
     from m2m import events
 
-    events.post(kind, **f)
+    events.post(kind, alarm=True, **f)
 
 
 def _family(modem):
@@ -137,7 +142,7 @@ def _remember(fp, status):
 
 
 def _refuse(reason, **f):
-    _post("sim.pin_refused", alarm=True, reason=reason, **f)
+    _post("sim.pin_refused", reason=reason, **f)
     return "pin_refused"
 
 
@@ -204,13 +209,16 @@ def check(modem, cfg):
         if st == "ready":
             st = _wait(modem, c["ready_ms"])
     elif st == "puk":
-        _post("sim.puk_needed", alarm=True, iccid=iccid)
+        _post("sim.puk_needed", iccid=iccid)
         st = "puk_needed"
     elif st == "absent":
-        _post("sim.absent", alarm=True)
+        _post("sim.absent")
     info["state"] = st
     if st != "ready":
         return st
+    for k in ("sim.pin_refused", "sim.puk_needed", "sim.absent"):
+        if k in _posted:
+            _posted.remove(k)
     info["imsi"] = _read(modem, "imsi")
     info["msisdn"] = msisdn(modem)
     # binding: a value that cannot be read does not satisfy it
@@ -220,8 +228,10 @@ def check(modem, cfg):
     elif c["bind_imei"] and info["imei"] != c["bind_imei"]:
         bad = "imei"
     _tamper = bad is not None
+    if not _tamper and "sim.tamper" in _posted:
+        _posted.remove("sim.tamper")
     if _tamper:
-        _post("sim.tamper", alarm=True, field=bad, iccid=iccid, imei=info["imei"])
+        _post("sim.tamper", field=bad, iccid=iccid, imei=info["imei"])
         st = info["state"] = "tamper"
     return st
 
