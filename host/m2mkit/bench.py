@@ -347,3 +347,12 @@ def outbox():
     from .bench_outbox import outbox_figures
 
     yield from outbox_figures()
+
+
+@figure
+def network_bringup():
+    """Issue #8: the firmware's overhead from power-on to registered, and the heap once attached
+    (bench_net.py)."""
+    from .bench_net import net_figures
+
+    yield from net_figures()
