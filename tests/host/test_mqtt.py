@@ -235,3 +235,33 @@ def test_modem_rebooted(tmp_path):
         return sub
 
     _outage("bg96", tmp_path, reboot, mend)
+
+
+@pytest.mark.parametrize("model", ("sim7080g", "bg95", "gm02s"))
+def test_tls_with_the_test_ca(model, broker, subscriber, tmp_path):
+    sub = subscriber("m2mkit/dev-1/telemetry", tls=True)
+    with open(broker.ca_file) as f:
+        ca = f.read()
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        dev = Device(tmp_path, sim, broker.tls_url, model, phases=1, ca=ca)
+        try:
+            made, end = dev.go(0)
+            assert end["pending"] == 0, dev.lines
+            exactly_once_in_order(collect(sub, made), made)
+        finally:
+            dev.stop()
+
+
+@pytest.mark.parametrize("model", ("sim7080g", "bg96", "gm02s"))
+def test_broker_certificate_from_another_ca_is_refused(model, broker, tmp_path):
+    with open(broker.other_ca_file) as f:
+        other = f.read()
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        dev = Device(tmp_path, sim, broker.tls_url, model, phases=1, phase_ms=20000, ca=other)
+        try:
+            made, end = dev.go(0)
+        finally:
+            dev.stop()
+    assert end["pending"] == len(made)  # nothing went to a broker the device cannot trust
+    assert "certificate" in end["error"], end  # and the device says why
+    assert any(ln.startswith("mqtt: connecting to") and "certificate" in ln for ln in dev.lines)
