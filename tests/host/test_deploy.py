@@ -1,0 +1,69 @@
+"""m2mkit deploy against the virtual device: compiled for the arch the device reports, only what
+changed, stale firmware files removed (never the user's), soft reset; errors for bad ports."""
+
+import os
+import shutil
+
+import pytest
+
+from m2mkit import boards, deploy
+from m2mkit.errors import UserError
+from m2mkit.paths import FIRMWARE
+from m2mkit.vdev.device import VirtualDevice
+from test_vdev import mpremote
+
+
+@pytest.fixture
+def dev(tmp_path):
+    d = VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "flash.img", env={})
+    d.start()
+    d.wait_boot(1)
+    yield d
+    d.stop()
+
+
+def test_first_deploy_compiles_second_copies_nothing(dev):
+    first = deploy.deploy(dev.port, progress=False)
+    assert first["arch"] == "x64"  # the unix port's native arch, from sys.implementation._mpy
+    assert "/lib/m2m/atparse.mpy" in first["copied"] and "/lib/m2m/atparse.py" in first["removed"]
+    assert "/main.py" not in first["copied"]  # kept as source and already there, unchanged
+    again = deploy.deploy(dev.port, progress=False)
+    assert again["copied"] == [] and again["removed"] == [] and again["unchanged"] == len(first["copied"]) + 2
+    out = mpremote(dev.port, "exec", "import m2m.atparse, os; print(sorted(os.listdir('/lib/m2m'))[:3])")
+    assert out == "['__init__.mpy', 'app.mpy', 'at.mpy']\n"
+
+
+def test_only_changed_files_go_and_only_stale_firmware_files_are_removed(dev, tmp_path):
+    fw = tmp_path / "fw"
+    shutil.copytree(FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+    deploy.deploy(dev.port, progress=False, firmware=fw)
+    (fw / "lib/m2m/creg.py").write_text((fw / "lib/m2m/creg.py").read_text() + "\nEXTRA = 1\n")
+    mpremote(dev.port, "exec", "open('/lib/user.py','w').write('U=1');open('/lib/m2m/old.mpy','w').write('x');"
+                               "import os;os.mkdir('/lib/m2m/gone');open('/lib/m2m/gone/a.py','w').write('x')")
+    r = deploy.deploy(dev.port, progress=False, firmware=fw, board=boards.load("esp32-devkitc-bg95"))
+    assert sorted(r["copied"]) == ["/board.json", "/lib/m2m/creg.mpy"]
+    assert r["removed"] == ["/lib/m2m/gone/a.py", "/lib/m2m/old.mpy"]
+    out = mpremote(dev.port, "exec", "import os, m2m.creg; print(m2m.creg.EXTRA, os.listdir('/lib'), "
+                                     "'gone' in os.listdir('/lib/m2m'))")
+    assert out.split(" ", 1)[0] == "1" and "'user.py'" in out and out.endswith("False\n")
+
+
+def test_a_board_gets_xtensawin_mpy_and_no_unix_hal():
+    want = deploy.plan_files("xtensawin", "esp32")
+    assert "/lib/m2m/hal/unix.mpy" not in want and "/lib/m2m/hal/esp32.mpy" in want
+    assert "/boot.py" in want and "/main.py" in want
+    mpy = want["/lib/m2m/atparse.mpy"]
+    assert mpy[:2] == b"M\x06" and mpy[2] >> 2 == 10  # py/persistentcode.h: MP_NATIVE_ARCH_XTENSAWIN
+    assert "/lib/m2m/hal/unix.mpy" in deploy.plan_files("x64", "linux")
+
+
+def test_bad_ports_are_explained(tmp_path):
+    with pytest.raises(UserError, match="no such port"):
+        deploy.deploy(str(tmp_path / "ttyUSB9"), progress=False)
+    master, slave = os.openpty()  # a port where nothing answers
+    try:
+        with pytest.raises(UserError, match="no MicroPython REPL answers"):
+            deploy.deploy(os.ttyname(slave), progress=False)
+    finally:
+        os.close(master)
+        os.close(slave)
