@@ -29,6 +29,7 @@ s = BME280(hal.I2C(0, scl=22, sda=21))
 s.start()
 t, h, p = s.read()
 print(repr(t)); print(repr(p)); print(repr(h)); print(s.temperature(519888)[0])
+print(s.temperature(519888)[1], s.pressure(415148, 128422))
 """)
         assert float(out[0]) == 25.08
         # within the int64 formula's Q24.8 step (1/256 Pa) plus the example's rounding
@@ -36,6 +37,9 @@ print(repr(t)); print(repr(p)); print(repr(h)); print(s.temperature(519888)[0])
         assert abs(float(out[1]) - dev.pressure(415148, 519888)) < 0.01
         assert abs(float(out[2]) - dev.humidity(0x6000, 519888)) < 0.01  # the datasheet's double formula
         assert int(out[3]) == 128422  # t_fine of the example
+        # 2508 (0.01 degC) and, from the int64 formula, 25767233 in Q24.8 (100653.254 Pa): the values
+        # other implementations of Bosch's integer code check for this example too
+        assert out[4] == "2508 25767233"
         assert dev.conversions == 1
 
 
