@@ -1,6 +1,7 @@
 # Sensirion SHT4x over I2C: high-repeatability measurement (0xFD), two words each followed by a
 # CRC-8 (polynomial 0x31, init 0xFF); conversion formulas and command table from the SHT4x datasheet
-# (sections 4.4 "Checksum calculation", 4.5 "Command overview", 4.6 "Conversion of signal output").
+# (sections 4.4 "Checksum calculation", 4.5 "Command overview", 4.6 "Conversion of signal output";
+# the datasheet's check value CRC(0xBEEF) = 0x92 is also in m5stack/M5Unit-ENV src/utility.cpp).
 from m2m.sense import SensorError, crc8_31
 
 
