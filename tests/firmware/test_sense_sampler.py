@@ -170,7 +170,9 @@ def test_absent_sensor_reported_once_not_polled():
 def test_hook_reads_due_sensors_and_is_not_reentrant():
     clk, sm, out = setup()
     d = Driver([40.0, 41.0])
+    quiet = Driver([1.0])
     sm.add("t", d, interval_s=10, alarms=({"above": 35},))
+    sm.add("modbus", quiet, interval_s=10)  # no alarms: left to step(), never read from the hook
     from m2m import loop
 
     loop.add_hook(sm.hook)
@@ -183,7 +185,7 @@ def test_hook_reads_due_sensors_and_is_not_reentrant():
         assert d.reads == 1
         sm._busy = False
         loop.idle()
-        assert d.reads == 2
+        assert d.reads == 2 and quiet.reads == 0
     finally:
         loop.remove_hook(sm.hook)
 

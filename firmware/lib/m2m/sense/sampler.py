@@ -7,8 +7,8 @@
 #  - faults (missing device, CRC, out of range, any driver error) post one "sensor.fault" event per
 #    change of state and never escape; a sensor absent at start is reported once and not polled.
 # step() does one bounded pass and returns the ms until the next sensor is due; hook() is the same
-# pass for m2m.loop.idle(), so alarms keep being read while a report waits on the network: the sink
-# must only queue (no AT command, no socket).
+# pass over the sensors that have alarms, for m2m.loop.idle(), so alarms keep being read while a
+# report waits on the network: the sink must only queue (no AT command, no socket).
 from m2m import hal
 from m2m.sense import QUANTITIES
 
@@ -85,9 +85,10 @@ class Sampler:
         return s
 
     def hook(self):
-        self.step()
+        # for loop.add_hook: only the sensors with alarms (a Modbus timeout must not stall an AT wait)
+        self.step(True)
 
-    def step(self):
+    def step(self, alarms_only=False):
         # one pass over the due sensors; ms until the next is due (bounded by 60 s)
         if self._busy:
             return 0
@@ -96,7 +97,7 @@ class Sampler:
             now = hal.ticks_ms()
             wait = 60000
             for s in self.sensors:
-                if s.state == _ABSENT:
+                if s.state == _ABSENT or (alarms_only and not s.alarms):
                     continue
                 d = hal.ticks_diff(s.due, now)
                 if d <= 0:
