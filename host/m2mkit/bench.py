@@ -356,3 +356,11 @@ def network_bringup():
     from .bench_net import net_figures
 
     yield from net_figures()
+
+
+@figure
+def host_tools():
+    """Issue #12: deploy against mpremote, per-device images per second (bench_hosttools.py)."""
+    from .bench_hosttools import deploy_vs_mpremote
+
+    yield from deploy_vs_mpremote()
