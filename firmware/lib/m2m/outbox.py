@@ -29,17 +29,25 @@ _ACK_ENTRIES = const(64)  # the ack journal is rewritten (one entry) when it hol
 
 
 class Outbox:
-    def __init__(self, path="/outbox", segment_bytes=4096, max_segments=16, on_drop=None):
+    def __init__(self, path="/outbox", segment_bytes=4096, max_segments=16, on_drop=None, keep=(ALARM, USAGE)):
         self.path = path
         self.segment_bytes = segment_bytes
         self.max_segments = max_segments
         self.on_drop = on_drop  # on_drop(n): n unacknowledged records dropped for space
+        # priority: unacknowledged records of these kinds are carried forward (appended again, with
+        # new numbers) when their segment is dropped for space, up to half a segment each time
+        self.keep = keep
         self._hdr = bytearray(_HDR)
         self._hv = memoryview(self._hdr)
         self._buf = bytearray(8)
+        self._chunk = bytearray(64)
+        self._cv = memoryview(self._chunk)
+        self._cursor = None  # (segment, offset, seq): where the first unacknowledged record starts
+        self._last = None  # (seq, segment, end offset) of the last record peek() returned
         self.appended = 0
         self.acked_count = 0
         self.dropped = 0
+        self.carried = 0
         self.torn = 0
         self._f = None  # the tail segment, open for appending
         self._tail_bytes = 0
@@ -66,10 +74,20 @@ class Outbox:
         crc, seq, kind, magic, n = struct.unpack("<IIBBH", h)
         if magic != _MAGIC or n > MAX_PAYLOAD or seq == 0:
             return None
-        data = f.read(n) if n else b""
-        if len(data) != n or binascii.crc32(data, binascii.crc32(self._hv[4:])) != crc:
-            return None
-        return seq, kind, data if payload else n
+        c = binascii.crc32(self._hv[4:])
+        if payload:
+            data = f.read(n) if n else b""
+            if len(data) != n or binascii.crc32(data, c) != crc:
+                return None
+            return seq, kind, data
+        left = n
+        while left:  # CRC in chunks: nothing allocated per record but the slice
+            k = left if left < 64 else 64
+            if f.readinto(self._cv[:k]) != k:
+                return None
+            c = binascii.crc32(self._cv[:k], c)
+            left -= k
+        return (seq, kind, n) if c == crc else None
 
     def _scan(self, name):
         # (last valid seq or 0, valid bytes, file bytes) of one segment
@@ -110,17 +128,34 @@ class Outbox:
         if self._f:
             self._f.close()
             self._f = None
-        while len(self.segs) >= self.max_segments:
-            self._drop_oldest()
         self.segs.append(self.next)
         self._f = open(self._name(self.next), "ab")
         self._tail_bytes = 0
+        while len(self.segs) > self.max_segments:
+            self._drop_oldest()
 
     def _drop_oldest(self):
-        # the oldest segment goes first; its unacknowledged records are counted and reported
-        first = self.segs.pop(0)
-        end = self.segs[0] if self.segs else self.next  # first seq after this segment
+        # the oldest segment goes first; its unacknowledged records are counted and reported, but
+        # those of a `keep` kind are appended again first (a power cut in between leaves them twice,
+        # never lost)
+        first = self.segs[0]
+        end = self.segs[1]  # first seq after this segment (the new tail exists)
         lost = end - max(first, self.acked + 1)
+        if lost > 0 and self.keep:
+            room = self.segment_bytes // 2
+            with open(self._name(first), "rb") as f:
+                while True:
+                    r = self._read_record(f)
+                    if r is None:
+                        break
+                    if r[0] > self.acked and r[1] in self.keep and _HDR + len(r[2]) <= room:
+                        room -= _HDR + len(r[2])
+                        self._write(r[1], r[2])
+                        self.carried += 1
+                        lost -= 1
+        self.segs.pop(0)
+        if self._cursor and self._cursor[0] == first:
+            self._cursor = None
         os.remove(self._name(first))
         if lost > 0:
             self.dropped += lost
@@ -143,7 +178,12 @@ class Outbox:
             raise ValueError("outbox kind %r: give 1..255 (TELEMETRY, ALARM, EVENT, USAGE)" % kind)
         if self._f is None or (self._tail_bytes and self._tail_bytes + _HDR + n > self.segment_bytes):
             self._new_segment()
+        self.appended += 1
+        return self._write(kind, payload)
+
+    def _write(self, kind, payload):
         seq = self.next
+        n = len(payload)
         h = self._hdr
         struct.pack_into("<IBBH", h, 4, seq, kind, _MAGIC, n)
         struct.pack_into("<I", h, 0, binascii.crc32(payload, binascii.crc32(self._hv[4:])))
@@ -154,7 +194,6 @@ class Outbox:
         f.flush()  # lfs_file_sync: the record is on flash before append returns
         self._tail_bytes += _HDR + n
         self.next = seq + 1
-        self.appended += 1
         return seq
 
     # ---- reading and acknowledging ----
@@ -167,10 +206,14 @@ class Outbox:
         while i > 0 and segs[i] > self.acked + 1:
             i -= 1
         i = max(i, 0)
+        cur = self._cursor
+        self._last = None
         while i < len(segs) and len(out) < n:
             first = segs[i]
             i += 1
             with open(self._name(first), "rb") as f:
+                if cur and cur[0] == first and cur[2] == self.acked + 1:
+                    f.seek(cur[1])  # straight to the first unacknowledged record
                 while len(out) < n:
                     r = self._read_record(f)
                     if r is None:
@@ -180,6 +223,8 @@ class Outbox:
                         break
                     if r[0] > self.acked and (kinds is None or r[1] in kinds):
                         out.append(r)
+                        if kinds is None:
+                            self._last = (r[0], first, f.tell())
         return out
 
     def ack(self, upto):
@@ -204,6 +249,8 @@ class Outbox:
             self._ack_entries += 1
         self.acked_count += upto - max(self.acked, (self.segs[0] - 1) if self.segs else 0)
         self.acked = upto
+        last = self._last
+        self._cursor = (last[1], last[2], upto + 1) if last and last[0] == upto else None
         segs = self.segs
         while len(segs) > 1 and segs[1] - 1 <= upto:
             os.remove(self._name(segs.pop(0)))
@@ -233,7 +280,7 @@ class Outbox:
 
     def stats(self):
         return {"appended": self.appended, "acked": self.acked_count, "dropped": self.dropped,
-                "torn": self.torn, "pending": self.pending(), "segments": len(self.segs),
+                "carried": self.carried, "torn": self.torn, "pending": self.pending(), "segments": len(self.segs),
                 "next_seq": self.next, "acked_upto": self.acked}
 
     def close(self):
