@@ -232,7 +232,7 @@ COUNTER = """
 from m2m import hal
 from m2m.sense.pulse import Pulses
 import sys
-p = Pulses(13, debounce_ms=50, path=%r)
+p = Pulses(13, debounce_ms=50, path=%r, flush_s=%d)
 print('start', p.read()[0]); sys.stdout.flush() if hasattr(sys.stdout, 'flush') else None
 t0 = hal.ticks_ms()
 while hal.ticks_diff(hal.ticks_ms(), t0) < %d:
@@ -242,10 +242,10 @@ print('count', p.read()[0])
 """
 
 
-def count_pulses(bus, src, tmp_path, presses, bounce=0, ms=1500, after=""):
+def count_pulses(bus, src, tmp_path, presses, bounce=0, ms=1500, after="", flush_s=3600):
     import time
 
-    dev = Device(bus, COUNTER % (str(tmp_path / "pulses.dat"), ms, after), {"M2M_STATE_DIR": str(tmp_path)})
+    dev = Device(bus, COUNTER % (str(tmp_path / "pulses.dat"), flush_s, ms, after), {"M2M_STATE_DIR": str(tmp_path)})
     start = dev.line()
     time.sleep(0.2)
     for _ in range(presses):
@@ -278,3 +278,7 @@ def test_pulse_count_survives_a_reset_and_a_power_loss(tmp_path):
         (tmp_path / "rtcmem").unlink()
         start, out = count_pulses(bus, src, tmp_path, 0, ms=10)
         assert (start, out[0]) == ("start 5", "count 5")
+        # flush_s: a read after that long since the last save writes the count to flash by itself
+        start, out = count_pulses(bus, src, tmp_path, 1, flush_s=1)
+        assert (start, out[0]) == ("start 5", "count 6")
+        assert (tmp_path / "pulses.dat.0").read_text() == "6"

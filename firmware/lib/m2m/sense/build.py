@@ -8,7 +8,7 @@ from m2m.sense.sampler import Sampler
 TYPES = ("bme280", "sht4x", "ds18b20", "battery", "pulses", "modbus")
 
 
-def _opener(e, b):
+def _opener(e, b, flush_s=3600):
     from m2m import board, hal
 
     t = e["type"]
@@ -37,7 +37,8 @@ def _opener(e, b):
     if t == "pulses":
         from m2m.sense.pulse import Pulses
 
-        return lambda: Pulses(e["pin"], e.get("slot", 0), e.get("debounce_ms", 20))
+        fs = flush_s
+        return lambda: Pulses(e["pin"], e.get("slot", 0), e.get("debounce_ms", 20), flush_s=fs)
     if t == "modbus":
         from m2m.sense.modbus import ModbusRTU, ModbusSensor
 
@@ -71,7 +72,7 @@ def sampler(cfg, sink, b=None):
     if sc["battery"] and not any(e["type"] == "battery" for e in entries):
         entries.append({"type": "battery"})
     for e in entries:
-        make = _opener(e, b)
+        make = _opener(e, b, sc["flush_s"])
         quant = units = None
         if e["type"] == "modbus":
             quant = tuple(r["name"] for r in e["regs"])

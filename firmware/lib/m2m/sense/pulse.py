@@ -20,7 +20,7 @@ class Pulses:
     RANGE = None
 
     def __init__(self, pin, slot=0, debounce_ms=20, trigger=None, pull=None, path="/pulses.dat",
-                 flush_n=100):
+                 flush_n=100, flush_s=3600):
         if not 0 <= slot < _SLOTS:
             raise ValueError("pulse counter slot must be 0-%d, not %r" % (_SLOTS - 1, slot))
         self.pin_no = pin
@@ -28,6 +28,8 @@ class Pulses:
         self.debounce = debounce_ms
         self.path = "%s.%d" % (path, slot)
         self.flush_n = flush_n
+        self.flush_ms = flush_s * 1000
+        self._saved_at = hal.ticks_ms()
         self._rtc = hal.RTC()
         mem = self._rtc.memory()
         self._mem = bytearray(max(len(mem), 8 * _SLOTS))
@@ -82,12 +84,14 @@ class Pulses:
             f.write(str(self.count))
         os.rename(tmp, self.path)
         self.saved = self.count
+        self._saved_at = hal.ticks_ms()
 
     def start(self):
         return 0
 
     def read(self):
-        if self.count - self.saved >= self.flush_n:
+        if self.count - self.saved >= self.flush_n or (
+                self.count != self.saved and hal.ticks_diff(hal.ticks_ms(), self._saved_at) >= self.flush_ms):
             self.save()
         return (self.count,)
 
