@@ -4,7 +4,7 @@ against them through the virtual device's hal.
 - BME280: chip id 0x60, calibration words in 0x88-0xA1 / 0xE1-0xE7 (datasheet table 16), forced
   mode through ctrl_meas, raw results in 0xF7-0xFE. The raw values for a wanted temperature /
   humidity / pressure are found by inverting the datasheet's floating-point formulas (BST-BME280-DS002
-  section 8.1), not the integer ones the firmware uses. The default calibration and raw readings
+  section 8.1), not the integer ones a device driver uses. The default calibration and raw readings
   are the BMP280 datasheet's worked example (BST-BMP280-DS001 section 3.12: dig_T1..dig_P9,
   adc_T 519888, adc_P 415148 -> 25.08 degC, 100653.27 Pa; the BME280 reads temperature and pressure
   as the BMP280 does, BME280 datasheet 5.2); the humidity words are a plausible set (the datasheet
