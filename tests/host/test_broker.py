@@ -1,14 +1,16 @@
 """The test broker: a real Mosquitto, plain and TLS, refused with another CA, gone after stop."""
 
-import os
-import ssl
 import socket
+import ssl
+import sys
 
 import pytest
 
 from m2mkit import broker as broker_mod
+from m2mkit import senml
 from m2mkit.broker import Broker, Subscriber
 from m2mkit.errors import UserError
+from m2mkit.paths import FIRMWARE
 
 
 def test_publish_subscribe_plain(subscriber):
@@ -74,3 +76,45 @@ def test_bad_url_is_one_line_error():
     with pytest.raises(UserError) as e:
         Subscriber("http://localhost")
     assert "mqtt://HOST:PORT" in str(e.value)
+
+
+def _contract():
+    # the device's own contract module, under CPython (it is written to run on both)
+    lib = str(FIRMWARE / "lib")
+    if lib not in sys.path:
+        sys.path.insert(0, lib)
+    from m2m.report import contract
+
+    return contract
+
+
+def test_device_telemetry_through_mosquitto_is_valid_senml_and_deduplicated(subscriber):
+
+    c = _contract()
+    topic = c.topic("m2mkit", "dev-1", c.TELEMETRY)
+    sub = subscriber("m2mkit/dev-1/#", tls=True)
+    pub = subscriber("unused/senml")
+    t0 = 1767225600
+    first = c.senml("dev-1", [(1, [("temperature", 21.5, "Cel", t0), ("humidity", 40, "%RH", t0 + 1)]),
+                              (2, [("temperature", 21.75, "Cel", t0 + 60)])])
+    again = c.senml("dev-1", [(2, [("temperature", 21.75, "Cel", t0 + 60)]), (3, [("pulses", 4, "", t0 + 120)])])
+    pub.publish(topic, first)
+    pub.publish(topic, again)  # 2 sent again (an ack cut by a power loss)
+    got = sub.wait(2, topic=topic)
+    assert len(got) == 2
+    d = senml.Dedup()
+    fresh = [g for _, payload, _ in got for g in d.new(payload)]
+    assert [g[1] for g in fresh] == [1, 2, 3] and d.duplicates == 1
+    assert fresh[0][2] == [("temperature", 21.5, "Cel", t0), ("humidity", 40, "%RH", t0 + 1)]
+    assert fresh[2][2] == [("pulses", 4, "", t0 + 120)]
+
+
+def test_senml_checker_refuses_what_rfc_8428_refuses():
+
+    for bad in (b"{}", b"[]", b"[1]", b'[{"n": "a", "v": "x"}]', b'[{"n": "a"}]', b'[{"n": "a", "v": 1, "vs": "x"}]',
+                b'[{"n": "-a", "v": 1}]', b'[{"n": "a", "v": 1, "x_": 1}]', b'[{"n": "a", "v": 1, "bt": true}]',
+                b'[{"bn": "d:", "n": "t", "v": 1}]'):
+        with pytest.raises(senml.SenMLError):
+            senml.groups(bad)
+    assert senml.resolve(b'[{"bn": "d:", "bt": 10, "n": "a", "v": 1}, {"n": "b", "vb": true, "t": 2}]') == [
+        ("d:a", 1, "", 10), ("d:b", True, "", 12)]

@@ -1,0 +1,96 @@
+"""SenML (RFC 8428) as a receiver of m2mkit telemetry sees it: `resolve(payload)` checks a JSON pack
+against the RFC's rules and returns its resolved records; `groups(payload)` splits it at the
+outbox sequence numbers (README "MQTT contract"); `Dedup` drops groups already seen, as receivers must.
+"""
+
+import json
+import math
+
+# RFC 8428 4.2 / 4.3: the JSON type of each label
+_NUM = (int, float)
+TYPES = {"bn": str, "bt": _NUM, "bu": str, "bv": _NUM, "bs": _NUM, "bver": int, "n": str, "u": str,
+         "v": _NUM, "vs": str, "vb": bool, "vd": str, "s": _NUM, "t": _NUM, "ut": _NUM}
+_VALUES = ("v", "vs", "vb", "vd")
+
+
+class SenMLError(ValueError):
+    pass
+
+
+def _name_ok(name):
+    # RFC 8428 4.5.1: A-Z a-z 0-9 first, then those and - : . / _
+    if not name or not (name[0].isascii() and name[0].isalnum()):
+        return False
+    return all(c.isascii() and (c.isalnum() or c in "-:./_") for c in name)
+
+
+def resolve(payload):
+    """[(name, value, unit, time)] of a SenML JSON pack, base values applied; SenMLError names the
+    first rule broken."""
+    try:
+        pack = json.loads(payload)
+    except (ValueError, UnicodeError) as e:
+        raise SenMLError(f"not JSON: {e}") from None
+    if not isinstance(pack, list) or not pack:
+        raise SenMLError("a SenML pack is a non-empty JSON array")
+    bn, bt, bu = "", 0, ""
+    out = []
+    for i, rec in enumerate(pack):
+        if not isinstance(rec, dict):
+            raise SenMLError(f"record {i} is not an object")
+        for k, v in rec.items():
+            if k.endswith("_"):
+                raise SenMLError(f"record {i}: must-understand label {k!r}")
+            if k not in TYPES:
+                raise SenMLError(f"record {i}: unknown label {k!r}")
+            want = TYPES[k]
+            if not isinstance(v, want) or (want is not bool and isinstance(v, bool)):
+                raise SenMLError(f"record {i}: {k} has the wrong type ({v!r})")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise SenMLError(f"record {i}: {k} is not finite")
+        bn = rec.get("bn", bn)
+        bt = rec.get("bt", bt)
+        bu = rec.get("bu", bu)
+        name = bn + rec.get("n", "")
+        if not _name_ok(name):
+            raise SenMLError(f"record {i}: bad name {name!r}")
+        values = [k for k in _VALUES if k in rec]
+        if len(values) > 1 or (not values and "s" not in rec):
+            raise SenMLError(f"record {i}: needs exactly one of v, vs, vb, vd (or a sum)")
+        value = rec[values[0]] if values else rec["s"]
+        out.append((name, value, rec.get("u", bu), bt + rec.get("t", 0)))
+    return out
+
+
+def groups(payload):
+    """[(base name, seq, [(name, value, unit, time)])]: m2mkit telemetry split at its `seq` records
+    (names returned without the base name)."""
+    out = []
+    for name, value, unit, t in resolve(payload):
+        base, _, short = name.rpartition(":")
+        if short == "seq":
+            out.append((base + ":", value, []))
+        elif not out:
+            raise SenMLError("telemetry must start with the outbox sequence number (n \"seq\")")
+        else:
+            out[-1][2].append((short, value, unit, t))
+    return out
+
+
+class Dedup:
+    """Receivers drop a group whose (base name, seq) they have seen: `new(payload)` returns only the
+    groups not seen before."""
+
+    def __init__(self):
+        self.seen = set()
+        self.duplicates = 0
+
+    def new(self, payload):
+        fresh = []
+        for bn, seq, readings in groups(payload):
+            if (bn, seq) in self.seen:
+                self.duplicates += 1
+                continue
+            self.seen.add((bn, seq))
+            fresh.append((bn, seq, readings))
+        return fresh
