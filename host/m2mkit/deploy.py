@@ -157,12 +157,10 @@ def compile_mpy(src, dev_name, arch):
 
 def plan_files(arch, platform, source=False, board=None, firmware=FIRMWARE):
     """{device path: bytes} that the device should hold. .py under lib/ becomes .mpy unless `source`."""
-    firmware = Path(firmware)
+    from .image import firmware_files
+
     want = {}
-    for p in sorted(firmware.rglob("*")):
-        if not p.is_file() or "__pycache__" in p.parts:
-            continue
-        dev = "/" + p.relative_to(firmware).as_posix()
+    for dev, p in firmware_files(firmware):
         if dev in BOARD_ONLY_ON_UNIX and platform != "linux":
             continue
         if dev.endswith(".py") and dev not in SOURCE_ONLY and not source:

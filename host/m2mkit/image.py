@@ -16,12 +16,16 @@ from .paths import FIRMWARE
 FS_OPTS = dict(block_size=BLOCK_SIZE, read_size=32, prog_size=32, lookahead_size=32)
 
 
+HOST_ONLY = ("/manifest.py",)  # firmware/manifest.py freezes m2m into a build; never on the flash
+
+
 def firmware_files(root=FIRMWARE):
     """(device path, host path) of every file that goes onto the device."""
     root = Path(root)
     for p in sorted(root.rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts:
-            yield "/" + p.relative_to(root).as_posix(), p
+        dev = "/" + p.relative_to(root).as_posix()
+        if p.is_file() and "__pycache__" not in p.parts and dev not in HOST_ONLY:
+            yield dev, p
 
 
 def _mkdirs(fs, dev_path):
