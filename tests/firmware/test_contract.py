@@ -4,6 +4,7 @@ import json
 
 from m2m import config
 from m2m.report import contract as c
+from m2m.report import ha
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z
 
@@ -174,16 +175,16 @@ def test_status_and_will_payloads():
 
 
 def test_home_assistant_discovery():
-    t, p = c.ha_discovery("m2mkit", "dev-1", "temperature", "Cel")
+    t, p = ha.discovery("m2mkit", "dev-1", "temperature", "Cel")
     assert t == "homeassistant/sensor/dev-1/temperature/config"
     d = json.loads(p)
     assert d["unique_id"] == "dev-1_temperature" and d["state_topic"] == "m2mkit/dev-1/telemetry"
     assert d["availability_topic"] == "m2mkit/dev-1/status"
     assert d["device_class"] == "temperature" and d["unit_of_measurement"] == "\u00b0C"
     assert "'temperature'" in d["value_template"] and d["device"]["identifiers"] == ["dev-1"]
-    t, p = c.ha_discovery("m2mkit", "dev-1", "bme.battery", "/", ha_prefix="ha")
+    t, p = ha.discovery("m2mkit", "dev-1", "bme.battery", "/", ha_prefix="ha")
     d = json.loads(p)
     assert t == "ha/sensor/dev-1/bme_battery/config"
     assert d["unit_of_measurement"] == "%" and "* 100" in d["value_template"]
-    d = json.loads(c.ha_discovery("m2mkit", "dev-1", "pulses", "")[1])
+    d = json.loads(ha.discovery("m2mkit", "dev-1", "pulses", "")[1])
     assert "unit_of_measurement" not in d and "device_class" not in d
