@@ -28,6 +28,7 @@ irq = p.irq(lambda pin: seen.append(pin.value()), machine.Pin.IRQ_FALLING)
 print(irq.trigger())
 time.sleep_ms(1)
 print(len(seen))
+print(p.irq().trigger())  # no argument: a query, the handler stays
 try:
     p.irq(lambda pin: 0, hard=True)
 except TypeError:
@@ -35,7 +36,7 @@ except TypeError:
 p.irq(None)
 print(p.irq().trigger())
 """, {"M2M_BUS": bus.address_str})
-        assert out == ["2", "2", "no hard", "0"]
+        assert out == ["2", "2", "2", "no hard", "0"]
         assert bus.edges == []  # fetched by the device
 
 

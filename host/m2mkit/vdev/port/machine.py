@@ -213,11 +213,14 @@ class Pin:
     def off(self):
         self._set(0)
 
-    def irq(self, handler=None, trigger=3, wake=None):
+    def irq(self, handler=_NOARG, trigger=3, wake=None):
         # machine_pin.c machine_pin_irq: handler, trigger (IRQ_RISING | IRQ_FALLING), wake; no
-        # `hard` keyword on this port (the handler is always scheduled). Edges come from the bus
-        # (_m2m_sim.poll_irqs); wake is accepted and not modelled.
-        if handler is None:
+        # `hard` keyword on this port (the handler is always scheduled); with no argument at all it
+        # only returns the irq object. Edges come from the bus (_m2m_sim.poll_irqs); wake is
+        # accepted and not modelled.
+        if handler is _NOARG and trigger == 3 and wake is None:
+            return _PinIRQ(self)
+        if handler is None or handler is _NOARG:
             S.irqs.pop(self._id, None)
         else:
             S.irqs[self._id] = (self, handler, int(trigger))
