@@ -80,6 +80,21 @@ def test_bad_input_says_what_to_do():
     assert ob.pending() == 0
     ob.close()
     _rmtree(d)
+    for kw in ({"segment_bytes": 10}, {"max_segments": 0}):
+        try:
+            Outbox(d, **kw)
+        except ValueError as e:
+            assert "give at least" in str(e)
+        else:
+            raise AssertionError("no ValueError for %r" % kw)
+    _write(d, b"a file")
+    try:
+        Outbox(d)
+    except OSError as e:
+        assert "remove it or give another path" in str(e)
+    else:
+        raise AssertionError("no OSError")
+    os.remove(d)
 
 
 def test_restart_resumes_exactly():

@@ -52,11 +52,19 @@ class Outbox:
         self._f = None  # the tail segment, open for appending
         self._tail_bytes = 0
         self._bad = []  # segments found torn while peeking (reported once)
+        if segment_bytes < 32 or max_segments < 1:
+            raise ValueError("outbox of %d segments of %d bytes: give at least 1 segment of 32 bytes"
+                             % (max_segments, segment_bytes))
         try:
             os.mkdir(path)
         except OSError:
             pass
-        self.segs = sorted(int(n[1:], 16) for n in os.listdir(path) if n[0] == "s" and len(n) == 9)
+        try:
+            names = os.listdir(path)
+        except OSError:
+            raise OSError("outbox folder %s cannot be made (a file of that name?): remove it or give "
+                          "another path" % path)
+        self.segs = sorted(int(n[1:], 16) for n in names if n[0] == "s" and len(n) == 9)
         self.acked = self._load_ack()
         self.next = self.acked + 1
         self._open_tail()
