@@ -11,6 +11,11 @@
 # the filesystem will fall back to the last known good state" (littlefs README.md): an append is
 # whole or absent. On a filesystem that can tear a write at any byte (FAT, the host's) the CRC finds
 # the torn record at restart: it is dropped and appending goes on in a new segment.
+#
+# Flash wear: one sync per append; past the inline limit (128 bytes: cache_size 4 * 32 in
+# micropython extmod/vfs_lfsx.c, inline_max in lib/littlefs/lfs2.c) each sync copies the segment's
+# incomplete last block to a fresh one (lfs2_ctz_extend): about one block erase per record. The
+# pointer is written once per ack() (once per drained batch): 8 bytes into an inline file.
 import binascii
 import os
 import struct
