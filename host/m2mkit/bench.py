@@ -342,11 +342,12 @@ def sensing():
 
 @figure
 def outbox():
-    """Issue #9: the outbox's append and drain time per record on the virtual device's flash, and its
-    heap (bench_outbox.py)."""
-    from .bench_outbox import outbox_figures
+    """Issue #9: the outbox's append and drain time per record on the virtual device's flash, its
+    heap and its flash wear (bench_outbox.py)."""
+    from .bench_outbox import outbox_figures, outbox_wear
 
     yield from outbox_figures()
+    yield from outbox_wear()
 
 
 @figure

@@ -1,7 +1,9 @@
 """Figures of the durable outbox (issue #9): append and drain time per record on the virtual device's
 flash (LittleFS over the image file, every block write flushed to it as the bridge's power cut
-needs), and the heap the outbox holds."""
+needs), the heap the outbox holds, and its flash wear (block erases and bytes programmed, counted
+under MicroPython's VfsLfs2 with the ESP32's settings)."""
 
+from .testing import run_micropython
 from .vdev.device import VirtualDevice
 
 N = 200  # records
@@ -69,3 +71,62 @@ def outbox_figures():
     yield {"name": "outbox_heap_growth_bytes", "value": max(growth, 1), "unit": "bytes",
            "note": "heap still held after %d appends (after gc.collect()): the segment list and the "
                    "open segment, no record is kept in RAM" % N}
+
+
+# LittleFS over a counting RAM flash: 4096-byte blocks, read / prog / lookahead 32 as on the ESP32
+_WEAR = """
+import vfs
+class Flash:
+    def __init__(self, blocks):
+        self.data = bytearray(blocks * 4096)
+        self.blocks = blocks
+        self.erases = self.progs = 0
+    def readblocks(self, n, buf, off=0):
+        a = n * 4096 + off
+        buf[:] = self.data[a:a + len(buf)]
+    def writeblocks(self, n, buf, off=None):
+        a = n * 4096 + (off or 0)
+        self.data[a:a + len(buf)] = buf
+        self.progs += len(buf)
+    def ioctl(self, op, arg):
+        if op == 4: return self.blocks
+        if op == 5: return 4096
+        if op == 6: self.erases += 1
+        return 0
+f = Flash(64)
+opts = {"readsize": 32, "progsize": 32, "lookahead": 32}
+vfs.VfsLfs2.mkfs(f, **opts)
+vfs.mount(vfs.VfsLfs2(f, **opts), "/fl")
+from m2m.outbox import Outbox
+ob = Outbox("/fl/ob")
+p = bytes(110)
+for i in range(20):
+    ob.append(1, p)
+e0, p0 = f.erases, f.progs
+for i in range(%(n)d):
+    ob.append(1, p)
+e1, p1 = f.erases, f.progs
+acks = 0
+while True:
+    recs = ob.peek(%(batch)d)
+    if not recs:
+        break
+    ob.ack(recs[-1][0])
+    acks += 1
+print("M2M_WEAR", e1 - e0, p1 - p0, f.erases - e1, f.progs - p1, acks)
+"""
+
+
+def outbox_wear():
+    rc, out, err = run_micropython(_WEAR % {"n": N, "batch": BATCH}, heapsize="2M", timeout=300)
+    if rc != 0 or "M2M_WEAR" not in out:
+        raise RuntimeError(f"outbox wear run failed: {out}{err}")
+    e_app, p_app, e_ack, p_ack, acks = (int(x) for x in out.split("M2M_WEAR")[1].split())
+    yield {"name": "outbox_erases_per_record", "value": round(e_app / N, 2), "unit": "ratio",
+           "note": "4 KB block erases per appended record of 122 bytes on flash (LittleFS copies the "
+                   "segment's incomplete last block at each sync), VfsLfs2 with the ESP32's settings"}
+    yield {"name": "outbox_prog_bytes_per_record", "value": round(p_app / N), "unit": "bytes",
+           "note": "bytes programmed per appended record (block copy and metadata commit included)"}
+    yield {"name": "outbox_prog_bytes_per_ack", "value": round(p_ack / acks), "unit": "bytes",
+           "note": "bytes programmed per ack() of a batch of %d (the 8-byte pointer entry in an inline "
+                   "file, segment removal included); %.2f erases per ack" % (BATCH, e_ack / acks)}

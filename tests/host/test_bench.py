@@ -19,7 +19,8 @@ EXPECTED |= {f"modem_stack_heap_peak_{k}_{m}" for m in HEAP_MODELS for k in ("mp
 EXPECTED |= {"at_parser_throughput_1b", "at_parser_throughput_8b", "at_parser_throughput_256b",
              "at_parser_bytewise_ratio"}
 EXPECTED |= {"sampler_cycle_us", "sense_heap_mpy", "sense_heap_py"}  # issue #11
-EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox_heap_growth_bytes"}  # issue #9
+EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox_heap_growth_bytes",
+             "outbox_erases_per_record", "outbox_prog_bytes_per_record", "outbox_prog_bytes_per_ack"}  # issue #9
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions"}  # valgrind
 OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
