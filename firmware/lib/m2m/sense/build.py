@@ -47,8 +47,9 @@ def _opener(e, b, flush_s=3600):
 
         def make():
             kw = {k: u[k] for k in ("tx", "rx") if k in u}
+            de = hal.Pin(u["de"], hal.Pin.OUT, value=0) if u.get("de") is not None else None
             return ModbusSensor(ModbusRTU(hal.UART(u.get("id", 2), u.get("baud", 9600), **kw),
-                                          e.get("timeout_ms", 500)), e.get("unit", 1), regs)
+                                          e.get("timeout_ms", 500), de=de), e.get("unit", 1), regs)
         return make
     raise ValueError("sense.sensors: unknown type %r (known: %s)" % (t, ", ".join(TYPES)))
 

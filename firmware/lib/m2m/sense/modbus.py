@@ -32,10 +32,16 @@ def crc16(data, n=None):
 
 
 class ModbusRTU:
-    def __init__(self, uart, timeout_ms=500, retries=1):
+    # de: an output Pin driving an RS-485 transceiver's DE/RE (high while sending), for transceivers
+    # without automatic direction control; it is released after the frame's time on the wire
+    # (11 bits a character at uart.baudrate, Modbus over Serial Line 2.5.1) plus a millisecond.
+    def __init__(self, uart, timeout_ms=500, retries=1, de=None):
         self.uart = uart
         self.timeout_ms = timeout_ms
         self.retries = retries
+        self.de = de
+        if de is not None:
+            de.value(0)
         self._req = bytearray(8)
         self._rsp = bytearray(_BUF)
         self.errors = 0  # CRC failures and timeouts seen
@@ -57,7 +63,13 @@ class ModbusRTU:
         err = None
         for _ in range(self.retries + 1):
             self._flush()
-            self.uart.write(q)
+            if self.de is not None:
+                self.de.value(1)
+                self.uart.write(q)
+                hal.sleep_ms(8 * 11000 // getattr(self.uart, "baudrate", 9600) + 1)
+                self.de.value(0)
+            else:
+                self.uart.write(q)
             try:
                 return self._response(unit, fc, count)
             except (OSError, ValueError) as e:
@@ -74,6 +86,10 @@ class ModbusRTU:
         while got < want:
             if got >= 5 and r[1] == fc | 0x80:
                 break  # exception response: 5 bytes
+            if got >= 3 and r[1] == fc and r[2] != 2 * count:
+                self._flush()
+                raise ValueError("Modbus unit %d: unexpected answer (%d data bytes for %d registers)"
+                                 % (unit, r[2], count))
             left = hal.ticks_diff(deadline, hal.ticks_ms())
             if left <= 0:
                 if got:
