@@ -161,6 +161,9 @@ def test_cmd_bad_input_gets_an_error_and_changes_nothing():
         # one good key and one bad: neither is applied
         (b'{"id": "7", "cmd": "set", "config": {"mqtt.prefix": "x", "mqtt.keepalive": -1}}', "7", "between"),
         (b'{"id": "8", "cmd": "ping", "pad": "' + b"x" * 600 + b'"}', None, "at most 512"),
+        # a prefix or device id that makes no topic would cut the device off
+        (b'{"id": "9", "cmd": "set", "config": {"mqtt.prefix": "a/#"}}', "9", "mqtt.prefix"),
+        (b'{"id": "9", "cmd": "set", "config": {"device.id": "a/b"}}', "9", "device.id"),
     )
     for payload, cid, words in bad:
         res, action, same = _handle(payload, cfg)
