@@ -86,10 +86,6 @@ class ModbusRTU:
         while got < want:
             if got >= 5 and r[1] == fc | 0x80:
                 break  # exception response: 5 bytes
-            if got >= 3 and r[1] == fc and r[2] != 2 * count:
-                self._flush()
-                raise ValueError("Modbus unit %d: unexpected answer (%d data bytes for %d registers)"
-                                 % (unit, r[2], count))
             left = hal.ticks_diff(deadline, hal.ticks_ms())
             if left <= 0:
                 if got:
@@ -98,6 +94,10 @@ class ModbusRTU:
             if not self.uart.wait(min(left, 50)):
                 continue
             got += self.uart.readinto(mv[got:want])
+        if r[1] == fc and r[2] != 2 * count:
+            self._flush()
+            raise ValueError("Modbus unit %d: unexpected answer (%d data bytes for %d registers)"
+                             % (unit, r[2], count))
         if r[1] == fc | 0x80:
             n = 5
         else:
@@ -121,7 +121,7 @@ class ModbusRTU:
 
 class ModbusSensor:
     # sampler adapter: registers of one unit as readings; each entry of `regs` is
-    # (quantity, fc, address, scale) -> value = register * scale (signed when scale < 0 is not used)
+    # (quantity, fc, address, scale) -> value = register (unsigned 16 bits) * scale
     def __init__(self, bus, unit, regs):
         self.bus = bus
         self.unit = unit
