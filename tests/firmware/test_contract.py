@@ -134,6 +134,10 @@ def test_cmd_good_commands():
     res, action, same = _handle(b'{"id": "s", "cmd": "set", "config": {"mqtt.prefix": "fleet", "mqtt.batch": 4}}', cfg)
     assert res == {"id": "s", "ok": True, "set": ["mqtt.batch", "mqtt.prefix"]} and action == "set" and not same
     assert cfg["mqtt"]["prefix"] == "fleet" and cfg["mqtt"]["batch"] == 4
+    # a device without device.id (it reports under another name) can still be configured
+    bare = config.validate({})
+    res, action, same = _handle(b'{"id": "b", "cmd": "set", "config": {"mqtt.batch": 2}}', bare)
+    assert res["ok"] and action == "set" and bare["mqtt"]["batch"] == 2
 
 
 def test_cmd_bad_input_gets_an_error_and_changes_nothing():

@@ -180,8 +180,9 @@ def handle_cmd(payload, cfg):
             except (config.ConfigError, KeyError) as e:
                 msg = str(e) if isinstance(e, config.ConfigError) else "unknown config key %s" % dotted
                 return reply(cid, False, error=msg), None
+        dev = (trial.get("device") or cfg["device"])["id"]
         try:  # a prefix or device id that makes no topic would cut the device off: refused
-            topic((trial.get("mqtt") or cfg["mqtt"])["prefix"], (trial.get("device") or cfg["device"])["id"], CMD)
+            topic((trial.get("mqtt") or cfg["mqtt"])["prefix"], "x" if dev is None else dev, CMD)
         except ValueError as e:
             return reply(cid, False, error=str(e)), None
         for section, keys in trial.items():
