@@ -362,6 +362,7 @@ def network_bringup():
 @figure
 def host_tools():
     """Issue #12: deploy against mpremote, per-device images per second (bench_hosttools.py)."""
-    from .bench_hosttools import deploy_vs_mpremote
+    from .bench_hosttools import deploy_vs_mpremote, fleet_images
 
+    yield from fleet_images()
     yield from deploy_vs_mpremote()

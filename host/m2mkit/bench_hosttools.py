@@ -58,3 +58,19 @@ def deploy_vs_mpremote():
     yield {"name": "deploy_unchanged_s", "value": round(ours_again, 2), "unit": "s",
            "peer_mpremote_cp_s": round(theirs_again, 2), "ratio": round(ours_again / theirs_again, 2),
            "goal": "<= 1", "copied": len(r["copied"])}  # 0 unless firmware/ changed meanwhile
+
+
+def fleet_images(n=50):
+    """Per-device images per second (app compiled once, then per device: LittleFS copy, config and
+    credentials, esptool merge_bin, written to disk), for a 4 MB ESP32 board."""
+    from . import boards
+    from .fleetimage import build_fleet, stand_in_firmware
+
+    board = boards.load("esp32-devkitc-bg95")
+    rows = [(f"dev{i:04d}", {"device": {"id": f"dev{i:04d}"}, "net": {"apn": "iot"}}) for i in range(n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        build_fleet(board, stand_in_firmware("esp32"), rows, Path(tmp) / "out")
+        dt = time.perf_counter() - t
+    yield {"name": "fleet_images_per_s", "value": round(n / dt, 1), "unit": "images/s", "images": n,
+           "board": board["name"], "goal": ">= 20"}

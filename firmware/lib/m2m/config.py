@@ -18,6 +18,16 @@ def _endpoints(v):
     return None
 
 
+def _hex(v):
+    try:
+        if v and len(v) % 2 == 0:
+            int(v, 16)
+            return None
+    except ValueError:
+        pass
+    return "must be an even number of hex digits, not %r" % (v,)
+
+
 SCHEMA = {
     "device": {
         # the name the device reports under (MQTT topic level, LwM2M endpoint)
@@ -83,6 +93,11 @@ SCHEMA = {
         "batch": (int, 8, (1, 32)),  # outbox records per telemetry message
         "ha_discovery": (bool, False, None),  # announce the readings to Home Assistant
         "ha_prefix": (str, "homeassistant", None),  # Home Assistant's discovery prefix
+    },
+    # ---- credentials written by `m2mkit provision` / `m2mkit image fleet` (README "Host tools") ----
+    "lwm2m": {
+        "psk_identity": (str, None, None),  # DTLS PSK identity (the device id unless given)
+        "psk_key": (str, None, _hex),  # DTLS PSK key, hex
     },
 }
 
