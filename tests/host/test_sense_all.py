@@ -64,3 +64,19 @@ def test_every_sensor_through_the_config():
     assert units["in.pressure"] == ("'Pa'", 3323, "1") and units["battery"] == ("'V'", 3316, "1")
     assert units["pulses"] == ("''", 3200, "1") and units["energy"] == ("'kWh'", 3300, "1")
     assert lines[-1] == "events None"  # no fault on the way
+
+
+def test_check_prints_readings_and_faults():
+    with BusSim() as bus:
+        bus.i2c[(0, 0x44)] = SHT4x(temperature=20.0, humidity=50.0)
+        code = """
+from m2m import config
+from m2m.sense import build
+cfg = config.validate({"sense": {"battery": False, "sensors": [{"type": "sht4x"}, {"type": "bme280"}]}})
+build.check(cfg=cfg, b={"i2c": {"id": 0, "scl": 22, "sda": 21}})
+"""
+        rc, out, err = run_micropython(code, env={"M2M_BUS": bus.address_str})
+    assert rc == 0, out + err
+    lines = out.strip().split("\n")
+    assert "sense: temperature=20.0" in "\n".join(lines) and any(l.startswith("sense: humidity=") for l in lines)
+    assert any(l.startswith("event: sensor.fault") and "sensor=bme280" in l and "missing" in l for l in lines), lines

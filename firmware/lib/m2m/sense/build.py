@@ -88,3 +88,22 @@ def sampler(cfg, sink, b=None):
                e.get("max_interval_s", sc["max_interval_s"]), e.get("window_s", 0),
                e.get("alarms", ()), ranges)
     return sm
+
+
+def check(seconds=3, cfg=None, b=None):
+    # Read every configured sensor once and print the readings ("sense: name=value unit"); faults
+    # show as event lines. At a board's REPL: from m2m.sense import build; build.check()
+    from m2m import config, hal
+
+    got = []
+    sm = sampler(cfg or config.load(), lambda r, u: got.extend(r), b)
+    want = sum(len(s.names) for s in sm.sensors)
+    t0 = hal.ticks_ms()
+    while len(got) < want and hal.ticks_diff(hal.ticks_ms(), t0) < seconds * 1000:
+        w = sm.step()
+        if all(s.state == 2 or s.fault for s in sm.sensors if s.last[0] is None):
+            break  # every sensor has read or failed
+        hal.sleep_ms(min(w, 100) or 1)
+    for r in got:
+        print("sense: %s=%s %s" % (r[0], r[1], r[2]))
+    return got
