@@ -24,10 +24,12 @@ LINES = {
 }
 
 CODE = """
-import json, os
+import gc, json, os
 from m2m import hal, events, loop, config, modem
 from m2m.at import AT
+gc.collect()
 from m2m.net.network import Network
+gc.collect()
 cfg = config.validate(json.loads(os.getenv("CFG")))
 at = AT(loop.Guarded(hal.UART(1, 115200)), timeout_ms=2000)
 m = modem.create(at, json.loads(os.getenv("BOARD")))
@@ -188,3 +190,85 @@ def test_roaming_days_survive_a_reboot(tmp_path):
         # past the limit of 1 day: the policy (warn) is reported
         assert any(k == "net.roaming" and "days=2" in f and "policy=warn" in f and "limit=1" in f
                    for k, f in evs), evs
+
+
+DAY = "import os, sys; sys.path.insert(0, os.getenv('MPY_TREE'))\n" + CODE + """
+import socket
+def control(req):
+    host, _, port = os.getenv("M2M_CTRL").rpartition(":")
+    s = socket.socket()
+    s.connect(socket.getaddrinfo(host, int(port))[0][-1])
+    s.write(json.dumps(req) + "\\n")
+    reply = s.readline()
+    s.close()
+    return json.loads(reply)
+
+class Judge:
+    # every 5 minutes of device time: does the simulated network offer coverage (the modem is
+    # registered there), and is the firmware attached? Coverage seen twice in a row (5 minutes)
+    # while the firmware is not attached is a miss.
+    def __init__(self):
+        self.t = hal.ticks_ms()
+        self.before = False
+        self.samples = self.covered = self.attached = self.misses = 0
+        self.missed = []
+    def step(self):
+        now = hal.ticks_ms()
+        if hal.ticks_diff(now, self.t) < 300000:
+            return 300000 - hal.ticks_diff(now, self.t)
+        self.t = now
+        st = control({"op": "status"})
+        cov = st["stat"] in (1, 5) and st["cfun"] == 1
+        self.samples += 1
+        if cov:
+            self.covered += 1
+        if n.attached():
+            self.attached += 1
+        elif cov and self.before:
+            self.misses += 1
+            self.missed.append((hal.ticks_ms() // 1000, n.status()["state"], n.level))
+        self.before = cov
+        return 300000
+
+j = Judge()
+loop.run((n, j), None, 24 * 3600 * 1000)
+gc.collect()
+print(json.dumps({"status": n.status(), "samples": j.samples, "covered": j.covered,
+                  "attached": j.attached, "misses": j.misses, "missed": j.missed, "free": gc.mem_free()}))
+"""
+
+
+def test_a_day_with_coverage_coming_and_going(tmp_path):
+    # 24 hours of modem time at 500x (about three minutes): coverage drops for an hour every four
+    # hours; the firmware must be attached whenever coverage has lasted five minutes, in a 160 KB heap
+    from m2mkit.bench import heap_trees
+
+    scale = 500
+    cfg = {"net": {"apn": "internet", "check_s": 60}}
+    tree = heap_trees(tmp_path / "lib")["mpy"]  # .mpy files, as a board with a tight heap gets them
+    with sim_for("bg95", scale) as sim:
+        stop = threading.Event()
+
+        def outages():
+            t0 = sim.modem_time()
+            for h in range(4, 24, 4):
+                for at, tl in ((h * 3600, [[0, "searching"]]), (h * 3600 + 3600, [[0, "home"]])):
+                    while sim.modem_time() - t0 < at:
+                        if stop.wait(0.05):
+                            return
+                    sim.set_timeline(tl)
+
+        t = threading.Thread(target=outages, daemon=True)
+        t.start()
+        try:
+            (r,), evs = run(DAY, sim, scale, cfg, tmp_path, "bg95", heapsize="200K", timeout=400,
+                            MPY_TREE=str(tree))
+        finally:
+            stop.set()
+        assert r["misses"] == 0, (r, [e for e in evs if e[0].startswith("net.")
+                                        and e[0] not in ("net.signal", "net.modem")])
+        assert r["samples"] >= 250 and r["covered"] >= r["samples"] * 0.7
+        assert r["attached"] >= r["covered"] - 10
+        k = kinds(evs)
+        assert k.count("net.attached") >= 6  # the first attach and once after each of the 5 outages
+        assert r["status"]["state"] == "attached"
