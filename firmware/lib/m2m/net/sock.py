@@ -38,7 +38,6 @@ _ECONNREFUSED = const(111)
 MAX_SEND = const(1024)  # bytes a send command carries (below every dialect's limit)
 MAX_READ = const(1024)  # bytes a receive command asks for at most
 _REQUERY_MS = const(2000)  # a buffer query this often even without a receive URC (URCs get lost)
-_DNS_MS = const(30000)
 
 
 def _ioerr(code, why):
@@ -66,7 +65,11 @@ class Stack:
         return Socket(self, kind)
 
     def getaddrinfo(self, host, port, af=0, type=0, proto=0, flags=0):
-        ip = resolve(self.modem, host)
+        ip = host
+        if not _is_ip(host):
+            from m2m.net.sockx import resolve  # DNS through the modem (a module apart: heap)
+
+            ip = resolve(self.modem, host)
         if ip != host and len(self._names) < 8:
             self._names[ip] = host
         t = type or (SOCK_DGRAM if self.kind == "udp" else SOCK_STREAM)
@@ -91,70 +94,10 @@ class Stack:
     def _upload(self):
         if self._creds is not None or not self.tls:
             return self._creds
+        from m2m.net.sockx import upload_credentials
+
         self._creds = upload_credentials(self.modem, self.tls)
         return self._creds
-
-
-def _family(modem):
-    t = modem.RECV if not isinstance(modem.RECV, dict) else modem.RECV["tcp"]
-    if t.startswith("AT+CARECV"):
-        return "simcom"
-    if t.startswith("AT+QIRD"):
-        return "quectel"
-    return "sequans"
-
-
-# ---- DNS through the modem ----
-def resolve(modem, host, timeout_ms=_DNS_MS):
-    # the IPv4 address of host, asked of the modem's DNS; a dotted quad comes back as it is
-    if _is_ip(host):
-        return host
-    if not host or len(host) > 253 or '"' in host:
-        raise _ioerr(_EHOSTUNREACH, "host name %r: give a DNS name or an IPv4 address" % (host,))
-    fam = _family(modem)
-    at = modem.at
-    got = []
-    if fam == "sequans":
-        # AT+SQNDNSLKUP="<name>" -> +SQNDNSLKUP: "<name>","<ip>" OK (Sequans GM02S AT manual)
-        r = at.cmd('AT+SQNDNSLKUP="%s"' % host, resp=b"+SQNDNSLKUP:", timeout_ms=timeout_ms)
-        if r.ok:
-            for ln in r.lines:
-                f = _fields(ln[ln.find(b":") + 1:], False)
-                if len(f) > 1 and _is_ip(f[-1]):
-                    return f[-1]
-        raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, r.error or "no address"))
-    if fam == "simcom":
-        # AT+CDNSGIP="<name>",<retries>,<timeout ms>: OK, then +CDNSGIP: 1,"<name>","<ip>"[,...]
-        # or +CDNSGIP: 0,<err> (SIM7070/SIM7080 AT manual; zephyr drivers/modem/simcom sim7080 dns)
-        prefix = b"+CDNSGIP:"
-        cmd = 'AT+CDNSGIP="%s",1,10000' % host
-    else:
-        # AT+QIDNSGIP=<contextID>,"<name>": OK, then +QIURC: "dnsgip",<err>,<count>,<ttl> and one
-        # +QIURC: "dnsgip","<ip>" per address (Quectel TCP/IP application note, AT+QIDNSGIP)
-        prefix = b'+QIURC: "dnsgip"'
-        cmd = 'AT+QIDNSGIP=1,"%s"' % host
-    at.urc(prefix, got.append)
-    try:
-        r = at.cmd(cmd, timeout_ms=5000)
-        if not r.ok:
-            raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, r.error))
-        deadline = hal.ticks_add(hal.ticks_ms(), timeout_ms)
-        while hal.ticks_diff(deadline, hal.ticks_ms()) > 0:
-            for ln in got:
-                f = _fields(ln[len(prefix):].lstrip(b","), False)
-                if fam == "simcom":
-                    if f and f[0] == "1" and len(f) > 2:
-                        return f[2]
-                    if f:
-                        raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: error %s" % (host, f[-1]))
-                elif len(f) == 1 and _is_ip(f[0]):
-                    return f[0]
-                elif f and f[0] != "0":  # +QIURC: "dnsgip",<err>[,...]: err 0 is the success header
-                    raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: error %s" % (host, f[0]))
-            at.poll(200)
-        raise _ioerr(_ETIMEDOUT, "DNS lookup of %s: no answer within %d ms" % (host, timeout_ms))
-    finally:
-        at.urc(prefix, None)
 
 
 def _is_ip(s):
@@ -167,74 +110,13 @@ def _is_ip(s):
     return True
 
 
-# ---- TLS credentials ----
-def upload_credentials(modem, tls):
-    # store CA / client cert / key in the modem; returns {"ca": ref, "cert": ref, "key": ref}
-    fam = _family(modem)
-    name = tls.get("name", "m2m")
-    refs = {}
-    for i, part in enumerate(("ca", "cert", "key")):
-        data = tls.get(part)
-        if not data:
-            continue
-        if isinstance(data, str):
-            data = data.encode()
-        if fam == "simcom":
-            fn = "%s_%s.pem" % (name, part)
-            modem.write_file(fn, data)
-            refs[part] = fn
-        elif fam == "quectel":
-            fn = "UFS:%s_%s.pem" % (name, part)
-            at = modem.at
-            at.cmd('AT+QFDEL="%s"' % fn, timeout_ms=2000)  # AT+QFUPL refuses an existing file
-            # AT+QFUPL=<name>,<size>,<timeout s>: CONNECT, the bytes, +QFUPL: <size>,<checksum> OK
-            # (Quectel FILE application note)
-            r = at.cmd('AT+QFUPL="%s",%d,10' % (fn, len(data)), payload=data, prompt=b"CONNECT",
-                       timeout_ms=15000)
-            if not r.ok:
-                raise ModemError("uploading %s failed: %s" % (fn, r.error))
-            refs[part] = fn
-        else:
-            # AT+SQNSNVW=<"certificate"|"privatekey">,<index>,<size>: "> ", the bytes, OK
-            # (Sequans GM02S AT manual; walter-micropython uploads certificates this way)
-            idx = 10 + i  # slots 10..12: ASSUMED docs/ASSUMED.md#A-GM02S-CERT-SLOTS
-            what = "privatekey" if part == "key" else "certificate"
-            r = modem.at.cmd('AT+SQNSNVW="%s",%d,%d' % (what, idx, len(data)), payload=data,
-                             timeout_ms=15000)
-            if not r.ok:
-                raise ModemError("writing %s to slot %d failed: %s" % (part, idx, r.error))
-            refs[part] = idx
-    return refs
-
-
-def _tls_script(modem, sid, kind, refs):
-    # the commands that point the socket's TLS at the uploaded credentials, verification on
-    fam = _family(modem)
-    ctx = modem.SSL_CTX.get(kind, 0)
-    out = []
-    if fam == "simcom":
-        if "ca" in refs:
-            out.append('AT+CSSLCFG="convert",2,"%s"' % refs["ca"])
-            out.append('AT+CASSLCFG=%d,"CACERT","%s"' % (sid, refs["ca"]))
-        if "cert" in refs and "key" in refs:
-            out.append('AT+CSSLCFG="convert",1,"%s","%s"' % (refs["cert"], refs["key"]))
-            out.append('AT+CASSLCFG=%d,"CERT","%s"' % (sid, refs["cert"]))
-    elif fam == "quectel":
-        if "ca" in refs:
-            out.append('AT+QSSLCFG="cacert",%d,"%s"' % (ctx, refs["ca"]))
-        if "cert" in refs and "key" in refs:
-            out.append('AT+QSSLCFG="clientcert",%d,"%s"' % (ctx, refs["cert"]))
-            out.append('AT+QSSLCFG="clientkey",%d,"%s"' % (ctx, refs["key"]))
-        if "ca" in refs:
-            # seclevel 1: verify the server; 2: and present the client certificate
-            out.append('AT+QSSLCFG="seclevel",%d,%d' % (ctx, 2 if "cert" in refs else 1))
-    else:
-        if "ca" in refs:
-            # AT+SQNSPCFG=<spId>,<version 2>,<ciphers>,<certValidLevel 1: verify the chain>,
-            # <caCertificateID>,<clientCertificateID>,<clientPrivateKeyID>
-            out.append('AT+SQNSPCFG=%d,2,"",1,%d,%s,%s' % (sid, refs["ca"], refs.get("cert", '""'),
-                                                         refs.get("key", '""')))
-    return out
+def _family(modem):
+    t = modem.RECV if not isinstance(modem.RECV, dict) else modem.RECV["tcp"]
+    if t.startswith("AT+CARECV"):
+        return "simcom"
+    if t.startswith("AT+QIRD"):
+        return "quectel"
+    return "sequans"
 
 
 class Socket:
@@ -276,8 +158,10 @@ class Socket:
             if setup:
                 m.run(setup, **m._sock(sid, kind))
             if kind == "tls":
+                from m2m.net.sockx import tls_script
+
                 refs = self.st._upload()
-                for c in _tls_script(m, sid, kind, refs or {}):
+                for c in tls_script(m, sid, kind, refs or {}):
                     m.at.cmd(c, timeout_ms=5000).check()
             self._drop_events(sid)
             cmd = m.open_cmd(sid, kind, host, port)
