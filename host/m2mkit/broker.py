@@ -92,6 +92,10 @@ def _pem(cert=None, key=None):
                              serialization.NoEncryption())
 
 
+class _PortTaken(Exception):
+    pass
+
+
 class Broker:
     """`with Broker() as b: b.url, b.tls_url, b.ca_file` — Mosquitto on free loopback ports."""
 
@@ -113,13 +117,22 @@ class Broker:
         return f"mqtts://{self.host}:{self.tls_port}" if self.tls_port else None
 
     def start(self, timeout=10):
-        self.dir = Path(tempfile.mkdtemp(prefix="m2mkit-broker-"))
-        try:
-            self._start(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        fixed = self.port
+        for attempt in range(3):
+            self.dir = Path(tempfile.mkdtemp(prefix="m2mkit-broker-"))
+            try:
+                self._start(timeout)
+                return self
+            except _PortTaken:
+                self.stop()  # another process took a free port before mosquitto bound it: again
+                self.port, self.tls_port = fixed, None
+                if fixed is not None:
+                    break
+            except BaseException:
+                self.stop()
+                raise
+        raise UserError(f"mosquitto could not listen on {self.host}:{self.port or 'a free port'}: the "
+                        f"address is in use; give another port")
 
     def _write(self, name, data, mode=0o600):
         p = self.dir / name
@@ -130,6 +143,13 @@ class Broker:
     def _start(self, timeout):
         if self.port is None:
             self.port = free_port(self.host)
+        else:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as mosquitto binds
+                try:
+                    s.bind((self.host, self.port))
+                except OSError:
+                    raise _PortTaken("in use") from None
         conf = [
             "per_listener_settings false",
             "allow_anonymous true",  # mosquitto 2 refuses anonymous clients once listeners are set
@@ -160,15 +180,48 @@ class Broker:
         for port in filter(None, (self.port, self.tls_port)):
             while True:
                 if self.proc.poll() is not None:
-                    raise UserError(f"mosquitto ended at start (exit status {self.proc.returncode}): {self._why()}")
+                    why = self._why()
+                    if "in use" in why:
+                        raise _PortTaken(why)
+                    raise UserError(f"mosquitto ended at start (exit status {self.proc.returncode}): {why}")
                 try:
-                    socket.create_connection((self.host, port), 0.2).close()
-                    break
+                    if self._probe(port):
+                        break
+                    time.sleep(0.05)  # something else answers there (the port was taken): look again
                 except OSError:
                     if time.monotonic() > deadline:
                         raise UserError(f"mosquitto did not listen on {self.host}:{port} within {timeout} s: "
                                         f"{self._why()}")
                     time.sleep(0.02)
+
+    # MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s, empty client id) and the CONNACK "accepted"
+    # (MQTT 3.1.1 sections 3.1 and 3.2): only an MQTT broker answers this way
+    _CONNECT = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"
+    _CONNACK = b"\x20\x02\x00\x00"
+
+    def _probe(self, port):
+        """True when an MQTT broker answers on port (over TLS, verified with ca_file, on tls_port)."""
+        with socket.create_connection((self.host, port), 0.5) as raw:
+            raw.settimeout(0.5)
+            conn = raw
+            if port == self.tls_port:
+                import ssl
+
+                conn = ssl.create_default_context(cafile=self.ca_file).wrap_socket(raw, server_hostname="localhost")
+            try:
+                conn.sendall(self._CONNECT)
+                got = b""
+                while len(got) < 4:
+                    more = conn.recv(4 - len(got))
+                    if not more:
+                        break
+                    got += more
+                if got == self._CONNACK:
+                    conn.sendall(b"\xe0\x00")  # DISCONNECT
+                return got == self._CONNACK
+            finally:
+                if conn is not raw:
+                    conn.close()
 
     def _why(self):
         err = b""

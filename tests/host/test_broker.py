@@ -118,3 +118,25 @@ def test_senml_checker_refuses_what_rfc_8428_refuses():
             senml.groups(bad)
     assert senml.resolve(b'[{"bn": "d:", "bt": 10, "n": "a", "v": 1}, {"n": "b", "vb": true, "t": 2}]') == [
         ("d:a", 1, "", 10), ("d:b", True, "", 12)]
+
+
+def test_a_taken_port_is_named(broker):
+    with pytest.raises(UserError) as e:
+        Broker(port=broker.port, tls=False).start()
+    assert "in use" in str(e.value) and "give another port" in str(e.value)
+
+
+def test_a_port_taken_before_mosquitto_binds_it_is_retried(monkeypatch):
+    # free_port() hands out a port that another process takes first: the next attempt gets another
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        real = broker_mod.free_port
+        monkeypatch.setattr(broker_mod, "free_port", lambda host="127.0.0.1": next(ports, None) or real(host))
+        b = Broker(tls=False).start()
+        try:
+            assert b.port != taken.getsockname()[1]
+            socket.create_connection(("127.0.0.1", b.port), 2).close()
+        finally:
+            b.stop()
