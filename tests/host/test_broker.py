@@ -140,3 +140,28 @@ def test_a_port_taken_before_mosquitto_binds_it_is_retried(monkeypatch):
             socket.create_connection(("127.0.0.1", b.port), 2).close()
         finally:
             b.stop()
+
+
+def test_home_assistant_templates_pick_each_reading():
+    # Home Assistant renders value_template with Jinja2, value_json being the message; a template
+    # error keeps the sensor's state (home-assistant.io/integrations/sensor.mqtt)
+    import json
+
+    import jinja2
+
+    c = _contract()
+    from m2m.report import ha
+
+    env = jinja2.Environment()
+    msg = json.loads(c.senml("dev-1", [(5, [("temperature", 21.5, "Cel", 1767225600), ("battery", 0.82, "/", 1767225600),
+                                            ("bme.humidity", 40, "%RH", 1767225601)])]))
+    for name, unit, want in (("temperature", "Cel", "21.5"), ("battery", "/", "82.0"), ("bme.humidity", "%RH", "40")):
+        topic, payload = ha.discovery("m2mkit", "dev-1", name, unit)
+        cfg = json.loads(payload)
+        assert env.from_string(cfg["value_template"]).render(value_json=msg) == want, name
+        assert cfg["state_topic"] == "m2mkit/dev-1/telemetry"
+    # a message without the reading: the template fails, so the state stays
+    other = json.loads(c.senml("dev-1", [(6, [("pulses", 3, "", 1767225600)])]))
+    tpl = env.from_string(json.loads(ha.discovery("m2mkit", "dev-1", "temperature", "Cel")[1])["value_template"])
+    with pytest.raises(jinja2.UndefinedError):
+        tpl.render(value_json=other)
