@@ -55,7 +55,7 @@ def test_topics():
     assert c.topic("m2mkit", "d", c.STATUS).endswith("/status")
     assert c.topic("m2mkit", "d", c.EVENTS).endswith("/events")
     assert c.topic("m2mkit", "d", c.CMD).endswith("/cmd")
-    for prefix in ("", "/m2m", "m2m/", "a/+/b", "a/#", "a//b", 5):
+    for prefix in ("", "/m2m", "m2m/", "a/+/b", "a/#", "a//b", "$SYS/x", 5):
         try:
             c.topic(prefix, "dev-1", c.TELEMETRY)
         except ValueError as e:

@@ -42,11 +42,12 @@ def check_id(device_id):
 
 
 def topic(prefix, device_id, leaf):
-    # "<prefix>/<device_id>/<leaf>"; prefix may have levels ("fleet/eu") but no wildcards
-    if type(prefix) is not str or not prefix or prefix[0] == "/" or prefix[-1] == "/" \
+    # "<prefix>/<device_id>/<leaf>"; prefix may have levels ("fleet/eu") but no wildcards, and no
+    # leading "$" (topics the broker keeps for itself, MQTT 3.1.1 section 4.7.2)
+    if type(prefix) is not str or not prefix or prefix[0] in "/$" or prefix[-1] == "/" \
             or "+" in prefix or "#" in prefix or "\0" in prefix or "//" in prefix:
-        raise ValueError("mqtt.prefix %r: give topic levels without '+', '#' or empty levels, e.g. m2mkit"
-                         % (prefix,))
+        raise ValueError("mqtt.prefix %r: give topic levels without '+', '#', a leading '$' or empty "
+                         "levels, e.g. m2mkit" % (prefix,))
     return "%s/%s/%s" % (prefix, check_id(device_id), leaf)
 
 
