@@ -40,18 +40,25 @@ def open_port(port):
     if "://" not in port and not os.access(port, os.R_OK | os.W_OK):
         raise UserError(f"--port {port}: no permission to open it; add yourself to its group "
                         f"(`sudo usermod -aG dialout $USER`, then log in again)")
-    try:
-        return SerialTransport(port, baudrate=115200)
-    except Exception as e:  # mpremote turns every OSError into "failed to access"
+    import time
+
+    deadline = time.monotonic() + 3  # a tool that just closed the port may still hold its lock
+    while True:
         try:
-            s = serial.Serial(port, exclusive=True)
-            s.close()
-        except serial.SerialException as e2:
-            if "busy" in str(e2).lower() or "lock" in str(e2).lower():
-                raise UserError(f"--port {port}: busy; another program (a serial monitor, mpremote, "
-                                f"m2mkit shell) holds it: close it and retry") from None
-            raise UserError(f"--port {port}: cannot open it ({e2})") from None
-        raise UserError(f"--port {port}: cannot open it ({e})") from None
+            return SerialTransport(port, baudrate=115200)
+        except Exception as e:  # mpremote turns every OSError into "failed to access"
+            try:
+                s = serial.Serial(port, exclusive=True)
+                s.close()
+            except serial.SerialException as e2:
+                if "busy" in str(e2).lower() or "lock" in str(e2).lower():
+                    if time.monotonic() < deadline:
+                        time.sleep(0.2)
+                        continue
+                    raise UserError(f"--port {port}: busy; another program (a serial monitor, mpremote, "
+                                    f"m2mkit shell) holds it: close it and retry") from None
+                raise UserError(f"--port {port}: cannot open it ({e2})") from None
+            raise UserError(f"--port {port}: cannot open it ({e})") from None
 
 
 def raw_repl(transport, port):
@@ -114,15 +121,25 @@ def _o(p):
 def _a(p,d):
  f=open(p+'.new','ab');f.write(binascii.a2b_base64(d));f.close()
 def _c(p):
- try:os.remove(p)
- except OSError:pass
- os.rename(p+'.new',p)
+ try:os.rename(p+'.new',p)
+ except OSError:
+  os.remove(p);os.rename(p+'.new',p)
 """
 
 
 def scan(transport):
     """(mpy word, platform, {path: sha256 hex}, [dirs]) of what the device holds."""
-    out = transport.exec(_SCAN).decode()
+    return _parse_scan(transport.exec(_SCAN).decode())
+
+
+def scan_paths(transport, paths):
+    """scan() for only these files (no tree walk)."""
+    script = _SCAN.split("print('M'")[0] + "print('M',sys.implementation._mpy,sys.platform)\n"
+    script += "for p in %r:\n try:print('F',p,H(p))\n except OSError:pass\n" % (list(paths),)
+    return _parse_scan(transport.exec(script).decode())
+
+
+def _parse_scan(out):
     files, dirs, mpy, platform = {}, [], 0, ""
     for line in out.splitlines():
         parts = line.split()

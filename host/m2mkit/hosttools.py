@@ -2,12 +2,14 @@
 
 import importlib
 
-MODULES = ("deploy",)
+MODULES = ("deploy", "provision", "inventory", "shell")
 IMAGE_MODULES = ("fleetimage",)  # subcommands of `m2mkit image`
 
 
 def register(group):
     for name in MODULES:
-        group.add_command(importlib.import_module(f".{name}", __package__).command)
+        mod = importlib.import_module(f".{name}", __package__)
+        for cmd in getattr(mod, "commands", None) or (mod.command,):
+            group.add_command(cmd)
     for name in IMAGE_MODULES:
         group.commands["image"].add_command(importlib.import_module(f".{name}", __package__).command)

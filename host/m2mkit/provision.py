@@ -149,3 +149,169 @@ def device_files(cfg, cred):
         files[CERT_DIR + "/client.key"] = cred["key_pem"].encode()
         files[CERT_DIR + "/ca.crt"] = cred["ca_pem"].encode()
     return files
+
+
+# ---- the fleet CA (certificate mode) ----
+
+def default_ca_dir():
+    import os
+
+    return Path(os.environ.get("M2MKIT_CA") or Path.home() / ".m2mkit" / "ca")
+
+
+def fleet_ca(ca_dir=None):
+    """(ca cert, ca key) from ca_dir, created on first use (EC P-256; the key file is 0600)."""
+    import datetime
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    d = Path(ca_dir or default_ca_dir())
+    crt, key = d / "ca.crt", d / "ca.key"
+    if crt.exists() and key.exists():
+        return (x509.load_pem_x509_certificate(crt.read_bytes()),
+                serialization.load_pem_private_key(key.read_bytes(), None))
+    d.mkdir(parents=True, exist_ok=True)
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "m2mkit fleet CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(k, hashes.SHA256()))
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, k
+
+
+def issue_cert(device_id, ca_dir=None):
+    """{"cert_pem", "key_pem", "ca_pem"}: a client certificate (CN = device id) signed by the fleet CA."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca, ca_key = fleet_ca(ca_dir)
+    k = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+            .issuer_name(ca.subject).public_key(k.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    return {"cert_pem": cert.public_bytes(pem).decode(),
+            "key_pem": k.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption()).decode(),
+            "ca_pem": ca.public_bytes(pem).decode()}
+
+
+# ---- provisioning one device over its serial port ----
+
+_IDENTITY = """
+import json
+try:
+ _b=json.load(open('/board.json')).get('name')
+except Exception:
+ _b=None
+from m2m import app
+_i=app.modem_check().identity()
+print('M2MID',repr((_b,_i)))
+"""
+
+
+def read_identity(transport, timeout=180):
+    """(board name or None, {imei, iccid, imsi, model, firmware, ...}) through the device's own modem layer."""
+    import ast
+
+    out, err = transport.exec_raw(_IDENTITY, timeout=timeout)
+    if err:
+        last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise UserError(f"the device could not read its modem: {last[0]}")
+    for line in out.decode(errors="replace").splitlines():
+        if line.startswith("M2MID "):
+            return ast.literal_eval(line[6:])
+    raise UserError("the device printed no modem identity; is the m2mkit firmware deployed (`m2mkit deploy`)?")
+
+
+def provision(port, device_id, config=None, inventory=None, cert=False, ca_dir=None, reset=True):
+    """Returns {"identity", "board", "written": [paths]}; secrets are never in what it returns."""
+    from . import deploy
+    from .inventory import Inventory
+
+    check_device_id(device_id)
+    cfg = json.loads(json.dumps(config or {}))
+    cfg.setdefault("device", {})["id"] = device_id
+    check_config(cfg)
+    inv = inventory or Inventory()
+    transport = deploy.open_port(port)
+    try:
+        deploy.raw_repl(transport, port)
+        board, ident = read_identity(transport)
+        for other in inv.devices():
+            if other["imei"] and other["imei"] == ident.get("imei") and other["device_id"] != device_id:
+                raise UserError(f"the modem on {port} (IMEI {ident['imei']}) is already provisioned as "
+                                f"{other['device_id']!r}; give that id, or retire it first")
+        cred = inv.credentials(device_id)
+        if cred is None or (cert and "cert_pem" not in cred):
+            cred = dict(cred or new_credentials(device_id, "cert" if cert else "password"))
+            if cert:
+                cred.update(issue_cert(device_id, ca_dir))
+        files = device_files(cfg, cred)
+        _, _, have, _ = deploy.scan_paths(transport, list(files))
+        import hashlib
+
+        changes = [(p, d) for p, d in files.items() if have.get(p) != hashlib.sha256(d).hexdigest()]
+        if changes:
+            transport.exec(deploy._HELPERS)
+            for script, _size in deploy._batches(changes):
+                transport.exec(script)
+        inv.record(device_id, board=board, identity=ident, credentials=cred, config=cfg)
+        transport.exit_raw_repl()
+        if reset and changes:
+            transport.serial.write(b"\x04")  # soft reset: the firmware reads its new config
+            transport.read_until(1, b"soft reboot", timeout=2, timeout_overall=5)
+        return {"identity": ident, "board": board, "written": [p for p, _ in changes]}
+    finally:
+        transport.close()
+        if inventory is None:
+            inv.close()
+
+
+def _command():
+    import click
+
+    @click.command("provision")
+    @click.option("--port", required=True, help="serial port of the board (or the virtual device's /dev/pts/N)")
+    @click.option("--device-id", required=True, help="the device's name (MQTT topic level, LwM2M endpoint)")
+    @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
+                  help="JSON config (sections and keys of m2m.config) for this device")
+    @click.option("--cert", is_flag=True, help="an MQTT client certificate from the fleet CA instead of a password")
+    @click.option("--ca-dir", default=None, help="fleet CA folder (default ~/.m2mkit/ca, or M2MKIT_CA)")
+    @click.option("--db", default=None, help="inventory file (default ~/.m2mkit/inventory.sqlite, or M2MKIT_INVENTORY)")
+    def provision_cmd(port, device_id, config_file, cert, ca_dir, db):
+        """Write a device's config and credentials, and record its modem identity in the inventory."""
+        from .inventory import Inventory
+
+        cfg = load_config_file(config_file)
+        with Inventory(db) as inv:
+            r = provision(port, device_id, cfg, inventory=inv, cert=cert, ca_dir=ca_dir)
+        i = r["identity"]
+        click.echo(f"{device_id}: {i.get('model')} firmware {i.get('firmware')}, IMEI {i.get('imei')}, "
+                   f"ICCID {i.get('iccid')}, IMSI {i.get('imsi')}; board {r['board']}")
+        click.echo(f"wrote {', '.join(r['written'])}" if r["written"] else "already provisioned: nothing to write")
+
+    return provision_cmd
+
+
+command = _command()

@@ -67,3 +67,14 @@ def test_bad_ports_are_explained(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_busy_port_is_named(dev):
+    import serial
+
+    holder = serial.Serial(dev.port, exclusive=True)  # as a serial monitor left open
+    try:
+        with pytest.raises(UserError, match="busy; another program"):
+            deploy.deploy(dev.port, progress=False)
+    finally:
+        holder.close()
