@@ -220,3 +220,33 @@ def test_tls_verified_against_the_uploaded_ca(model, tls_server):
     assert r["good"] == "secret\n"
     code, why = r["other"]
     assert code == 111 and "certificate" in why, r  # refused, and the device says why
+
+
+INTERRUPTED = UP + """
+st = sock.Stack(m, timeout_ms=3000)
+addr = ("127.0.0.1", int(os.getenv("ECHO_PORT")))
+real = m.open_error
+def boom(line):   # the heap runs out right after the modem opened the socket
+    m.open_error = real
+    raise MemoryError
+m.open_error = boom
+s = st.socket()
+try:
+    s.connect(addr)
+except MemoryError:
+    out["raised"] = True
+out["ids"] = m.socket_kinds
+s = st.socket()
+s.connect(addr)   # the same id again: the modem must have been told to close it
+s.write(b"again\\n")
+out["echo"] = s.readline().decode()
+s.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("model", ("sim7080g", "bg95"))
+def test_an_open_cut_short_gives_the_socket_back(model, echo_port):
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        r = run(INTERRUPTED, sim, MODEL=model, ECHO_PORT=str(echo_port))
+    assert r == {"raised": True, "ids": {}, "echo": "again\n"}

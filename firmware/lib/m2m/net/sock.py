@@ -153,6 +153,7 @@ class Socket:
         sid = self.st._sid()
         kind = self.kind
         tmo = self.st.connect_ms
+        m.socket_kinds[sid] = kind  # reserved now: a failure anywhere below gives it back
         try:
             setup = m.SOCKET_SETUP and m.SOCKET_SETUP.get(kind)
             if setup:
@@ -184,16 +185,27 @@ class Socket:
                 err = m.open_error(line)
                 if err != 0:
                     raise ModemError("%s: error %s" % (cmd, err))
-        except (ModemError, OSError) as e:
+        except BaseException as e:  # MemoryError and KeyboardInterrupt too: never leak the id
+            self._give_back(sid)
+            if not isinstance(e, (ModemError, OSError)):
+                raise
             why = "connecting to %s:%d failed (%s)" % (host, port, _msg(e))
             if kind == "tls":
                 why += "; if the server's certificate is not from the CA given, the modem refuses it"
             self.st.last_error = why
             raise _ioerr(_ECONNREFUSED, why)
-        m.socket_kinds[sid] = kind
         self.sid = sid
         self._check = False  # nothing can be waiting yet
         self._asked = hal.ticks_ms()
+
+    def _give_back(self, sid):
+        # close whatever the modem may have opened on sid (an error when nothing is open is fine)
+        try:
+            self.m.at.cmd(self.m.close_cmd(sid, self.kind), timeout_ms=10000)
+        except Exception:
+            pass
+        self.m.socket_kinds.pop(sid, None)
+        self._drop_events(sid)
 
     def _drop_events(self, sid):
         ev = self.m.events
@@ -405,11 +417,7 @@ class Socket:
         except OSError:
             pass
         self.sid = None
-        try:
-            self.m.sock_close(sid, timeout_ms=10000)
-        except (ModemError, OSError):
-            self.m.socket_kinds.pop(sid, None)
-        self._drop_events(sid)
+        self._give_back(sid)
 
     def __del__(self):
         pass  # closing needs AT commands: never from a finaliser
