@@ -275,14 +275,19 @@ def _seconds(value):
 
 
 @main.command()
-@_board_option()
+@click.option("--board", default=None, callback=lambda c, p, v: v and _board(c, p, v),
+              help=f"board name (default: esp32-devkitc-bg95, or the first with --modem); one of: "
+                   f"{', '.join(boards.names())}")
+@click.option("--modem", default=None, help="modem model: the first board that carries it")
+@click.option("--broker", default=None, metavar="mqtt://HOST:PORT",
+              help="report to this broker (default: a Mosquitto started on a free loopback port)")
 @click.option("--seconds", default="0", callback=lambda c, p, v: _seconds(v),
               help="stop after this many seconds (0: run until Ctrl-C)")
-def demo(board, seconds):
-    """Boot a virtual device running the firmware and show what it prints."""
-    from .demo import run
+def demo(board, modem, broker, seconds):
+    """Boot a virtual device that reports its readings over MQTT; show its console and what arrives."""
+    from .demo_report import run
 
-    run(board, seconds)
+    run(board, seconds, modem=modem, broker=broker)
 
 
 @main.command("boards")

@@ -1,0 +1,124 @@
+"""The reporting half of `m2mkit demo`: a Mosquitto of its own on a free loopback port (or the broker
+given), a paho subscriber that prints what arrives as any subscriber sees it, and the line the demo
+types at the device's REPL to start reporting (m2m.report.mqtt.run)."""
+
+import json
+import sys
+import threading
+
+from . import boards
+from .broker import Broker, Subscriber
+from .errors import UserError
+
+
+def pick_board(board, modem):
+    """The board to run: `board` as given; with only `modem`, the first board that carries it."""
+    if modem is None:
+        return board
+    from .sim.modem import MODELS
+
+    if modem not in MODELS:
+        raise UserError(f"--modem {modem!r}: give one of {', '.join(sorted(MODELS))}")
+    names = boards.names()
+    if board is not None:
+        if boards.load(board)["modem"]["model"] != modem:
+            have = [n for n in names if boards.load(n)["modem"]["model"] == modem]
+            raise UserError(f"board {board} carries a {boards.load(board)['modem']['model']}, not a {modem}: "
+                            f"leave out --board, or give one of {', '.join(have) or 'no board'}")
+        return board
+    for n in names:
+        if boards.load(n)["modem"]["model"] == modem:
+            return n
+    raise UserError(f"no board carries a {modem}: give --board")
+
+
+def check_url(url):
+    scheme, sep, rest = (url or "").partition("://")
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if scheme != "mqtt" or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--broker {url!r}: give mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883")
+    return url
+
+
+class Reporting:
+    """start(): the broker (unless one was given) and the subscriber; stop() ends what it started."""
+
+    def __init__(self, broker_url=None, write=None, prefix="m2mkit"):
+        self.url = check_url(broker_url) if broker_url else None
+        self.broker = None
+        self.sub = None
+        self.write = write or (lambda text: (sys.stdout.write(text + "\n"), sys.stdout.flush()))
+        self.prefix = prefix
+        self._stop = threading.Event()
+        self._thread = None
+        self.seen = 0
+
+    def start(self):
+        if self.url is None:
+            self.broker = Broker(tls=False).start()
+            self.url = self.broker.url
+        self.sub = Subscriber(self.url, topics=(self.prefix + "/#",))
+        self._thread = threading.Thread(target=self._show, daemon=True)
+        self._thread.start()
+        return self
+
+    def device_command(self, every_s=10):
+        return f'from m2m.report import health; health.run("{self.url}", {every_s})\r'.encode()
+
+    def _show(self):
+        while not self._stop.is_set():
+            for topic, payload, retained in self.sub.wait(1, timeout=0.5):
+                self.seen += 1
+                self.write(describe(topic, payload, retained))
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        if self.sub is not None:
+            try:
+                self.sub.close()
+            except Exception:
+                pass
+            self.sub = None
+        if self.broker is not None:
+            self.broker.stop()  # its temporary folder goes with it
+            self.broker = None
+
+
+def describe(topic, payload, retained=False):
+    """One line for a message as a subscriber sees it; SenML telemetry shown as name=value unit."""
+    text = payload.decode("utf-8", "replace")
+    if topic.endswith("/telemetry"):
+        try:
+            recs = json.loads(payload)
+            seq = [r.get("v") for r in recs if r.get("n") == "seq"]
+            vals = [f"{r['n']}={r.get('v', r.get('vs', r.get('vb')))}{r.get('u', '')}" for r in recs if r.get("n") != "seq"]
+            text = f"seq {','.join(str(s) for s in seq)}: {' '.join(vals)}"
+        except (ValueError, KeyError, TypeError, AttributeError):
+            text = "not SenML: " + text
+    return f"broker> {topic}{' (retained)' if retained else ''} {text}"
+
+
+def run(board=None, seconds=0.0, modem=None, broker=None, every_s=10):
+    """`m2mkit demo`: the virtual device (demo.py shows its console) reporting its health readings to
+    a Mosquitto started here on a free loopback port, or to `broker`; what arrives is printed as a
+    subscriber sees it, beside the console. Ctrl-C (or `seconds`) stops all of it; nothing is left."""
+    from . import demo
+
+    board = pick_board(board, modem) or "esp32-devkitc-bg95"
+
+    def write(text):
+        # \r first: in the interactive console the terminal is in raw mode
+        sys.stdout.write("\r\x1b[36m" + text + "\x1b[0m\r\n" if sys.stdout.isatty() else text + "\n")
+        sys.stdout.flush()
+
+    rep = Reporting(broker, write=write)
+    try:
+        rep.start()
+        write(f"broker> subscribed to {rep.prefix}/# on {rep.url}"
+              + ("" if broker else " (a Mosquitto of the demo's own, gone at exit)"))
+        demo.MODEM_CHECK = rep.device_command(every_s)  # what the demo types at the REPL
+        demo.run(board, seconds)
+    finally:
+        rep.stop()
