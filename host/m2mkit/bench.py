@@ -366,3 +366,12 @@ def host_tools():
 
     yield from fleet_images()
     yield from deploy_vs_mpremote()
+
+
+@figure
+def mqtt_report():
+    """Issue #9: bytes on air per MQTT report (kept connection vs connect-publish-disconnect), round
+    trips per report, and the heap high-water over 1000 readings at 160K (bench_mqtt.py)."""
+    from .bench_mqtt import mqtt_figures
+
+    yield from mqtt_figures()

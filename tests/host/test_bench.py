@@ -21,6 +21,8 @@ EXPECTED |= {"at_parser_throughput_1b", "at_parser_throughput_8b", "at_parser_th
 EXPECTED |= {"sampler_cycle_us", "sense_heap_mpy", "sense_heap_py"}  # issue #11
 EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox_heap_growth_bytes",
              "outbox_erases_per_record", "outbox_prog_bytes_per_record", "outbox_prog_bytes_per_ack"}  # issue #9
+EXPECTED |= {"mqtt_report_bytes_kept", "mqtt_report_bytes_naive", "mqtt_report_bytes_ratio",
+             "mqtt_round_trips_per_report", "mqtt_heap_high_water"}  # issue #9, reporting
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions"}  # valgrind
 OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
@@ -35,7 +37,7 @@ def test_bench_prints_every_figure_as_json_lines():
     assert EXPECTED <= names <= EXPECTED | OPTIONAL, names ^ EXPECTED
     for f in figs:
         assert isinstance(f["value"], (int, float)) and f["value"] > 0, f
-        assert f["unit"] in ("bytes", "ms", "lines/s", "us", "ratio", "instr"), f
+        assert f["unit"] in ("bytes", "ms", "lines/s", "us", "ratio", "instr", "count"), f
     by = {f["name"]: f["value"] for f in figs}
     for m in HEAP_MODELS:
         # a peak holds the steady state plus what import and init throw away

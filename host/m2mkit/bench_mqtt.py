@@ -1,0 +1,199 @@
+"""Issue #9 figures: what one MQTT report costs on the air, from the modem simulator's byte counters
+(IPv4 + TCP headers counted per segment as the radio carries them: sim/modem/netsock.py), and the
+firmware's heap high-water while it reports 1000 readings at -X heapsize=160K.
+
+- kept: a report of three readings (one outbox record, one SenML message) on a connection kept open,
+  both directions, the PUBACK segment and the TCP ACK for it left out;
+- naive: the same report on its own connection: TCP open, CONNECT, CONNACK, PUBLISH, PUBACK,
+  DISCONNECT, TCP close, everything both ways (the peer of issue #9, "about 740 B").
+"""
+
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .broker import Broker
+from .testing import _prelude, micropython, mpy_env
+from .vdev.bridge import _with_port
+
+SCALE = 20
+KEPT = 10  # kept reports measured
+READINGS = 1000
+HEAP = "160K"
+PUBACK = 4 + 40  # the PUBACK segment down (MQTT 3.1.1 3.4: 4 bytes) with its headers
+ACK = 40  # the device's TCP ACK for it
+
+DEVICE = """
+import gc, json, os
+gc.collect()
+BASE = gc.mem_alloc()  # the ESP32 port's stand-in, which the heap size leaves out (vdev/bridge.py)
+from m2m import hal, loop, config, outbox
+from m2m.at import AT
+from m2m import modem
+from m2m.net import sock
+from m2m.net.network import Network
+from m2m.report import mqtt, contract
+gc.collect()
+cfg = config.validate({"device": {"id": "dev-1"}, "net": {"apn": "internet"},
+                       "mqtt": {"broker": os.getenv("BROKER"), "keepalive": 600, "batch": 1}})
+at = AT(loop.Guarded(hal.UART(1, 115200)), timeout_ms=3000)
+m = modem.create(at, {"model": os.getenv("MODEL")})
+D = os.getenv("DIR")
+net = Network(m, cfg, state_dir=D + "/")
+st = sock.Stack(m, timeout_ms=8000)
+ob = outbox.Outbox(D + "/outbox")
+rep = mqtt.Reporter(st, ob, cfg, "dev-1", up=net.attached)
+peak = [0]
+def sample():
+    gc.collect()
+    a = gc.mem_alloc()
+    if a > peak[0]:
+        peak[0] = a
+def flag(n):
+    while True:
+        try:
+            os.stat(D + "/GO%d" % n)
+            return
+        except OSError:
+            loop.run([net], max_ms=100)
+def three(i):
+    t = hal.epoch()
+    return contract.pack_readings([("temperature", 21.5, "Cel", t), ("humidity", 40 + i % 9, "%RH", t),
+                                   ("battery", 3.71, "V", t)])
+def report(i):
+    ob.append(outbox.TELEMETRY, three(i))
+    loop.run([net, rep], until=lambda: ob.pending() == 0, max_ms=60000)
+flag(0)
+report(0)
+print(json.dumps({"phase": 0}))
+flag(1)
+for i in range(int(os.getenv("KEPT"))):
+    report(i)
+print(json.dumps({"phase": 1}))
+flag(2)
+rep.client.close(clean=True)
+from umqtt import simple
+c = simple.MQTTClient("dev-1", rep.client.host, rep.client.port)
+c.connect()
+c.publish(rep.client.topic("telemetry"), contract.senml("dev-1", [(99, contract.unpack_readings(three(1)))]), qos=1)
+c.disconnect()
+print(json.dumps({"phase": 2}))
+flag(3)
+gc.collect()
+peak[0] = gc.mem_alloc()
+n = 0
+while n < int(os.getenv("READINGS")):
+    report(n)
+    n += 3
+    sample()
+    if n % 99 == 0:
+        print(json.dumps({"progress": n}))
+print(json.dumps({"phase": 3, "peak": peak[0] - BASE, "readings": n}))
+"""
+
+
+def _counters(sim):
+    return {k: dict(v) for k, v in sim.counters().items()}
+
+
+def _session(model, heap, phases):
+    """Run the bench device through `phases` ([(n, fn(sim, reply))]); returns the replies, or raises
+    RuntimeError with the device's last lines and how many readings it had made."""
+    from . import mpy, umqtt_setup
+    from .bench import heap_trees, unix_arch
+    from .sim.modem import ModemSim
+
+    with tempfile.TemporaryDirectory(prefix="m2mkit-bench-mqtt-") as d, Broker(tls=False) as b, \
+            ModemSim(model=model, time_scale=SCALE) as sim:
+        d = Path(d)
+        # the firmware as .mpy (what a board runs; compiling .py needs more heap than 160K leaves) and
+        # umqtt.simple as .mpy too (a board has it frozen: its code is not on the heap at all)
+        tree = heap_trees(d / "lib")["mpy"]
+        (tree / "umqtt").mkdir()
+        ok, msg, _ = mpy.compile_file(umqtt_setup.path() / "umqtt" / "simple.py", unix_arch(),
+                                      out=tree / "umqtt" / "simple.mpy")
+        if not ok:
+            raise RuntimeError(msg)
+        env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+               "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": b.url, "DIR": str(d),
+               "KEPT": str(KEPT), "READINGS": str(READINGS)}
+        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap), "-c",
+                              _prelude() + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
+        lines = []
+        made = [0]
+
+        def phase(n, timeout=900):
+            (d / f"GO{n}").write_text("")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+                if line.startswith("{"):
+                    r = json.loads(line)
+                    made[0] = r.get("progress", made[0])
+                    if r.get("phase") == n:
+                        return r
+            e = RuntimeError("the bench device stopped after %d readings:\n%s" % (made[0], "".join(lines[-12:])))
+            e.readings = made[0]
+            raise e
+
+        out = []
+        try:
+            for n, fn in phases:
+                out.append(fn(sim, phase(n)))
+        finally:
+            p.kill()
+            p.wait()
+        return out
+
+
+def mqtt_figures(model="bg95"):
+    snap = {}
+
+    def before(sim, r):
+        snap["before"] = _counters(sim)
+
+    def kept(sim, r):
+        after = _counters(sim)
+        k = [k for k in after if after[k]["state"] == "open"][0]
+        b = snap["before"][k]
+        snap["k"] = k
+        return ((after[k]["tx_air"] - b["tx_air"]) + (after[k]["rx_air"] - b["rx_air"]),
+                after[k]["round_trips"] - b["round_trips"])
+
+    def naive(sim, r):
+        c = _counters(sim)[snap["k"]]  # the naive connection reused the id: its own counters
+        return c["tx_air"] + c["rx_air"]
+
+    _, (both, trips), naive_bytes = _session(model, "512K", [(0, before), (1, kept), (2, naive)])
+    kept_bytes = both / KEPT - PUBACK - ACK
+    yield {"name": "mqtt_report_bytes_kept", "value": round(kept_bytes, 1), "unit": "bytes", "model": model,
+           "note": "three readings in one SenML message on a kept connection, both directions, the PUBACK "
+                   "and its TCP ACK left out (goal <= 200)"}
+    yield {"name": "mqtt_report_bytes_naive", "value": naive_bytes, "unit": "bytes", "model": model,
+           "note": "the same report with umqtt.simple's connect-publish-disconnect on its own connection, "
+                   "everything both ways (issue: about 740)"}
+    yield {"name": "mqtt_report_bytes_ratio", "value": round(naive_bytes / kept_bytes, 2), "unit": "ratio",
+           "note": "naive / kept"}
+    yield {"name": "mqtt_round_trips_per_report", "value": trips / KEPT, "unit": "count",
+           "note": "radio round trips per report on the kept connection (goal 1), simulator counters"}
+    heap = HEAP
+    note = ""
+    steps = [(n, lambda sim, r: r) for n in range(4)]
+    try:
+        last = _session(model, heap, steps)[-1]
+    except RuntimeError as e:
+        got = getattr(e, "readings", 0)
+        heap = "224K"
+        last = _session(model, heap, steps)[-1]
+        note = "; did NOT fit %s: MemoryError after %d readings, measured at %s" % (HEAP, got, heap)
+    yield {"name": "mqtt_heap_high_water", "value": last["peak"], "unit": "bytes", "model": model,
+           "note": "highest gc.mem_alloc() after gc.collect() between reports (what stays live) while "
+                   "reporting %d readings with the network, sockets, umqtt.simple and the outbox loaded, "
+                   "firmware as .mpy, the port stand-in left out; unix port (about 2x ESP32 objects)%s"
+                   % (last["readings"], note)}
