@@ -1,0 +1,60 @@
+"""`m2mkit demo`: the virtual device reports over MQTT to a Mosquitto the demo starts itself, what
+arrives is shown as a subscriber sees it, and Ctrl-C stops everything and leaves no files."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _demo(tmp_path, *args):
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # whatever the demo makes goes here
+    p = subprocess.Popen([str(BIN / "m2mkit"), "demo", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    lines = []
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "/telemetry seq 2:" in line:
+                break
+        os.killpg(p.pid, signal.SIGINT)  # Ctrl-C at the terminal reaches the whole group
+        rest, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    return p.returncode, "".join(lines) + rest
+
+
+@pytest.mark.parametrize("args", [(), ("--modem", "sim7080g")])
+def test_demo_reports_to_its_own_broker_and_cleans_up(tmp_path, args):
+    rc, out = _demo(tmp_path, *args)
+    assert "broker> subscribed to m2mkit/# on mqtt://127.0.0.1:" in out, out
+    assert "/status online" in out, out
+    assert "/telemetry seq 1: heap=" in out and "/telemetry seq 2: heap=" in out, out
+    assert "Traceback" not in out, out
+    assert list(tmp_path.iterdir()) == []  # no image, state folder or broker folder left
+    assert rc in (0, 130, -signal.SIGINT), (rc, out)
+
+
+def test_demo_refuses_a_bad_broker_url(tmp_path):
+    p = subprocess.run([str(BIN / "m2mkit"), "demo", "--broker", "http://x"], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert p.returncode != 0
+    assert "give mqtt://HOST:PORT" in p.stderr + p.stdout
+    assert "Traceback" not in p.stderr
+
+
+def test_demo_refuses_a_board_without_that_modem(tmp_path):
+    p = subprocess.run([str(BIN / "m2mkit"), "demo", "--board", "esp32-devkitc-bg95", "--modem", "gm02s"],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert p.returncode != 0 and "dptechnics-walter" in p.stderr + p.stdout
