@@ -40,7 +40,7 @@ if os.getenv("CA"):
     tls = {"ca": os.getenv("CA")}
 st = sock.Stack(m, kind="tls" if tls else "tcp", timeout_ms=8000, tls=tls, on_fail=m2m.net.link_failed)
 ob = outbox.Outbox(os.getenv("DIR") + "/outbox")
-rep = mqtt.Reporter(st, ob, cfg, "dev-1", up=net.attached)
+rep = mqtt.Reporter(st, ob, cfg, "dev-1", up=net.attached, config_path=os.getenv("DIR") + "/config.json")
 K = int(os.getenv("K"))
 phase = 0
 n = 0
@@ -65,17 +65,22 @@ while True:
     limit = int(os.getenv("PHASE_MS"))
     loop.run([net, rep], until=lambda: ob.pending() == 0 and rep.client.connected(), max_ms=limit)
     print(json.dumps({"phase": phase, "pending": ob.pending(), "error": rep.last_error, "dups": rep.client.dups}))
+    cmds = int(os.getenv("CMDS") or 0)
+    if cmds:  # answer that many /cmd payloads the test publishes
+        print(json.dumps({"listening": True}))
+        loop.run([net, rep], until=lambda: rep.answered >= cmds, max_ms=limit)
+        print(json.dumps({"answered": rep.answered, "cfg_batch": cfg["mqtt"]["batch"]}))
     phase += 1
 print(json.dumps({"done": True}))
 """
 
 
 class Device:
-    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None):
+    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None, cmds=0):
         self.dir = tmp
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": broker_url, "DIR": str(tmp),
-               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms)}
+               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms), "CMDS": str(cmds)}
         if ca:
             env["CA"] = ca
         self.p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + DEVICE],
@@ -265,3 +270,29 @@ def test_broker_certificate_from_another_ca_is_refused(model, broker, tmp_path):
     assert end["pending"] == len(made)  # nothing went to a broker the device cannot trust
     assert "certificate" in end["error"], end  # and the device says why
     assert any(ln.startswith("mqtt: connecting to") and "certificate" in ln for ln in dev.lines)
+
+
+def test_commands_answered_on_cmd_res(broker, subscriber, tmp_path):
+    res = subscriber("m2mkit/dev-1/cmd/res")
+    cmds = [b'{"id": "1", "cmd": "ping"}', b"not json", b'{"id": "2", "cmd": "fly"}',
+            b'{"id": "3", "cmd": "set", "config": {"mqtt.batch": "many"}}',
+            b'{"id": "4", "cmd": "set", "config": {"mqtt.batch": 2}}']
+    with ModemSim(model="sim7080g", time_scale=SCALE) as sim:
+        dev = Device(tmp_path, sim, broker.url, "sim7080g", phases=1, cmds=len(cmds))
+        try:
+            dev.go(0)
+            dev._until(lambda d: d.get("listening"), 30)
+            for c in cmds:
+                res.publish("m2mkit/dev-1/cmd", c)
+            end = dev._until(lambda d: "answered" in d, 60)
+        finally:
+            dev.stop()
+    replies = [json.loads(m[1]) for m in res.wait(len(cmds), timeout=10)]
+    assert end["answered"] == len(cmds)
+    assert replies[0] == {"id": "1", "ok": True, "pong": True}
+    assert replies[1]["ok"] is False and replies[1]["id"] is None and "JSON" in replies[1]["error"]
+    assert replies[2]["ok"] is False and replies[2]["id"] == "2" and "unknown command" in replies[2]["error"]
+    assert replies[3]["ok"] is False and replies[3]["id"] == "3"
+    assert replies[4] == {"id": "4", "ok": True, "set": ["mqtt.batch"]}
+    assert end["cfg_batch"] == 2  # the bad set changed nothing, the good one applied
+    assert json.loads((tmp_path / "config.json").read_text())["mqtt"]["batch"] == 2  # and was saved

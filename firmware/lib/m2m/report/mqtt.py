@@ -137,7 +137,7 @@ class Client:
 
 class Reporter:
     # The loop's reporting service: drain the outbox while connected, answer /cmd.
-    def __init__(self, stack, outbox, cfg, device_id, up=None):
+    def __init__(self, stack, outbox, cfg, device_id, up=None, config_path="/config.json"):
         self.outbox = outbox
         self.cfg = cfg
         self.up = up  # up() -> True when the network is attached (None: always)
@@ -150,6 +150,8 @@ class Reporter:
         self.failures = 0
         self.last_error = None
         self.report_now = False
+        self.answered = 0  # /cmd payloads answered
+        self.config_path = config_path  # where a /cmd "set" is saved
 
     def _cmd_in(self, topic, msg):
         if len(self.cmds) < 4:
@@ -222,12 +224,13 @@ class Reporter:
             res, action = contract.handle_cmd(payload, self.cfg)
             cl = self.client
             cl.publish(cl.topic(contract.CMD_RES), res, qos=1)
+            self.answered += 1
             if action == "report":
                 self.report_now = True
             elif action == "set":
                 from m2m import config
 
-                config.save(self.cfg)
+                config.save(self.cfg, self.config_path)
             elif action == "reboot":
                 cl.close(clean=False)
                 hal.reset()
