@@ -296,3 +296,95 @@ def test_commands_answered_on_cmd_res(broker, subscriber, tmp_path):
     assert replies[4] == {"id": "4", "ok": True, "set": ["mqtt.batch"]}
     assert end["cfg_batch"] == 2  # the bad set changed nothing, the good one applied
     assert json.loads((tmp_path / "config.json").read_text())["mqtt"]["batch"] == 2  # and was saved
+
+
+class _LossyBroker:
+    """Just enough of an MQTT 3.1.1 broker to lose one PUBACK: the first telemetry PUBLISH is met by
+    a closed connection; everything else is acknowledged. Records each PUBLISH (flags, packet id)."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.port = self.srv.getsockname()[1]
+        self.publishes = []
+        self.dropped = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            try:
+                self._session(c)
+            except (OSError, ValueError):
+                pass
+            c.close()
+
+    @staticmethod
+    def _read(c, n):
+        b = b""
+        while len(b) < n:
+            d = c.recv(n - len(b))
+            if not d:
+                raise ValueError("closed")
+            b += d
+        return b
+
+    def _session(self, c):
+        while True:
+            h = self._read(c, 1)[0]
+            n = sh = 0
+            while True:
+                b = self._read(c, 1)[0]
+                n |= (b & 0x7F) << sh
+                sh += 7
+                if not b & 0x80:
+                    break
+            body = self._read(c, n)
+            kind = h & 0xF0
+            if kind == 0x10:
+                c.sendall(b"\x20\x02\x00\x00")
+            elif kind == 0x30:
+                tl = body[0] << 8 | body[1]
+                topic = body[2:2 + tl].decode()
+                pid = body[2 + tl] << 8 | body[3 + tl]
+                self.publishes.append((topic, h & 0x0F, pid))
+                if topic.endswith("/telemetry") and not self.dropped:
+                    self.dropped = True
+                    return  # the link goes: no PUBACK
+                c.sendall(bytes((0x40, 2, pid >> 8, pid & 0xFF)))
+            elif kind == 0x80:
+                c.sendall(bytes((0x90, 3, body[0], body[1], 1)))
+            elif kind == 0xC0:
+                c.sendall(b"\xd0\x00")
+            elif kind == 0xE0:
+                return
+
+    def close(self):
+        self.srv.close()
+
+
+def test_qos1_sent_again_with_dup_and_the_same_packet_id(tmp_path):
+    b = _LossyBroker()
+    try:
+        with ModemSim(model="bg95", time_scale=SCALE) as sim:
+            dev = Device(tmp_path, sim, "mqtt://127.0.0.1:%d" % b.port, "bg95", phases=1, k=1)
+            try:
+                made, end = dev.go(0)
+            finally:
+                dev.stop()
+    finally:
+        b.close()
+    assert end["pending"] == 0 and end["dups"] == 1, dev.lines
+    tele = [p for p in b.publishes if p[0].endswith("/telemetry")]
+    assert len(tele) == 2, b.publishes
+    (_, first_flags, first_pid), (_, again_flags, again_pid) = tele
+    assert first_flags == 0b0010  # QoS 1
+    assert again_flags == 0b1010  # QoS 1 with DUP (MQTT 3.1.1 3.3.1.1)
+    assert again_pid == first_pid
