@@ -128,7 +128,9 @@ def _check_scale(option):
 @click.option("--no-modem", is_flag=True, help="no modem on the UART (a board with its modem unplugged)")
 @click.option("--micropython", "mp_version", default=None, metavar="VERSION",
               help="MicroPython version the board runs: the flash is its vfs partition (default: 1.26 or newer)")
-def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem, mp_version):
+@click.option("--download", is_flag=True,
+              help="start in the ROM's download mode (GPIO0 held low): esptool / m2mkit flash talk to it")
+def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem, mp_version, download):
     """Start a virtual board on a pseudo-terminal. The first line printed is `port: /dev/pts/N`."""
     from .vdev.bridge import install_sigterm_handler
     from .vdev.device import VirtualDevice
@@ -168,7 +170,7 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
         sys.stdout.flush()
 
     dev = VirtualDevice(board, flash=flash, heapsize=heap, time_scale=time_scale, env=env, on_event=event,
-                        modem=not (no_modem or modem_addr), micropython=mp_version)
+                        modem=not (no_modem or modem_addr), micropython=mp_version, download=download)
     port = dev.start(power=False, background=False)  # serve() below, in this thread
     click.echo(f"port: {port}")
     click.echo(f"board: {dev.board['name']} ({dev.board['title']}), flash image {dev.flash} ({dev.blocks} blocks)")

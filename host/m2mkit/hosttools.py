@@ -2,7 +2,7 @@
 
 import importlib
 
-MODULES = ("deploy", "provision", "inventory", "shell")
+MODULES = ("deploy", "flash", "provision", "inventory", "shell")
 IMAGE_MODULES = ("fleetimage",)  # subcommands of `m2mkit image`
 
 

@@ -157,6 +157,12 @@ class Bridge:
         self.formatted = False
         self._stop = False
         self._serving = False
+        # download mode (vdev/download.py): rom_factory() gives the ROM loader that answers the port
+        # while the chip waits for download; press() queues an EN (reset button) press for serve()
+        self.rom_factory = None
+        self.rom = None
+        self._button = None
+        self.child = -1  # no interpreter yet (a chip started in download mode)
         # M2M_BRIDGE_TRACE=FILE: every byte each way with a timestamp (interpreter < >, signals !)
         trace = os.environ.get("M2M_BRIDGE_TRACE")
         self._trace = open(trace, "a") if trace else None
@@ -300,6 +306,10 @@ class Bridge:
 
     def _from_user(self, data):
         self._log(">", data)
+        if self.rom is not None:  # download mode: the ROM loader answers, byte for byte
+            self.pending_out += self.rom.feed(data)
+            self._flush_output()
+            return
         if self.raw and b"\x02" in data:
             self.raw = False  # Ctrl-B leaves raw REPL
         # Ctrl-C on an ESP32: while Python code runs, the UART driver turns it into a
@@ -350,6 +360,7 @@ class Bridge:
             self._drain_child()
             self._kill_child()
             self._to_user(DOWNLOAD_BANNER)
+            self._enter_download()
             self.on_event("bootloader")
             return
         ds = self._request(T.DEEPSLEEP)
@@ -413,8 +424,33 @@ class Bridge:
         finally:
             self._serving = False
 
+    def _enter_download(self):
+        self.rom = self.rom_factory() if self.rom_factory else None
+
+    def press(self, download=False):
+        """The EN button (with GPIO0 held low when download): queued, done by the serving thread."""
+        self._button = "download" if download else "run"
+
+    def _press_button(self):
+        download, self._button = self._button == "download", None
+        if self.proc is not None:
+            self._drain_child()
+            self._kill_child()
+        self.rom = None
+        self.cause = PWRON_RESET  # the EN pin resets the chip as at power-on (rst:0x1, POWERON)
+        self.on_event("reset", cause=CAUSE_NAMES[PWRON_RESET], button="download" if download else "run")
+        if download:
+            self._to_user(DOWNLOAD_BANNER)
+            self._enter_download()
+            self.on_event("bootloader")
+        else:
+            self.prev_cr = False
+            self._spawn()
+
     def _serve(self):
         while not self._stop:
+            if self._button:
+                self._press_button()
             fds = [self.user_master]
             if self.proc is not None and len(self.pending_out) < OUT_HIGH:
                 fds.append(self.child)

@@ -102,11 +102,13 @@ class VirtualDevice:
     """`with VirtualDevice("esp32-devkitc-bg95") as dev: dev.port` — a board on a pseudo-terminal.
 
     modem=True also starts a simulator of the board's modem on the device's UART and power line
-    (`dev.modem`); env adds or overrides the hal's M2M_* variables."""
+    (`dev.modem`); env adds or overrides the hal's M2M_* variables. download=True starts the chip in
+    its ROM download mode (vdev/download.py), as with GPIO0 held low at power-on."""
 
     def __init__(self, board="esp32-devkitc-bg95", flash=None, heapsize=None, time_scale=1.0,
-                 env=None, on_event=None, modem=False, micropython=None):
+                 env=None, on_event=None, modem=False, micropython=None, download=False):
         self.board = boards.load(board)
+        self.download = download
         self.modem = None
         self.bus = None  # the simulated I2C bus when the board's modem needs its PMU (attach sensors here too)
         self.micropython = micropython  # the MicroPython version the board runs: sizes the flash
@@ -163,8 +165,18 @@ class VirtualDevice:
             micropython(), self.flash, self.blocks, self.state_dir, env=env,
             heapsize=heapsize or heap_for(self.board), time_scale=time_scale, on_event=self._event,
         )
+        self.bridge.rom_factory = self._rom
         self.port = None
         self._thread = None
+
+    def _rom(self):
+        """The ROM loader over this board's whole flash: the vfs partition is the flash image file,
+        the rest (bootloader, partition table, MicroPython) FILE.state/flash-rest.bin."""
+        from .download import Flash, RomLoader
+
+        flash = Flash(boards.flash_bytes(self.board), self.flash, boards.VFS_OFFSET,
+                      self.state_dir / "flash-rest.bin")
+        return RomLoader(self.board["chip"], flash, on_run=self.bridge.press)
 
     def _event(self, kind, **kw):
         if self.modem is not None and (kind == "deepsleep" or (kind == "reset" and not kw.get("via"))):
@@ -179,7 +191,9 @@ class VirtualDevice:
 
     def start(self, background=True, power=True):
         try:
-            self.port = self.bridge.start(power)
+            self.port = self.bridge.start(power and not self.download)
+            if power and self.download:
+                self.bridge.press(download=True)
         except OSError as e:
             raise UserError(f"--flash {self.flash}: cannot set up the device's state folder {self.state_dir} "
                             f"({e.strerror}); give an image in a writable folder") from e
@@ -189,7 +203,10 @@ class VirtualDevice:
         return self.port
 
     def power_on(self):
-        self.bridge.power_on()
+        if self.download:
+            self.bridge.press(download=True)
+        else:
+            self.bridge.power_on()
 
     def wait_boot(self, count=1, timeout=10):
         """Wait until the REPL prompt has appeared `count` times since start."""
