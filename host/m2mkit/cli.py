@@ -132,7 +132,6 @@ def _check_scale(option):
               help="start in the ROM's download mode (GPIO0 held low): esptool / m2mkit flash talk to it")
 def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem, mp_version, download):
     """Start a virtual board on a pseudo-terminal. The first line printed is `port: /dev/pts/N`."""
-    from .vdev.bridge import install_sigterm_handler
     from .vdev.device import VirtualDevice
 
     if gpio_addr and not modem_addr:
@@ -169,8 +168,29 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
             click.echo(f"{kind}: " + " ".join(f"{k}={v}" for k, v in kw.items()))
         sys.stdout.flush()
 
+    _sigterm_interrupts()  # until the bridge serves: a SIGTERM while setting up still cleans up
     dev = VirtualDevice(board, flash=flash, heapsize=heap, time_scale=time_scale, env=env, on_event=event,
                         modem=not (no_modem or modem_addr), micropython=mp_version, download=download)
+    try:
+        _serve_device(dev)
+    finally:
+        dev.stop(check=False)  # the simulator printed any internal error when it happened
+    if dev.bridge.fatal:
+        sys.exit(1)
+
+
+def _sigterm_interrupts():
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _serve_device(dev):
+    from .vdev.bridge import install_sigterm_handler
+
     port = dev.start(power=False, background=False)  # serve() below, in this thread
     click.echo(f"port: {port}")
     click.echo(f"board: {dev.board['name']} ({dev.board['title']}), flash image {dev.flash} ({dev.blocks} blocks)")
@@ -181,12 +201,7 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
     sys.stdout.flush()
     install_sigterm_handler(dev.bridge)
     dev.power_on()
-    try:
-        dev.bridge.serve()
-    finally:
-        dev.stop(check=False)  # the simulator printed any internal error when it happened
-    if dev.bridge.fatal:
-        sys.exit(1)
+    dev.bridge.serve()
 
 
 try:

@@ -1,5 +1,8 @@
 """`m2mkit sim modem`: serve a simulated modem until Ctrl-C."""
 
+import errno
+import math
+import os
 import threading
 
 import click
@@ -9,8 +12,8 @@ from .server import LOOPBACK, MODELS, ModemSim
 
 def _addr(value, what):
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter("%s must be HOST:PORT, e.g. 127.0.0.1:7000" % what)
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter("%s must be HOST:PORT with a port 0-65535, e.g. 127.0.0.1:7000" % what)
     host = host or "127.0.0.1"
     if host not in LOOPBACK:
         raise click.BadParameter("%s host %r is not loopback: the simulator only listens on 127.0.0.1"
@@ -38,14 +41,28 @@ def modem_command(model, listen, control, time_scale, pin, puk, pwrkey_pin, reco
     chost, cport = _addr(control, "--control")
     if chost != host:
         raise click.BadParameter("--control must use the same host as --listen")
-    if time_scale <= 0:
-        raise click.BadParameter("--time-scale must be greater than 0")
+    if not math.isfinite(time_scale) or time_scale <= 0:
+        raise click.BadParameter("--time-scale must be a number greater than 0")
+    # "PIN1 consists of 4 to 8 digits, PUK1 is an 8-digit code only" (Siemens TC35i AT Command Set,
+    # TC35i_ATC_V01.05, 4.35.1)
+    if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
+        raise click.BadParameter("--pin must be 4 to 8 digits (a SIM PIN)")
+    if not (puk.isdigit() and len(puk) == 8):
+        raise click.BadParameter("--puk must be 8 digits (a SIM PUK)")
+    if pwrkey_pin is not None and pwrkey_pin < 0:
+        raise click.BadParameter("--pwrkey-pin must be a GPIO number, 0 or more")
+    if record is not None and not os.path.isdir(os.path.dirname(os.path.abspath(record))):
+        raise click.BadParameter("--record %s: its folder does not exist; create it or give another path" % record)
+    sim = ModemSim(model=model, time_scale=time_scale, pin=pin, puk=puk, pwrkey_pin=pwrkey_pin,
+                   record=record, power_on=not off)
     try:
-        sim = ModemSim(model=model, time_scale=time_scale, pin=pin, puk=puk, pwrkey_pin=pwrkey_pin,
-                       record=record, power_on=not off)
         sim.start(host=host, port=port, control_port=cport)
-    except (ValueError, OSError) as e:
-        raise click.ClickException(str(e))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            which = "--control %s" % control if len(sim._servers) == 1 else "--listen %s" % listen
+            raise click.ClickException("%s: the address is in use; give another port (0 picks a free one)" % which)
+        what = "--record %s" % record if record and e.filename == record else "the simulator"
+        raise click.ClickException("%s: %s" % (what, e.strerror or e))
     click.echo("uart: %s:%d" % tuple(sim.uart_address))
     click.echo("control: %s:%d" % tuple(sim.control_address))
     click.echo("model %s, time scale %g; Ctrl-C to stop" % (model, time_scale), err=True)

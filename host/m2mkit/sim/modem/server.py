@@ -104,8 +104,9 @@ class ModemSim:
             asyncio.set_event_loop(self.loop)
             try:
                 self.loop.run_until_complete(self._start(host, port, control_port))
-            except Exception as e:  # report to the caller
+            except Exception as e:  # report to the caller, after a quiet shutdown of what did start
                 err.append(e)
+                self._close_loop()
                 ready.set()
                 return
             ready.set()
@@ -131,8 +132,9 @@ class ModemSim:
             self._recorder = Recorder(self._record, self.model, self.time_scale)
             self.modem.recorder = self._recorder
         us = await asyncio.start_server(self._uart_client, host, port)
+        self._servers = [us]
         cs = await asyncio.start_server(self._control_client, host, control_port)
-        self._servers = [us, cs]
+        self._servers.append(cs)
         self.uart_address = us.sockets[0].getsockname()[:2]
         self.control_address = cs.sockets[0].getsockname()[:2]
         if self._power_on:
@@ -151,6 +153,15 @@ class ModemSim:
         for t in asyncio.all_tasks(self.loop):
             if t is not asyncio.current_task():
                 t.cancel()
+
+    def _close_loop(self):
+        # cancel and await every task before closing the loop: no "Task was destroyed" or
+        # "Event loop is closed" noise after an error such as a busy port
+        self.loop.run_until_complete(self._shutdown())
+        tasks = asyncio.all_tasks(self.loop)
+        if tasks:
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.close()
 
     def stop(self, check=True):
         """Stop serving. Raises SimulatorBug if the simulator hit an internal error while it ran
@@ -205,9 +216,13 @@ class ModemSim:
                 if not line.strip():
                     continue
                 try:
-                    req = json.loads(line)
-                    if not isinstance(req, dict):
-                        raise ValueError("a request is a JSON object like {\"op\": \"status\"}")
+                    try:
+                        req = json.loads(line)
+                    except ValueError:
+                        req = None
+                    if not isinstance(req, dict) or "op" not in req:
+                        raise ValueError('a request is one JSON object per line, like {"op": "status"}; '
+                                         "operations: %s" % ", ".join(self.OPS))
                     reply = await self.handle(req)
                 except Exception as e:  # every error goes back to the caller
                     reply = {"ok": False, "error": str(e)}
