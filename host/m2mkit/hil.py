@@ -1,0 +1,171 @@
+"""pytest plugin for hardware-in-the-loop tests: `pytest -p m2mkit.hil [--target sim | --port P --board B]`.
+
+--target sim (the default): a virtual device of --board (default esp32-devkitc-bg95) with its modem
+simulator, a Mosquitto broker on loopback. --port /dev/ttyUSB0 --board B: a real board; its modem and
+network are real, and the broker is --broker mqtt://HOST:PORT (one the board's network can reach).
+
+Fixtures: `target` (kind, port, board), `device` (a raw-REPL session: `device.exec(code)` returns what
+the code printed, `device.repl_line(text)` types at the friendly REPL), `modem` (on sim the
+simulator, with .imei / .card.iccid / .card.imsi; on a board an AT passthrough through the device:
+`modem.at("AT+CGSN")`), `broker` (a URL and a subscriber: `broker.url`, `broker.wait(n, timeout)`).
+Marks: `hardware` (only on a real board), `sim_only` (only on the virtual device).
+The shipped end-to-end suite is m2mkit/hil_tests: `pytest -p m2mkit.hil --pyargs m2mkit.hil_tests`.
+"""
+
+import pytest
+
+from . import boards
+from .errors import UserError
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("m2mkit-hil", "m2mkit hardware-in-the-loop")
+    g.addoption("--target", choices=("sim", "board"), default=None,
+                help="sim: virtual device + modem simulator + local broker (default); board: a real board on --port")
+    g.addoption("--port", default=None, help="serial port of a real board (implies --target board)")
+    g.addoption("--board", default=None, help="board file name (default esp32-devkitc-bg95 on sim; required on a board)")
+    g.addoption("--broker", default=None, help="on a board: mqtt://HOST:PORT its network reaches")
+    g.addoption("--time-scale", type=float, default=10.0, help="on sim: device seconds per real second")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "hardware: needs a real board (--port); skipped on the virtual device")
+    config.addinivalue_line("markers", "sim_only: needs the simulators' control; skipped on a real board")
+
+
+def _kind(config):
+    t = config.getoption("--target")
+    port = config.getoption("--port")
+    if t is None:
+        t = "board" if port else "sim"
+    if t == "board" and not port:
+        raise pytest.UsageError("--target board needs --port /dev/ttyUSB0 (and --board)")
+    if t == "board" and not config.getoption("--board"):
+        raise pytest.UsageError(f"--port needs --board; one of: {', '.join(boards.names())}")
+    return t
+
+
+def pytest_collection_modifyitems(config, items):
+    kind = _kind(config)
+    for item in items:
+        if kind == "sim" and item.get_closest_marker("hardware"):
+            item.add_marker(pytest.mark.skip(reason="hardware test: run with --port and --board on a real board"))
+        if kind == "board" and item.get_closest_marker("sim_only"):
+            item.add_marker(pytest.mark.skip(reason="needs the simulators: run with --target sim"))
+
+
+class Target:
+    def __init__(self, kind, port, board, dev=None):
+        self.kind, self.port, self.board, self.dev = kind, port, board, dev
+
+
+@pytest.fixture(scope="session")
+def target(request, tmp_path_factory):
+    config = request.config
+    kind = _kind(config)
+    board = config.getoption("--board") or "esp32-devkitc-bg95"
+    try:
+        boards.load(board)
+    except UserError as e:
+        raise pytest.UsageError(f"--board: {e}") from None
+    if kind == "board":
+        yield Target(kind, config.getoption("--port"), board)
+        return
+    from .vdev.device import VirtualDevice
+
+    dev = VirtualDevice(board, flash=tmp_path_factory.mktemp("hil") / "flash.img", modem=True,
+                        time_scale=config.getoption("--time-scale"))
+    dev.start()
+    dev.wait_boot(1, timeout=30)
+    try:
+        yield Target(kind, dev.port, board, dev)
+    finally:
+        dev.stop()
+
+
+class Device:
+    """A raw-REPL session on the target's port (mpremote's SerialTransport)."""
+
+    def __init__(self, port):
+        from .deploy import open_port, raw_repl
+
+        self.port = port
+        self.t = open_port(port)
+        raw_repl(self.t, port)
+
+    def exec(self, code, timeout=120):
+        out, err = self.t.exec_raw(code, timeout=timeout)
+        if err:
+            raise AssertionError(f"the device raised:\n{err.decode(errors='replace')}")
+        return out.decode(errors="replace")
+
+    def repl_line(self, text):
+        """Leave the raw REPL and type a line at the friendly REPL (for code that runs on)."""
+        self.t.exit_raw_repl()
+        self.t.serial.write(text.encode() + b"\r")
+
+    def close(self):
+        try:
+            self.t.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def device(target):
+    d = Device(target.port)
+    yield d
+    d.close()
+
+
+class ATPassthrough:
+    """The board's modem through the device's own AT driver: `at("AT+CGSN")` returns its lines."""
+
+    def __init__(self, device):
+        self.device = device
+        device.exec("from m2m import app\n_m = app.modem_check()\n")
+
+    def at(self, cmd, timeout_ms=5000):
+        out = self.device.exec(f"_r = _m.at.cmd({cmd!r}, timeout_ms={timeout_ms})\n"
+                               f"print(repr((_r.ok, [bytes(x) for x in _r.lines])))")
+        import ast
+
+        ok, lines = ast.literal_eval(out.strip())
+        if not ok:
+            raise AssertionError(f"{cmd}: the modem did not answer OK: {lines}")
+        return [x.decode(errors="replace") for x in lines]
+
+
+@pytest.fixture
+def modem(target, device):
+    if target.kind == "sim":
+        return target.dev.modem
+    return ATPassthrough(device)
+
+
+class BrokerHandle:
+    def __init__(self, url, sub):
+        self.url, self.sub = url, sub
+
+    def wait(self, n=1, timeout=10, topic=None):
+        return self.sub.wait(n, timeout=timeout, topic=topic)
+
+
+@pytest.fixture(scope="session")
+def broker(request, target):
+    from .broker import Broker, Subscriber
+
+    url = request.config.getoption("--broker")
+    started = None
+    if target.kind == "sim" and url is None:
+        started = Broker(tls=False).start()
+        url = started.url
+    if url is None:
+        raise pytest.UsageError("on a real board give --broker mqtt://HOST:PORT (one its network reaches)")
+    sub = Subscriber(url, topics=("m2mkit/#",))
+    try:
+        yield BrokerHandle(url, sub)
+    finally:
+        sub.close()
+        if started is not None:
+            started.stop()
