@@ -80,3 +80,17 @@ def modem_check():
     if m.get("model") and m["model"] != ident["model"]:
         print("warning: board.json names a %s but the modem answers as a %s" % (m["model"], ident["model"]))
     return dev
+
+
+def run(services=(), until=None, max_ms=None):
+    # The device's main loop: the network (m2m.net.network.Network over the board's modem, with
+    # /config.json) and any other services, stepped by m2m.loop until until() or max_ms. Returns
+    # the Network (its status() says where it stands).
+    from m2m import config, loop
+    from m2m.net.network import Network
+
+    gc.collect()
+    n = Network(board.load() or {}, config.load())
+    gc.collect()
+    loop.run((n,) + tuple(services), until, max_ms)
+    return n

@@ -572,9 +572,11 @@ class Modem:
         self.at.reset()  # drop the timeout streak and half-read lines from the boot
         self.recovery_needed = False
 
-    def power_on(self):
-        # switch the modem on (no pulse when it already answers); True when it answers AT
-        if self.ping(_PROBE_MS, 1):
+    def power_on(self, known_off=False):
+        # switch the modem on (no pulse when it already answers); True when it answers AT.
+        # known_off: the caller has just cut the modem's supply (a PMU cold cycle), so the AT
+        # probes, which cost two probe timeouts on a modem that is off, are skipped
+        if not known_off and self.ping(_PROBE_MS, 1):
             return True
         _, _, on_ms, _, boot = self.power_config()
         self.events = []

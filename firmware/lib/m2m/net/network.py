@@ -119,6 +119,8 @@ class Network:
         self._t_profile = hal.ticks_ms()
         self._t_check = 0
         self._sim_t0 = 0
+        self._known_off = False
+        self.t_registered = None  # ticks_ms when registration was last seen
         from m2m.net import roam
         self.roam = roam.Guard(state_dir + "net_roam.json", n["roam_days_limit"])
         from m2m import net
@@ -201,7 +203,12 @@ class Network:
         from m2m import board, modem
         from m2m.at import AT
         b = self._board
-        board.modem_supply(b)
+        pe = (b.get("modem") or {}).get("power_enable") or {}
+        # a cold boot of a PMU board cuts the modem's supply first: then it is known to be off
+        cold = bool(pe.get("rails")) and not board._cycled and hal.reset_cause() not in (
+            hal.DEEPSLEEP_RESET, hal.SOFT_RESET)
+        board.modem_supply(b, cold=cold)
+        self._known_off = cold and pe.get("type") == "pmu"
         at = AT(loop.Guarded(board.modem_uart(b)), timeout_ms=5000)
         mb = b.get("modem") or {}
         if mb.get("model"):
@@ -213,7 +220,9 @@ class Network:
         if self.modem is None:
             self._open()
         m = self.modem
-        if not m.power_on():
+        off = self._known_off
+        self._known_off = False
+        if not m.power_on(off):
             self._go(RECOVER, reason="no answer after power-on")
             self.level = 2
             return self._recover("no answer after power-on")
@@ -398,6 +407,7 @@ class Network:
 
     def _registered(self, reg):
         m = self.modem
+        self.t_registered = hal.ticks_ms()
         self.level = 0
         self.counts["registered"] += 1
         self.rat = _ACT.get(reg.act, self.rat)

@@ -1,0 +1,58 @@
+# Modem.power_on(known_off=True): a modem whose supply was just cut (the PMU's cold cycle) is pulsed
+# at once, without the AT probes that cost two probe timeouts on a modem that is off; without it, a
+# modem that answers is never pulsed.
+from m2m.modem import Modem
+
+
+class _R:
+    def __init__(self, ok):
+        self.ok = ok
+        self.lines = []
+
+
+class FakeAT:
+    def __init__(self):
+        self.log = []
+        self.on = False
+        self.on_unresponsive = None
+        self.unresponsive = False
+
+    def urc(self, prefix, handler):
+        pass
+
+    def cmd(self, c, **kw):
+        self.log.append(c)
+        if not self.on:
+            raise OSError(110, "no answer")
+        return _R(True)
+
+    def poll(self, timeout_ms=0):
+        return 0
+
+    def reset(self):
+        pass
+
+
+class M(Modem):
+    BANNERS = (b"RDY",)
+
+    def _pulse(self, ms):
+        self.at.log.append("PULSE")
+        self.at.on = not self.at.on
+        return True
+
+
+def test_known_off_pulses_without_probing():
+    at = FakeAT()
+    assert M(at, {"pwrkey": {"pin": 5}}).power_on(known_off=True)
+    assert at.log[0] == "PULSE" and at.log[1:] == ["AT"], at.log
+
+
+def test_unknown_state_probes_first_and_never_pulses_a_running_modem():
+    at = FakeAT()
+    at.on = True
+    assert M(at, {"pwrkey": {"pin": 5}}).power_on()
+    assert at.log == ["AT"]
+    at = FakeAT()
+    assert M(at, {"pwrkey": {"pin": 5}}).power_on()
+    assert at.log[:2] == ["AT", "PULSE"], at.log  # the probe (with its retry) of the silent modem, then the key
