@@ -46,6 +46,7 @@ DOWNLOAD_BANNER = b"waiting for download\r\n"
 VBOOT = Path(__file__).with_name("vboot.py")
 OUT_HIGH = 64 * 1024  # output queued for the port above which the interpreter is made to wait
 OUT_STALL_S = 1.0  # no client read for this long: queued output is dropped
+RAW_FRAME = b"\x10\x02m2m:"  # then "<length>:" and that many bytes to pass unchanged (vboot.py _raw_stdout)
 FORMATTED = b"Performing initial setup"  # vboot.py formatting a blank / corrupt image, as the ESP32 port
 
 
@@ -155,6 +156,8 @@ class Bridge:
         self.fatal = None
         self.soft = False
         self.formatted = False
+        self._held = b""
+        self._raw_left = 0
         self._stop = False
         self._serving = False
         # download mode (vdev/download.py): rom_factory() gives the ROM loader that answers the port
@@ -224,6 +227,8 @@ class Bridge:
         self.tail = b""
         del self.startup[:]
         self.formatted = False
+        self._held = b""
+        self._raw_left = 0
         if raw:
             # the ESP32 port re-enters raw REPL after a soft reset from it; the unix REPL starts
             # friendly, so ask for raw REPL on its behalf (the request waits in the tty queue)
@@ -247,14 +252,54 @@ class Bridge:
             self._trace.write("%.4f %s %r\n" % (time.monotonic(), tag, bytes(data)))
             self._trace.flush()
 
-    def _to_user(self, data):
-        self._log("<", data)
-        out = bytearray()
+    def _cook(self, data, out):
         for b in data:
             if b == 0x0A and not self.prev_cr:
                 out += b"\r"
             out.append(b)
             self.prev_cr = b == 0x0D
+
+    def _split_raw(self, data, out):
+        """Text is cooked ("\n" -> "\r\n"); a RAW_FRAME (vboot.py's sys.stdout.buffer) passes its
+        bytes unchanged, as a board's stdout.buffer does. A frame cut by a read waits in _held."""
+        data = self._held + bytes(data)
+        self._held = b""
+        i, n = 0, len(data)
+        while i < n:
+            if self._raw_left:
+                k = min(self._raw_left, n - i)
+                out += data[i:i + k]
+                self._raw_left -= k
+                i += k
+                self.prev_cr = False
+                continue
+            j = data.find(RAW_FRAME, i)
+            if j < 0:
+                end = n
+                for k in range(min(len(RAW_FRAME) - 1, n - i), 0, -1):
+                    if data.endswith(RAW_FRAME[:k]):
+                        end = n - k  # perhaps the start of a frame: wait for the rest
+                        break
+                self._cook(data[i:end], out)
+                self._held = data[end:]
+                return
+            self._cook(data[i:j], out)
+            h = data.find(b":", j + len(RAW_FRAME))
+            if h < 0 and n - j < len(RAW_FRAME) + 12:
+                self._held = data[j:]  # the length has not all arrived
+                return
+            length = data[j + len(RAW_FRAME):h]
+            if h < 0 or not length.isdigit():
+                self._cook(data[j:j + 1], out)  # not a frame after all
+                i = j + 1
+                continue
+            self._raw_left = int(length)
+            i = h + 1
+
+    def _to_user(self, data):
+        self._log("<", data)
+        out = bytearray()
+        self._split_raw(data, out)
         self._watch_output(bytes(out))
         if self.out_dropping:
             # nobody was reading: send what the port takes, drop the rest, until a client reads again

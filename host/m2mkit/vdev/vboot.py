@@ -76,6 +76,7 @@ def _m2m_boot():
         while True:
             time.sleep(1)
     sys.modules["_m2m_host"] = host
+    _raw_stdout(sys)
     if os.getenv("M2M_FROZEN"):
         _frozen(host, sys, vfs, os.getenv("M2M_FROZEN"))
 
@@ -134,6 +135,45 @@ def _frozen(host, sys, vfs, folder):
     builtins.__import__ = imp
 
 
+def _raw_stdout(sys):
+    # On a board sys.stdout turns "\n" into "\r\n" and sys.stdout.buffer writes bytes unchanged
+    # (micropython shared/runtime/sys_stdio_mphal.c: stdio_write -> mp_hal_stdout_tx_strn_cooked,
+    # stdio_buffer_write -> mp_hal_stdout_tx_strn). The unix port writes both to fd 1 and the bridge
+    # cooks what it gets, so `import sys` gets a sys whose stdout.buffer frames its bytes for the
+    # bridge to pass unchanged (bridge.py RAW_FRAME); everything else is the real sys.
+    import io
+
+    out = sys.stdout
+
+    class Raw:
+        def write(self, b, *n):
+            # a stream's write(buf[, max_len]) / write(buf, off, max_len), as mpremote's mount uses
+            if n:
+                b = memoryview(b)[n[0]:n[0] + n[1]] if len(n) > 1 else memoryview(b)[:n[0]]
+            out.buffer.write(b"\x10\x02m2m:" + str(len(b)).encode() + b":")
+            return out.buffer.write(b)
+
+        def flush(self):
+            pass
+
+    class Stdout(io.IOBase):
+        buffer = Raw()
+
+        def write(self, s):
+            return out.write(s)
+
+        def flush(self):
+            pass
+
+    class Sys:
+        stdout = Stdout()
+
+        def __getattr__(self, name):
+            return getattr(sys, name)
+
+    sys.modules["sys"] = Sys()
+
+
 def _mount(host, Flash, os, vfs):
     # the flash image at / in place of the host's filesystem (the paths are absolute: see bridge.py)
     host.state = vfs.VfsPosix(os.getenv("M2M_STATE_DIR"))
@@ -153,4 +193,4 @@ def _mount(host, Flash, os, vfs):
 
 
 _m2m_boot()
-del _m2m_boot, _mount, _frozen
+del _m2m_boot, _mount, _frozen, _raw_stdout
