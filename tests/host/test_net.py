@@ -83,6 +83,8 @@ def test_attach_on_each_dialect(model, tmp_path):
         # the simulator's default signal: rssi -71 dBm (CSQ 21), rsrp -95, rsrq -10
         assert sig["rssi"] == -71 and sig["rsrp"] == -95 and sig["rsrq"] == -10
         assert 0 < sig["quality"] <= 100
+        # the band from the vendor read (AT+QNWINFO / AT+CPSI?); the GM02S has none here
+        assert sig["band"] == (None if model == "gm02s" else 20)
         assert sim.status()["boots"] == 1
 
 

@@ -188,6 +188,15 @@ def valid_imsi(s):
 _VALID = {"imei": valid_imei, "iccid": valid_iccid, "imsi": valid_imsi}
 
 
+def band_number(field):
+    # b'"LTE BAND 20"' / b'EUTRAN-BAND20' -> 20; None without a number
+    t = _text(field).strip('"')
+    i = len(t)
+    while i and t[i - 1].isdigit():
+        i -= 1
+    return int(t[i:]) if i < len(t) else None
+
+
 def _fields(rest, ints=True):
     # b' 0,"abc",12' -> [0, 'abc', 12]  (ints where a field is a plain decimal, unless ints=False)
     out = []

@@ -7,7 +7,7 @@
 # ATI "Quectel / BG96 / Revision: ..."), and the esp32-devkitc-bg95 board notes (PWRKEY windows).
 # Behaviour not taken from a source cites its entry in docs/ASSUMED.md.
 
-from m2m.modem import MODELS, Modem, OPT
+from m2m.modem import MODELS, Modem, OPT, band_number
 
 _T = 1000
 _CFG = 5000  # AT+QCFG writes NV: allow a little longer
@@ -72,6 +72,20 @@ class BG95(Modem):
     APN = (('AT+QICSGP=1,1,"{apn}","{user}","{password}",{auth}', (), 5000),)
     PDP_UP = (("AT+QIACT=1", (), 150000),)  # up to 150 s (TCP/IP AN maximum response time)
     PDP_DOWN = (("AT+QIDEACT=1", (), 40000),)
+
+    # the modem's own sleep (UART sleep controlled by DTR): AT+QSCLK=1 (TinyGSM
+    # TinyGsmClientBG96.h sleepEnableImpl); optional, the network reports a refusal
+    SLEEP = (("AT+QSCLK=1", (), _T, OPT),)
+
+    def signal(self):
+        # the band: +QNWINFO: <act>,<oper>,<band>,<channel>, e.g. "LTE BAND 20" ("No Service" when
+        # not registered); layout ASSUMED docs/ASSUMED.md#A-BAND-READS
+        r = self.at.cmd("AT+QNWINFO", timeout_ms=_T)
+        for ln in r.lines:
+            f = ln.split(b",")
+            if len(f) >= 3:
+                return {"band": band_number(f[2])}
+        return {}
 
     def band_args(self, bands):
         m = 0

@@ -47,6 +47,10 @@ class GM02S(Modem):
         (b"+CTZV:", "time"),
     )
 
+    # the modem's own sleep, governed by the RTS line: AT+SQNIPSCFG=1 (TinyGSM
+    # TinyGsmClientSequansMonarch.h sleepEnableImpl); optional, the network reports a refusal
+    SLEEP = (("AT+SQNIPSCFG=1", (), _T, OPT),)
+
     # AT+SQNMODEACTIVE=1 LTE-M, 2 NB-IoT (Walter library); "auto" is not offered, so it means
     # LTE-M (ASSUMED docs/ASSUMED.md#A-GM02S-RAT-AUTO); the new RAT is used after the next reset
     # (Walter docs: switching RAT needs one)

@@ -6,7 +6,7 @@
 # TCP/UDP example "AT+CAOPEN=0,0,"TCP",...  +CAOPEN: 0,0  OK"), LilyGO T-SIM7080G / T-SIM7000G boards
 # and the transcripts in shared/at-transcripts. The rest cites docs/ASSUMED.md.
 
-from m2m.modem import MODELS, Modem, ModemError, OPT, URC, USER
+from m2m.modem import MODELS, Modem, ModemError, OPT, URC, USER, band_number
 
 _T = 1000  # plain settings answer at once
 
@@ -58,6 +58,21 @@ class SIM7080G(Modem):
         (b"+APP PDP: 0,ACTIVE", "pdp_up"),  # bearer 0 of AT+CNACT=<pdpidx>,<action>
         (b"+APP PDP: 0,DEACTIVE", "pdp_down"),
     )
+
+    # the modem's own sleep (UART sleep controlled by DTR): AT+CSCLK=1 (TinyGSM
+    # TinyGsmClientSIM70xx.h sleepEnableImpl); optional, the network reports a refusal
+    SLEEP = (("AT+CSCLK=1", (), _T, OPT),)
+
+    def signal(self):
+        # the band: +CPSI: <system mode>,<operation mode>,<MCC>-<MNC>,<TAC>,<SCellID>,<PCellID>,
+        # <frequency band>,... ("EUTRAN-BAND20"; SIM7500/SIM7600 Series AT Command Manual V1.08 as
+        # quoted in public code; the SIM7080's LTE form ASSUMED docs/ASSUMED.md#A-BAND-READS)
+        r = self.at.cmd("AT+CPSI?", timeout_ms=_T)
+        for ln in r.lines:
+            f = ln.split(b",")
+            if len(f) >= 7:
+                return {"band": band_number(f[6])}
+        return {}
 
     # AT+CNMP: 38 = LTE only. AT+CMNB: 1 Cat-M, 2 NB-IoT, 3 both
     RAT = {

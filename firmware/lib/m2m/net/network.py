@@ -346,8 +346,10 @@ class Network:
         if n["edrx_s"]:
             act = 5 if self._rat_name(self.profiles[self.profile]["rat"] or ["lte-m"]) == "nb-iot" else 4
             at.cmd('AT+CEDRXS=2,%d,"%s"' % (act, edrx_code(n["edrx_s"])), timeout_ms=5000)
-        if n["modem_sleep"] and getattr(m, "SLEEP", None):
-            m.run(m.SLEEP)
+        if n["modem_sleep"]:
+            sl = getattr(m, "SLEEP", None)
+            if not sl or m.run(sl) < len(sl):
+                events.post("net.sleep_refused", model=m.NAME)
 
     # ---- registration ----
     def _reg_now(self):
