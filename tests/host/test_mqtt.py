@@ -55,6 +55,8 @@ while True:
     if phase == int(os.getenv("PHASES")):
         break
     made = []
+    if os.getenv("ALARM"):  # an alarm between readings: it goes to /events on its own
+        made.append(ob.append(outbox.ALARM, json.dumps({"kind": "alarm", "t": hal.epoch(), "name": "temperature", "level": "high"})))
     for i in range(K):
         n += 1
         seq = ob.append(outbox.TELEMETRY, contract.pack_readings(
@@ -76,11 +78,11 @@ print(json.dumps({"done": True}))
 
 
 class Device:
-    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None, cmds=0):
+    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None, cmds=0, alarm=False):
         self.dir = tmp
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": broker_url, "DIR": str(tmp),
-               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms), "CMDS": str(cmds)}
+               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms), "CMDS": str(cmds), "ALARM": "1" if alarm else ""}
         if ca:
             env["CA"] = ca
         self.p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + DEVICE],
@@ -388,3 +390,19 @@ def test_qos1_sent_again_with_dup_and_the_same_packet_id(tmp_path):
     assert first_flags == 0b0010  # QoS 1
     assert again_flags == 0b1010  # QoS 1 with DUP (MQTT 3.1.1 3.3.1.1)
     assert again_pid == first_pid
+
+
+def test_an_alarm_goes_to_events_between_telemetry(broker, subscriber, tmp_path):
+    sub = subscriber("m2mkit/dev-1/telemetry", "m2mkit/dev-1/events")
+    with ModemSim(model="gm02s", time_scale=SCALE) as sim:
+        dev = Device(tmp_path, sim, broker.url, "gm02s", phases=1, k=2, alarm=True)
+        try:
+            made, end = dev.go(0)
+        finally:
+            dev.stop()
+    assert end["pending"] == 0
+    msgs = sub.wait(2, timeout=10)
+    assert msgs[0][0] == "m2mkit/dev-1/events"  # the alarm, first in the outbox, first out
+    ev = json.loads(msgs[0][1])
+    assert ev["seq"] == made[0] and ev["kind"] == "alarm" and ev["level"] == "high"
+    assert [g[0] for g in senml_groups(msgs[1:])] == made[1:]  # then the readings, one message
