@@ -225,3 +225,25 @@ def test_sigterm_stops_the_demo_and_removes_its_image(tmp_path):
         p.send_signal(signal.SIGTERM)
         p.wait(20)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_readme_relative_flash_and_what_a_connecting_tool_does(tmp_path):
+    """The README's own `--flash my.img`, relative to the working folder: the device lists its image
+    (never the host's /), and a tool connecting is reported as a soft reset, not as a reboot."""
+    p = subprocess.Popen([M2MKIT, "sim", "device", "--no-modem", "--flash", "my.img"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = p.stdout.readline().split()[1]
+        assert f"flash image {tmp_path / 'my.img'} " in p.stdout.readline()
+        assert p.stdout.readline().startswith("boot: ")
+        ls = subprocess.run([str(BIN / "mpremote"), "connect", port, "exec",
+                             "import os; print(sorted(os.listdir('/')))"],
+                            capture_output=True, text=True, timeout=30)
+        assert ls.stdout.strip() == "['board.json', 'boot.py', 'lib', 'main.py']", ls.stdout + ls.stderr
+        line = p.stdout.readline()
+        assert line.startswith("soft reset: Ctrl-D at the raw REPL"), line
+        assert "the board was not reset" in line
+    finally:
+        p.terminate()
+        p.wait(15)
+    assert sorted(os.listdir(tmp_path)) == ["my.img", "my.img.state"]
