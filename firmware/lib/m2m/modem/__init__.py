@@ -584,8 +584,12 @@ class Modem:
     def power_on(self, known_off=False):
         # switch the modem on (no pulse when it already answers); True when it answers AT.
         # known_off: the caller has just cut the modem's supply (a PMU cold cycle), so the AT
-        # probes, which cost two probe timeouts on a modem that is off, are skipped
-        if not known_off and self.ping(_PROBE_MS, 1):
+        # probes, which cost two probe timeouts on a modem that is off, are skipped. After the
+        # ESP32's own power-on one probe is enough (a modem sharing its supply was off too; one
+        # on a supply of its own still answers it); after any other reset a modem may have been
+        # left running, so a lost byte must not get it pulsed off: the probe is retried once
+        retry = 0 if hal.reset_cause() == hal.PWRON_RESET else 1
+        if not known_off and self.ping(_PROBE_MS, retry):
             return True
         _, _, on_ms, _, boot = self.power_config()
         self.events = []
