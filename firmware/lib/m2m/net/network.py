@@ -76,7 +76,7 @@ def quality(sig):
     def lin(v, lo, hi):
         if v is None:
             return None
-        q = (v - lo) * 100 // (hi - lo)
+        q = int((v - lo) * 100 // (hi - lo))
         return 0 if q < 0 else 100 if q > 100 else q
     p = lin(sig.get("rsrp"), -140, -80)
     q = lin(sig.get("rsrq"), -20, -5)

@@ -1,0 +1,96 @@
+# m2m.net.network helpers: the 0-100 quality figure, eDRX codes, the APN table, band numbers, and the
+# recovery ladder's order and capped waits (a stand-in modem that answers everything).
+from m2m import config, events
+from m2m.modem import band_number
+from m2m.net import network
+
+
+def test_quality():
+    q = network.quality
+    assert q({"rsrp": -140, "rsrq": -20}) == 0
+    assert q({"rsrp": -80, "rsrq": -5}) == 100
+    assert q({"rsrp": -110, "rsrq": None}) == 50  # RSRP alone
+    assert q({"rsrp": -110, "rsrq": -12.5}) == 50  # 0.7 * 50 + 0.3 * 50
+    assert type(q({"rsrp": -95, "rsrq": -10.5})) is int
+    assert q({"rssi": -88}) == 50 and q({}) is None
+    assert q({"rsrp": -30, "rsrq": 0}) == 100 and q({"rsrp": -150, "rsrq": -30}) == 0  # clamped
+
+
+def test_edrx_codes_and_apn_table():
+    assert network.edrx_code(5.12) == "0000" and network.edrx_code(20.48) == "0010"
+    assert network.edrx_code(100) == "0110" and network.edrx_code(99999) == "1111"
+    assert network.apn_for("901405100000000") == "iot.1nce.net" and network.apn_for("001011234567890") is None
+
+
+def test_band_number():
+    assert band_number(b'"LTE BAND 20"') == 20 and band_number(b"EUTRAN-BAND3") == 3
+    assert band_number(b"NO SERVICE") is None
+
+
+class _R:
+    ok = True
+    lines = []
+    error = None
+
+
+class _AT:
+    unresponsive = False
+
+    def __init__(self):
+        self.sent = []
+
+    def cmd(self, c, **kw):
+        self.sent.append(c)
+        return _R()
+
+    def reset(self):
+        pass
+
+
+class _Modem:
+    NAME = "fake"
+    imsi = None
+
+    def __init__(self):
+        self.at = _AT()
+        self.cycles = 0
+
+    def power_cycle(self):
+        self.cycles += 1
+        return True
+
+    def init(self):
+        return {}
+
+    def set_apn(self, *a):
+        pass
+
+    def pending(self, names, ms=0):
+        return False
+
+    def take_event(self, names=None):
+        return None
+
+
+def test_recovery_ladder_order_and_capped_waits():
+    events.log = False
+    cfg = config.validate({"net": {"reg_timeout_s": 120, "recovery_max_s": 900}})
+    n = network.Network(_Modem(), cfg, state_dir="/tmp/")
+    n.state = network.REGISTER
+    seen = []
+    for i in range(7):
+        n._recover("test")
+        e = None
+        while True:
+            x = events.take()
+            if x is None:
+                break
+            if x[0] == "net.recovery":
+                e = x[2]
+        seen.append((e["step"], e["wait_s"]))
+    events.log = True
+    assert [s for s, _ in seen] == ["reselect", "radio", "powerkey", "hardreset", "hardreset",
+                                    "hardreset", "hardreset"], seen
+    assert [w for _, w in seen] == [120, 240, 480, 900, 900, 900, 900], seen
+    assert n.counts["recovery"] == 7 and n.modem.cycles == 5
+    assert "AT+COPS=2" in n.modem.at.sent and "AT+CFUN=0" in n.modem.at.sent
