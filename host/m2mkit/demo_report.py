@@ -11,25 +11,33 @@ from .broker import Broker, Subscriber
 from .errors import UserError
 
 
+# a modem no board file carries, fitted where its pin-compatible sibling sits (BG95 & BG96:
+# Quectel's BG95&BG96 Compatible Design)
+FITS = {"bg96": "bg95"}
+
+
 def pick_board(board, modem):
-    """The board to run: `board` as given; with only `modem`, the first board that carries it."""
+    """The board to run (a name, or board data): `board` as given; with `modem`, the first board that
+    carries it, or one that carries its pin-compatible sibling with it fitted instead."""
     if modem is None:
         return board
     from .sim.modem import MODELS
 
     if modem not in MODELS:
         raise UserError(f"--modem {modem!r}: give one of {', '.join(sorted(MODELS))}")
-    names = boards.names()
-    if board is not None:
-        if boards.load(board)["modem"]["model"] != modem:
-            have = [n for n in names if boards.load(n)["modem"]["model"] == modem]
-            raise UserError(f"board {board} carries a {boards.load(board)['modem']['model']}, not a {modem}: "
-                            f"leave out --board, or give one of {', '.join(have) or 'no board'}")
-        return board
+    takes = (modem, FITS.get(modem))
+    names = [board] if board is not None else boards.names()
     for n in names:
-        if boards.load(n)["modem"]["model"] == modem:
+        b = boards.load(n)
+        if b["modem"]["model"] == modem:
             return n
-    raise UserError(f"no board carries a {modem}: give --board")
+        if b["modem"]["model"] in takes:
+            b["modem"]["model"] = modem
+            b["title"] += f" with a {modem.upper()} fitted"
+            return b
+    have = [n for n in boards.names() if boards.load(n)["modem"]["model"] in takes]
+    raise UserError(f"board {board} carries a {boards.load(board)['modem']['model']}, not a {modem}: "
+                    f"leave out --board, or give one of {', '.join(have)}")
 
 
 def check_url(url):

@@ -35,7 +35,7 @@ def _demo(tmp_path, *args):
     return p.returncode, "".join(lines) + rest
 
 
-@pytest.mark.parametrize("args", [(), ("--modem", "sim7080g")])
+@pytest.mark.parametrize("args", [(), ("--modem", "sim7080g"), ("--modem", "bg96")])
 def test_demo_reports_to_its_own_broker_and_cleans_up(tmp_path, args):
     rc, out = _demo(tmp_path, *args)
     assert "broker> subscribed to m2mkit/# on mqtt://127.0.0.1:" in out, out
@@ -58,3 +58,11 @@ def test_demo_refuses_a_board_without_that_modem(tmp_path):
     p = subprocess.run([str(BIN / "m2mkit"), "demo", "--board", "esp32-devkitc-bg95", "--modem", "gm02s"],
                        capture_output=True, text=True, timeout=60, env=dict(os.environ, TMPDIR=str(tmp_path)))
     assert p.returncode != 0 and "dptechnics-walter" in p.stderr + p.stdout
+
+
+def test_demo_fits_a_bg96_where_a_bg95_sits():
+    from m2mkit.demo_report import pick_board
+
+    b = pick_board(None, "bg96")
+    assert b["name"] == "esp32-devkitc-bg95" and b["modem"]["model"] == "bg96"
+    assert pick_board(None, "gm02s") == "dptechnics-walter"

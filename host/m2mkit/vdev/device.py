@@ -107,7 +107,7 @@ class VirtualDevice:
 
     def __init__(self, board="esp32-devkitc-bg95", flash=None, heapsize=None, time_scale=1.0,
                  env=None, on_event=None, modem=False, micropython=None, download=False):
-        self.board = boards.load(board)
+        self.board = boards.load(board) if isinstance(board, str) else board  # a name, or board data
         self.download = download
         self.modem = None
         self.bus = None  # the simulated I2C bus when the board's modem needs its PMU (attach sensors here too)
