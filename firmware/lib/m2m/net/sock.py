@@ -267,8 +267,18 @@ class Socket:
         self._tx = bytearray()
 
     def _dead(self, why):
-        self._eof = True
-        self.st._fail(why)
+        # a send or receive failed: the link's fault (reported through on_fail, the one recovery
+        # path) unless the modem said the peer closed the socket, which is the peer's business
+        try:
+            self.m.at.poll(0)
+        except OSError:
+            pass
+        self._urcs()
+        if self._eof:
+            why = "closed by the peer (%s)" % why
+        else:
+            self._eof = True
+            self.st._fail(why)
         raise _ioerr(_ECONNRESET, why)
 
     # ---- receiving ----
