@@ -120,6 +120,7 @@ class Network:
         self._t_check = 0
         self._sim_t0 = 0
         self._known_off = False
+        self._sim_waits = 0
         self.t_registered = None  # ticks_ms when registration was last seen
         from m2m.net import roam
         self.roam = roam.Guard(state_dir + "net_roam.json", n["roam_days_limit"])
@@ -184,7 +185,13 @@ class Network:
             return self._power()
         if st == SYNC:
             return self._sync()
-        if st == SIM or st == WAIT_SIM:
+        if st == WAIT_SIM:
+            left = hal.ticks_diff(self._sim_t0, hal.ticks_ms())
+            if left > 0:
+                return left
+            self._sim_t0 = hal.ticks_ms()
+            return self._sim()
+        if st == SIM:
             return self._sim()
         if st == CONFIG:
             return self._config()
@@ -252,6 +259,7 @@ class Network:
             st = self._cpin()
         self.sim_state = st
         if st == "ready":
+            self._sim_waits = 0
             self._go(CONFIG, imsi=m.imsi)
             return 0
         if st == "busy":
@@ -263,9 +271,14 @@ class Network:
         if st == "tamper":  # N2's binding alarm: register anyway, the reporters refuse telemetry
             self._go(CONFIG, imsi=m.imsi, sim="tamper")
             return 0
-        self._go(WAIT_SIM, sim=st)
-        self._sim_t0 = hal.ticks_ms()
-        return _SIM_RETRY_MS
+        # a refused PIN, a missing or blocked card: asked again later (sim.check never retries a
+        # refused PIN), after 1, 2, 4 ... minutes up to 15, so a transient answer costs little
+        k = self._sim_waits
+        self._sim_waits = k + 1
+        w = _SIM_RETRY_MS if k >= 4 else 60000 << k
+        self._go(WAIT_SIM, sim=st, retry_s=w // 1000)
+        self._sim_t0 = hal.ticks_add(hal.ticks_ms(), w)
+        return w
 
     def _cpin(self):
         # without m2m.net.sim: READY, busy while the SIM starts, or the state it reports
@@ -518,6 +531,11 @@ class Network:
             events.post("net.recovery_failed", step=step, error=str(e))
             if self.level < 2:
                 self.level = 2
+            if k >= 2:
+                # the modem was restarted but not set up again: from the AT sync on, with the
+                # next step of the ladder if that fails too
+                self._go(SYNC, after=step)
+                return 0
             self.deadline = hal.ticks_add(hal.ticks_ms(), 5000)
             self.state = REGISTER
             return 5000
