@@ -94,3 +94,25 @@ def test_recovery_ladder_order_and_capped_waits():
     assert [w for _, w in seen] == [120, 240, 480, 900, 900, 900, 900], seen
     assert n.counts["recovery"] == 7 and n.modem.cycles == 5
     assert "AT+COPS=2" in n.modem.at.sent and "AT+CFUN=0" in n.modem.at.sent
+
+
+def test_a_failed_power_step_sets_the_modem_up_again():
+    # a power-key cycle after which the modem does not answer: the next step starts from the AT
+    # sync (init script, SIM, config), not from a registration wait on an unconfigured modem
+    events.log = False
+    cfg = config.validate({})
+    m = _Modem()
+    m.power_cycle = lambda: False
+    n = network.Network(m, cfg, state_dir="/tmp/")
+    n.state = network.REGISTER
+    n.level = 2
+    n._recover("test")
+    kinds = []
+    while True:
+        x = events.take()
+        if x is None:
+            break
+        kinds.append(x[0])
+    events.log = True
+    assert "net.recovery_failed" in kinds and n.state == network.SYNC, kinds
+    assert n.level == 3  # the hard reset comes next if the sync fails too
