@@ -17,6 +17,10 @@ from .vdev.device import VirtualDevice
 # what the demo types at the device's REPL once it has booted
 MODEM_CHECK = b"from m2m import app; m = app.modem_check()\r"
 EXIT_KEY = b"\x1d"  # Ctrl-], as in miniterm
+# demo_report.py sets these for the reporting demo: its command runs until stopped (no prompt to
+# wait for), and Ctrl-C ends the demo instead of going to the device
+COMMAND_RETURNS = True
+CTRL_C_ENDS = False
 
 
 class _Console:
@@ -45,7 +49,8 @@ class _Console:
         saved = termios.tcgetattr(fd)
         tty.setraw(fd)
         out = sys.stdout.buffer
-        out.write(b">>> ")  # the prompt the scripted part consumed
+        if COMMAND_RETURNS:
+            out.write(b">>> ")  # the prompt the scripted part consumed
         out.flush()
         try:
             while end is None or time.monotonic() < end:
@@ -58,6 +63,8 @@ class _Console:
                     if EXIT_KEY in keys:
                         self.s.write(keys.split(EXIT_KEY, 1)[0])
                         return
+                    if CTRL_C_ENDS and b"\x03" in keys:
+                        raise KeyboardInterrupt
                     self.s.write(keys)
         finally:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
@@ -100,11 +107,12 @@ def _demo(dev, con, seconds):
     c.show_until(b">>> ", 10)
     con.print(f"[green]booted in {boot['ms']:.0f} ms; now the console types:[/] {MODEM_CHECK.decode().strip()}")
     c.s.write(MODEM_CHECK)
-    c.show_until(b">>> ", 60)
+    if COMMAND_RETURNS:
+        c.show_until(b">>> ", 60)
     end = time.monotonic() + seconds if seconds else None
     if interactive:
-        con.print("[green]this terminal is now the device's console: type at its REPL; Ctrl-] leaves[/]",
-                  highlight=False)
+        con.print("[green]this terminal is now the device's console: type at its REPL; "
+                  + ("Ctrl-C ends the demo[/]" if CTRL_C_ENDS else "Ctrl-] leaves[/]"), highlight=False)
         c.terminal(end)
         return
     # no terminal to type in (output piped, or stdin not a tty): show what the device prints

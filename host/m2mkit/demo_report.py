@@ -127,6 +127,8 @@ def run(board=None, seconds=0.0, modem=None, broker=None, every_s=10):
         write(f"broker> subscribed to {rep.prefix}/# on {rep.url}"
               + ("" if broker else " (a Mosquitto of the demo's own, gone at exit)"))
         demo.MODEM_CHECK = rep.device_command(every_s)  # what the demo types at the REPL
+        demo.COMMAND_RETURNS = False  # it reports until stopped
+        demo.CTRL_C_ENDS = True
         demo.run(board, seconds)
     finally:
         rep.stop()

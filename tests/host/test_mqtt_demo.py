@@ -66,3 +66,34 @@ def test_demo_fits_a_bg96_where_a_bg95_sits():
     b = pick_board(None, "bg96")
     assert b["name"] == "esp32-devkitc-bg95" and b["modem"]["model"] == "bg96"
     assert pick_board(None, "gm02s") == "dptechnics-walter"
+
+
+def test_ctrl_c_in_the_interactive_console_ends_the_demo(tmp_path):
+    # a terminal on both ends: the demo's console is in raw mode, so Ctrl-C arrives as a byte
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    p = subprocess.Popen([str(BIN / "m2mkit"), "demo"], stdin=slave, stdout=slave, stderr=slave, env=env,
+                         start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 120
+        while b"/telemetry seq 2:" not in out and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+        assert b"/telemetry seq 2:" in out, out.decode(errors="replace")
+        assert b"Ctrl-C ends the" in out  # (rich wraps at the terminal width)
+        os.write(master, b"\x03")
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        os.close(master)
+    assert list(tmp_path.iterdir()) == []
