@@ -263,7 +263,7 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
         t = threading.Thread(target=outages, daemon=True)
         t.start()
         try:
-            (r,), evs = run(DAY, sim, scale, cfg, tmp_path, "bg95", heapsize="200K", timeout=400,
+            (r,), evs = run(DAY, sim, scale, cfg, tmp_path, "bg95", heapsize="192K", timeout=400,
                             MPY_TREE=str(tree))
         finally:
             stop.set()
@@ -274,3 +274,17 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
         k = kinds(evs)
         assert k.count("net.attached") >= 6  # the first attach and once after each of the 5 outages
         assert r["status"]["state"] == "attached"
+
+
+def test_psm_and_edrx_requested_and_the_grant_reported(tmp_path):
+    # T3412 1 h ("00000110": 6 x 10 min), T3324 60 s ("00011110": 30 x 2 s), eDRX 20.48 s ("0010")
+    cfg = {"net": {"apn": "internet", "psm_tau_s": 3600, "psm_active_s": 60, "edrx_s": 20.48}}
+    with sim_for("bg95", 20) as sim:
+        (r,), evs = run(UP, sim, 20, cfg, tmp_path, "bg95")
+        assert r["ok"], evs
+        st = sim.status()
+        assert st["psm"] == {"mode": 1, "tau": "00000110", "active": "00011110"}
+        assert st["edrx"] == {"4": "0010"}
+        assert r["status"]["psm"] == [60, 3600]  # read back from +CEREG (n=5)
+        assert r["status"]["edrx"] == 20.48  # AT+CEDRXRDP
+        assert any(k == "net.psm" and "tau_s=3600" in f and "active_s=60" in f for k, f in evs)
