@@ -288,3 +288,23 @@ def test_psm_and_edrx_requested_and_the_grant_reported(tmp_path):
         assert r["status"]["psm"] == [60, 3600]  # read back from +CEREG (n=5)
         assert r["status"]["edrx"] == 20.48  # AT+CEDRXRDP
         assert any(k == "net.psm" and "tau_s=3600" in f and "active_s=60" in f for k, f in evs)
+
+
+def test_permanent_roaming_policy_prefers_another_profile(tmp_path):
+    # five roaming days already counted (the last one yesterday), limit 3, policy next_profile: the
+    # day counted at attach is past the limit, so the second profile (the home PLMN, manual) is used
+    import datetime
+
+    yesterday = int(datetime.datetime.now(datetime.timezone.utc).timestamp()) // 86400 - 1
+    (tmp_path / "net_roam.json").write_text(json.dumps({"days": 5, "last": yesterday}))
+    cfg = {"net": {"apn": "internet", "roam_days_limit": 3, "roam_policy": "next_profile",
+                   "profiles": [{"operator": "00101"}]}}
+    code = UP.replace('ok = n.up(int(os.getenv("UP_MS", "600000")))',
+                      'ok = n.up(300000) and loop.run((n,), lambda: n.profile == 1 and n.attached(), 300000)')
+    with sim_for("bg95", 20, timeline=[[0, "searching"], [3, "roaming"]]) as sim:
+        (r,), evs = run(code, sim, 20, cfg, tmp_path, "bg95")
+        assert r["ok"], evs
+        assert any(k == "net.roaming" and "days=6" in f and "policy=next_profile" in f for k, f in evs), evs
+        assert any(k == "net.profile" and "reason=permanent roaming" in f for k, f in evs), evs
+        st = r["status"]
+        assert st["profile"] == 1 and st["roaming"] is False and st["plmn"] == "00101"
