@@ -56,3 +56,31 @@ def test_unknown_state_probes_first_and_never_pulses_a_running_modem():
     at = FakeAT()
     assert M(at, {"pwrkey": {"pin": 5}}).power_on()
     assert at.log[:2] == ["AT", "PULSE"], at.log  # the probe (with its retry) of the silent modem, then the key
+
+
+def test_power_and_ping_refuse_the_asyncio_driver():
+    # one synchronous loop on the device: under AsyncAT, ping() used to read .ok off a coroutine
+    from m2m.at import AsyncAT
+    from m2m.modem import ModemError
+
+    class U:
+        def write(self, b):
+            return len(b)
+
+        def readinto(self, b):
+            return 0
+
+        def any(self):
+            return 0
+
+        def wait(self, ms):
+            return False
+
+    m = Modem(AsyncAT(U()), None)
+    for fn in (m.ping, m.power_on):
+        try:
+            fn()
+        except ModemError as e:
+            assert "synchronous driver" in str(e)
+        else:
+            assert False, "no error from " + repr(fn)
