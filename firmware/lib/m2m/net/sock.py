@@ -38,6 +38,7 @@ _ECONNREFUSED = const(111)
 MAX_SEND = const(1024)  # bytes a send command carries (below every dialect's limit)
 MAX_READ = const(1024)  # bytes a receive command asks for at most
 _REQUERY_MS = const(2000)  # a buffer query this often even without a receive URC (URCs get lost)
+_IDLE_REQUERY_MS = const(10000)  # the same for non-blocking looks (a poll each loop step)
 
 
 def _ioerr(code, why):
@@ -316,8 +317,8 @@ class Socket:
     def _fill(self, want):
         # one step: bring up to `want` bytes from the modem into self._rx; True if any came
         self._urcs()
-        if self._avail <= 0 and (self._check or
-                                 hal.ticks_diff(hal.ticks_ms(), self._asked) >= _REQUERY_MS):
+        every = _REQUERY_MS if self.timeout_ms else _IDLE_REQUERY_MS
+        if self._avail <= 0 and (self._check or hal.ticks_diff(hal.ticks_ms(), self._asked) >= every):
             self._check = False
             self._avail = self._query()
         if self._avail <= 0:
