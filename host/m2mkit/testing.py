@@ -5,6 +5,7 @@ Firmware tests are MicroPython modules in tests/firmware/; each top-level `def t
 back into items, each with its own MicroPython traceback.
 """
 
+import functools
 import os
 import re
 import shutil
@@ -50,14 +51,21 @@ def _prelude(test_dir=FW_TESTS):
         "sys.path.pop(0)\n"
         f"sys.path[:0] = [{str(test_dir)!r}, {str(FIRMWARE / 'lib')!r}]\n"
         # what a board has frozen (umqtt.simple), after the firmware as on a board: umqtt_setup.py
-        f"sys.path.append({_frozen()!r})\n"
+        + (f"sys.path.append({_frozen()!r})\n" if _frozen() else "")
     )
 
 
+@functools.lru_cache(maxsize=1)
 def _frozen():
+    # None when it cannot be had: tests that import umqtt then fail with ImportError, the rest run
+    # (asked once per process: an offline machine does not wait on the download for every test)
     from . import umqtt_setup
+    from .errors import UserError
 
-    return str(umqtt_setup.path())
+    try:
+        return str(umqtt_setup.path())
+    except UserError:
+        return None
 
 
 def run_micropython(code, env=None, heapsize=DEFAULT_HEAP, timeout=DEFAULT_TIMEOUT):
