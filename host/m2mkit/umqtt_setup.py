@@ -29,13 +29,23 @@ MEMBER = f"micropython-umqtt.simple-{VERSION}/umqtt/simple.py"
 CACHE = ROOT / ".cache" / f"umqtt.simple-{VERSION}"  # holds umqtt/simple.py
 
 
+_failed = None  # a download that failed in this process is not tried again (offline machines)
+
+
 def path(fetch=True):
     """The folder that holds umqtt/simple.py (fetched first when missing)."""
+    global _failed
     if not (CACHE / "umqtt" / "simple.py").is_file():
         if not fetch:
             raise UserError(f"umqtt.simple {VERSION} is not set up: run ./dev.sh test or "
                             f"python -m m2mkit.umqtt_setup (it downloads {URL})")
-        install()
+        if _failed is not None:
+            raise _failed
+        try:
+            install()
+        except UserError as e:
+            _failed = e
+            raise
     return CACHE
 
 
