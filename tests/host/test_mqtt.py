@@ -55,6 +55,8 @@ while True:
     if phase == int(os.getenv("PHASES")):
         break
     made = []
+    if os.getenv("BAD"):  # a telemetry record that holds no readings
+        made.append(ob.append(outbox.TELEMETRY, b"\xffnot readings"))
     if os.getenv("ALARM"):  # an alarm between readings: it goes to /events on its own
         made.append(ob.append(outbox.ALARM, json.dumps({"kind": "alarm", "t": hal.epoch(), "name": "temperature", "level": "high"})))
     for i in range(K):
@@ -78,11 +80,11 @@ print(json.dumps({"done": True}))
 
 
 class Device:
-    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None, cmds=0, alarm=False):
+    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None, cmds=0, alarm=False, bad=False):
         self.dir = tmp
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": broker_url, "DIR": str(tmp),
-               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms), "CMDS": str(cmds), "ALARM": "1" if alarm else ""}
+               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms), "CMDS": str(cmds), "ALARM": "1" if alarm else "", "BAD": "1" if bad else ""}
         if ca:
             env["CA"] = ca
         self.p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + DEVICE],
@@ -409,3 +411,19 @@ def test_an_alarm_goes_to_events_between_telemetry(broker, subscriber, tmp_path)
     ev = json.loads(msgs[0][1])
     assert ev["seq"] == made[0] and ev["kind"] == "alarm" and ev["level"] == "high"
     assert [g[0] for g in senml_groups(msgs[1:])] == made[1:]  # then the readings, one message
+
+
+def test_a_record_without_readings_does_not_block_the_outbox(broker, subscriber, tmp_path):
+    sub = subscriber("m2mkit/dev-1/telemetry", "m2mkit/dev-1/events")
+    with ModemSim(model="bg95", time_scale=SCALE) as sim:
+        dev = Device(tmp_path, sim, broker.url, "bg95", phases=1, k=2, bad=True)
+        try:
+            made, end = dev.go(0)
+        finally:
+            dev.stop()
+    assert end["pending"] == 0, dev.lines
+    msgs = sub.wait(2, timeout=10)
+    assert msgs[0][0] == "m2mkit/dev-1/events"
+    ev = json.loads(msgs[0][1])
+    assert ev["seq"] == made[0] and ev["kind"] == "bad_record"
+    assert [g[0] for g in senml_groups(msgs[1:])] == made[1:]

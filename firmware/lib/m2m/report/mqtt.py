@@ -202,15 +202,26 @@ class Reporter:
         cl = self.client
         groups = []
         last = None
+        msg = None
         for seq, kind, payload in recs:
             if kind != 1:  # outbox.TELEMETRY
                 break
-            groups.append((seq, contract.unpack_readings(payload)))
+            try:
+                g = (seq, contract.unpack_readings(payload))
+                m = contract.senml(cl.id, groups + [g])
+            except (ValueError, TypeError, IndexError):
+                # a record that is no list of readings (or a reading SenML refuses) must not block
+                # the outbox: it goes on its own to /events, as it is
+                break
+            groups.append(g)
+            msg = m
             last = seq
         if groups:
-            cl.publish(cl.topic(contract.TELEMETRY), contract.senml(cl.id, groups), qos=1)
+            cl.publish(cl.topic(contract.TELEMETRY), msg, qos=1)
         else:
             seq, kind, payload = recs[0]
+            if kind == 1:
+                print("mqtt: outbox record %d is not readings: sent to events" % seq)
             cl.publish(cl.topic(contract.EVENTS), _event(seq, kind, payload), qos=1)
             last = seq
         ob.ack(last)
@@ -242,7 +253,9 @@ def _event(seq, kind, payload):
     try:
         d = json.loads(payload)
     except ValueError:
-        d = {"data": payload.decode()}
+        d = {"data": bytes(payload).decode("utf-8", "replace") if kind == 1 else payload.decode()}
+    if kind == 1:
+        d = {"kind": "bad_record", "data": d}
     if type(d) is not dict:
         d = {"data": d}
     k = d.pop("kind", "alarm" if kind == 2 else "event")
