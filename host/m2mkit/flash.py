@@ -50,6 +50,8 @@ def flash(port, board, data, erase=False, stub=None):
         raise UserError(f"--port {port}: no permission to open it; add yourself to its group "
                         f"(`sudo usermod -aG dialout $USER`, then log in again)")
     pty = _is_pty(port)
+    if port.startswith("rfc2217://") and "?" not in port:
+        port += "?ign_set_control"  # esptool's RFC 2217 server runs the reset itself (esptool docs)
     stub = (not pty) if stub is None else stub
     try:
         esp = detect_chip(port, connect_mode="no-reset" if pty else "default-reset", connect_attempts=2)
@@ -66,7 +68,10 @@ def flash(port, board, data, erase=False, stub=None):
             raise UserError(f"wrong chip: the board on {port} is an {esp.CHIP_NAME}, but board {board['name']} "
                             f"is an {want}; give the right --board")
         if stub:
-            esp = run_stub(esp)
+            try:
+                esp = run_stub(esp)
+            except FatalError:  # a loader without the stub (the virtual device's ROM): go on with the ROM
+                pass
         attach_flash(esp)
         if erase:
             if esp.IS_STUB:
@@ -77,7 +82,7 @@ def flash(port, board, data, erase=False, stub=None):
                 esp.flash_begin(boards.flash_bytes(board), 0)
         write_flash(esp, [(offset, data)], flash_size="keep")
         verify_flash(esp, [(offset, data)], flash_size="keep")
-        reset_chip(esp, "soft-reset" if not esp.IS_STUB and pty else "hard-reset")
+        reset_chip(esp, "soft-reset" if pty else "hard-reset")
     except FatalError as e:
         raise UserError(f"flashing failed: {e}") from None
     finally:

@@ -123,3 +123,24 @@ def test_rom_answers_bad_checksum_and_past_the_flash_as_failures(tmp_path):
     assert body[:2] == b"\x01\x05"  # GET_SECURITY_INFO: not in the ESP32's ROM
     assert len(replies(rom.feed(frame(0x08, b"\x07\x07\x12\x20" + 32 * b"\x55")))) == 8  # SYNC: eight answers
     assert os.path.getsize(vfs) == 4096
+
+
+def test_over_rfc2217_esptools_own_resets_enter_download_mode_and_boot(tmp_path):
+    fw = fleetimage.stand_in_firmware("esp32")
+    with VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "flash.img", env={}) as dev:
+        dev.wait_boot(1)
+        url = dev.rfc2217()
+        # esptool's default reset (DTR/RTS) takes the running device into download mode
+        p = subprocess.run([str(BIN / "esptool"), "--port", url + "?ign_set_control", "--no-stub", "flash-id"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0 and "Detected flash size: 4MB" in p.stdout, p.stdout + p.stderr
+        assert ("reset", {"cause": "power-on", "button": "download"}) in dev.events
+        # m2mkit flash over the same port (pyserial's RFC 2217 client sleeps 0.1 s per control change,
+        # so a small image): esptool's hard reset (RTS) then boots the device
+        boots = len(dev.boots)
+        r = flash.flash(url, BOARD, fw)
+        assert r["offset"] == 0x1000 and r["chip"] == "ESP32"
+        dev.wait_boot(boots + 1, timeout=30)
+        assert dev.events[-2][0] == "reset" and dev.events[-2][1]["button"] == "run"
+    rest = (tmp_path / "flash.img.state" / "flash-rest.bin").read_bytes()
+    assert rest[0x1000:0x1000 + len(fw)] == fw

@@ -169,6 +169,14 @@ class VirtualDevice:
         self.port = None
         self._thread = None
 
+    def rfc2217(self, port=0):
+        """Offer the device on an RFC 2217 port too (vdev/rfc2217.py: DTR / RTS drive EN and GPIO0 as
+        a DevKit's auto-program circuit); returns its rfc2217:// URL. Stopped with the device."""
+        from .rfc2217 import Rfc2217Server
+
+        self._rfc2217 = Rfc2217Server(self.bridge, self.port, port=port).start()
+        return self._rfc2217.url
+
     def _rom(self):
         """The ROM loader over this board's whole flash: the vfs partition is the flash image file,
         the rest (bootloader, partition table, MicroPython) FILE.state/flash-rest.bin."""
@@ -219,6 +227,9 @@ class VirtualDevice:
 
     def stop(self, check=True):
         """check: raise the modem simulator's SimulatorBug if it failed inside (tests want that)."""
+        if getattr(self, "_rfc2217", None) is not None:
+            self._rfc2217.stop()
+            self._rfc2217 = None
         if self.bridge is not None:
             self.bridge.stop()
             if self._thread:
