@@ -23,7 +23,8 @@ def resolve(modem, host, timeout_ms=_DNS_MS):
     at = modem.at
     got = []
     if fam == "sequans":
-        # AT+SQNDNSLKUP="<name>" -> +SQNDNSLKUP: "<name>","<ip>" OK (Sequans GM02S AT manual)
+        # AT+SQNDNSLKUP="<name>" -> +SQNDNSLKUP: <name>,<ip> OK (Renesas' RYZ014A driver, a Sequans
+        # Monarch; quotes taken either way)
         r = at.cmd('AT+SQNDNSLKUP="%s"' % host, resp=b"+SQNDNSLKUP:", timeout_ms=timeout_ms)
         if r.ok:
             for ln in r.lines:
@@ -33,12 +34,13 @@ def resolve(modem, host, timeout_ms=_DNS_MS):
         raise _ioerr(_EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, r.error or "no address"))
     if fam == "simcom":
         # AT+CDNSGIP="<name>",<retries>,<timeout ms>: OK, then +CDNSGIP: 1,"<name>","<ip>"[,...]
-        # or +CDNSGIP: 0,<err> (SIM7070/SIM7080 AT manual; zephyr drivers/modem/simcom sim7080 dns)
+        # or +CDNSGIP: 0,<err> (Zephyr's SIMCom SIM7080 driver, its DNS part)
         prefix = b"+CDNSGIP:"
         cmd = 'AT+CDNSGIP="%s",1,10000' % host
     else:
         # AT+QIDNSGIP=<contextID>,"<name>": OK, then +QIURC: "dnsgip",<err>,<count>,<ttl> and one
-        # +QIURC: "dnsgip","<ip>" per address (Quectel TCP/IP application note, AT+QIDNSGIP)
+        # +QIURC: "dnsgip","<ip>" per address; a failure +QIURC: "dnsgip",<err> (a public BG96
+        # driver's getIpAddressByName_BG96; RT-Thread at_device's Quectel error table)
         prefix = b'+QIURC: "dnsgip"'
         cmd = 'AT+QIDNSGIP=1,"%s"' % host
     at.urc(prefix, got.append)
@@ -85,8 +87,8 @@ def upload_credentials(modem, tls):
             fn = "UFS:%s_%s.pem" % (name, part)
             at = modem.at
             at.cmd('AT+QFDEL="%s"' % fn, timeout_ms=2000)  # AT+QFUPL refuses an existing file
-            # AT+QFUPL=<name>,<size>,<timeout s>: CONNECT, the bytes, +QFUPL: <size>,<checksum> OK
-            # (Quectel FILE application note)
+            # AT+QFUPL="UFS:<name>",<size>,<timeout s>: CONNECT, the bytes, +QFUPL: <size>,<checksum>
+            # OK; an existing file is deleted first (public BG9x drivers upload CA files this way)
             r = at.cmd('AT+QFUPL="%s",%d,10' % (fn, len(data)), payload=data, prompt=b"CONNECT",
                        timeout_ms=15000)
             if not r.ok:
@@ -94,7 +96,7 @@ def upload_credentials(modem, tls):
             refs[part] = fn
         else:
             # AT+SQNSNVW=<"certificate"|"privatekey">,<index>,<size>: "> ", the bytes, OK
-            # (Sequans GM02S AT manual; walter-micropython uploads certificates this way)
+            # (walter-micropython walter_modem/mixins/tls_certs.py tls_write_credential)
             idx = 10 + i  # slots 10..12: ASSUMED docs/ASSUMED.md#A-GM02S-CERT-SLOTS
             what = "privatekey" if part == "key" else "certificate"
             r = modem.at.cmd('AT+SQNSNVW="%s",%d,%d' % (what, idx, len(data)), payload=data,
@@ -111,6 +113,8 @@ def tls_script(modem, sid, kind, refs):
     ctx = modem.SSL_CTX.get(kind, 0)
     out = []
     if fam == "simcom":
+        # AT+CSSLCFG="convert",2,"<ca>" then AT+CASSLCFG=<cid>,"CACERT","<ca>"; "convert",1 for a
+        # client certificate and key (TinyGSM's SIM70xx clients; DFRobot_SIM7000 SSL_ConfigCert)
         if "ca" in refs:
             out.append('AT+CSSLCFG="convert",2,"%s"' % refs["ca"])
             out.append('AT+CASSLCFG=%d,"CACERT","%s"' % (sid, refs["ca"]))
@@ -129,7 +133,8 @@ def tls_script(modem, sid, kind, refs):
     else:
         if "ca" in refs:
             # AT+SQNSPCFG=<spId>,<version 2>,<ciphers>,<certValidLevel 1: verify the chain>,
-            # <caCertificateID>,<clientCertificateID>,<clientPrivateKeyID>
-            out.append('AT+SQNSPCFG=%d,2,"",1,%d,%s,%s' % (sid, refs["ca"], refs.get("cert", '""'),
-                                                         refs.get("key", '""')))
+            # <caCertificateID>,<clientCertificateID>,<clientPrivateKeyID>, an absent id left empty
+            # (walter-micropython walter_modem/mixins/tls_certs.py tls_config_profile)
+            out.append('AT+SQNSPCFG=%d,2,"",1,%d,%s,%s' % (sid, refs["ca"], refs.get("cert", ""),
+                                                         refs.get("key", "")))
     return out

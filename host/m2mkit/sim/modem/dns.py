@@ -6,15 +6,17 @@ sets more (``ModemSim.dns.add("broker.example", "127.0.0.1")``). Any other name 
 name does on the modem. Opening a socket by name resolves it here too (the bridged connection goes
 to the address; TLS keeps the name for SNI).
 
-Commands (facts from the vendors' manuals as public drivers quote them):
+Commands (facts from public drivers of these modems):
 - SIMCom ``AT+CDNSGIP="<name>"[,<retries>,<timeout ms>]``: OK, then ``+CDNSGIP: 1,"<name>","<ip>"``
-  or ``+CDNSGIP: 0,<err>`` (SIM7070/SIM7080 AT manual; Zephyr's simcom sim7080 DNS driver parses
-  exactly these two forms). The error number: ASSUMED docs/ASSUMED.md#A-SIM-DNS-ERR.
+  or ``+CDNSGIP: 0,<err>`` (Zephyr's SIMCom SIM7080 driver, its DNS part, parses exactly these two
+  forms). The error number: ASSUMED docs/ASSUMED.md#A-SIM-DNS-ERR.
 - Quectel ``AT+QIDNSGIP=<contextID>,"<name>"``: OK, then ``+QIURC: "dnsgip",<err>,<count>,<ttl>``
-  and one ``+QIURC: "dnsgip","<ip>"`` per address; a failure is ``+QIURC: "dnsgip",<err>`` (BG96 /
-  BG95 TCP/IP application note, AT+QIDNSGIP; err 565 "DNS parse failed" in its error table).
-- Sequans ``AT+SQNDNSLKUP="<name>"``: ``+SQNDNSLKUP: "<name>","<ip>"`` then OK; an unknown name
-  answers an error, ASSUMED docs/ASSUMED.md#A-SIM-DNS-ERR.
+  and one ``+QIURC: "dnsgip","<ip>"`` per address (a public BG96 driver's getIpAddressByName_BG96
+  reads these); a failure is ``+QIURC: "dnsgip",<err>`` with 565 "DNS parse failed" (the Quectel
+  TCP/IP error table as RT-Thread's at_device EC20 driver lists it).
+- Sequans ``AT+SQNDNSLKUP="<name>"[,<ip type>]``: ``+SQNDNSLKUP: <name>,<ip>`` then OK (Renesas'
+  RYZ014A cellular driver, a Sequans Monarch module, sends and reads it so). The quotes around the
+  answer's fields and the error for an unknown name: ASSUMED docs/ASSUMED.md#A-SIM-DNS-ERR.
 
 Not modelled: DNS servers (AT+CDNSCFG / AT+QIDNSCFG are not answered), IPv6 answers, TTLs that
 expire, lookups that take longer than one radio round trip.
@@ -53,7 +55,7 @@ class Resolver:
 
 
 SIMCOM_ERR = 8  # ASSUMED docs/ASSUMED.md#A-SIM-DNS-ERR
-QUECTEL_ERR = 565  # "DNS parse failed" (Quectel TCP/IP application note, error codes)
+QUECTEL_ERR = 565  # "DNS parse failed" (Quectel's TCP/IP error table, see above)
 SEQUANS_ERR = 3  # ASSUMED docs/ASSUMED.md#A-SIM-DNS-ERR
 
 
@@ -102,6 +104,7 @@ async def at_SQNDNSLKUP(modem, cmd):
     if cmd.kind != "set":
         raise Malformed("SQNDNSLKUP")
     name = cmd.str(0)
+    cmd.int(1, 0, lo=0, hi=2)  # <ip type>, optional
     ip = resolver(modem).resolve(name) if _ready(modem) else None
     await modem.clock.sleep(modem.NET_RTT)
     if not ip:
