@@ -116,3 +116,30 @@ def test_a_failed_power_step_sets_the_modem_up_again():
     events.log = True
     assert "net.recovery_failed" in kinds and n.state == network.SYNC, kinds
     assert n.level == 3  # the hard reset comes next if the sync fails too
+
+
+def test_one_at_timeout_is_retried_a_streak_calls_for_recovery():
+    # a single timeout (a slow answer) retries the state; only the driver's streak of consecutive
+    # timeouts (at.unresponsive) goes to the recovery path, which starts at the power key
+    events.log = False
+    n = network.Network(_Modem(), config.validate({}), state_dir="/tmp/")
+    n.state = network.ATTACHED
+
+    def boom():
+        raise OSError(110, "no answer to AT+CSQ")
+
+    n._step = boom
+    assert n.step() == 1000 and n.failed is None
+    n.modem.at.unresponsive = True
+    assert n.step() == 0 and n.failed is not None
+    del n._step
+    events.clear()
+    n._step()  # the recovery runs
+    kinds = []
+    while True:
+        x = events.take()
+        if x is None:
+            break
+        kinds.append((x[0], x[2].get("step")))
+    events.log = True
+    assert ("net.recovery", "powerkey") in kinds, kinds

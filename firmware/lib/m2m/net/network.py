@@ -158,9 +158,15 @@ class Network:
     def step(self):
         try:
             return self._step()
-        except OSError as e:  # an AT timeout: the modem stopped answering
-            self.link_failed("no answer: %s" % (e.args[-1] if e.args else e))
-            return 0
+        except OSError as e:
+            # an AT timeout. One is retried (the state runs again); the driver's streak of
+            # consecutive timeouts (Modem._unresponsive -> link_failed) is what calls for the key
+            m = self.modem
+            if m is not None and m.at.unresponsive:
+                self.link_failed("no answer: %s" % (e.args[-1] if e.args else e))
+                return 0
+            events.post("net.at_timeout", state=NAMES[self.state], error=e.args[-1] if e.args else e)
+            return 1000
         except Exception as e:  # ModemError: a command refused
             if self.state in (SYNC, CONFIG, PDP):
                 self.link_failed("%s: %s" % (NAMES[self.state], e))
@@ -583,10 +589,8 @@ class Network:
                 for k, v in sig().items():
                     if v is not None:
                         s[k] = v
-            except OSError:
-                raise
-            except Exception:  # a vendor answer in a shape we do not know: keep the 3GPP values
-                pass
+            except Exception:  # a timeout (counted by the driver) or a vendor answer in a shape we
+                pass  # do not know: keep the 3GPP values
         s["rat"] = self.rat
         s["plmn"] = self.plmn
         if self.reg is not None:
