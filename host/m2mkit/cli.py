@@ -130,7 +130,10 @@ def _check_scale(option):
               help="MicroPython version the board runs: the flash is its vfs partition (default: 1.26 or newer)")
 @click.option("--download", is_flag=True,
               help="start in the ROM's download mode (GPIO0 held low): esptool / m2mkit flash talk to it")
-def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem, mp_version, download):
+@click.option("--rfc2217", "rfc2217_port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="also offer the device on this RFC 2217 TCP port (0: a free one); DTR/RTS drive EN and GPIO0")
+def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem, mp_version, download,
+               rfc2217_port):
     """Start a virtual board on a pseudo-terminal. The first line printed is `port: /dev/pts/N`."""
     from .vdev.device import VirtualDevice
 
@@ -171,6 +174,7 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
     _sigterm_interrupts()  # until the bridge serves: a SIGTERM while setting up still cleans up
     dev = VirtualDevice(board, flash=flash, heapsize=heap, time_scale=time_scale, env=env, on_event=event,
                         modem=not (no_modem or modem_addr), micropython=mp_version, download=download)
+    dev.rfc2217_port = rfc2217_port
     try:
         _serve_device(dev)
     finally:
@@ -193,6 +197,8 @@ def _serve_device(dev):
 
     port = dev.start(power=False, background=False)  # serve() below, in this thread
     click.echo(f"port: {port}")
+    if dev.rfc2217_port is not None:
+        click.echo(f"rfc2217: {dev.rfc2217(dev.rfc2217_port)}?ign_set_control (esptool's reset works there)")
     click.echo(f"board: {dev.board['name']} ({dev.board['title']}), flash image {dev.flash} ({dev.blocks} blocks)")
     if dev.modem is not None:
         click.echo(f"modem: {dev.modem.model} simulator, uart {dev.env['M2M_MODEM']}, control {dev.env['M2M_GPIO']}")
