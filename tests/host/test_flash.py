@@ -144,3 +144,13 @@ def test_over_rfc2217_esptools_own_resets_enter_download_mode_and_boot(tmp_path)
         assert dev.events[-2][0] == "reset" and dev.events[-2][1]["button"] == "run"
     rest = (tmp_path / "flash.img.state" / "flash-rest.bin").read_bytes()
     assert rest[0x1000:0x1000 + len(fw)] == fw
+
+
+def test_erase_wipes_the_filesystem_too(tmp_path):
+    fw = fleetimage.stand_in_firmware("esp32")
+    with VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "flash.img", env={}, download=True) as dev:
+        r = flash.flash(dev.port, BOARD, fw, erase=True)
+        assert r["erased"] and r["offset"] == 0x1000
+        dev.wait_boot(1, timeout=30)
+        assert ("formatted", {"flash": str(dev.flash)}) in dev.events  # a blank vfs, set up as a new board
+        assert "main.py" not in mpremote(dev.port, "fs", "ls", ":")
