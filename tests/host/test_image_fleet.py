@@ -108,3 +108,31 @@ def test_wrong_firmware_and_bad_rows_are_explained(tmp_path):
     bad.write_text("device_id\nd1\nd1\n")
     with pytest.raises(UserError, match="appears twice"):
         provision.read_devices(bad)
+
+
+def test_a_fleet_device_registers_and_reports_under_its_own_identity(tmp_path):
+    from m2mkit.broker import Broker, Subscriber
+    from test_vdev import Console
+
+    broker = Broker(tls=False).start()
+    try:
+        sub = Subscriber(broker.url, topics=("m2mkit/#",))
+        (tmp_path / "devices.csv").write_text(f"device_id,mqtt.broker\nmeter-100,{broker.url}\nmeter-101,{broker.url}\n")
+        m = fleetimage.build_fleet(BOARD, fleetimage.stand_in_firmware("esp32"),
+                                   provision.read_devices(tmp_path / "devices.csv"), tmp_path / "out", arch="x64")
+        flash = tmp_path / "flash.img"
+        flash.write_bytes(fleetimage.vfs_of(BOARD, (tmp_path / "out" / m["devices"][1]["file"]).read_bytes()))
+        with VirtualDevice("esp32-devkitc-bg95", flash=flash, modem=True, time_scale=10) as dev:
+            dev.wait_boot(1)
+            c = Console(dev.port)
+            try:
+                c.friendly()
+                c.write(b"from m2m.report import health; health.run(every_s=5)\r")  # broker from its config
+                got = sub.wait(1, timeout=120, topic="m2mkit/meter-101/telemetry")
+            finally:
+                c.close()
+        sub.close()
+        assert got, "no telemetry from meter-101"
+        assert json.loads(got[0][1])
+    finally:
+        broker.stop()
