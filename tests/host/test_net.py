@@ -275,9 +275,11 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
         assert r["attached"] >= r["covered"] - 10
         k = kinds(evs)
         assert k.count("net.attached") >= 6  # the first attach and once after each of the 5 outages
-        # an hour's outage takes about five recovery steps (waits of 3, 6, 12, 15, 15 minutes); slow
-        # answers at 500x must not add power cycles of their own
-        assert k.count("net.recovery") <= 8 * 5, k.count("net.recovery")
+        # an hour's outage takes about six recovery steps (waits of 3, 6, 12, 15, 15 minutes); slow
+        # answers at 500x must not add power cycles of their own (they once made 40-odd)
+        other = [f for kk, f in evs if kk == "net.recovery" and "registration stalled" not in f]
+        assert len(other) <= 5, other
+        assert k.count("net.recovery") <= 9 * 5, k.count("net.recovery")
         assert r["status"]["state"] == "attached"
 
 
