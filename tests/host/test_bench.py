@@ -23,6 +23,7 @@ EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox
              "outbox_erases_per_record", "outbox_prog_bytes_per_record", "outbox_prog_bytes_per_ack"}  # issue #9
 EXPECTED |= {"mqtt_report_bytes_kept", "mqtt_report_bytes_naive", "mqtt_report_bytes_ratio",
              "mqtt_round_trips_per_report", "mqtt_heap_high_water"}  # issue #9, reporting
+EXPECTED |= {"net_bringup_overhead_bg95", "net_attached_heap"}  # issue #8, network
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions"}  # valgrind
 OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
