@@ -146,6 +146,25 @@ def test_ctrl_c_stops_a_running_main(dev, tmp_path):
         c.close()
 
 
+def test_ctrl_c_stops_a_busy_loop_that_makes_no_system_call(dev):
+    # the bridge holds a Ctrl-C until the interpreter waits in a system call (bridge.interrupt);
+    # a loop that never makes one still gets it, after the grace period
+    c = Console(dev.port)
+    try:
+        c.friendly()
+        c.write(b"n = 0\r")
+        c.read_until(b">>> ")
+        c.write(b"while True: n += 1\r\r")
+        time.sleep(0.3)
+        c.write(b"\x03")
+        out = c.read_until(b">>> ")
+        assert b"KeyboardInterrupt" in out
+        c.write(b"print(n > 0)\r")
+        assert b"True" in c.read_until(b">>> ")
+    finally:
+        c.close()
+
+
 def test_reset_deepsleep_and_rtc_memory(dev):
     c = Console(dev.port)
     try:

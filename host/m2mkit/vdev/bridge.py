@@ -70,26 +70,50 @@ def _stopped(pid):
         return False
 
 
-def interrupt(pid):
-    """Ctrl-C for the interpreter: True when it was running Python code and got a SIGINT.
+SENT, AS_BYTE, LATER = "sent", "byte", "later"
+INTR_GRACE_S = 0.5  # a Ctrl-C waits at most this long for the interpreter to reach a system call
 
+
+def _in_syscall(pid):
+    # /proc/PID/syscall of a stopped task (proc(5)): the number of the system call it waits in, or
+    # -1 when it was stopped in user code
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            first = f.read().split(" ", 1)[0].strip()
+    except OSError:
+        return True
+    return first.isdigit()
+
+
+def interrupt(pid, force=False):
+    """Ctrl-C for the interpreter: SENT when it was running Python code and got a SIGINT, AS_BYTE when
+    no Python code runs (the Ctrl-C is an ordinary byte then), LATER when it should be tried again.
+
+    The unix port raises KeyboardInterrupt from inside its SIGINT handler (MICROPY_ASYNC_KBD_INTR is
+    !MICROPY_PY_THREAD_GIL in ports/unix/variants/mpconfigvariant_common.h), wherever the C code is:
+    inside the garbage collector or an allocation that leaves the heap locked ("FATAL: uncaught NLR").
+    An ESP32 raises it at the VM's next check. So the signal goes only while the interpreter waits in a
+    system call (a sleep, a poll, a read), which is what the asynchronous raise is made for; a
+    Python loop that never makes one gets it after INTR_GRACE_S (force).
     The interpreter changes its SIGINT handler between executions, so it is frozen first (SIGSTOP
     cannot be caught): its handler cannot change between the look and the signal, and the signal is
     taken, by the handler, before it runs another instruction."""
     try:
         os.kill(pid, signal.SIGSTOP)
     except ProcessLookupError:
-        return False
+        return AS_BYTE
     try:
         deadline = time.monotonic() + 0.5
         while not _stopped(pid):
             if time.monotonic() > deadline:
-                return False
+                return AS_BYTE
             time.sleep(0.0005)
         if not _catches_sigint(pid):
-            return False
+            return AS_BYTE
+        if not force and not _in_syscall(pid):
+            return LATER
         os.kill(pid, signal.SIGINT)
-        return True
+        return SENT
     finally:
         try:
             os.kill(pid, signal.SIGCONT)
@@ -146,6 +170,7 @@ class Bridge:
         self.raw = False
         self.cause = PWRON_RESET
         self.pending_in = bytearray()
+        self.intr_wait = None  # [deadline, input after it] while a Ctrl-C waits (interrupt())
         self.pending_out = bytearray()
         self.out_progress = time.monotonic()
         self.out_dropping = False
@@ -360,16 +385,38 @@ class Bridge:
         # Ctrl-C on an ESP32: while Python code runs, the UART driver turns it into a
         # KeyboardInterrupt and drops the byte; otherwise it is an ordinary byte for the REPL.
         # (A tty-generated SIGINT would kill an interpreter that is starting up.)
+        if self.intr_wait is not None:
+            self.intr_wait[1] += data  # input after a Ctrl-C that waits stays behind it
+            return
         while b"\x03" in data:
             before, _, data = data.partition(b"\x03")
             self.pending_in += before
             self._flush_input()
-            if self.proc is not None and not self.pending_in and interrupt(self.proc.pid):
+            r = AS_BYTE
+            if self.proc is not None and not self.pending_in:
+                r = interrupt(self.proc.pid)
+            if r == LATER:
+                self.intr_wait = [time.monotonic() + INTR_GRACE_S, data]
+                return
+            if r == SENT:
                 self._log("!", b"SIGINT")
             else:
                 self.pending_in += b"\x03"
         self.pending_in += data
         self._flush_input()
+
+    def _retry_interrupt(self):
+        # a Ctrl-C waiting for the interpreter to reach a system call (see interrupt())
+        due, rest = self.intr_wait
+        r = interrupt(self.proc.pid, force=time.monotonic() > due) if self.proc is not None else AS_BYTE
+        if r == LATER:
+            return
+        self.intr_wait = None
+        if r == SENT:
+            self._log("!", b"SIGINT")
+        else:
+            self.pending_in += b"\x03"
+        self._from_user(rest)
 
     def _flush_input(self):
         if self.proc is None or not self.pending_in:
@@ -501,7 +548,7 @@ class Bridge:
                 fds.append(self.child)
             wfds = [self.user_master] if self.pending_out else []
             try:
-                ready, writable, _ = select.select(fds, wfds, [], 0.05)
+                ready, writable, _ = select.select(fds, wfds, [], 0.05 if self.intr_wait is None else 0.002)
             except InterruptedError:
                 continue
             if self.pending_out:
@@ -527,6 +574,8 @@ class Bridge:
                 else:
                     self._ended()
                     continue
+            if self.intr_wait is not None:
+                self._retry_interrupt()
             self._flush_input()
             if self.proc is not None:
                 self._check_requests()

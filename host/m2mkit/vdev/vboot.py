@@ -14,32 +14,41 @@ def _m2m_boot():
     # Ctrl-C cannot break the mount (on a board it is done before Python code can be interrupted);
     # a Ctrl-C sent now waits as a byte for boot.py / main.py or the REPL
     micropython.kbd_intr(-1)
+    kbd_intr = micropython.kbd_intr
 
     class Flash:
         # block device over the image file (block size 4096, erase is a no-op like esp32.Partition)
         def __init__(self, f, blocks):
             self.f = f
             self.blocks = blocks
+            self.intr = -1  # the interrupt character to restore: 3 once boot.py may be interrupted
 
         # LittleFS calls these from C in the middle of an operation; a KeyboardInterrupt escaping
         # them leaves it inconsistent (later listings come back empty or hang). On a board the flash
         # access is C code a Ctrl-C cannot enter: finish the access, and that Ctrl-C is dropped.
+        # The SIGINT handler is also taken away for the access (kbd_intr(-1) uninstalls it on the
+        # unix port, and the bridge sends no SIGINT then): LittleFS runs these inside finalisers
+        # with the heap locked, where an interrupt left the heap locked ("FATAL: uncaught NLR").
         def readblocks(self, n, buf, off=0):
             try:
+                kbd_intr(-1)
                 self.f.seek(n * 4096 + off)
                 self.f.readinto(buf)
             except KeyboardInterrupt:
                 self.f.seek(n * 4096 + off)
                 self.f.readinto(buf)
+            kbd_intr(self.intr)
 
         def writeblocks(self, n, buf, off=None):
             try:
+                kbd_intr(-1)
                 self.f.seek(n * 4096 + (off or 0))
                 self.f.write(buf)
             except KeyboardInterrupt:
                 self.f.seek(n * 4096 + (off or 0))
                 self.f.write(buf)
             self.f.flush()  # a power cut (the bridge killing us) must not lose acknowledged writes
+            kbd_intr(self.intr)
 
         def ioctl(self, op, arg):
             if op == 4:
@@ -94,6 +103,7 @@ def _m2m_boot():
     sys.path[:] = ["", ".frozen", "/lib"]
 
     g = globals()
+    host.flash.intr = 3
     micropython.kbd_intr(3)
     for name in ("boot.py", "main.py"):
         if name == "main.py" and os.getenv("M2M_REPL_MODE") == "raw":
@@ -105,10 +115,12 @@ def _m2m_boot():
             continue
         try:
             exec(compile(src, name, "exec"), g)
-        except KeyboardInterrupt as e:
+        except (KeyboardInterrupt, Exception) as e:
+            # a second Ctrl-C while the first one's traceback prints would escape this handler
+            # (seen: "FATAL: uncaught NLR" under a Ctrl-C flood); the port's pyexec prints it from C
+            micropython.kbd_intr(-1)
             sys.print_exception(e)
-        except Exception as e:
-            sys.print_exception(e)
+            micropython.kbd_intr(3)
 
 
 def _frozen(host, sys, vfs, folder):
