@@ -118,7 +118,8 @@ def _run(code, env=None, heapsize="512K", timeout=120):
     rc, out, err = run_micropython(code, env=env, heapsize=heapsize, timeout=timeout)
     if rc != 0:
         raise RuntimeError("micropython failed:\n" + out + err)
-    return [int(x) for x in out.split()]
+    # lines from the event stream (m2m.events: "event: modem.boot ...") are not figures
+    return [int(x) for ln in out.splitlines() if not ln.startswith("event:") for x in ln.split()]
 
 
 CHUNKS = (1, 8, 64, 256)
