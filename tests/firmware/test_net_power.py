@@ -84,3 +84,21 @@ def test_power_and_ping_refuse_the_asyncio_driver():
             assert "synchronous driver" in str(e)
         else:
             assert False, "no error from " + repr(fn)
+
+
+def test_a_booting_modem_on_a_fixed_supply_is_not_reset():
+    # Walter: no PWRKEY, a RESET line; the modem boots with the ESP32 and answers a little later
+    class Late(FakeAT):
+        n = 0
+
+        def cmd(self, c, **kw):
+            self.n += 1
+            if self.n == 3:
+                self.on = True
+            return FakeAT.cmd(self, c, **kw)
+
+    at = Late()
+    assert M(at, {"reset": {"pin": 45, "active": 0, "pulse_ms": 100, "boot_ms": 5000}}).power_on()
+    assert "PULSE" not in at.log, at.log
+    at = FakeAT()  # a board with a PWRKEY: the silent modem is off, so it is pulsed
+    assert M(at, {"pwrkey": {"pin": 5}}).power_on() and "PULSE" in at.log

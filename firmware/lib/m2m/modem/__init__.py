@@ -592,6 +592,10 @@ class Modem:
         if not known_off and self.ping(_PROBE_MS, retry):
             return True
         _, _, on_ms, _, boot = self.power_config()
+        if not known_off and not self.board.get("pwrkey") and self.wait_ready(boot):
+            # a modem on a fixed supply (a RESET line at most, e.g. Walter) that was still booting
+            # with the ESP32: a reset pulse would only start its boot again
+            return True
         self.events = []
         # without a key or reset line (a modem on a plain supply) there is nothing to pulse: wait
         self._pulse(on_ms)
