@@ -1,7 +1,6 @@
 # hal for an ESP32 / ESP32-S3 board on MicroPython's esp32 port (v1.24-v1.27). The virtual device
 # runs this same module on a strict stand-in of the port (host/m2mkit/vdev/port/). Contract:
 # docs/CONTRACTS.md "Device time and I/O".
-import asyncio as _asyncio
 import select as _select
 import time as _time
 
@@ -29,7 +28,10 @@ sleep_ms = _time.sleep_ms
 
 
 def asleep_ms(ms):
-    return _asyncio.sleep_ms(ms)
+    # asyncio is imported by the code that awaits (the device's own stack runs one synchronous loop)
+    import asyncio
+
+    return asyncio.sleep_ms(ms)
 
 
 def time_scale():

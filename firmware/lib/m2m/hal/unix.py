@@ -2,7 +2,6 @@
 # stand-in of the ESP32 port's machine / esp32 / onewire modules (host/m2mkit/vdev/port/, installed
 # by the virtual device's boot script and by m2mkit.testing). Only the device clock differs: it runs
 # at M2M_TIME_SCALE (device ms = real ms * scale), so tests can run hours of modem time quickly.
-import asyncio as _asyncio
 import os as _os
 import time as _time
 
@@ -35,7 +34,9 @@ def sleep_ms(ms):
 
 def asleep_ms(ms):
     # awaitable: `await hal.asleep_ms(100)`
-    return _asyncio.sleep_ms(int(ms / _SCALE) if ms > 0 else 0)
+    import asyncio
+
+    return asyncio.sleep_ms(int(ms / _SCALE) if ms > 0 else 0)
 
 
 def time_scale():
