@@ -709,11 +709,15 @@ class Modem:
 
     # ---- socket operations on the synchronous driver (a minimal engine; the transport layer
     # shaped like MicroPython sockets comes later) ----
-    def sock_open(self, sid, kind, host, port, timeout_ms=None):
+    def sock_open(self, sid, kind, host, port, timeout_ms=None, prepare=None):
+        # prepare(): called after the dialect's socket setup, just before the open command (the
+        # transport uploads TLS settings there)
         tmo = timeout_ms or self.OPEN_TIMEOUT
         setup = self.SOCKET_SETUP and self.SOCKET_SETUP.get(kind)
         if setup:
             self.run(setup, **self._sock(sid, kind))
+        if prepare is not None:
+            prepare()
         cmd = self.open_cmd(sid, kind, host, port)
         r = self.at.cmd(cmd, timeout_ms=tmo)
         if not r.ok:

@@ -156,36 +156,16 @@ class Socket:
         tmo = self.st.connect_ms
         m.socket_kinds[sid] = kind  # reserved now: a failure anywhere below gives it back
         try:
-            setup = m.SOCKET_SETUP and m.SOCKET_SETUP.get(kind)
-            if setup:
-                m.run(setup, **m._sock(sid, kind))
-            if kind == "tls":
-                from m2m.net.sockx import tls_script
+            def prepare():
+                if kind == "tls":
+                    from m2m.net.sockx import tls_script
 
-                refs = self.st._upload()
-                for c in tls_script(m, sid, kind, refs or {}):
-                    m.at.cmd(c, timeout_ms=5000).check()
-            self._drop_events(sid)
-            cmd = m.open_cmd(sid, kind, host, port)
-            r = m.at.cmd(cmd, timeout_ms=tmo)
-            if not r.ok:
-                raise ModemError("%s failed: %s" % (cmd, r.error))
-            res = m.OPEN_RESULT
-            if isinstance(res, dict):
-                res = res.get(kind)
-            if res is not None:
-                line = None
-                for ln in r.lines:
-                    if ln.startswith(res):
-                        line = ln
-                if line is None:
-                    e = m.wait_event(None, tmo, res)
-                    if e is None:
-                        raise ModemError("%s: no %s within %d ms" % (cmd, res.decode(), tmo))
-                    line = e[1]
-                err = m.open_error(line)
-                if err != 0:
-                    raise ModemError("%s: error %s" % (cmd, err))
+                    refs = self.st._upload()
+                    for c in tls_script(m, sid, kind, refs or {}):
+                        m.at.cmd(c, timeout_ms=5000).check()
+                self._drop_events(sid)
+
+            m.sock_open(sid, kind, host, port, tmo, prepare)
         except BaseException as e:  # MemoryError and KeyboardInterrupt too: never leak the id
             self._give_back(sid)
             if not isinstance(e, (ModemError, OSError)):
