@@ -24,6 +24,7 @@ EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox
 EXPECTED |= {"mqtt_report_bytes_kept", "mqtt_report_bytes_naive", "mqtt_report_bytes_ratio",
              "mqtt_round_trips_per_report", "mqtt_heap_high_water"}  # issue #9, reporting
 EXPECTED |= {"net_bringup_overhead_bg95", "net_attached_heap"}  # issue #8, network
+EXPECTED |= {"fleet_images_per_s", "deploy_first_s", "deploy_unchanged_s"}  # issue #12, host tools
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions"}  # valgrind
 OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
@@ -38,7 +39,7 @@ def test_bench_prints_every_figure_as_json_lines():
     assert EXPECTED <= names <= EXPECTED | OPTIONAL, names ^ EXPECTED
     for f in figs:
         assert isinstance(f["value"], (int, float)) and f["value"] > 0, f
-        assert f["unit"] in ("bytes", "ms", "lines/s", "us", "ratio", "instr", "count"), f
+        assert f["unit"] in ("bytes", "ms", "lines/s", "us", "ratio", "instr", "count", "s", "images/s"), f
     by = {f["name"]: f["value"] for f in figs}
     for m in HEAP_MODELS:
         # a peak holds the steady state plus what import and init throw away
