@@ -114,15 +114,19 @@ def test_a_fleet_device_registers_and_reports_under_its_own_identity(tmp_path):
     from m2mkit.broker import Broker, Subscriber
     from test_vdev import Console
 
+    # a board with PSRAM: on the no-PSRAM DevKitC's heap the reporting stack runs out of memory
+    # now and then at its first MQTT connect (the heap goal of issue #9, still open)
+    board = boards.load("lilygo-t-sim7000g")
+
     broker = Broker(tls=False).start()
     try:
         sub = Subscriber(broker.url, topics=("m2mkit/#",))
         (tmp_path / "devices.csv").write_text(f"device_id,mqtt.broker\nmeter-100,{broker.url}\nmeter-101,{broker.url}\n")
-        m = fleetimage.build_fleet(BOARD, fleetimage.stand_in_firmware("esp32"),
+        m = fleetimage.build_fleet(board, fleetimage.stand_in_firmware("esp32"),
                                    provision.read_devices(tmp_path / "devices.csv"), tmp_path / "out", arch="x64")
         flash = tmp_path / "flash.img"
-        flash.write_bytes(fleetimage.vfs_of(BOARD, (tmp_path / "out" / m["devices"][1]["file"]).read_bytes()))
-        with VirtualDevice("esp32-devkitc-bg95", flash=flash, modem=True, time_scale=10) as dev:
+        flash.write_bytes(fleetimage.vfs_of(board, (tmp_path / "out" / m["devices"][1]["file"]).read_bytes()))
+        with VirtualDevice(board["name"], flash=flash, modem=True, time_scale=10) as dev:
             dev.wait_boot(1)
             c = Console(dev.port)
             try:
