@@ -1,7 +1,11 @@
 """Host-test fixtures: a real Mosquitto broker for the whole session (plain and TLS listeners, a CA
-made at start; see m2mkit.broker)."""
+made at start; see m2mkit.broker), and loopback TCP + UDP echo servers for the modem's sockets."""
+
+import socketserver
+import threading
 
 import pytest
+from echo import Echo, EchoUDP
 
 from m2mkit.broker import Broker
 from m2mkit.errors import UserError
@@ -35,3 +39,18 @@ def subscriber(broker):
     yield make
     for s in made:
         s.close()
+
+
+@pytest.fixture(scope="module")
+def echo_port():
+    """A port where a TCP and a UDP echo server listen on 127.0.0.1."""
+    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+    tcp.daemon_threads = True
+    port = tcp.server_address[1]
+    udp = socketserver.UDPServer(("127.0.0.1", port), EchoUDP)
+    for s in (tcp, udp):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield port
+    for s in (tcp, udp):
+        s.shutdown()
+        s.server_close()

@@ -7,6 +7,7 @@ import socketserver
 import threading
 
 import pytest
+from echo import Echo
 
 from m2mkit.sim.modem import ModemSim
 from m2mkit.testing import run_micropython
@@ -139,35 +140,6 @@ def test_hung_modem_is_noticed_and_power_cycled(model):
         assert st["power"] == "on" and st["boots"] == 2
 
 
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        while True:
-            d = self.request.recv(4096)
-            if not d:
-                return
-            self.request.sendall(d)
-
-
-class _EchoUDP(socketserver.BaseRequestHandler):
-    def handle(self):
-        data, s = self.request
-        s.sendto(data, self.client_address)
-
-
-@pytest.fixture(scope="module")
-def echo_port():
-    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    tcp.daemon_threads = True
-    port = tcp.server_address[1]
-    udp = socketserver.UDPServer(("127.0.0.1", port), _EchoUDP)
-    for s in (tcp, udp):
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    yield port
-    for s in (tcp, udp):
-        s.shutdown()
-        s.server_close()
-
-
 SOCKETS = PRELUDE + """
 from m2m import creg
 m = modem.create(at, {"model": os.getenv("MODEL")})
@@ -235,7 +207,7 @@ def tls_echo_port(tmp_path_factory):
             sock, addr = super().get_request()
             return ctx.wrap_socket(sock, server_side=True), addr
 
-    srv = TLSEcho(("127.0.0.1", 0), _Echo)
+    srv = TLSEcho(("127.0.0.1", 0), Echo)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield srv.server_address[1]
     srv.shutdown()

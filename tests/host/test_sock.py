@@ -9,6 +9,7 @@ import ssl
 import threading
 
 import pytest
+from echo import Echo
 
 from m2mkit.sim.modem import ModemSim
 from m2mkit.testing import run_micropython
@@ -89,35 +90,6 @@ print(json.dumps(out))
 """
 
 
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        while True:
-            data = self.request.recv(4096)
-            if not data:
-                return
-            self.request.sendall(data)
-
-
-class _EchoUDP(socketserver.BaseRequestHandler):
-    def handle(self):
-        data, s = self.request
-        s.sendto(data, self.client_address)
-
-
-@pytest.fixture(scope="module")
-def echo_port():
-    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    tcp.daemon_threads = True
-    port = tcp.server_address[1]
-    udp = socketserver.UDPServer(("127.0.0.1", port), _EchoUDP)
-    for s in (tcp, udp):
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    yield port
-    for s in (tcp, udp):
-        s.shutdown()
-        s.server_close()
-
-
 def run(code, sim, **env):
     e = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
          "M2M_TIME_SCALE": str(SCALE)}
@@ -189,7 +161,7 @@ def tls_server(tmp_path_factory):
         def handle_error(self, request, client_address):
             pass  # a refused handshake is the point of one test
 
-    srv = TLSEcho(("127.0.0.1", 0), _Echo)
+    srv = TLSEcho(("127.0.0.1", 0), Echo)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield srv.server_address[1], good.read_text(), other.read_text()
     srv.shutdown()
