@@ -97,15 +97,7 @@ print(json.dumps({"on": on, "ms": ms, "again": m.power_on(), "ident": m.init()})
 
 
 HANG = PRELUDE + """
-import socket
-def control(req):
-    host, _, port = os.getenv("M2M_CTRL").rpartition(":")
-    s = socket.socket()
-    s.connect(socket.getaddrinfo(host, int(port))[0][-1])
-    s.write(json.dumps(req) + "\\n")
-    reply = s.readline()
-    s.close()
-    return json.loads(reply)
+from simctl import control
 
 m = modem.create(at, json.loads(os.getenv("BOARD")))
 assert m.power_on()
@@ -143,17 +135,8 @@ def test_hung_modem_is_noticed_and_power_cycled(model):
 SOCKETS = PRELUDE + """
 from m2m import creg
 m = modem.create(at, {"model": os.getenv("MODEL")})
-m.power_on()
-m.init()
-at.cmd("AT+CFUN=1", timeout_ms=20000)  # GM02S boots with the radio off
-for i in range(120):                   # the registration state machine is a later layer
-    r = at.cmd("AT+CEREG?")
-    g = creg.parse(r.lines[0], True) if r.lines else None
-    if g and g.registered:
-        break
-    hal.sleep_ms(500)
-m.set_apn("internet")
-m.pdp_up(apn="internet")
+from simctl import attach
+attach(m)
 port = int(os.getenv("ECHO_PORT"))
 msg = b"hello\\r\\nOK\\r\\n" + bytes(range(256))
 out = {}

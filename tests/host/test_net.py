@@ -138,15 +138,7 @@ def test_no_coverage_for_ten_minutes_escalates_then_recovers(tmp_path):
 
 
 HANG = CODE + """
-import socket
-def control(req):
-    host, _, port = os.getenv("M2M_CTRL").rpartition(":")
-    s = socket.socket()
-    s.connect(socket.getaddrinfo(host, int(port))[0][-1])
-    s.write(json.dumps(req) + "\\n")
-    reply = s.readline()
-    s.close()
-    return json.loads(reply)
+from simctl import control
 assert n.up(300000)
 assert control({"op": "fault", "kind": "hang"})["ok"]
 ok = loop.run((n,), lambda: n.counts["powerkey"] and n.attached(), 300000)
@@ -195,15 +187,7 @@ def test_roaming_days_survive_a_reboot(tmp_path):
 
 
 DAY = "import os, sys; sys.path.insert(0, os.getenv('MPY_TREE'))\n" + CODE + """
-import socket
-def control(req):
-    host, _, port = os.getenv("M2M_CTRL").rpartition(":")
-    s = socket.socket()
-    s.connect(socket.getaddrinfo(host, int(port))[0][-1])
-    s.write(json.dumps(req) + "\\n")
-    reply = s.readline()
-    s.close()
-    return json.loads(reply)
+from simctl import control
 
 class Judge:
     # every 5 minutes of device time: does the simulated network offer coverage (the modem is

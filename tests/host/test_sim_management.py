@@ -233,17 +233,8 @@ allow.setup(cfg)
 usage.setup(cfg)
 at = AT(hal.UART(1, 115200), timeout_ms=2000)
 m = modem.create(at, {"model": os.getenv("MODEL")})
-m.power_on()
-m.init()
-at.cmd("AT+CFUN=1", timeout_ms=20000)
-for i in range(120):
-    r = at.cmd("AT+CEREG?")
-    g = creg.parse(r.lines[0], True) if r.lines else None
-    if g and g.registered:
-        break
-    hal.sleep_ms(500)
-m.set_apn("internet")
-m.pdp_up(apn="internet")
+from simctl import attach
+attach(m)
 st = sock.Stack(m, timeout_ms=3000)
 out = {}
 s = st.socket()

@@ -25,17 +25,8 @@ from m2m import modem
 from m2m.net import sock
 at = AT(hal.UART(1, 115200), timeout_ms=2000)
 m = modem.create(at, {"model": os.getenv("MODEL")})
-m.power_on()
-m.init()
-at.cmd("AT+CFUN=1", timeout_ms=20000)
-for i in range(120):
-    r = at.cmd("AT+CEREG?")
-    g = creg.parse(r.lines[0], True) if r.lines else None
-    if g and g.registered:
-        break
-    hal.sleep_ms(500)
-m.set_apn("internet")
-m.pdp_up(apn="internet")
+from simctl import attach
+attach(m)
 asked = []   # bytes each receive command asked for
 real_cmd = at.cmd
 def cmd(c, *a, **kw):
