@@ -195,3 +195,29 @@ def test_home_assistant_discovery():
     assert d["unit_of_measurement"] == "%" and "* 100" in d["value_template"]
     d = json.loads(ha.discovery("m2mkit", "dev-1", "pulses", "")[1])
     assert "unit_of_measurement" not in d and "device_class" not in d
+
+
+def test_cmd_extra_commands_other_layers_add():
+    # a layer (eSIM, orders) adds a command with an "args" object; its ValueError is the error reply
+    def swap(args):
+        if "iccid" not in args:
+            raise ValueError("swap needs args.iccid")
+        return {"to": args["iccid"]}
+
+    cfg = _cfg()
+    c.EXTRA["swap"] = swap
+    try:
+        assert _handle(b'{"id": "1", "cmd": "swap", "args": {"iccid": "89"}}', cfg) == (
+            {"id": "1", "ok": True, "to": "89"}, None, True)
+        res, action, same = _handle(b'{"id": "2", "cmd": "swap"}', cfg)
+        assert res["ok"] is False and "args.iccid" in res["error"] and same
+        res, _, same = _handle(b'{"id": "3", "cmd": "swap", "args": [1]}', cfg)
+        assert res["ok"] is False and "must be an object" in res["error"] and same
+        res, _, same = _handle(b'{"id": "4", "cmd": "swap", "config": {}}', cfg)
+        assert res["ok"] is False and "unexpected field config" in res["error"]
+        res, _, _ = _handle(b'{"id": "5", "cmd": "dance"}', cfg)
+        assert "swap" in res["error"]
+    finally:
+        del c.EXTRA["swap"]
+    res, _, _ = _handle(b'{"id": "6", "cmd": "swap", "args": {}}', cfg)
+    assert "unknown command" in res["error"]

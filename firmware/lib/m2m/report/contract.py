@@ -20,6 +20,9 @@ OFFLINE = b"offline"
 MAX_CMD = 512  # bytes of a /cmd payload
 MAX_ID = 64  # characters of a command id
 COMMANDS = ("ping", "report", "set", "reboot")
+# Commands other layers add (eSIM, orders, ...): name -> fn(args) -> dict of reply fields, or
+# raise ValueError(message) for an error reply. Their payload may carry "args": an object.
+EXTRA = {}
 
 _SEP = (",", ":")
 
@@ -147,8 +150,17 @@ def parse_cmd(payload):
     if not (type(cid) is str and 0 < len(cid) <= MAX_ID) and not (type(cid) is int and type(cid) is not bool):
         raise CmdError(None, "command \"id\" must be a string of 1-%d characters or an integer" % MAX_ID)
     name = d.get("cmd")
-    if name not in COMMANDS or type(name) is not str:
-        raise CmdError(cid, "unknown command %r: give one of %s" % (name, ", ".join(COMMANDS)))
+    if type(name) is not str or (name not in COMMANDS and name not in EXTRA):
+        names = COMMANDS + tuple(sorted(EXTRA))
+        raise CmdError(cid, "unknown command %r: give one of %s" % (name, ", ".join(names)))
+    if name in EXTRA:
+        extra = [k for k in d if k not in ("id", "cmd", "args")]
+        if extra:
+            raise CmdError(cid, "unexpected field %s for %s" % (extra[0], name))
+        args = d.get("args", {})
+        if type(args) is not dict:
+            raise CmdError(cid, "\"args\" of %s must be an object" % name)
+        return cid, name, args
     extra = [k for k in d if k not in ("id", "cmd", "config")]
     if extra or (name != "set" and "config" in d):
         raise CmdError(cid, "unexpected field %s for %s" % ((extra or ["config"])[0], name))
@@ -191,4 +203,10 @@ def handle_cmd(payload, cfg):
         return reply(cid, True, set=sorted(args)), "set"
     if name == "ping":
         return reply(cid, True, pong=True), None
+    if name in EXTRA:
+        try:
+            fields = EXTRA[name](args) or {}
+        except (ValueError, TypeError, KeyError) as e:
+            return reply(cid, False, error=str(e) or repr(e)), None
+        return reply(cid, True, **fields), None
     return reply(cid, True), name
