@@ -26,6 +26,7 @@ TELEMETRY = const(1)
 ALARM = const(2)
 EVENT = const(3)
 USAGE = const(4)
+ORDER = const(5)  # replenishment and service requests (m2m.orders)
 
 _HDR = const(12)
 _MAGIC = const(0xA5)
@@ -188,7 +189,7 @@ class Outbox:
         if n > MAX_PAYLOAD:
             raise ValueError("outbox record of %d bytes: at most %d, split it" % (n, MAX_PAYLOAD))
         if not 0 < kind < 256:
-            raise ValueError("outbox kind %r: give 1..255 (TELEMETRY, ALARM, EVENT, USAGE)" % kind)
+            raise ValueError("outbox kind %r: give 1..255 (TELEMETRY, ALARM, EVENT, USAGE, ORDER)" % kind)
         if self._f is None or (self._tail_bytes and self._tail_bytes + _HDR + n > self.segment_bytes):
             self._new_segment()
         self.appended += 1

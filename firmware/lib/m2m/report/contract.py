@@ -14,6 +14,10 @@ STATUS = "status"  # retained: "online", and the last will "offline"
 EVENTS = "events"
 CMD = "cmd"
 CMD_RES = "cmd/res"
+USAGE = "usage"  # signed usage records (outbox kind 4), published as the layer made them
+ORDERS = "orders"  # order requests (outbox kind 5), likewise
+# outbox kind -> topic leaf for records that go as they are (others: telemetry batched, or events)
+RAW_TOPICS = {4: USAGE, 5: ORDERS}
 ONLINE = b"online"
 OFFLINE = b"offline"
 

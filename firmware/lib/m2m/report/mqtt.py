@@ -222,7 +222,11 @@ class Reporter:
             seq, kind, payload = recs[0]
             if kind == 1:
                 print("mqtt: outbox record %d is not readings: sent to events" % seq)
-            cl.publish(cl.topic(contract.EVENTS), _event(seq, kind, payload), qos=1)
+            leaf = contract.RAW_TOPICS.get(kind)
+            if leaf:
+                cl.publish(cl.topic(leaf), payload, qos=1)
+            else:
+                cl.publish(cl.topic(contract.EVENTS), _event(seq, kind, payload), qos=1)
             last = seq
         ob.ack(last)
         self.sent += len(groups) or 1
