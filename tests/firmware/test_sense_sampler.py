@@ -210,3 +210,32 @@ def test_config_builds_sensors_and_refuses_bad_entries():
             assert words in str(e), (words, str(e))
         else:
             raise AssertionError("accepted %r" % (bad,))
+
+
+def test_latest_reading_per_name_for_readers():
+    # Sampler.latest(name) -> (value, unit, t): the newest good reading, also one the deadband held
+    # back; None before the first and for unknown names; a faulty reading leaves the last good one.
+    clk, sm, out = setup()
+    d = Driver([20.0, 20.1, SensorError("CRC mismatch"), 99.0, 20.2], conv=0)
+    sm.add("t", d, prefix="room", interval_s=10, deadband=0.5)
+    w = Driver([])
+    w.read = lambda: (4.0, 5.0)
+    sm.add("w", w, quant=("temperature", "humidity"), prefix="w", interval_s=10)
+    assert sm.names() == ["room.temperature", "w.temperature", "w.humidity"], sm.names()
+    assert sm.latest("w.humidity") is None
+    assert sm.latest("room.temperature") is None and sm.latest("nope") is None
+    sm.step()
+    assert sm.latest("room.temperature") == (20.0, "Cel", 1700000001)
+    clk.ms += 10000
+    sm.step()
+    assert [r[0][1] for u, r in out if r[0][0] == "room.temperature"] == [20.0]  # 20.1 is within the deadband: not reported ...
+    assert sm.latest("room.temperature") == (20.1, "Cel", 1700000011)  # ... but it is the latest
+    clk.ms += 10000
+    sm.step()  # CRC error
+    clk.ms += 10000
+    sm.step()  # 99.0: out of range (-40..85)
+    assert sm.latest("room.temperature") == (20.1, "Cel", 1700000011)
+    clk.ms += 10000
+    sm.step()
+    assert sm.latest("room.temperature") == (20.2, "Cel", 1700000041)
+    assert sm.latest("w.humidity") == (5.0, "%RH", 1700000041)

@@ -48,6 +48,8 @@ class _Sensor:
         self.last_t = [0] * n  # ticks of that report
         self.agg = [None] * n  # [min, max, sum, count]
         self.win_end = hal.ticks_add(self.due, window_ms) if window_ms else 0
+        self.now = None  # the latest good reading's values (reported or not), and its epoch time
+        self.now_t = 0
 
 
 class Sampler:
@@ -83,6 +85,20 @@ class Sampler:
             s.drv = make
         self.sensors.append(s)
         return s
+
+    def names(self):
+        # every reading name the sensors give (windows' .min/.max/... left out), in config order
+        return [n for s in self.sensors for n in s.names]
+
+    def latest(self, name):
+        # (value, unit, t) of the newest good reading of `name`, read whether or not it was
+        # reported (deadband, window); None before the first one. For readers such as the LwM2M
+        # IPSO objects, which need no table of their own.
+        for s in self.sensors:
+            if name in s.names and s.now is not None:
+                i = s.names.index(name)
+                return (s.now[i], s.units[i], s.now_t)
+        return None
 
     def hook(self):
         # for loop.add_hook: only the sensors with alarms (a Modbus timeout must not stall an AT wait)
@@ -158,6 +174,8 @@ class Sampler:
 
     def _consider(self, s, vals, now):
         t = hal.epoch()
+        s.now = vals
+        s.now_t = t
         urgent = []
         for a in s.alarms:
             i, above, level, hyst, active = a
