@@ -94,6 +94,12 @@ SCHEMA = {
         "ha_discovery": (bool, False, None),  # announce the readings to Home Assistant
         "ha_prefix": (str, "homeassistant", None),  # Home Assistant's discovery prefix
     },
+    # ---- replenishment orders (m2m.orders; README "Orders and the commerce service") ----
+    "orders": {
+        "rules": (list, [], None),  # [{"item", "reading" + "below"/"above" + "rearm" | "meter" + "every", "qty"}]
+        "check_s": (int, 60, (1, 86400)),  # how often the rules look at their level or meter
+        "repeat_s": (int, 900, (10, 86400)),  # an unconfirmed order's request is sent again this often
+    },
     # ---- credentials written by `m2mkit provision` / `m2mkit image fleet` (README "Host tools") ----
     "lwm2m": {
         "psk_identity": (str, None, None),  # DTLS PSK identity (the device id unless given)
