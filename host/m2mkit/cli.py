@@ -325,6 +325,10 @@ from . import hosttools  # noqa: E402  (deploy, image, provision, flash, shell, 
 
 hosttools.register(main)
 
+from .commerce import commerce as _commerce  # noqa: E402  (orders and usage records: issue #14)
+
+main.add_command(_commerce)
+
 
 if __name__ == "__main__":
     main()
