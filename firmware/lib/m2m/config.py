@@ -32,6 +32,8 @@ SCHEMA = {
     "device": {
         # the name the device reports under (MQTT topic level, LwM2M endpoint)
         "id": (str, None, None),
+        "autorun": (bool, False, None),  # main.py starts the supervisor (m2m.supervisor) at boot
+        "watchdog_s": (int, 120, (0, 3600)),  # the supervisor's hardware watchdog; 0: none
     },
     # ---- network and SIM (m2m.net) ----
     "net": {
