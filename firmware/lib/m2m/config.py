@@ -96,6 +96,15 @@ SCHEMA = {
         "ha_discovery": (bool, False, None),  # announce the readings to Home Assistant
         "ha_prefix": (str, "homeassistant", None),  # Home Assistant's discovery prefix
     },
+    # ---- usage metering (m2m.meter, m2m.usagerec; README "Usage metering") ----
+    "meter": {
+        "meters": (list, [], None),  # [{"name", "type": pulses|hours|integral, "pin" | "reading", ...}]
+        "interval_s": (int, 3600, (60, 2678400)),  # a usage record per meter at each multiple (UTC)
+        "save_n": (int, 1, (1, 100000)),  # pulse counts to flash after this many pulses
+        "save_s": (int, 60, (1, 86400)),  # running time / integral counters to flash this often
+        "key_file": (str, "/certs/usage.key", None),  # the usage signing key (hex; m2mkit provision)
+        "state": (str, "/meter.json", None),  # the record chain's head and the live counters
+    },
     # ---- replenishment orders (m2m.orders; README "Orders and the commerce service") ----
     "orders": {
         "rules": (list, [], None),  # [{"item", "reading" + "below"/"above" + "rearm" | "meter" + "every", "qty"}]
