@@ -65,6 +65,13 @@ SCHEMA = {
         "bind_imei": (str, None, None),  # the same for the modem's IMEI
         "ready_ms": (int, 10000, (0, 120000)),  # how long the SIM may stay busy after the PIN
     },
+    # eSIM profiles on an eUICC (m2m.net.esim, imported only when enabled; README "eSIM")
+    "esim": {
+        "enabled": (bool, False, None),  # read the eUICC, switch profiles, follow network swaps
+        "eid": (str, None, None),  # bind to this EID: another eUICC raises the tamper alarm
+        "iccids": (list, None, None),  # the profiles the device may run on; another is tamper
+        "switch_s": (int, 300, (30, 3600)),  # a new profile not registered by then: switch back
+    },
     "usage": {
         "billing_day": (int, 1, (1, 28)),  # day of the month the billing month starts (UTC)
         "soft_cap_kb": (int, None, (1, 2 ** 30)),  # per billing month: alarms and a daily summary only
