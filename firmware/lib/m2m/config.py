@@ -122,6 +122,18 @@ SCHEMA = {
     "lwm2m": {
         "psk_identity": (str, None, None),  # DTLS PSK identity (the device id unless given)
         "psk_key": (str, None, _hex),  # DTLS PSK key, hex
+        # the LwM2M client (m2m.lwm2m), README "LwM2M client (device)"; off unless server or
+        # bootstrap is set
+        "server": (str, None, None),  # coap://HOST:PORT or coaps://HOST:PORT (DTLS-PSK)
+        "bootstrap": (str, None, None),  # a bootstrap server's URI: bootstrap first
+        "endpoint": (str, None, None),  # endpoint name; None: device.id
+        "lifetime_s": (int, 86400, (30, 31536000)),
+        "queue_mode": (bool, False, None),  # sleep between exchanges (binding UQ)
+        "awake_s": (int, 93, (1, 3600)),  # queue mode: listen this long after the last exchange
+        "pmin": (int, 0, (0, 86400)),  # default minimum / maximum notification period
+        "pmax": (int, 0, (0, 86400)),
+        "send": (bool, False, None),  # telemetry from the outbox goes by Send (POST /dp)
+        "fw_file": (str, "/fw.bin", None),  # where a firmware package is pulled to
     },
 }
 
