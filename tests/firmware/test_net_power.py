@@ -102,3 +102,37 @@ def test_a_booting_modem_on_a_fixed_supply_is_not_reset():
     assert "PULSE" not in at.log, at.log
     at = FakeAT()  # a board with a PWRKEY: the silent modem is off, so it is pulsed
     assert M(at, {"pwrkey": {"pin": 5}}).power_on() and "PULSE" in at.log
+
+
+class _Status:
+    # the board's STATUS input as the engine reads it (hal.Pin.value)
+    def __init__(self, level):
+        self.level = level
+
+    def value(self):
+        return self.level
+
+
+def _with_status(at, level):
+    m = M(at, {"pwrkey": {"pin": 25, "boot_ms": 1200}, "status_pin": 34})
+    m._status = _Status(level)
+    return m
+
+
+def test_status_low_pulses_at_once_without_a_probe():
+    # BG95 hardware design 3.6.2.1: STATUS low once the module is off
+    at = FakeAT()
+    assert _with_status(at, 0).power_on()
+    assert at.log[0] == "PULSE", at.log
+    assert "PULSE" not in at.log[1:], at.log
+
+
+def test_status_high_never_pulses_a_running_modem():
+    at = FakeAT()
+    at.on = True
+    assert _with_status(at, 1).power_on()
+    assert at.log == ["AT"], at.log
+    # high but silent (still booting, or hung): waited for, never pulsed (the key would switch it off)
+    at = FakeAT()
+    assert not _with_status(at, 1).power_on()
+    assert "PULSE" not in at.log and len(at.log) >= 2, at.log

@@ -85,7 +85,8 @@ def modem_for(board, time_scale=1.0, bus=None):
     sim = ModemSim(model=m["model"], time_scale=time_scale, power_on=not pwrkey,
                    pwrkey_pin=line.get("pin"), pwrkey_active=line.get("active"),
                    supply_mv=0 if pmu else None, uart_mv=0 if pmu else None,
-                   require_flow=flow, uart_pins=uart if flow else None, pin_float=floats)
+                   require_flow=flow, uart_pins=uart if flow else None, pin_float=floats,
+                   status_pin=m.get("status_pin"))
     sim.start()
     if pmu:
         from ..sim.axp2101 import AXP2101, link_modem

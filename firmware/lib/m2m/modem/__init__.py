@@ -25,7 +25,9 @@
 # Power (board data's modem.pwrkey / modem.reset override the dialect's PWRKEY_MS defaults):
 #   power_on()           no-op when the modem already answers AT (the key toggles power, so a running
 #                        modem must never be pulsed on); else pulse PWRKEY (or RESET), then wait for
-#                        the ready banner or an answer to AT within boot_ms
+#                        the ready banner or an answer to AT within boot_ms. Where the board wires
+#                        the modem's STATUS line (modem.status_pin) its level decides instead of an
+#                        AT probe: low, pulse at once; high, never pulse
 #   power_off()          the dialect's power-down command, the key as fallback
 #   ensure_responsive()  AT with short retries; if the modem stays silent (or the AT driver reported
 #                        it unresponsive after consecutive timeouts), power-cycle it with the key
@@ -263,6 +265,7 @@ class Modem:
         self.recovery_needed = False
         self._powering = False
         self._pin = None
+        self._status = None
         self.cgmm = None
         self.imei = None
         self.imsi = None
@@ -581,17 +584,40 @@ class Modem:
         self.at.reset()  # drop the timeout streak and half-read lines from the boot
         self.recovery_needed = False
 
+    def status(self):
+        # the modem's STATUS output where the board wires it (modem.status_pin): True running, False
+        # off, None without the pin. BG95: STATUS is at VIL <= 0.45 V once the module is OFF (BG95
+        # Series Hardware Design 3.6.2.1, Figure 9 power-off timing) and high while it runs; Quectel
+        # examples read it the same way (mbed pimco01 BG96_Modem_PowerOFF: STATUS 0 = "Module Power
+        # Off"). Its rise at the end of the boot and a level shifter that keeps its sense:
+        # ASSUMED docs/ASSUMED.md#A-STATUS-RISE
+        pin = self.board.get("status_pin")
+        if pin is None:
+            return None
+        if self._status is None:
+            self._status = hal.Pin(pin, hal.Pin.IN)
+        return bool(self._status.value())
+
     def power_on(self, known_off=False):
         # switch the modem on (no pulse when it already answers); True when it answers AT.
         # known_off: the caller has just cut the modem's supply (a PMU cold cycle), so the AT
-        # probes, which cost two probe timeouts on a modem that is off, are skipped. After the
-        # ESP32's own power-on one probe is enough (a modem sharing its supply was off too; one
-        # on a supply of its own still answers it); after any other reset a modem may have been
-        # left running, so a lost byte must not get it pulsed off: the probe is retried once
+        # probes, which cost two probe timeouts on a modem that is off, are skipped. A board that
+        # wires the STATUS line says the same with its level: low, the modem is off and is pulsed
+        # at once; high, it runs and is never pulsed (the key would switch it off), only waited
+        # for if it does not answer yet (still booting; a hung one goes to recovery). Without the
+        # line: after the ESP32's own power-on one probe is enough (a modem sharing its supply was
+        # off too; one on a supply of its own still answers it); after any other reset a modem may
+        # have been left running, so a lost byte must not get it pulsed off: the probe is retried
+        _, _, on_ms, _, boot = self.power_config()
+        st = None if known_off else self.status()
+        if st is not None:
+            self._sync()
+            if st:
+                return self.ping(_PROBE_MS, 1) or self.wait_ready(boot)
+            known_off = True
         retry = 0 if hal.reset_cause() == hal.PWRON_RESET else 1
         if not known_off and self.ping(_PROBE_MS, retry):
             return True
-        _, _, on_ms, _, boot = self.power_config()
         if not known_off and not self.board.get("pwrkey") and self.wait_ready(boot):
             # a modem on a fixed supply (a RESET line at most, e.g. Walter) that was still booting
             # with the ESP32: a reset pulse would only start its boot again

@@ -801,6 +801,12 @@ class Modem:
             return
         self.pwrkey_pulse(now - start)
 
+    def status_level(self):
+        """The STATUS output: low while off (BG95 Series Hardware Design 3.6.2.1, Figure 9: VIL <= 0.45 V
+        once OFF), high while running, hung included, and through the power-down procedure; raised at
+        the end of the boot, with the UART (ASSUMED docs/ASSUMED.md#A-STATUS-RISE)."""
+        return 1 if self.power in ("on", "hung") else 0
+
     def mcu_reset(self):
         """The MCU reset or went into deep sleep: its output pins that are not held float to the
         level their pulls give them (pin_float), which may assert the modem's RESET or PWRKEY."""

@@ -60,7 +60,7 @@ class ModemSim:
     def __init__(self, model="bg95", time_scale=1.0, pin=None, puk="12345678", imei=None, iccid=None,
                  imsi=None, timeline=None, power_on=True, pwrkey_pin=None, record=None,
                  pwrkey_active=None, seed=None, signal=None, operators=None, supply_mv=None,
-                 uart_mv=None, require_flow=False, uart_pins=None, pin_float=None):
+                 uart_mv=None, require_flow=False, uart_pins=None, pin_float=None, status_pin=None):
         if model not in MODELS:
             raise ValueError("unknown modem model %r: use one of %s" % (model, ", ".join(sorted(MODELS))))
         if pin is not None and not (str(pin).isdigit() and 4 <= len(str(pin)) <= 8):
@@ -76,6 +76,7 @@ class ModemSim:
         self._power_on = power_on
         self._pwrkey_pin = pwrkey_pin
         self._pwrkey_active = pwrkey_active
+        self.status_pin = status_pin  # the MCU input the modem's STATUS output drives (op pin_read)
         self._seed = seed
         self._signal = signal
         self._operators = operators
@@ -234,7 +235,7 @@ class ModemSim:
             writer.close()
 
     OPS = ("status", "set_registration", "timeline", "signal", "fault", "sim", "counters", "power", "pin",
-           "uart", "supply", "mcu_reset")
+           "pin_read", "uart", "supply", "mcu_reset")
 
     async def handle(self, req):
         """One control request (runs on the simulator's loop)."""
@@ -304,6 +305,11 @@ class ModemSim:
                 raise ValueError('pin needs "pin" and "value"')
             m.pin_event(int(kw["pin"]), int(kw["value"]), bool(kw.get("hold")))  # hold: kept through resets
             return {"ok": True, "power": m.power}
+        if op == "pin_read":  # the host reads an input: the modem's STATUS output, where it is wired
+            if self.status_pin is None or int(kw.get("pin", -1)) != int(self.status_pin):
+                raise ValueError("pin %s is not wired to this modem's STATUS output (status_pin %s)"
+                                 % (kw.get("pin"), self.status_pin))
+            return {"ok": True, "value": m.status_level()}
         if op == "mcu_reset":  # the host MCU reset or went into deep sleep: unheld pins float
             m.mcu_reset()
             return {"ok": True, "power": m.power}

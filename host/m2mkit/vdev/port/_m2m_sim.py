@@ -1,6 +1,7 @@
 # What the stand-in's hardware is wired to on a PC (moved here from m2m/hal/unix.py):
 #   M2M_MODEM       host:port  the modem simulator; machine.UART(1..) is a TCP connection to it
-#   M2M_GPIO        host:port  output pins and UART settings go there as JSON lines
+#   M2M_GPIO        host:port  output pins and UART settings go there as JSON lines; an input pin
+#                              the bus does not drive is read there (the modem's STATUS output)
 #   M2M_BUS         host:port  the simulated I2C / 1-Wire / ADC / input-pin bus (m2mkit.sim.bus)
 #   M2M_STATE_DIR   dir        RTC memory and clock offset, NVS, watchdog deadline, reset requests
 #                              (the virtual device hands it over as the VfsPosix `_m2m_host.state`)

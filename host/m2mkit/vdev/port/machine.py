@@ -199,6 +199,10 @@ class Pin:
                 return self._out
             S.poll_irqs()
             r = S.bus_call("pin_read", pin=self._id)
+            if r is None:  # not a bus input: the modem's STATUS output, where the board wires it
+                r = S.gpio.request({"op": "pin_read", "pin": self._id})
+                if r is not None and not r.get("ok"):
+                    r = None
             if r is not None:
                 return r["value"]
             return 1 if self._pull == self.PULL_UP else 0
