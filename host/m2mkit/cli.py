@@ -329,6 +329,10 @@ from .commerce import commerce as _commerce  # noqa: E402  (orders and usage rec
 
 main.add_command(_commerce)
 
+from .usage import command as _usage  # noqa: E402  (usage verify|report: issue #14)
+
+main.add_command(_usage)
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,409 @@
+"""`m2mkit usage verify|report`: the devices' signed usage records (docs/CONTRACTS.md "Usage records").
+
+verify: every device's chain and signatures against the inventory's usage keys; each finding names
+the device, the record number and what is wrong (bad_signature, gap, broken_chain, replay,
+counter_backwards, counter_reset, fork). report: per-device, per-period totals of the records that
+verify, priced by a tariff file, as CSV and JSON. Records come from JSON-lines files (each a record
+with "d", the device id) and / or from a broker (`--broker`: `<prefix>/+/usage` while it runs).
+
+Tariff file (JSON): {"currency": "EUR", "decimals": 2, "meters": {"<meter name or *>": {
+  "price": "0.002", "tiers": [{"upto": "1000", "price": "0.002"}, {"upto": null, "price": "0.0015"}],
+  "minimum": "5.00"}}} - prices per unit of the record's "u"; tiers are graduated per device, meter
+and period (each unit priced at the tier it falls in); minimum: the least charged per device, meter
+and period in which the meter has records. Numbers as strings (or JSON numbers) are read exactly.
+"""
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+import re
+import time
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import UserError
+
+FIELDS = ("m", "n", "a", "b", "k", "u", "t0", "t1", "p", "s")
+KINDS = ("bad_signature", "gap", "broken_chain", "replay", "counter_backwards", "counter_reset", "fork",
+         "malformed", "unknown_device")
+PERIODS = ("hour", "day", "month", "all")
+
+
+def message(dev, r):
+    """What the signature covers: <device id>|m|n|a|b|k|u|t0|t1|p."""
+    return f"{dev}|{r['m']}|{r['n']}|{r['a']}|{r['b']}|{r['k']}|{r['u']}|{r['t0']}|{r['t1']}|{r['p']}".encode()
+
+
+def tag(key, dev, r):
+    return hmac.new(key, message(dev, r), hashlib.sha256).hexdigest()[:32]
+
+
+def sign(key, dev, r):
+    """A record dict with its "s" (host side: tests and tools that make records)."""
+    return dict(r, s=tag(key, dev, r))
+
+
+def units(r):
+    return (r["b"] - r["a"]) * Fraction(r["k"])
+
+
+def _well_formed(r):
+    if not isinstance(r, dict) or any(f not in r for f in FIELDS):
+        return False
+    ints = all(type(r[f]) is int for f in ("n", "a", "b", "t0", "t1"))
+    strs = all(type(r[f]) is str for f in ("m", "k", "u", "p", "s"))
+    if not (ints and strs and r["n"] >= 1 and re.fullmatch(r"[0-9a-f]{32}", r["s"])):
+        return False
+    try:
+        Fraction(r["k"])
+    except (ValueError, ZeroDivisionError):
+        return False
+    return True
+
+
+class Finding(dict):
+    def line(self):
+        return f"{self['device']} n={self['n']}: {self['kind']}: {self['detail']}"
+
+
+def verify(records, keys):
+    """(findings, accepted): records is an iterable of (device id, record dict or raw text) in arrival
+    order; keys: device id -> key bytes. accepted: device id -> [record, ...] (each record once, in
+    chain order) that carry a good signature, are not forks and do not run backwards: what is billed."""
+    findings = []
+    by_dev = {}
+    for dev, r in records:
+        by_dev.setdefault(dev, []).append(r)
+
+    def find(dev, r, kind, detail):
+        findings.append(Finding(device=dev, n=(r.get("n") if isinstance(r, dict) else None), kind=kind,
+                                detail=detail, record=r))
+
+    accepted = {}
+    for dev in sorted(by_dev):
+        key = keys.get(dev)
+        if key is None:
+            find(dev, {}, "unknown_device", "no usage key for this device in the inventory: provision it, "
+                                            "or give the inventory that holds it (--db)")
+            continue
+        seen = set()
+        good = []
+        for r in by_dev[dev]:
+            if isinstance(r, (str, bytes)):
+                try:
+                    r = json.loads(r)
+                except ValueError:
+                    find(dev, {}, "malformed", f"not JSON: {r[:60]!r}")
+                    continue
+            if not _well_formed(r):
+                find(dev, r if isinstance(r, dict) else {}, "malformed", "not a usage record (fields "
+                     + ", ".join(FIELDS) + ")")
+                continue
+            if not hmac.compare_digest(tag(key, dev, r), r["s"]):
+                find(dev, r, "bad_signature", "the signature does not match its content (edited, forged, "
+                                              "or signed with another key)")
+                continue
+            if r["s"] in seen:
+                find(dev, r, "replay", "this record was seen before (a replay or a repeated delivery); "
+                                       "counted once")
+                continue
+            seen.add(r["s"])
+            good.append(r)
+        # chains: a record numbered 1 starts one (a device that lost its state starts again)
+        chains = []
+        for r in good:
+            if r["n"] == 1 or not chains:
+                chains.append([])
+            chains[-1].append(r)
+        out = []
+        for ci, chain in enumerate(chains):
+            last_b = {}  # meter -> its previous record's end in this chain
+            by_n = {}
+            for r in chain:
+                by_n.setdefault(r["n"], []).append(r)
+            prev = None
+            if ci:
+                find(dev, chain[0], "counter_reset", f"the chain starts again at n=1 after n={chains[ci - 1][-1]['n']}: "
+                                                     "the device lost its meter state")
+            elif chain[0]["n"] != 1:
+                find(dev, chain[0], "gap", f"records 1-{chain[0]['n'] - 1} are missing before it")
+            for n in sorted(by_n):
+                rs = by_n[n]
+                if len(rs) > 1:
+                    find(dev, rs[1], "fork", f"{len(rs)} different records carry n={n}: none of them is billed")
+                    prev = None
+                    continue
+                r = rs[0]
+                if prev is not None:
+                    if n != prev["n"] + 1:
+                        find(dev, r, "gap", f"records {prev['n'] + 1}-{n - 1} are missing"
+                             if n > prev["n"] + 2 else f"record {prev['n'] + 1} is missing")
+                    elif r["p"] != prev["s"]:
+                        find(dev, r, "broken_chain", f"it does not follow record {prev['n']} (p is not its s)")
+                elif n == 1 and r["p"] != "":
+                    find(dev, r, "broken_chain", "record 1 names a previous record")
+                prev = r
+                if r["b"] < r["a"]:
+                    find(dev, r, "counter_backwards", f"meter {r['m']} ends at {r['b']}, below its start {r['a']}")
+                    continue
+                lb = last_b.get(r["m"])
+                if lb is not None and r["a"] != lb:
+                    if r["a"] < lb:
+                        find(dev, r, "counter_reset", f"meter {r['m']} starts at {r['a']}, below the previous "
+                                                      f"record's end {lb}")
+                    else:
+                        find(dev, r, "gap", f"meter {r['m']} starts at {r['a']}, the previous record ended at "
+                                            f"{lb}: {r['a'] - lb} counts in no record")
+                last_b[r["m"]] = r["b"]
+                out.append(r)
+        accepted[dev] = out
+    return findings, accepted
+
+
+# ---- input ----
+
+def read_files(paths):
+    """(device id, record) pairs from JSON-lines files; a line without "d" is a one-line error."""
+    out = []
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError:
+                raise UserError(f"{path}:{i}: not JSON; each line must be a usage record with \"d\" "
+                                f"(the device id)") from None
+            if not isinstance(r, dict) or not isinstance(r.get("d"), str):
+                raise UserError(f"{path}:{i}: no \"d\" (device id): each line is a record with \"d\" added")
+            dev = r.pop("d")
+            out.append((dev, r))
+    return out
+
+
+def collect(url, prefix="m2mkit", seconds=10.0, idle=None, ca_file=None, count=None):
+    """(device id, record) pairs published on <prefix>/+/usage while subscribed: for `seconds`, or
+    until `idle` seconds pass without one, or `count` have come."""
+    from .broker import Subscriber
+
+    sub = Subscriber(url, (f"{prefix}/+/usage",), ca_file)
+    out = []
+    try:
+        deadline = time.monotonic() + seconds
+        last = time.monotonic()
+        while time.monotonic() < deadline and (count is None or len(out) < count):
+            if idle is not None and out and time.monotonic() - last > idle:
+                break
+            got = sub.wait(1, timeout=0.2)
+            for topic, payload, _retain in got:
+                parts = topic.split("/")
+                dev = parts[-2]
+                try:
+                    out.append((dev, json.loads(payload)))
+                except ValueError:
+                    out.append((dev, payload.decode("utf-8", "replace")))
+                last = time.monotonic()
+    finally:
+        sub.close()
+    return out
+
+
+def inventory_keys(db=None):
+    from .inventory import Inventory
+
+    keys = {}
+    with Inventory(db) as inv:
+        for d in inv.devices():
+            k = (inv.credentials(d["device_id"]) or {}).get("usage_key")
+            if k:
+                keys[d["device_id"]] = bytes.fromhex(k)
+    return keys
+
+
+# ---- tariff and report ----
+
+def _num(v, where):
+    try:
+        return Fraction(str(v))
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"tariff {where}: {v!r} is not a number: write it as \"0.002\"") from None
+
+
+def load_tariff(path):
+    try:
+        t = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise UserError(f"tariff {path}: cannot read it ({e.strerror})") from None
+    except ValueError as e:
+        raise UserError(f"tariff {path}: not JSON ({e})") from None
+    return parse_tariff(t, path)
+
+
+def parse_tariff(t, where="tariff"):
+    if not isinstance(t, dict) or not isinstance(t.get("meters"), dict) or not t["meters"]:
+        raise UserError(f"{where}: give {{\"meters\": {{\"<meter or *>\": {{\"price\": ...}}}}}}")
+    out = {"currency": str(t.get("currency", "")), "decimals": int(t.get("decimals", 2)), "meters": {}}
+    for name, m in t["meters"].items():
+        w = f"{where}: meters.{name}"
+        if not isinstance(m, dict) or ("price" not in m and "tiers" not in m):
+            raise UserError(f"{w}: give \"price\" or \"tiers\"")
+        tiers = []
+        for i, tier in enumerate(m.get("tiers") or [{"upto": None, "price": m.get("price")}]):
+            upto = tier.get("upto")
+            tiers.append((None if upto is None else _num(upto, f"{w}.tiers[{i}].upto"),
+                          _num(tier.get("price"), f"{w}.tiers[{i}].price")))
+        if any(u is None for u, _ in tiers[:-1]) or tiers[-1][0] is not None:
+            raise UserError(f"{w}: tiers: each but the last needs \"upto\"; the last has \"upto\": null")
+        uptos = [u for u, _ in tiers[:-1]]
+        if any(b <= a for a, b in zip(uptos, uptos[1:])):
+            raise UserError(f"{w}: tiers: \"upto\" must rise")
+        out["meters"][name] = {"tiers": tiers, "minimum": _num(m.get("minimum", 0), f"{w}.minimum")}
+    return out
+
+
+def price(tariff, meter, qty):
+    m = tariff["meters"].get(meter) or tariff["meters"].get("*")
+    if m is None:
+        return None
+    total = Fraction(0)
+    low = Fraction(0)
+    for upto, p in m["tiers"]:
+        top = qty if upto is None else min(qty, upto)
+        if top > low:
+            total += (top - low) * p
+        if upto is not None:
+            low = max(low, upto)
+        if upto is None or qty <= upto:
+            break
+    return max(total, m["minimum"])
+
+
+def period_of(t, period):
+    d = datetime.fromtimestamp(t, timezone.utc)
+    return {"hour": d.strftime("%Y-%m-%dT%H"), "day": d.strftime("%Y-%m-%d"), "month": d.strftime("%Y-%m"),
+            "all": "all"}[period]
+
+
+def _dec(fr, places):
+    q = Decimal(1).scaleb(-places)
+    return str((Decimal(fr.numerator) / Decimal(fr.denominator)).quantize(q, rounding=ROUND_HALF_UP))
+
+
+def report(accepted, tariff=None, period="month"):
+    """Rows {device, period, meter, unit, records, counts, units, amount, currency}: a record belongs
+    to the period its end (t1) falls in."""
+    agg = {}
+    for dev, recs in accepted.items():
+        for r in recs:
+            k = (dev, period_of(r["t1"], period), r["m"], r["u"])
+            a = agg.setdefault(k, [0, 0, Fraction(0)])
+            a[0] += 1
+            a[1] += r["b"] - r["a"]
+            a[2] += units(r)
+    rows = []
+    places = tariff["decimals"] if tariff else 2
+    for (dev, per, m, u), (n, counts, qty) in sorted(agg.items()):
+        amount = price(tariff, m, qty) if tariff else None
+        rows.append({"device": dev, "period": per, "meter": m, "unit": u, "records": n, "counts": counts,
+                     "units": _dec(qty, 6), "amount": None if amount is None else _dec(amount, places),
+                     "currency": tariff["currency"] if tariff else ""})
+    return rows
+
+
+def to_csv(rows):
+    f = io.StringIO()
+    w = csv.DictWriter(f, ["device", "period", "meter", "unit", "records", "counts", "units", "amount", "currency"],
+                       lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return f.getvalue()
+
+
+# ---- CLI ----
+
+def _commands():
+    import click
+
+    def inputs(f):
+        f = click.option("--db", default=None, help="inventory with the devices' usage keys "
+                                                    "(default ~/.m2mkit/inventory.sqlite, or M2MKIT_INVENTORY)")(f)
+        f = click.option("--broker", default=None, help="also collect records from mqtt://HOST:PORT "
+                                                        "(<prefix>/+/usage) while --seconds run")(f)
+        f = click.option("--prefix", default="m2mkit", show_default=True, help="MQTT topic prefix")(f)
+        f = click.option("--seconds", default=10.0, show_default=True, help="how long --broker listens")(f)
+        f = click.option("--idle", default=None, type=float, help="stop listening after this many seconds "
+                                                                   "without a record")(f)
+        f = click.option("--ca", "ca_file", default=None, help="CA file for mqtts://")(f)
+        f = click.option("--save", default=None, help="append what --broker collected to this JSON-lines file")(f)
+        return click.argument("files", nargs=-1)(f)
+
+    def gather(files, broker, prefix, seconds, idle, ca_file, save):
+        recs = read_files(files)
+        if broker:
+            got = collect(broker, prefix, seconds, idle, ca_file)
+            if save:
+                with open(save, "a") as f:
+                    for dev, r in got:
+                        if isinstance(r, dict):
+                            f.write(json.dumps(dict(r, d=dev), separators=(",", ":")) + "\n")
+            recs += got
+        if not recs:
+            raise UserError("no usage records: give JSON-lines FILES and / or --broker mqtt://HOST:PORT")
+        return recs
+
+    @click.group("usage")
+    def usage_cmd():
+        """Signed usage records: verify the chains, report per-period totals against a tariff."""
+
+    @usage_cmd.command("verify")
+    @inputs
+    @click.option("--json", "as_json", is_flag=True, help="findings as JSON lines")
+    def verify_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, as_json):
+        """Check every device's record chain and signatures; exit 1 when anything is wrong."""
+        recs = gather(files, broker, prefix, seconds, idle, ca_file, save)
+        findings, accepted = verify(recs, inventory_keys(db))
+        for f in findings:
+            click.echo(json.dumps({k: f[k] for k in ("device", "n", "kind", "detail")}) if as_json else f.line())
+        n = sum(len(v) for v in accepted.values())
+        click.echo(f"{len(recs)} records from {len(accepted)} devices: {n} verified, {len(findings)} findings",
+                   err=as_json)
+        if findings:
+            raise SystemExit(1)
+
+    @usage_cmd.command("report")
+    @inputs
+    @click.option("--tariff", default=None, help="tariff file (JSON: unit price, tiers, minimum charge)")
+    @click.option("--period", type=click.Choice(PERIODS), default="month", show_default=True)
+    @click.option("--csv", "csv_out", default=None, help="write the CSV here (default: stdout)")
+    @click.option("--json", "json_out", default=None, help="also write the rows as JSON here")
+    def report_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, tariff, period, csv_out, json_out):
+        """Per-device, per-period totals of the records that verify (findings go to stderr)."""
+        recs = gather(files, broker, prefix, seconds, idle, ca_file, save)
+        t = load_tariff(tariff) if tariff else None
+        findings, accepted = verify(recs, inventory_keys(db))
+        for f in findings:
+            click.echo("warning: " + f.line() + " (not billed)" if f["kind"] != "replay" else "note: " + f.line(),
+                       err=True)
+        rows = report(accepted, t, period)
+        text = to_csv(rows)
+        if csv_out:
+            Path(csv_out).write_text(text)
+        else:
+            click.echo(text, nl=False)
+        if json_out:
+            Path(json_out).write_text(json.dumps(rows, indent=1) + "\n")
+
+    return (usage_cmd,)
+
+
+commands = _commands()
+command = commands[0]
