@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-SECRET_KEYS = ("mqtt_password", "psk_key", "key_pem")
+SECRET_KEYS = ("mqtt_password", "psk_key", "key_pem", "usage_key")
 # a status line: {"device_id": ..., "t": epoch seconds, "rat": "lte-m" | "nb-iot" | "gsm" | "umts" | ...,
 #  "plmn": "26201", "roaming": true/false, "roaming_since": epoch seconds or null}
 STATUS_FIELDS = ("device_id", "t", "rat", "plmn", "roaming", "roaming_since")

@@ -114,7 +114,8 @@ def check_device_id(dev, where="--device-id"):
 
 def new_credentials(device_id, mode="password"):
     """Fresh credentials: {"mqtt_user", "mqtt_password" or cert fields, "psk_identity", "psk_key"}."""
-    cred = {"mqtt_user": device_id, "psk_identity": device_id, "psk_key": secrets.token_hex(16)}
+    cred = {"mqtt_user": device_id, "psk_identity": device_id, "psk_key": secrets.token_hex(16),
+            "usage_key": secrets.token_hex(32)}  # signs usage records (m2m.usagerec; m2mkit usage verify)
     if mode == "password":
         cred["mqtt_password"] = secrets.token_urlsafe(18)
     return cred
@@ -144,6 +145,8 @@ def device_files(cfg, cred):
         if d:
             small[section] = d
     files = {"/config.json": json.dumps(small, sort_keys=True).encode()}
+    if cred.get("usage_key"):
+        files[CERT_DIR + "/usage.key"] = cred["usage_key"].encode()  # out of config.json: never in a /cmd reply
     if cred.get("cert_pem"):
         files[CERT_DIR + "/client.crt"] = cred["cert_pem"].encode()
         files[CERT_DIR + "/client.key"] = cred["key_pem"].encode()
@@ -267,6 +270,8 @@ def provision(port, device_id, config=None, inventory=None, cert=False, ca_dir=N
             cred = dict(cred or new_credentials(device_id, "cert" if cert else "password"))
             if cert:
                 cred.update(issue_cert(device_id, ca_dir))
+        if "usage_key" not in cred:  # provisioned before usage records existed
+            cred = dict(cred, usage_key=secrets.token_hex(32))
         files = device_files(cfg, cred)
         _, _, have, _ = deploy.scan_paths(transport, list(files))
         import hashlib

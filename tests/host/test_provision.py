@@ -61,13 +61,14 @@ def test_provision_records_the_modem_and_is_idempotent(dev, tmp_path):
     assert rc == rc2 == rc3 == 0 and dev.modem.imei in listed and dev.modem.card.iccid in exported
     assert json.loads(shown)["credentials"]["mqtt_password"] == "<secret>"
     for text in (out, err, out2, err2, shown, listed, exported):
-        assert cred["mqtt_password"] not in text and cred["psk_key"] not in text
+        assert cred["mqtt_password"] not in text and cred["psk_key"] not in text and cred["usage_key"] not in text
 
 
 def test_certificate_mode_chains_to_the_fleet_ca_and_a_reused_modem_is_refused(dev, tmp_path):
     inv = inventory.Inventory(tmp_path / "inv.sqlite")
     r = provision.provision(dev.port, "meter-8", inventory=inv, cert=True, ca_dir=tmp_path / "ca")
-    assert sorted(r["written"]) == ["/certs/ca.crt", "/certs/client.crt", "/certs/client.key", "/config.json"]
+    assert sorted(r["written"]) == ["/certs/ca.crt", "/certs/client.crt", "/certs/client.key", "/certs/usage.key",
+                                    "/config.json"]
     crt = x509.load_pem_x509_certificate(mpremote(dev.port, "fs", "cat", ":certs/client.crt").encode())
     ca = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.crt").read_bytes())
     ca.public_key().verify(crt.signature, crt.tbs_certificate_bytes, ec.ECDSA(crt.signature_hash_algorithm))
