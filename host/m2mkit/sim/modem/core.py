@@ -345,6 +345,7 @@ class Modem:
     ECHO_PAYLOAD = False
     URC_EACH_PACKET = False
     SIM_REMOVED_URCS = ("+CPIN: NOT INSERTED",)
+    LOGICAL_CHANNELS = True  # AT+CCHO / +CGLA / +CCHC (euicc.py; ASSUMED docs/ASSUMED.md#A-ESIM-CCHO)
 
     def __init__(self, clock, card, imei, operators=None, timeline=None, pwrkey_pin=None,
                  pwrkey_active=None, seed=None, signal=None, supply_mv=None, uart_mv=None,
@@ -904,7 +905,9 @@ class Modem:
     def maybe_start_registration(self):
         if (self.power == "on" and self.cfun == 1 and self.sim_state == "ready"
                 and self._reg_task is None and self.cops_mode != 2):
-            self._reg_task = self.spawn(self._run_timeline(list(self.timeline)))
+            eu = getattr(self.card, "euicc", None)  # a profile's network may deny (euicc.py)
+            tl = eu.timeline(self.card.iccid, self.timeline) if eu is not None else self.timeline
+            self._reg_task = self.spawn(self._run_timeline(list(tl)))
 
     async def _run_timeline(self, tl):
         t0 = self.clock.now()
@@ -1308,6 +1311,18 @@ class Modem:
         from .card import at_CNUM  # SIM-card behaviour lives in card.py
 
         return at_CNUM(self, cmd)
+
+    def at_CCHO(self, cmd):
+        from .euicc import at_CCHO  # logical channels and the eUICC live in euicc.py
+        return at_CCHO(self, cmd)
+
+    def at_CGLA(self, cmd):
+        from .euicc import at_CGLA
+        return at_CGLA(self, cmd)
+
+    def at_CCHC(self, cmd):
+        from .euicc import at_CCHC
+        return at_CCHC(self, cmd)
 
     def at_CLCK(self, cmd):
         if cmd.kind == "test":

@@ -235,7 +235,7 @@ class ModemSim:
             writer.close()
 
     OPS = ("status", "set_registration", "timeline", "signal", "fault", "sim", "counters", "power", "pin",
-           "pin_read", "uart", "supply", "mcu_reset")
+           "pin_read", "uart", "supply", "mcu_reset", "euicc")
 
     async def handle(self, req):
         """One control request (runs on the simulator's loop)."""
@@ -289,6 +289,9 @@ class ModemSim:
             c = self.card
             return {"ok": True, "sim": m.sim_state, "present": c.present, "iccid": c.iccid, "imsi": c.imsi,
                     "pin_left": c.pin_left, "puk_left": c.puk_left}
+        if op == "euicc":  # the eUICC behind the SIM (euicc.py): install, enable, delete, network, ...
+            from .euicc import control
+            return control(m, kw)
         if op == "counters":
             return {"ok": True, "sockets": m.counters()}
         if op == "power":
