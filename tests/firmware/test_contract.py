@@ -221,3 +221,14 @@ def test_cmd_extra_commands_other_layers_add():
         del c.EXTRA["swap"]
     res, _, _ = _handle(b'{"id": "6", "cmd": "swap", "args": {}}', cfg)
     assert "unknown command" in res["error"]
+
+
+def test_cmd_code_is_loaded_for_a_command_and_dropped_after():
+    # /cmd handling lives in m2m.report.cmd, off the heap between commands (issue #9's heap goal)
+    import sys
+
+    import m2m.report
+
+    res, _ = c.handle_cmd(b'{"id": "1", "cmd": "ping"}', _cfg())
+    assert json.loads(res)["pong"] is True
+    assert "m2m.report.cmd" not in sys.modules and not hasattr(m2m.report, "cmd")

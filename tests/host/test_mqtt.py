@@ -42,6 +42,43 @@ st = sock.Stack(m, kind="tls" if tls else "tcp", timeout_ms=8000, tls=tls, on_fa
 ob = outbox.Outbox(os.getenv("DIR") + "/outbox")
 rep = mqtt.Reporter(st, ob, cfg, "dev-1", up=net.attached, config_path=os.getenv("DIR") + "/config.json")
 K = int(os.getenv("K"))
+SQUEEZE = int(os.getenv("SQUEEZE") or 0)
+if SQUEEZE:
+    import gc
+    from m2m import events
+
+    class Squeeze:
+        # The Reporter's first connects run on a heap filled but for a hole of SQUEEZE bytes (a
+        # real MemoryError in the real code path); the filling is let go once it has failed 3 times.
+        def __init__(self, rep):
+            self.rep = rep
+            self.tries = 0
+
+        def step(self):
+            r = self.rep
+            if r.memory_errors >= 3 or self.tries >= 12 or not r.up() \
+                    or hal.ticks_diff(r.wait_until, hal.ticks_ms()) > 0:
+                return r.step()
+            self.tries += 1
+            gc.collect()
+            hole = bytearray(SQUEEZE)
+            fill = None
+            size = 4096
+            while size >= 16:
+                try:
+                    fill = [fill, bytearray(size)]
+                except MemoryError:
+                    size //= 2
+            hole = None
+            try:
+                return r.step()
+            finally:
+                fill = None
+                gc.collect()
+
+    rep_service = Squeeze(rep)
+else:
+    rep_service = rep
 phase = 0
 n = 0
 while True:
@@ -67,8 +104,9 @@ while True:
         made.append(seq)
     print(json.dumps({"phase": phase, "made": made}))
     limit = int(os.getenv("PHASE_MS"))
-    loop.run([net, rep], until=lambda: ob.pending() == 0 and rep.client.connected(), max_ms=limit)
-    print(json.dumps({"phase": phase, "pending": ob.pending(), "error": rep.last_error, "dups": rep.client.dups}))
+    loop.run([net, rep_service], until=lambda: ob.pending() == 0 and rep.client.connected(), max_ms=limit)
+    print(json.dumps({"phase": phase, "pending": ob.pending(), "error": rep.last_error, "dups": rep.client.dups,
+                      "memory_errors": rep.memory_errors}))
     cmds = int(os.getenv("CMDS") or 0)
     if cmds:  # answer that many /cmd payloads the test publishes
         print(json.dumps({"listening": True}))
@@ -80,11 +118,13 @@ print(json.dumps({"done": True}))
 
 
 class Device:
-    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None, cmds=0, alarm=False, bad=False):
+    def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None, cmds=0, alarm=False, bad=False,
+                 squeeze=0):
         self.dir = tmp
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": broker_url, "DIR": str(tmp),
-               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms), "CMDS": str(cmds), "ALARM": "1" if alarm else "", "BAD": "1" if bad else ""}
+               "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms), "CMDS": str(cmds), "ALARM": "1" if alarm else "", "BAD": "1" if bad else "",
+               "SQUEEZE": str(squeeze)}
         if ca:
             env["CA"] = ca
         self.p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + DEVICE],
@@ -427,3 +467,21 @@ def test_a_record_without_readings_does_not_block_the_outbox(broker, subscriber,
     ev = json.loads(msgs[0][1])
     assert ev["seq"] == made[0] and ev["kind"] == "bad_record"
     assert [g[0] for g in senml_groups(msgs[1:])] == made[1:]
+
+
+def test_out_of_memory_at_connect_is_said_once_and_recovered_from(broker, subscriber, tmp_path):
+    # The DevKitC's first connect ran out of heap now and then and the Reporter retried without a
+    # word: a MemoryError is posted once as the event mqtt.memory, the Reporter collects, backs
+    # off and connects once memory is there again; nothing made in the meantime is lost.
+    sub = subscriber("m2mkit/dev-1/telemetry")
+    with ModemSim(model="bg95", time_scale=SCALE) as sim:
+        dev = Device(tmp_path, sim, broker.url, "bg95", phases=1, k=3, squeeze=1024)
+        try:
+            made, end = dev.go(0)
+        finally:
+            dev.stop()
+    assert end["pending"] == 0 and end["memory_errors"] >= 3, "".join(dev.lines[-40:])
+    said = [ln for ln in dev.lines if ln.startswith("event: mqtt.memory")]
+    assert len(said) == 1 and "free=" in said[0], "".join(dev.lines[-40:])
+    assert len([ln for ln in dev.lines if "mqtt: out of memory" in ln]) == 1
+    exactly_once_in_order(collect(sub, made), made)

@@ -18,6 +18,8 @@
 # Sequans AT+SQNSI=<id>, as TinyGSM's TinyGsmClientSIM7080.h / TinyGsmClientBG96.h /
 # TinyGsmClientSequansMonarch.h modemGetAvailable do) says how much there is; a SIM7000 asked
 # with AT+CARECV for more than it holds has been reported to freeze.
+import sys
+
 from micropython import const
 
 from m2m import hal
@@ -147,9 +149,9 @@ class Socket:
     def connect(self, addr):
         host, port = addr[0], addr[1]
         host = self.st._names.get(host, host) if self.kind == "tls" else host
-        from m2m.net import allow
-
-        allow.check(host, port)  # OSError(EACCES) for an endpoint the allowlist does not name
+        allow = sys.modules.get("m2m.net.allow")  # rules exist only once allow.setup() ran
+        if allow is not None:
+            allow.check(host, port)  # OSError(EACCES) for an endpoint the allowlist does not name
         m = self.m
         sid = self.st._sid()
         kind = self.kind
@@ -303,7 +305,9 @@ class Socket:
             self._avail = self._query()
         if self._avail <= 0:
             return False
-        n = min(want, self._avail, MAX_READ)
+        # a stream takes all the modem holds (up to MAX_READ) in one receive command: umqtt.simple
+        # reads a PUBACK as 1 + 1 + 2 bytes, which would otherwise be three commands
+        n = min(want if self.kind == "udp" else self._avail, self._avail, MAX_READ)
         if n <= 0:
             return False
         m = self.m
@@ -405,9 +409,11 @@ class Socket:
         try:
             if self._tx and not self._eof:
                 self.flush()
-        except OSError:
+        except Exception:  # OSError, and MemoryError: the id is given back whatever happens
             pass
         self.sid = None
+        self._tx = bytearray()
+        self._rx = b""
         self._give_back(sid)
 
     def __del__(self):
@@ -426,8 +432,8 @@ def _msg(e):
 
 
 def _usage(tx, rx):
-    # the data-usage counters (m2m.net.usage), once the device has set them up
-    from m2m.net import usage
-
-    if usage._cfg is not None:
+    # the data-usage counters (m2m.net.usage), once the device has set them up (usage.setup() has
+    # imported it: a device without data caps never loads it)
+    usage = sys.modules.get("m2m.net.usage")
+    if usage is not None and usage._cfg is not None:
         usage.count(tx, rx)

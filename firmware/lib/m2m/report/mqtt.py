@@ -152,6 +152,12 @@ class Reporter:
         self.report_now = False
         self.answered = 0  # /cmd payloads answered
         self.config_path = config_path  # where a /cmd "set" is saved
+        self.memory_errors = 0
+        self._mem_said = False  # the mqtt.memory event is posted once until a report goes out
+        self._mem_why = None  # a MemoryError not said yet (saying it found no heap either)
+        # umqtt.simple now, while the heap is young: imported at the first connect (after the
+        # network's bring-up) its load needs blocks that fragmentation may no longer leave
+        _umqtt()
 
     def _cmd_in(self, topic, msg):
         if len(self.cmds) < 4:
@@ -159,6 +165,8 @@ class Reporter:
 
     def _fail(self, e):
         self.failures += 1
+        if isinstance(e, MemoryError):
+            return self._no_memory(e)
         why = e.args[1] if len(e.args) > 1 else (e.args[0] if e.args else repr(e))
         if self.client.stack.last_error:
             why = self.client.stack.last_error
@@ -171,6 +179,32 @@ class Reporter:
         self.backoff = min(self.backoff * 2, _BACKOFF_MAX)
         return self.backoff
 
+    def _no_memory(self, e):
+        # Out of heap (often fragmentation: the free total is large, one block is not): let go of
+        # the connection and what it holds, collect, post mqtt.memory once, back off, try again.
+        self.memory_errors += 1
+        self.client.close()
+        gc.collect()
+        if not self._mem_said:
+            self._mem_said = True
+            self._mem_why = e.args[0] if e.args else "memory allocation failed"
+            self._say_memory()
+        self.wait_until = hal.ticks_add(hal.ticks_ms(), self.backoff)
+        self.backoff = min(self.backoff * 2, _BACKOFF_MAX)
+        return self.backoff
+
+    def _say_memory(self):
+        # the event and the console line, or, when even they find no heap, at the next step
+        why = self._mem_why
+        try:
+            from m2m import events
+
+            events.post("mqtt.memory", error=why, free=gc.mem_free(), count=self.memory_errors)
+            print("mqtt: out of memory (%s; %d bytes free after a collect): retrying" % (why, gc.mem_free()))
+            self._mem_why = None
+        except MemoryError:
+            gc.collect()
+
     def step(self):
         now = hal.ticks_ms()
         if hal.ticks_diff(self.wait_until, now) > 0:
@@ -179,6 +213,8 @@ class Reporter:
             self.client.close()
             return 2000
         cl = self.client
+        if self._mem_why is not None:
+            self._say_memory()
         try:
             if not cl.connected():
                 cl.connect()
@@ -202,21 +238,22 @@ class Reporter:
         cl = self.client
         groups = []
         last = None
-        msg = None
         for seq, kind, payload in recs:
             if kind != 1:  # outbox.TELEMETRY
                 break
             try:
                 g = (seq, contract.unpack_readings(payload))
-                m = contract.senml(cl.id, groups + [g])
+                contract.senml_records(cl.id, seq, g[1])  # checked alone, the message built once
             except (ValueError, TypeError, IndexError):
                 # a record that is no list of readings (or a reading SenML refuses) must not block
                 # the outbox: it goes on its own to /events, as it is
                 break
             groups.append(g)
-            msg = m
             last = seq
-        if groups:
+        n = len(groups)
+        if n:
+            msg = contract.senml(cl.id, groups)
+            groups = None
             cl.publish(cl.topic(contract.TELEMETRY), msg, qos=1)
         else:
             seq, kind, payload = recs[0]
@@ -229,9 +266,12 @@ class Reporter:
                 cl.publish(cl.topic(contract.EVENTS), _event(seq, kind, payload), qos=1)
             last = seq
         ob.ack(last)
-        self.sent += len(groups) or 1
+        self._mem_said = False  # a report went out: the next MemoryError is news again
+        self.sent += n or 1
+        more = len(recs) > (n or 1)
+        recs = msg = None
         gc.collect()
-        return len(recs) > (len(groups) or 1)
+        return more
 
     def _commands(self):
         while self.cmds:
