@@ -286,7 +286,7 @@ def _vd_json(v, i):
     if not isinstance(v, str):
         raise CodecError(f"SenML JSON: record {i}: vd is not a string")
     try:
-        return base64.urlsafe_b64decode(v + "=" * (-len(v) % 4))
+        return base64.b64decode(v.replace("-", "+").replace("_", "/") + "=" * (-len(v) % 4), validate=True)
     except ValueError:
         raise CodecError(f"SenML JSON: record {i}: vd is not base64url") from None
 
