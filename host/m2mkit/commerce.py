@@ -132,8 +132,8 @@ class Store:
         self._write("UPDATE orders SET device_status = ? WHERE order_id = ?", (status, order_id))
 
     def add_usage(self, device_id, raw):
-        try:
-            seq = json.loads(raw).get("seq")
+        try:  # docs/CONTRACTS.md "Usage records": "n" numbers a device's records
+            seq = json.loads(raw).get("n")
         except (ValueError, AttributeError):
             seq = None
         if type(seq) is not int:

@@ -277,3 +277,32 @@ def test_bad_rules_are_refused_with_what_to_write():
             raise AssertionError("accepted %r" % (rule,))
     check_rule(0, INK)
     check_rule(0, FILTER)
+
+
+def test_meter_rule_on_running_hours_of_m2m_meter():
+    # "filter after N running hours" on the meter layer's own hours meter (counts seconds, k 1/3600)
+    from m2m.meter import Meters
+    from m2m.orders import meter_level
+    from m2m.sense.sampler import Sampler
+
+    drv = _Level()
+    drv.v = 1.0  # the pump runs
+    sm = Sampler(lambda r, u: None)
+    sm.add("pump", drv, prefix="pump", interval_s=1)
+    sm.step()
+    e = Env(rules=({"item": "filter", "meter": "pump_h", "every": 1 / 3600},))  # one order per second run
+    mc = config.validate({"meter": {"meters": [{"name": "pump_h", "type": "hours", "reading": "pump.level",
+                                                "above": 0.5}], "state": e.d + "/meter.json"}})["meter"]
+    ms = Meters(mc, e.ob, "dev-1", key=b"k" * 32, sampler=sm)
+    e.o.meter = meter_level(ms)
+    assert e.o.meter("nothing") is None
+    ms.step()
+    e.check()
+    assert [r for r in e.ob.peek(100) if r[1] == ORDER] == []
+    time.sleep(1.3)
+    ms.step()
+    h = e.o.meter("pump_h")
+    assert 1 / 3600 <= h < 2 / 3600, h
+    e.check()
+    m = [json.loads(p) for _, k, p in e.ob.peek(100) if k == ORDER]
+    assert [x["order"] for x in m] == ["dev-1:filter:1"] and m[0]["reason"].startswith("pump_h "), m

@@ -199,7 +199,7 @@ def test_usage_records_stored_once(broker, subscriber, tmp_path):
     run = Running(broker.url, tmp_path / "c.db")
     dev = subscriber("m2mkit/dev-5/cmd")
     try:
-        recs = [json.dumps({"seq": n, "meter": "water", "units": n * 1.5}).encode() for n in (1, 2)]
+        recs = [json.dumps({"m": "water", "n": n, "a": n, "b": n + 1, "k": "0.5", "u": "L"}).encode() for n in (1, 2)]
         for r in recs + recs[:1]:
             dev.publish("m2mkit/dev-5/usage", r)
         assert until(lambda: len(run.svc.store.usage("dev-5")) == 2)

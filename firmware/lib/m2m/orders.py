@@ -3,7 +3,7 @@
 # second; the request goes through the outbox (kind 5 -> <prefix>/<id>/orders) again, same id, until
 # the host answers on /cmd ("order": confirmed / rejected / delivered). Contract: docs/CONTRACTS.md
 # "Orders". Imported only when orders.rules is set:
-#   o = Orders(outbox, cfg, device_id, level=sampler_level(sampler), meter=fn)   loop service
+#   o = Orders(outbox, cfg, device_id, level=sampler_level(sampler), meter=meter_level(meters))
 #   contract.EXTRA["order"] = o.command                                         done by Orders
 import json
 
@@ -69,6 +69,18 @@ def sampler_level(sampler):
         x = sampler.latest(name)
         return None if x is None else x[0]
     return level
+
+
+def meter_level(meters):
+    # meter(name) -> an m2m.meter.Meters meter's reading in its unit (count x k), None if unknown
+    def meter(name):
+        c = meters.counters().get(name)
+        for m in meters.meters:
+            if m.name == name and c is not None:
+                a, _, b = m.k.partition("/")
+                return c * float(a) / float(b or 1)
+        return None
+    return meter
 
 
 class Orders:
