@@ -8,7 +8,8 @@
 # AT+CGLA=<sessionid>,<length>,"<APDU hex>" -> +CGLA: <length>,"<response hex>" (<length> counts hex
 # characters; the response ends with SW1 SW2); AT+CCHC=<sessionid>. The MT puts the channel number
 # into the CLA byte (Telit ME310G1 AT reference, +CCHO), so APDUs go with CLA 0x80. A modem that
-# answers AT+CCHO=? with ERROR has no logical channels (lpac driver/apdu/at_etsi.c probes the same).
+# answers AT+CCHO=? with ERROR has no logical channels (lpac driver/apdu/at_etsi.c probes the same);
+# which of our modems have them: ASSUMED docs/ASSUMED.md#A-ESIM-CCHO.
 #
 # ES10 (GSMA SGP.22; ASN.1 as in lpac's docs/asn1/rsp.asn): STORE DATA 80 E2 91 00 <Lc> <BER-TLV>
 # to the ISD-R (AID A0000005591010FFFFFFFF8900000100); 61xx: GET RESPONSE 80 C0 00 00 xx for the
@@ -21,7 +22,9 @@ from micropython import const
 from m2m import bertlv, events, hal
 
 ISDR = "A0000005591010FFFFFFFF8900000100"
-_REFRESH_MS = const(30000)  # the SIM back after an enable; then the network reads it anyway
+# the SIM back after an enable (+CPIN: NOT READY, then READY; ASSUMED docs/ASSUMED.md#A-ESIM-REFRESH);
+# then the network reads it anyway
+_REFRESH_MS = const(30000)
 _MAX_CHUNKS = const(16)  # GET RESPONSE rounds (16 x 256 bytes)
 
 # ETSI TS 102 221 10.2.1 status words (ISO/IEC 7816-4 5.1.3)
@@ -475,6 +478,12 @@ class Manager:
 
     # ---- the MQTT command: {"cmd": "esim", "args": {"action": "status" | "read" | "switch", "iccid"}}
     def command(self, args):
+        try:
+            return self._command(args)
+        except OSError as e:  # an AT timeout: an error reply, never an exception in the reporter
+            raise EsimError("the modem did not answer: %s" % (e,))
+
+    def _command(self, args):
         a = args.get("action", "status")
         if a == "read":
             self.reload()

@@ -126,6 +126,10 @@ class Network:
         self.roam = roam.Guard(state_dir + "net_roam.json", n["roam_days_limit"])
         from m2m import net
         net._active = self
+        self.esim = None
+        if (cfg.get("esim") or {}).get("enabled"):  # eSIM profiles (issue #13), only when enabled
+            from m2m.net import esim
+            self.esim = esim.Manager(self)
 
     # ---- config ----
     def _profiles(self, n):
@@ -174,6 +178,10 @@ class Network:
             raise
 
     def _step(self):
+        if self.esim is not None:
+            w = self.esim.step()  # a wait for the SIM refresh after a profile switch, else None
+            if w is not None:
+                return w
         if self.failed is not None and self.state not in (OFF, POWER):
             reason = self.failed
             self.failed = None
@@ -422,9 +430,19 @@ class Network:
         self.profile = (self.profile + 1) % len(self.profiles)
         self.counts["profile"] += 1
         events.post("net.profile", index=self.profile, reason=why)
+        if self.esim is not None and self.esim.fallback(self.profile, why):
+            return 0  # the eUICC enables the profile's ICCID; its refresh leads back to resim()
         self.modem.at.cmd("AT+CFUN=0", timeout_ms=20000)
         self._go(CONFIG)
         return 0
+
+    def resim(self, profile=None, **why):
+        # the SIM was refreshed (another eSIM profile): read it again from the SIM step, then
+        # configure `profile` (its APN and RAT) and register
+        if profile is not None:
+            self.profile = profile
+        self._sim_t0 = hal.ticks_ms()
+        self._go(SIM, **why)
 
     def _registered(self, reg):
         m = self.modem
@@ -605,4 +623,5 @@ class Network:
         return {"state": NAMES[self.state], "profile": self.profile, "rat": self.rat,
                 "plmn": self.plmn, "roaming": self.roaming, "roam_days": self.roam.days,
                 "signal": self.signal, "psm": self.psm, "edrx": self.edrx, "sim": self.sim_state,
-                "level": self.level, "counts": self.counts}
+                "level": self.level, "counts": self.counts,
+                "esim": self.esim.status() if self.esim is not None else None}

@@ -1,5 +1,5 @@
 """An eUICC behind the simulated SIM (issue #13): an EID and operator profiles (ICCID, IMSI, home
-operator, APN), the ISD-R answering the GSMA SGP.22 ES10 functions the firmware uses, reached through
+operator, APN), the ISD-R answering the GSMA SGP.22 ES10 functions of profile management, reached through
 the 3GPP TS 27.007 logical-channel commands, and the SIM refresh that enabling a profile causes.
 
 Sources (the firmware cites its own; nothing here is taken from the firmware):
@@ -30,7 +30,7 @@ from .core import CmeError, Malformed
 
 ISDR = bytes.fromhex("A0000005591010FFFFFFFF8900000100")
 MAX_CHANNELS = 3  # channels 1-3 (ETSI TS 102 221 11.1.17)
-REFRESH_TIME = 2.0  # modem seconds from the enable to the card being back (ASSUMED A-ESIM-REFRESH)
+REFRESH_TIME = 2.0  # modem seconds from the enable to the card being back (ASSUMED docs/ASSUMED.md#A-ESIM-REFRESH)
 NETWORK = ("ok", "denied", "silent")
 
 
@@ -133,6 +133,7 @@ class EUICC:
         self.boot = None
         self.apdus = 0
         self.refreshes = 0
+        self.after = None  # (iccid, refresh): an enable done once its answer has been read
 
     def find(self, iccid):
         for p in self.profiles:
@@ -166,7 +167,10 @@ class EUICC:
             n = le or 256
             out, rest = rest[:n], rest[n:]
             self.channels[ch] = rest
-            return out + (bytes([0x61, min(len(rest), 255)]) if rest else b"\x90\x00")
+            if rest:
+                return out + bytes([0x61, min(len(rest), 255)])
+            self.done(modem)
+            return out + b"\x90\x00"
         if ins != 0xE2:
             return b"\x6d\x00"
         if p1 != 0x91 or p2 != 0x00:
@@ -223,9 +227,16 @@ class EUICC:
                 return tlv(0xBF31, tlv(0x80, b"\x01"))  # iccidOrAidNotFound
             if iccid == self.enabled:
                 return tlv(0xBF31, tlv(0x80, b"\x02"))  # profileNotInDisabledState
-            self.switch(modem, iccid, refresh=inner[0x81] != b"\x00")
+            # the card's REFRESH follows the whole answer (ASSUMED docs/ASSUMED.md#A-ESIM-REFRESH)
+            self.after = (iccid, inner[0x81] != b"\x00")
             return tlv(0xBF31, tlv(0x80, b"\x00"))
         return None
+
+    def done(self, modem):
+        if self.after is not None:
+            iccid, refresh = self.after
+            self.after = None
+            self.switch(modem, iccid, refresh)
 
     # ---- enabling: the card's REFRESH, as the modem shows it ----
     def switch(self, modem, iccid, refresh=True):
@@ -283,10 +294,10 @@ def at_CCHO(modem, cmd):
         raise Malformed("CCHO dfname")
     eu = _euicc(modem)
     if eu is None or aid != ISDR:
-        raise CmeError(50)  # no application with this AID (ASSUMED A-ESIM-CCHO)
+        raise CmeError(50)  # no application with this AID (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO)
     free = [c for c in range(1, MAX_CHANNELS + 1) if c not in eu.channels]
     if not free:
-        raise CmeError(100)  # MANAGE CHANNEL refused: every channel in use (ASSUMED A-ESIM-CCHO)
+        raise CmeError(100)  # MANAGE CHANNEL refused: every channel in use (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO)
     eu.channels[free[0]] = b""
     modem.info("+CCHO: %d" % free[0])
 
@@ -300,6 +311,7 @@ def at_CCHC(modem, cmd):
     if eu is None or ch not in eu.channels:
         raise CmeError(50)
     del eu.channels[ch]
+    eu.done(modem)
 
 
 def at_CGLA(modem, cmd):
