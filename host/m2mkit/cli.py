@@ -325,6 +325,10 @@ from . import hosttools  # noqa: E402  (deploy, image, provision, flash, shell, 
 
 hosttools.register(main)
 
+from .lwm2m.cli import lwm2m_command  # noqa: E402  (m2mkit lwm2m serve: issue #10)
+
+main.add_command(lwm2m_command)
+
 from .commerce import commerce as _commerce  # noqa: E402  (orders and usage records: issue #14)
 
 main.add_command(_commerce)

@@ -1,5 +1,16 @@
-"""The host-side LwM2M server (`m2mkit lwm2m serve`) and its payload codecs."""
+"""The host-side LwM2M server (`m2mkit lwm2m serve`) and its payload codecs. aiocoap is imported
+when the server is first used, not with the command line."""
 
-from .server import LwM2MError, Registration, Reply, Server
+__all__ = ["LwM2MError", "Registration", "Reply", "Server", "ServerThread"]
 
-__all__ = ["LwM2MError", "Registration", "Reply", "Server"]
+
+def __getattr__(name):
+    if name in ("LwM2MError", "Registration", "Reply", "Server"):
+        from . import server
+
+        return getattr(server, name)
+    if name == "ServerThread":
+        from .runner import ServerThread
+
+        return ServerThread
+    raise AttributeError(name)
