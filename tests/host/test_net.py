@@ -69,7 +69,7 @@ def kinds(evs):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_attach_on_each_dialect(model, tmp_path):
-    with sim_for(model, 20) as sim:
+    with sim_for(model, 20, signal={"sinr": -6}) as sim:
         (r,), evs = run(UP, sim, 20, {"net": {"apn": "internet"}}, tmp_path, model)
         assert r["ok"], evs
         st = r["status"]
@@ -83,8 +83,10 @@ def test_attach_on_each_dialect(model, tmp_path):
         # the simulator's default signal: rssi -71 dBm (CSQ 21), rsrp -95, rsrq -10
         assert sig["rssi"] == -71 and sig["rsrp"] == -95 and sig["rsrq"] == -10
         assert 0 < sig["quality"] <= 100
-        # the band from the vendor read (AT+QNWINFO / AT+CPSI?); the GM02S has none here
-        assert sig["band"] == (None if model == "gm02s" else 20)
+        # band and SINR from the vendor reads (AT+QNWINFO + AT+QCSQ / AT+CPSI? / AT+SQNMONI=9, whose
+        # EARFCN gives the band), each in its own unit: 1/5 dB from -20, RSSNR in 2 dB steps, dB
+        assert sig["band"] == 20
+        assert sig["sinr"] == -6
         assert sim.status()["boots"] == 1
 
 

@@ -80,12 +80,22 @@ class BG95(Modem):
     def signal(self):
         # the band: +QNWINFO: <act>,<oper>,<band>,<channel>, e.g. "LTE BAND 20" ("No Service" when
         # not registered); layout ASSUMED docs/ASSUMED.md#A-BAND-READS
+        out = {}
         r = self.at.cmd("AT+QNWINFO", timeout_ms=_T)
         for ln in r.lines:
             f = ln.split(b",")
             if len(f) >= 3:
-                return {"band": band_number(f[2])}
-        return {}
+                out["band"] = band_number(f[2])
+        # SINR: +QCSQ: <sysmode>,<lte_rssi>,<lte_rsrp>,<lte_sinr>,<lte_rsrq> on eMTC / NB-IoT
+        # ("GSM" gives one value, "NOSERVICE" none); <lte_sinr> is in 1/5 dB from 0 (-20 dB) to 250
+        # (+30 dB): dB = value / 5 - 20 (BG96 AT manual as quoted by Quectel's support, forum
+        # thread 54722 "AT+QCSQ command conversion", with the BG96 answer "CAT-M1",-91,-129,67,-20)
+        r = self.at.cmd("AT+QCSQ", timeout_ms=_T)
+        for ln in r.lines:
+            f = ln.split(b",")
+            if len(f) >= 5:
+                out["sinr"] = int(f[3]) / 5 - 20
+        return out
 
     def band_args(self, bands):
         m = 0

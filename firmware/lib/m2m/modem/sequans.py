@@ -11,6 +11,21 @@ from m2m.modem import MODELS, Modem, OPT, USER
 _T = 1000
 
 
+# downlink EARFCN ranges (first, last, band) of the GM02S's LTE bands up to 20, as Pycom's Sequans
+# AT command page lists them (3GPP TS 36.101 table 5.7.3-1); other bands read None
+_EARFCN = (0, 599, 1, 600, 1199, 2, 1200, 1949, 3, 1950, 2399, 4, 2400, 2649, 5, 3450, 3799, 8,
+           5010, 5179, 12, 5180, 5279, 13, 5730, 5849, 17, 5850, 5999, 18, 6000, 6149, 19,
+           6150, 6449, 20)
+
+
+def band_of(earfcn):
+    t = _EARFCN
+    for i in range(0, len(t), 3):
+        if t[i] <= earfcn <= t[i + 1]:
+            return t[i + 2]
+    return None
+
+
 class GM02S(Modem):
     NAME = "gm02s"
     CGMM, ATI = MODELS[NAME][2:]  # identity strings: see the registry in m2m.modem
@@ -46,6 +61,32 @@ class GM02S(Modem):
         (b"+CTZE:", "time"),
         (b"+CTZV:", "time"),
     )
+
+    def signal(self):
+        # AT+SQNMONI=9, the serving cell with its CINR (walter-micropython's SQNMONI report types:
+        # SERVING_CELL_WITH_CINR = 9): "+SQNMONI: <operator> Cc:<mcc> Nc:<mnc> RSRP:<dBm> CINR:<dB>
+        # RSRQ:<dB> TAC:<n> Id:<pci> EARFCN:<n> PWR:<dBm> PAGING:<n>" (Pycom's Sequans AT command
+        # page examples; newer firmware adds CID:, BAND:, BW:, which walter-micropython's parser
+        # reads). An error when there is no serving cell. The band: BAND:, else from the EARFCN
+        out = {}
+        r = self.at.cmd("AT+SQNMONI=9", timeout_ms=_T)
+        if not r.ok:
+            return out
+        earfcn = None
+        for ln in r.lines:
+            for part in ln.split(b" "):
+                k, _, v = part.partition(b":")
+                if not v:
+                    continue
+                if k == b"CINR":
+                    out["sinr"] = float(v)
+                elif k == b"BAND":
+                    out["band"] = int(v)
+                elif k == b"EARFCN":
+                    earfcn = int(v)
+        if "band" not in out and earfcn is not None:
+            out["band"] = band_of(earfcn)
+        return out
 
     # the modem's own sleep, governed by the RTS line: AT+SQNIPSCFG=1 (TinyGSM
     # TinyGsmClientSequansMonarch.h sleepEnableImpl); optional, the network reports a refusal

@@ -67,11 +67,17 @@ class SIM7080G(Modem):
         # the band: +CPSI: <system mode>,<operation mode>,<MCC>-<MNC>,<TAC>,<SCellID>,<PCellID>,
         # <frequency band>,... ("EUTRAN-BAND20"; SIM7500/SIM7600 Series AT Command Manual V1.08 as
         # quoted in public code; the SIM7080's LTE form ASSUMED docs/ASSUMED.md#A-BAND-READS)
+        # ... <earfcn>,<dlbw>,<ulbw>,<RSRQ>,<RSRP>,<RSSI>,<RSSNR> in the LTE form (14 fields, as in the
+        # sim7000g / sim7000e transcripts); SINR dB = 2 x RSSNR - 20 (Zephyr's SIM7080 driver,
+        # drivers/modem/simcom/sim7080/sim7080_meas.c cpsi_parse_lte)
         r = self.at.cmd("AT+CPSI?", timeout_ms=_T)
         for ln in r.lines:
             f = ln.split(b",")
             if len(f) >= 7:
-                return {"band": band_number(f[6])}
+                out = {"band": band_number(f[6])}
+                if len(f) >= 14:
+                    out["sinr"] = 2 * int(f[13]) - 20
+                return out
         return {}
 
     # AT+CNMP: 38 = LTE only. AT+CMNB: 1 Cat-M, 2 NB-IoT, 3 both

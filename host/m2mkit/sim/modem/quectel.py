@@ -143,7 +143,10 @@ class BG95(Modem):
             return
         s = self.signal
         rat = "eMTC" if self.current_act() == 7 else "NBIoT"
-        self.info('+QCSQ: "%s",%d,%d,%d,%d' % (rat, s["rssi"], s["rsrp"], int(s["sinr"] * 5 + 100) // 5, s["rsrq"]))
+        # <lte_sinr> in 1/5 dB from 0 (-20 dB) to 250 (+30 dB) (BG96 AT manual as quoted on Quectel's
+        # forum, thread 54722 "AT+QCSQ command conversion": dB = value / 5 - 20)
+        sinr = max(0, min(250, int(round((s["sinr"] + 20) * 5))))
+        self.info('+QCSQ: "%s",%d,%d,%d,%d' % (rat, s["rssi"], s["rsrp"], sinr, s["rsrq"]))
 
     # ---- PDP ---------------------------------------------------------------------------------
     def at_QICSGP(self, cmd):

@@ -75,6 +75,26 @@ class GM02S(Modem):
             cmd.int(0, lo=0, hi=1)
             cmd.str(1)
 
+    def at_SQNMONI(self, cmd):
+        # the serving cell: AT+SQNMONI=0, and =9 with its CINR (walter-micropython's report types
+        # SERVING_CELL = 0, SERVING_CELL_WITH_CINR = 9); the line as in Pycom's Sequans AT command
+        # page ("+SQNMONI: NL KPN Cc:204 Nc:08 RSRP:-90.00 CINR:18.00 RSRQ:-7.70 TAC:64503 Id:176
+        # EARFCN:6400 PWR:-74.52 PAGING:64"). Fails without a serving cell (a Sequans IMS2 driver's
+        # note); the error code ASSUMED docs/ASSUMED.md#A-SQNMONI-ERR. The cell is on band 20
+        # (EARFCN 6300, 3GPP TS 36.101 table 5.7.3-1), like the other dialects' simulated cell.
+        if cmd.kind != "set":
+            raise Malformed("SQNMONI")
+        mode = cmd.int(0, lo=0, hi=9)
+        if mode not in (0, 9):
+            raise Malformed("SQNMONI")
+        if self.cfun != 1 or not self.registered() or self.serving is None:
+            raise CmeError(30)
+        s = self.signal
+        plmn = self.serving[2]
+        cinr = " CINR:%.2f" % s["sinr"] if mode == 9 else ""
+        self.info("+SQNMONI: %s Cc:%s Nc:%s RSRP:%.2f%s RSRQ:%.2f TAC:%d Id:257 EARFCN:6300 PWR:%.2f PAGING:128" % (
+            self.serving[0], plmn[:3], plmn[3:], s["rsrp"], cinr, s["rsrq"], int(self.cell["tac"], 16), s["rssi"]))
+
     # ---- certificates and security profiles ------------------------------------------------------
     async def at_SQNSNVW(self, cmd):
         if cmd.kind != "set":

@@ -135,9 +135,11 @@ class SIM7080G(Modem):
         plmn = self.serving[2]
         sysmode = "LTE NB-IOT" if self.current_act() == 9 else "LTE CAT-M1"
         s = self.signal
+        # the last field is RSSNR: SINR dB = 2 x RSSNR - 20 (Zephyr's SIM7080 driver,
+        # drivers/modem/simcom/sim7080/sim7080_meas.c)
         self.info("+CPSI: %s,Online,%s-%s,0x%s,%d,257,EUTRAN-BAND20,6300,3,3,%d,%d,%d,%d" % (
             sysmode, plmn[:3], plmn[3:], self.cell["tac"], int(self.cell["ci"], 16),
-            s["rsrq"], s["rsrp"], s["rssi"], s["sinr"]))
+            s["rsrq"], s["rsrp"], s["rssi"], int(round((s["sinr"] + 20) / 2))))
 
     # ---- app network ----------------------------------------------------------------------------
     async def at_CNACT(self, cmd):
