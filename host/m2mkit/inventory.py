@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS devices (
 CREATE TABLE IF NOT EXISTS status (
   device_id TEXT, t REAL, rat TEXT, plmn TEXT, roaming INTEGER, roaming_since REAL,
   PRIMARY KEY (device_id, t));
+CREATE TABLE IF NOT EXISTS esim (
+  device_id TEXT PRIMARY KEY, t REAL, eid TEXT, iccid TEXT, profiles TEXT);
 """
 COLUMNS = ("device_id", "board", "imei", "iccid", "imsi", "modem_model", "modem_firmware", "provisioned_at",
            "updated_at")
@@ -91,6 +93,7 @@ class Inventory:
         cred = json.loads(r[-1]) if r[-1] else {}
         d["credentials"] = {k: ("<secret>" if k in SECRET_KEYS else v) for k, v in cred.items()}
         d["last_status"] = self.last_status(device_id)
+        d["esim"] = self.esim(device_id)
         return d
 
     def import_status(self, path):
@@ -114,8 +117,24 @@ class Inventory:
                 self.db.execute("INSERT OR REPLACE INTO status VALUES (?, ?, ?, ?, ?, ?)",
                                 (s["device_id"], s["t"], s.get("rat"), s.get("plmn"),
                                  None if s.get("roaming") is None else int(bool(s["roaming"])), s.get("roaming_since")))
+                self._import_esim(s)
                 n += 1
         return n
+
+    def _import_esim(self, s):
+        # the eUICC a status report names (the device's "esim": eid, iccid, profiles; issue #13): the
+        # newest report per device is kept
+        e = s.get("esim")
+        if not isinstance(e, dict) or not e.get("eid"):
+            return
+        old = self.db.execute("SELECT t FROM esim WHERE device_id=?", (s["device_id"],)).fetchone()
+        if old is None or old[0] <= s["t"]:
+            self.db.execute("INSERT OR REPLACE INTO esim VALUES (?, ?, ?, ?, ?)",
+                            (s["device_id"], s["t"], e["eid"], e.get("iccid"), json.dumps(e.get("profiles") or [])))
+
+    def esim(self, device_id):
+        r = self.db.execute("SELECT t, eid, iccid, profiles FROM esim WHERE device_id=?", (device_id,)).fetchone()
+        return None if r is None else {"t": r[0], "eid": r[1], "iccid": r[2], "profiles": json.loads(r[3])}
 
     def last_status(self, device_id):
         r = self.db.execute("SELECT t, rat, plmn, roaming, roaming_since FROM status WHERE device_id=? "

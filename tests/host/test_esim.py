@@ -251,3 +251,37 @@ def test_a_modem_without_logical_channels_says_so(tmp_path):
         assert up["ok"] and up["esim"]["kind"] == "unsupported" and up["iccid"] == A, evs
         u = ev(evs, "esim.unsupported")
         assert u and "model=gm02s" in u[0]
+
+
+def test_inventory_records_the_eid_and_profiles_a_device_reports(tmp_path):
+    # the status the device itself reports (Network.status()["esim"]), imported into the inventory
+    import os
+    import subprocess
+
+    from m2mkit import inventory
+    from m2mkit.paths import ROOT
+
+    with sim_for("bg95") as sim:
+        install(sim)
+        res, evs = run(HEAD, sim, "bg95", tmp_path)
+    es = res["up"]["esim"]
+    assert es["eid"] == EID, evs
+    db = tmp_path / "inv.sqlite"
+    with inventory.Inventory(db) as inv:
+        inv.record("meter-1", board="esp32-devkitc-bg95")
+    older = dict(es, eid="89049032123451234512345678900000")
+    lines = [{"device_id": "meter-1", "t": 1000, "rat": "lte-m", "plmn": "00101", "roaming": False, "esim": es},
+             {"device_id": "meter-1", "t": 900, "rat": "lte-m", "plmn": "00101", "roaming": False, "esim": older}]
+    (tmp_path / "status.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    m2mkit = [str(ROOT / ".venv" / "bin" / "m2mkit")]
+    p = subprocess.run(m2mkit + ["inventory", "import-status", str(tmp_path / "status.jsonl"), "--db", str(db)],
+                       capture_output=True, text=True, env=dict(os.environ), timeout=60)
+    assert p.returncode == 0 and "imported 2" in p.stdout, p.stderr
+    p = subprocess.run(m2mkit + ["inventory", "show", "meter-1", "--db", str(db)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    shown = json.loads(p.stdout)["esim"]
+    # the newest report wins (the older one, imported after it, does not replace it)
+    assert shown["eid"] == EID and shown["iccid"] == A and shown["t"] == 1000
+    assert [q["iccid"] for q in shown["profiles"]] == [A, B, C]
+    assert shown["profiles"][0]["state"] == "enabled" and shown["profiles"][1]["nickname"] == "partner"
