@@ -414,6 +414,8 @@ def test_execute_discover_attributes_create_delete():
         assert r.code == Code.CREATED and r.location == "/3303/1" and "/3303/1/5700" in peer.values
         r = await srv.delete("dev1", "/3303/1")
         assert r.code == Code.DELETED and "/3303/1/5700" not in peer.values
+        r = await srv.create("dev1", "/3303/5", {"/3303/5/5700": 1.0})  # the server names the instance
+        assert r.location == "/3303/5" and "/3303/5/5700" in peer.values
         await peer.stop()
         await srv.stop()
     run(go())

@@ -21,7 +21,7 @@ HELP = """commands (<ep> is a registered endpoint name, <path> an LwM2M path lik
   observe <ep> <path> [--format F]       notifications are printed as they come
   cancel <ep> <path>                     end an observation
   attr <ep> <path> pmin=N pmax=N gt=X lt=X st=X   write attributes
-  create <ep> <object> <rid>=<value>...  create an instance, e.g. create <ep> /3303 5700=20.5
+  create <ep> <object>[/<inst>] <rid>=<value>...   create an instance, e.g. create <ep> /3303 5700=20.5
   delete <ep> <path>                     delete an object instance
   fw <ep> <file>                         serve a firmware package block-wise and write its URI to /5/0/1
   help, quit"""
@@ -113,10 +113,14 @@ class Console:
     def _later(self, coro, what):
         """Run an operation; if the client sleeps its answer is printed when it comes."""
         async def go():
+            from .server import LwM2MError
+
             try:
                 self.out(self._show(await coro))
+            except LwM2MError as e:
+                self.out(f"error: {e}")
             except Exception as e:  # one line per failure, the console goes on
-                self.out(f"error: {what}: {e}")
+                self.out(f"error: {what}: {e!r}")
 
         t = asyncio.ensure_future(go())
         self.tasks.add(t)
@@ -222,16 +226,18 @@ class Console:
 
     async def do_create(self, args):
         args, opts = _split_opts(args)
-        self._need(args, 3, "create <ep> <object> <rid>=<value>... [--format F]")
+        self._need(args, 3, "create <ep> <object>[/<instance>] <rid>=<value>... [--format F]")
         ep, obj = args[0], args[1].rstrip("/")
+        inst = obj.split("/")[2] if obj.count("/") == 2 else "0"  # /o: the client picks the instance
+        obj = "/" + obj.split("/")[1] if obj.count("/") >= 1 else obj
         values = {}
         for v in args[2:]:
             rid, eq, x = v.partition("=")
             if not eq or not rid.isdigit():
                 raise ConsoleError(f"{v!r}: give <resource id>=<value>, e.g. 5700=20.5")
-            values[f"{obj}/0/{rid}"] = _value(x)
+            values[f"{obj}/{inst}/{rid}"] = _value(x)
         self.server.find(ep)
-        return await self._run(self.server.create(ep, obj, values, opts.get("--format")), f"create {ep} {obj}")
+        return await self._run(self.server.create(ep, args[1], values, opts.get("--format")), f"create {ep} {obj}")
 
     async def do_delete(self, args):
         self._need(args, 2, "delete <ep> <path>")

@@ -204,8 +204,14 @@ def tlv_one(kind, ident, value):
 
 def tlv_encode(values, base):
     """TLV payload for a Write at `base` (path tuple) of {path: value}: resources of an object
-    instance at top level for /o/i, object instances for /o, one resource for /o/i/r."""
+    instance at top level for /o/i, object instances for /o, one resource for /o/i/r; base (o, None):
+    the resources of one instance without its object instance TLV (a Create where the client picks)."""
     base = tuple(base)
+    if len(base) == 2 and base[1] is None:
+        base = base[:1]
+        flat = True
+    else:
+        flat = False
     groups = {}  # instance -> resource -> value or {ri: value}
     for p, v in values.items():
         path = parse_path(p) if isinstance(p, str) else tuple(p)
@@ -227,7 +233,7 @@ def tlv_encode(values, base):
     def instance(o, res):
         return b"".join(resource(o, rid, v) for rid, v in sorted(res.items()))
 
-    if len(base) == 1:
+    if len(base) == 1 and not flat:
         return b"".join(tlv_one(OBJ_INST, i, instance(base[0], r)) for i, r in sorted(groups.items()))
     return b"".join(instance(base[0], r) for _, r in sorted(groups.items()))
 

@@ -462,21 +462,23 @@ class Server(resource.Resource):
             reg, desc, Message(code=Code.PUT, uri_path=uri, uri_query=query)))
 
     async def create(self, ep, path, values, fmt=None):
+        """Create on /o (the client picks the instance id; TLV: resources only) or /o/i (TLV: one
+        object instance TLV naming it); `values` {"/o/i/r": value}."""
         fmt = _format(fmt) if fmt is not None else self.write_format
         uri = self._uri(path)
-        if len(uri) != 1:
-            raise LwM2MError(f"create {path}: create takes an object path, e.g. /3303")
-        inst = {codec.parse_path(p)[1] for p in values} if values else set()
+        if len(uri) not in (1, 2):
+            raise LwM2MError(f"create {path}: create takes an object path, e.g. /3303 (or /3303/1 to name the instance)")
+        base = tuple(int(p) for p in uri)
         try:
-            if fmt == codec.TLV and len(inst) == 1:
-                payload = codec.tlv_encode(values, tuple(int(p) for p in uri))  # one object instance TLV
+            if fmt == codec.TLV:
+                payload = codec.tlv_encode(values, base[:1] if len(base) == 2 else base + (None,))
             else:
-                payload = codec.encode(fmt, values, tuple(int(p) for p in uri))
+                payload = codec.encode(fmt, values, base[:1])
         except (codec.CodecError, TypeError, ValueError) as e:
             raise LwM2MError(f"create {path}: {e}") from None
         desc = f"create {ep} {path} {codec.NAMES.get(fmt, fmt)}"
         return await self._op(ep, desc, lambda reg: self._request(
-            reg, desc, Message(code=Code.POST, uri_path=uri, content_format=fmt, payload=payload)))
+            reg, desc, Message(code=Code.POST, uri_path=uri[:1], content_format=fmt, payload=payload)))
 
     async def delete(self, ep, path):
         uri = self._uri(path)
