@@ -1,0 +1,757 @@
+# The LwM2M client: client-initiated bootstrap, registration (Register / Update / Deregister,
+# lifetime, binding, queue mode), the server's operations (Read, Write replace / partial, Execute,
+# Create, Delete, Discover, Write-Attributes, Observe / cancel), the notifier, Send of telemetry
+# from the outbox and the firmware pull. Interfaces: OMA-TS-LightweightM2M_Transport-V1_1 6 (the
+# CoAP mapping: POST /bs, POST /rd, POST /rd/<loc>, DELETE /rd/<loc>, POST /dp, GET / PUT / POST /
+# DELETE on /oid/iid/rid) and OMA-TS-LightweightM2M_Core-V1_1 (operations and attributes).
+#
+#   c = Client(cfg, network=None, sampler=None, outbox=None, stack=None)
+#   loop.run([c])  or  ms = c.step();  c.close() deregisters
+from micropython import const
+
+from m2m import coap, hal
+from m2m.lwm2m import LINK, OPAQUE, SENML_CBOR, SENML_JSON, TEXT, TLV
+from m2m.lwm2m.model import Err, parse_path
+
+try:
+    from m2m.events import post as _post
+except ImportError:
+    _post = None
+
+_IDLE = const(0)
+_BOOTSTRAP = const(1)  # POST /bs sent or bootstrap server writing
+_REGISTER = const(2)  # POST /rd to send
+_REGISTERING = const(3)
+_REGISTERED = const(4)
+_SLEEP = const(5)  # queue mode: radio off, nothing read
+_CLOSED = const(6)
+NAMES = ("idle", "bootstrap", "register", "registering", "registered", "sleep", "closed")
+_FORMATS = (TLV, SENML_JSON, SENML_CBOR, TEXT, OPAQUE)
+_ATTRS = ("pmin", "pmax", "gt", "lt", "st")
+_OBSERVATIONS = const(8)  # at most
+_CHECK_MS = const(500)  # how often observed values are read
+_BLOCK = const(512)
+
+
+def _event(kind, **f):
+    if _post is not None:
+        _post(kind, **f)
+
+
+class Attrs:
+    # Write-Attributes (OMA core 5.1.2): path tuple -> {name: number}
+    def __init__(self, model):
+        self.model = model
+        self.by_path = {}
+
+    def link(self, path):
+        a = self.by_path.get(path)
+        return "".join(";%s=%s" % (k, a[k]) for k in _ATTRS if k in a) if a else ""
+
+    def set(self, path, query):
+        new = dict(self.by_path.get(path, {}))
+        for q in query:
+            k, eq, v = q.partition("=")
+            if k not in _ATTRS:
+                if k in ("epmin", "epmax", "edge", "con", "hqmax"):
+                    continue  # LwM2M 1.2 attributes: not kept
+                raise Err(coap.BAD_REQUEST, "attribute %s" % k)
+            if k in ("gt", "lt", "st") and len(path) < 3:
+                raise Err(coap.BAD_REQUEST, "%s applies to a resource" % k)
+            if not eq:
+                new.pop(k, None)
+                continue
+            try:
+                x = float(v) if k in ("gt", "lt", "st") else int(v)
+            except ValueError:
+                raise Err(coap.BAD_REQUEST, "%s=%s" % (k, v))
+            if x < 0 and k in ("pmin", "pmax", "st"):
+                raise Err(coap.BAD_REQUEST, "%s=%s" % (k, v))
+            new[k] = x
+        if "pmin" in new and "pmax" in new and new["pmax"] and new["pmax"] < new["pmin"]:
+            raise Err(coap.BAD_REQUEST, "pmax below pmin")
+        if "lt" in new and "gt" in new and new["lt"] >= new["gt"]:
+            raise Err(coap.BAD_REQUEST, "lt must be below gt")
+        if new:
+            self.by_path[path] = new
+        else:
+            self.by_path.pop(path, None)
+
+    def effective(self, path, defaults):
+        # resource level over instance level over object level over the Server object's defaults
+        out = dict(defaults)
+        for n in range(1, len(path) + 1):
+            a = self.by_path.get(path[:n])
+            if a:
+                out.update(a)
+        return out
+
+
+class _Obs:
+    def __init__(self, path, tok, fmt, payload, value, now):
+        self.path = path
+        self.tok = tok
+        self.fmt = fmt
+        self.last = payload  # bytes last sent
+        self.value = value  # number last sent (gt / lt / st), or None
+        self.t = now
+        self.seq = 1
+
+
+class Client:
+    def __init__(self, cfg, network=None, sampler=None, outbox=None, stack=None):
+        from m2m.lwm2m import objects
+
+        lw = cfg.get("lwm2m", {})
+        self.cfg = cfg
+        self.name = lw.get("endpoint") or cfg.get("device", {}).get("id")
+        if not self.name:
+            raise ValueError("lwm2m: set lwm2m.endpoint or device.id (the endpoint name)")
+        self.lifetime = lw.get("lifetime_s", 86400)
+        self.queue = lw.get("queue_mode", False)
+        self.awake_ms = lw.get("awake_s", 93) * 1000
+        self.send_telemetry = lw.get("send", False)
+        self.stack = stack
+        self.outbox = outbox
+        self.network = network
+        self.sampler = sampler
+        self.errors = None
+        self.tx_bytes = self.rx_bytes = 0
+        self.ep = None
+        self.tr = None
+        self.loc = None  # the registration's location path ["rd", "xyz"]
+        self.obs = []
+        self.sending = None  # the Send in flight: last outbox seq
+        self.sent = 0
+        self.fw_job = None
+        self.model = m = objects.build(cfg, self, network, sampler)
+        self.attrs = Attrs(m)
+        self.names = {}  # reading name -> (oid, iid) of its IPSO object (Send)
+        if sampler is not None:
+            from m2m.sense import ipso
+
+            for name in sampler.names():
+                o = ipso(name)
+                self.names[name] = (o, sum(1 for n in self.names.values() if n[0] == o))
+        server = lw.get("server")
+        bs = lw.get("bootstrap")
+        psk = self._psk(lw)
+        if bs:
+            m.objs[0].add(0, {0: bs, 1: True, 2: 0 if psk else 3, 3: psk[0] if psk else b"",
+                              5: psk[1] if psk else b"", 10: 0})
+            self.state = _BOOTSTRAP
+        elif server:
+            self._account(0, server, 1, psk)
+            self.state = _REGISTER
+        else:
+            raise ValueError("lwm2m: set lwm2m.server (coap://HOST:PORT) or lwm2m.bootstrap")
+        self.due = hal.ticks_ms()  # when the state's next action is due
+        self.wake = None  # queue mode: when to sleep
+        self.tries = 0
+        self.pending = None  # the registration interface request in flight
+        self._close_later = False  # Bootstrap-Finish answered: the next Register opens the server
+        self._after = None  # run once the answer went out (Reboot)
+
+    def _psk(self, lw):
+        if not lw.get("psk_key"):
+            return None
+        import binascii
+
+        return ((lw.get("psk_identity") or self.name).encode(), binascii.unhexlify(lw["psk_key"]))
+
+    def _account(self, iid, uri, ssid, psk):
+        m = self.model
+        m.objs[0].add(iid, {0: uri, 1: False, 2: 0 if psk else 3, 3: psk[0] if psk else b"",
+                            5: psk[1] if psk else b"", 10: ssid})
+        lw = self.cfg.get("lwm2m", {})
+        m.objs[1].add(0, {0: ssid, 1: self.lifetime, 6: True, 7: "UQ" if self.queue else "U",
+                          4: self._disable, 8: self._update_trigger,
+                          2: lw.get("pmin", 0), 3: lw.get("pmax", 0)})
+
+    # ---- the transport ----
+    def _open(self, bootstrap):
+        from m2m.lwm2m.transport import Udp, parse_uri
+
+        sec = self.model.objs[0]
+        for iid in sorted(sec.inst):
+            ins = sec.inst[iid]
+            if bool(ins.get(1)) == bootstrap:
+                break
+        else:
+            raise ValueError("lwm2m: no %s account in /0" % ("bootstrap" if bootstrap else "server"))
+        secure, host, port = parse_uri(ins[0])
+        psk = (bytes(ins.get(3, b"")), bytes(ins.get(5, b""))) if ins.get(2) == 0 else None
+        if secure and not psk:
+            raise ValueError("lwm2m: %s needs a PSK (lwm2m.psk_key)" % ins[0])
+        self._close_ep()
+        self.tr = Udp(host, port, self.stack, psk if secure else None)
+        self.ep = coap.Endpoint(self.tr, self._handle, _BLOCK)
+        self.ep.on_reset = self._reset
+
+    def _close_ep(self):
+        if self.tr is not None:
+            self.tx_bytes += self.tr.tx_bytes
+            self.rx_bytes += self.tr.rx_bytes
+            self.tr.close()
+        self.tr = self.ep = None
+
+    def registered(self):
+        return self.state in (_REGISTERED, _SLEEP)
+
+    # ---- the loop ----
+    def step(self):
+        st = self.state
+        now = hal.ticks_ms()
+        if st == _CLOSED:
+            return 60000
+        if self._after is not None:
+            f, self._after = self._after, None
+            f()
+        try:
+            if self.ep is None and st != _SLEEP:
+                self._open(st == _BOOTSTRAP)
+                if st == _BOOTSTRAP:
+                    self._bs_request()
+            wait = self.ep.step() if st != _SLEEP else 60000
+        except OSError as e:
+            print("lwm2m: transport failed (%s): trying again" % e)
+            self._close_ep()
+            self._retry(_BOOTSTRAP if st == _BOOTSTRAP else _REGISTER)
+            return 1000
+        st = self.state
+        left = hal.ticks_diff(self.due, now)
+        if st == _REGISTER and left <= 0 and self.pending is None:
+            self._register()
+        elif st == _REGISTERED:
+            if left <= 0 and self.pending is None:
+                self._update()
+            else:
+                wait = min(wait, self._notify(now), max(left, 0))
+                self._send_step()
+                if self.fw_job is not None:
+                    self._fw_step()
+                    wait = min(wait, 5)
+                if self.queue and self.wake is not None and not self.ep.busy() \
+                        and hal.ticks_diff(now, self.wake) >= self.awake_ms and self.fw_job is None:
+                    self._sleep()
+        elif st == _SLEEP:
+            w = self._wake_due(now)
+            if w <= 0:
+                self._wake()
+                return 0
+            wait = min(wait, w)
+        if st in (_REGISTER, _REGISTERED) and left > 0:
+            wait = min(wait, left)
+        if self.ep is not None:
+            wait = min(wait, self.ep.next_ms())
+        return max(0, min(wait, 60000))
+
+    def _retry(self, state):
+        self.tries += 1
+        self.state = state
+        self.pending = None
+        self.due = hal.ticks_add(hal.ticks_ms(), min(5000 << min(self.tries, 6), 300000))
+
+    # ---- bootstrap (OMA core 6.1, transport 6.1) ----
+    def _bs_request(self):
+        def done(r):
+            if r is None or r.code >= 0x80:
+                print("lwm2m: bootstrap request refused (%s): trying again" % (coap.code_str(r.code) if r else "no answer"))
+                self._close_ep()
+                self._retry(_BOOTSTRAP)
+
+        self.ep.request(coap.POST, ("bs",), ("ep=" + self.name,), on_done=done)
+        _event("lwm2m.bootstrap", ep=self.name)
+
+    def _bs_finish(self):
+        sec = self.model.objs[0]
+        if not any(not i.get(1) for i in sec.inst.values()):
+            return coap.NOT_ACCEPTABLE  # 4.06: no server account written (OMA core 6.1.7.6)
+        # after our answer, the next step registers with the server the bootstrap server wrote
+        self.state = _REGISTER
+        self.due = hal.ticks_add(hal.ticks_ms(), 100)
+        self._close_later = True
+        return coap.CHANGED
+
+    # ---- registration (OMA transport 6.2) ----
+    def _links(self):
+        parts = []
+        for oid in sorted(self.model.objs):
+            if oid == 0:
+                continue
+            o = self.model.objs[oid]
+            if o.inst:
+                parts += ["</%d/%d>" % (oid, i) for i in sorted(o.inst)]
+            else:
+                parts.append("</%d>" % oid)
+        return ",".join(parts).encode()
+
+    def _lifetime(self):
+        srv = self.model.objs[1].inst
+        return srv[min(srv)].get(1, self.lifetime) if srv else self.lifetime
+
+    def _binding(self):
+        srv = self.model.objs[1].inst
+        return srv[min(srv)].get(7, "U") if srv else "U"
+
+    def _register(self):
+        if self._close_later:
+            self._close_later = False
+            self._open(False)
+        q = ["ep=" + self.name, "lt=%d" % self._lifetime(), "lwm2m=1.1", "b=" + self._binding().replace("Q", "")]
+        if self.queue:
+            q.append("Q")
+        self.state = _REGISTERING
+        self.pending = self.ep.request(coap.POST, ("rd",), q, self._links(), cf=LINK, on_done=self._registered)
+
+    def _registered(self, r):
+        self.pending = None
+        if r is None or r.code != coap.CREATED:
+            why = coap.code_str(r.code) if r else "no answer"
+            print("lwm2m: register refused (%s): trying again" % why)
+            _event("lwm2m.register_failed", why=why)
+            self._retry(_REGISTER)
+            return
+        self.loc = [v.decode() for n, v in r.opts if n == coap.LOCATION_PATH]
+        self.tries = 0
+        self.state = _REGISTERED
+        self._next_update()
+        self.wake = hal.ticks_ms()
+        _event("lwm2m.registered", loc="/".join(self.loc), lt=self._lifetime())
+
+    def _next_update(self):
+        # an Update well before the lifetime runs out: at 90 %, at least 2 s early
+        lt = self._lifetime() * 1000
+        self.due = hal.ticks_add(hal.ticks_ms(), max(1000, min(lt * 9 // 10, lt - 2000)))
+
+    def _update(self, links=False):
+        def done(r):
+            self.pending = None
+            if r is not None and r.code == coap.CHANGED:
+                self.tries = 0
+                self._next_update()
+                _event("lwm2m.updated")
+            elif r is not None and r.code >= 0x80:
+                print("lwm2m: update refused (%s): registering again" % coap.code_str(r.code))
+                self.state = _REGISTER
+                self.due = hal.ticks_ms()
+            else:
+                self._retry(_REGISTER)
+
+        self.wake = hal.ticks_ms()
+        self.pending = self.ep.request(coap.POST, self.loc, (), self._links() if links else b"",
+                                       cf=LINK if links else None, on_done=done)
+
+    def _update_trigger(self, arg):
+        self.due = hal.ticks_ms()
+
+    def _disable(self, arg):
+        self.due = hal.ticks_ms()
+
+    def close(self, timeout_ms=10000):
+        # Deregister (DELETE /rd/<loc>) and wait for its answer a bounded time
+        if self.state in (_REGISTERED, _SLEEP) and self.loc:
+            if self.ep is None:
+                self._open(False)
+            done = []
+            self.ep.request(coap.DELETE, self.loc, on_done=lambda r: done.append(r))
+            end = hal.ticks_add(hal.ticks_ms(), timeout_ms)
+            while not done and hal.ticks_diff(end, hal.ticks_ms()) > 0:
+                hal.sleep_ms(min(self.ep.step(), 20))
+            _event("lwm2m.deregistered", ok=bool(done and done[0]))
+        self._close_ep()
+        self.state = _CLOSED
+
+    # ---- queue mode (OMA core 6.5: the client listens only for a while after it sent) ----
+    def _sleep(self):
+        _event("lwm2m.sleep")
+        self.state = _SLEEP
+        self._close_ep()
+
+    def _wake_due(self, now):
+        w = hal.ticks_diff(self.due, now)
+        if self.obs:
+            w = min(w, self._notify(now, dry=True))
+        if self.send_telemetry and self.outbox is not None and self.outbox.pending():
+            w = 0
+        return w
+
+    def _wake(self):
+        # back on air: an Update tells the server we listen (it then delivers what it queued)
+        self._open(False)
+        self.state = _REGISTERED
+        _event("lwm2m.wake")
+        self._update()
+
+    # ---- the server's requests ----
+    def _handle(self, m):
+        self.wake = hal.ticks_ms()
+        try:
+            return self._op(m)
+        except Err as e:
+            return e.code, str(e).encode() if str(e) else None, TEXT if str(e) else None, None
+
+    def _op(self, m):
+        code = m.code
+        p = m.path()
+        bootstrapping = self.state == _BOOTSTRAP
+        if p == ["bs"] and code == coap.POST:
+            if not bootstrapping:
+                raise Err(coap.NOT_ALLOWED)
+            return self._bs_finish(), None, None, None
+        try:
+            path = parse_path("/".join(p))
+        except ValueError:
+            raise Err(coap.NOT_FOUND)
+        model = self.model
+        accept = m.uint(coap.ACCEPT)
+        cf = m.uint(coap.CONTENT_FORMAT)
+        if code == coap.GET:
+            if not path:
+                if accept == LINK and bootstrapping:
+                    return coap.CONTENT, self._links(), LINK, None
+                raise Err(coap.NOT_ALLOWED)
+            if accept == LINK:
+                return coap.CONTENT, model.discover(path, self.attrs), LINK, None
+            if path[0] == 0 and not bootstrapping:
+                raise Err(coap.UNAUTHORIZED)
+            fmt = self._format(path, accept)
+            payload = model.read(path, fmt)
+            obs = m.uint(coap.OBSERVE)
+            extra = None
+            if obs == 0:
+                extra = ((coap.OBSERVE, self._observe(path, m.token, fmt, payload)),)
+            elif obs == 1:
+                self._cancel(m.token)
+            return coap.CONTENT, payload, fmt, extra
+        if code == coap.PUT:
+            if not m.payload:
+                if not path:
+                    raise Err(coap.BAD_REQUEST)
+                model.obj(path[0])
+                self.attrs.set(path, m.query())
+                return coap.CHANGED, None, None, None
+            if path and path[0] == 0 and not bootstrapping:
+                raise Err(coap.UNAUTHORIZED)
+            if len(path) < (1 if bootstrapping else 2):
+                raise Err(coap.NOT_ALLOWED)
+            vals = model.values_in(path, cf, m.payload)
+            model.write(path, vals, True, bootstrapping)
+            return coap.CHANGED, None, None, None
+        if code == coap.POST:
+            if len(path) == 3:
+                o = model.obj(path[0])
+                t, r, w, e, mu = o.spec(path[2])
+                ins = o.inst.get(path[1])
+                if ins is None or path[2] not in ins:
+                    raise Err(coap.NOT_FOUND)
+                if not e:
+                    raise Err(coap.NOT_ALLOWED)
+                arg = m.payload.decode() if m.payload else ""
+                _event("lwm2m.execute", path="/%d/%d/%d" % path, arg=arg)
+                ins[path[2]](arg)
+                return coap.CHANGED, None, None, None
+            if len(path) == 2:
+                if path[1] not in model.obj(path[0]).inst:
+                    raise Err(coap.NOT_FOUND)
+                vals = model.values_in(path, cf, m.payload)
+                model.write(path, vals, False, bootstrapping)
+                return coap.CHANGED, None, None, None
+            if len(path) == 1:
+                o = model.obj(path[0])
+                if not o.creatable and not bootstrapping:
+                    raise Err(coap.NOT_ALLOWED)
+                vals = model.values_in(path, cf, m.payload)
+                iid = vals[0][1] if vals else max(list(o.inst) + [-1]) + 1
+                if iid in o.inst:
+                    raise Err(coap.BAD_REQUEST, "instance exists")
+                o.add(iid, {})
+                model.write((path[0], iid), vals, True, True)
+                return coap.CREATED, None, None, ((coap.LOCATION_PATH, str(path[0])), (coap.LOCATION_PATH, str(iid)))
+            raise Err(coap.NOT_ALLOWED)
+        if code == coap.DELETE:
+            if bootstrapping and len(path) <= 2:
+                for oid in ((path[0],) if path else (0, 1)):
+                    o = model.obj(oid)
+                    for iid in list(o.inst) if len(path) < 2 else [path[1]]:
+                        if oid == 0 and o.inst.get(iid, {}).get(1):
+                            continue  # the bootstrap account stays (OMA core 6.1.7.5)
+                        o.inst.pop(iid, None)
+                return coap.DELETED, None, None, None
+            if len(path) != 2:
+                raise Err(coap.NOT_ALLOWED)
+            o = model.obj(path[0])
+            if not o.creatable:
+                raise Err(coap.NOT_ALLOWED)
+            if o.inst.pop(path[1], None) is None:
+                raise Err(coap.NOT_FOUND)
+            return coap.DELETED, None, None, None
+        raise Err(coap.NOT_ALLOWED)
+
+    def _format(self, path, accept):
+        if accept is None:
+            if len(path) >= 3:
+                t = self.model.obj(path[0]).spec(path[2])
+                if not t[4] or len(path) == 4:
+                    return OPAQUE if t[0] == "o" else TEXT
+            return TLV
+        if accept not in _FORMATS:
+            raise Err(coap.NOT_ACCEPTABLE)
+        return accept
+
+    # ---- observe and notify (RFC 7641; OMA core 6.4) ----
+    def _observe(self, path, tok, fmt, payload):
+        self._cancel(tok)
+        for o in self.obs:
+            if o.path == path:
+                self.obs.remove(o)  # a new observation of the same path replaces the old
+                break
+        if len(self.obs) >= _OBSERVATIONS:
+            raise Err(coap.SERVER_ERROR, "too many observations")
+        ob = _Obs(path, tok, fmt, payload, self._number(path), hal.ticks_ms())
+        self.obs.append(ob)
+        _event("lwm2m.observe", path="/" + "/".join(str(x) for x in path))
+        return 0  # the first notification is the response; notifications count from 1
+
+    def _cancel(self, tok):
+        for o in self.obs:
+            if o.tok == tok:
+                self.obs.remove(o)
+                return
+
+    def _reset(self, tok):
+        self._cancel(tok)
+
+    def _number(self, path):
+        if len(path) < 3:
+            return None
+        try:
+            lv = self.model.leaves(path)
+        except Err:
+            return None
+        if len(lv) == 1 and lv[0][4] in "iuf":
+            return lv[0][5]
+        return None
+
+    def _defaults(self):
+        srv = self.model.objs[1].inst
+        s = srv[min(srv)] if srv else {}
+        return {"pmin": s.get(2, 0) or 0, "pmax": s.get(3, 0) or 0}
+
+    def _notify(self, now, dry=False):
+        # send what is due; ms until the next check
+        wait = 60000
+        d = self._defaults()
+        for o in self.obs[:]:
+            a = self.attrs.effective(o.path, d)
+            age = hal.ticks_diff(now, o.t)
+            pmin = int(a.get("pmin", 0)) * 1000
+            pmax = int(a.get("pmax", 0)) * 1000
+            if age < pmin:
+                wait = min(wait, pmin - age)
+                continue
+            due = pmax and age >= pmax
+            if not due:
+                if dry:
+                    wait = min(wait, _CHECK_MS)
+                    continue
+                try:
+                    payload = self.model.read(o.path, o.fmt)
+                except Err:
+                    payload = o.last
+                if payload != o.last:
+                    due = self._crossed(o, a)
+            if due and not dry:
+                if not self._in_flight(o.tok):
+                    self._send_note(o)
+            elif pmax:
+                wait = min(wait, pmax - age)
+            wait = min(wait, _CHECK_MS)
+        return wait
+
+    def _crossed(self, o, a):
+        if not ("gt" in a or "lt" in a or "st" in a):
+            return True
+        v = self._number(o.path)
+        last = o.value
+        if v is None or last is None:
+            return True
+        for k in ("gt", "lt"):
+            if k in a and (v > a[k]) != (last > a[k]):
+                return True
+        return "st" in a and abs(v - last) >= a["st"]
+
+    def _in_flight(self, tok):
+        for x in self.ep.out:
+            if x.msg.token == tok and x.msg.code >= 64:
+                return True
+        return False
+
+    def _send_note(self, o):
+        try:
+            payload = self.model.read(o.path, o.fmt)
+        except Err as e:
+            self.ep.notify(o.tok, o.seq, e.code, None, None, True)
+            self.obs.remove(o)
+            return
+        o.last = payload
+        o.value = self._number(o.path)
+        o.t = hal.ticks_ms()
+        o.seq += 1
+        self.wake = o.t
+        self.ep.notify(o.tok, o.seq, coap.CONTENT, payload, o.fmt, True)
+
+    # ---- Send (OMA core 6.4.3 / transport 6.4: POST /dp) of outbox telemetry ----
+    def _send_step(self):
+        ob = self.outbox
+        if not self.send_telemetry or ob is None or self.sending is not None or self.ep.busy():
+            return
+        recs = ob.peek(8, kinds=(1,))
+        if not recs:
+            return
+        from m2m.report.contract import unpack_readings
+
+        leaves = []
+        last = None
+        for seq, kind, payload in recs:
+            try:
+                for name, v, unit, t in unpack_readings(payload):
+                    at = self.names.get(name)
+                    if at is not None and type(v) in (int, float):
+                        leaves.append((at[0], at[1], 5700, float(v), t))
+            except (ValueError, TypeError, IndexError):
+                pass  # not readings: MQTT's reporter sends such records to /events; skipped here
+            last = seq
+        if not leaves:
+            ob.ack(last)
+            return
+        payload = self._senml_send(leaves)
+
+        def done(r):
+            self.sending = None
+            if r is not None and r.code == coap.CHANGED:
+                ob.ack(last)
+                self.sent += 1
+                _event("lwm2m.send", records=len(leaves), seq=last)
+
+        self.sending = last
+        self.wake = hal.ticks_ms()
+        self.ep.request(coap.POST, ("dp",), (), payload, cf=SENML_CBOR, on_done=done)
+
+    def _senml_send(self, leaves):
+        from m2m.lwm2m import senml
+
+        bt = min(x[4] for x in leaves)
+        recs = []
+        for oid, iid, rid, v, t in leaves:
+            r = {"n": "/%d/%d/%d" % (oid, iid, rid), "v": v}
+            if not recs:
+                r["bt"] = bt
+            if t != bt:
+                r["t"] = t - bt
+            recs.append(r)
+        return senml.encode(recs, True)
+
+    # ---- Device object actions ----
+    def reboot(self, arg):
+        _event("lwm2m.reboot")
+        self._after = hal.reset
+
+    def factory_reset(self, arg):
+        _event("lwm2m.factory_reset")
+
+    def reset_errors(self, arg):
+        self.errors = None
+
+    def battery_level(self):
+        if self.sampler is None:
+            return None
+        for n in self.sampler.names():
+            if n.split(".")[-1] == "battery":
+                r = self.sampler.latest(n)
+                if r is not None:
+                    # Li-ion 3.3 V empty .. 4.2 V full (ASSUMED docs/ASSUMED.md#LWM2M-BATTERY)
+                    return max(0, min(100, int((r[0] - 3.3) * 100 / 0.9)))
+        return None
+
+    def stats_start(self, arg):
+        self.tx_bytes = self.rx_bytes = 0
+
+    def stats_stop(self, arg):
+        pass
+
+    # ---- Firmware Update (object 5): the Package URI pulled over CoAP Block2 into a file ----
+    def fw_written(self, iid, rid):
+        fw = self.model.objs[5].inst[0]
+        if rid == 1:
+            uri = fw.get(1) or ""
+            if not uri:
+                fw[3] = 0  # an empty URI cancels: Idle
+                fw[5] = 0
+                self.fw_job = None
+                return
+            try:
+                from m2m.lwm2m.transport import parse_uri
+
+                sec, host, port = parse_uri(uri)
+                if sec:
+                    raise ValueError("coaps")
+            except ValueError:
+                fw[5] = 7  # Invalid URI
+                return
+            path = [x for x in uri.split("//", 1)[1].split("/")[1:] if x]
+            self.fw_job = {"host": host, "port": port, "path": path, "ep": None, "n": 0, "req": None}
+            fw[3] = 1  # Downloading
+            fw[5] = 0
+        elif rid == 0:
+            raise Err(coap.NOT_ALLOWED, "push: give a Package URI")
+
+    def _fw_step(self):
+        job = self.fw_job
+        if job is None:
+            return
+        fw = self.model.objs[5].inst[0]
+        if job["ep"] is None:
+            from m2m.lwm2m.transport import Udp
+
+            try:
+                tr = Udp(job["host"], job["port"], self.stack)
+            except OSError:
+                fw[3] = 0
+                fw[5] = 4  # connection lost
+                self.fw_job = None
+                return
+            job["tr"] = tr
+            job["ep"] = coap.Endpoint(tr, None, _BLOCK)
+            job["f"] = open(self.cfg.get("lwm2m", {}).get("fw_file") or "/fw.bin", "wb")
+
+            def block(m):
+                job["f"].write(m.payload)
+                job["n"] += len(m.payload)
+                return True
+
+            def done(r):
+                job["f"].close()
+                job["tr"].close()
+                ok = r is not None and r.code == coap.CONTENT
+                if ok:
+                    v = r.uint(coap.BLOCK2)
+                    if v is None:
+                        with open(self.cfg.get("lwm2m", {}).get("fw_file") or "/fw.bin", "wb") as f:
+                            f.write(r.payload)
+                        job["n"] = len(r.payload)
+                fw[3] = 2 if ok else 0  # Downloaded, else Idle
+                fw[5] = 0 if ok else (4 if r is None else 9)
+                _event("lwm2m.fw_download", ok=ok, bytes=job["n"])
+                self.fw_job = None
+
+            job["ep"].request(coap.GET, job["path"], on_done=done, on_block=block,
+                              opts=((coap.BLOCK2, coap.block_val(0, False, _BLOCK)),))
+        job["ep"].step()
+
+    def fw_update(self, arg):
+        fw = self.model.objs[5].inst[0]
+        if fw.get(3) != 2:
+            raise Err(coap.NOT_ALLOWED, "no package downloaded")
+        fw[3] = 3  # Updating: applying the package is the OTA layer's (m2m.ota when it exists)
+        _event("lwm2m.fw_update", file=self.cfg.get("lwm2m", {}).get("fw_file") or "/fw.bin")
