@@ -670,7 +670,7 @@ class Client:
             if n.split(".")[-1] == "battery":
                 r = self.sampler.latest(n)
                 if r is not None:
-                    # Li-ion 3.3 V empty .. 4.2 V full (ASSUMED docs/ASSUMED.md#LWM2M-BATTERY)
+                    # Li-ion 3.3 V empty .. 4.2 V full (ASSUMED docs/ASSUMED.md#A-LWM2M-BATTERY)
                     return max(0, min(100, int((r[0] - 3.3) * 100 / 0.9)))
         return None
 

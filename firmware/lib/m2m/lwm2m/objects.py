@@ -31,7 +31,7 @@ CONNSTATS = {0: "iR", 1: "iR", 2: "iR", 3: "iR", 4: "iR", 5: "iR", 6: "E", 7: "E
 # IPSO sensors (3303 Temperature, 3304 Humidity, 3323 Pressure, 3316 Voltage, 3300 Generic):
 # Min / Max Measured Value, Reset Min and Max, Sensor Value, Sensor Units
 IPSO = {5601: "fR", 5602: "fR", 5605: "E", 5700: "fR", 5701: "sR"}
-# network rat -> Network Bearer (0 GSM, 6 LTE-FDD; ASSUMED docs/ASSUMED.md#LWM2M-BEARER for NB-IoT)
+# network rat -> Network Bearer (0 GSM, 6 LTE-FDD; ASSUMED docs/ASSUMED.md#A-LWM2M-BEARER for NB-IoT)
 _BEARER = {"gsm": 0, "lte-m": 6, "nb-iot": 6}
 
 

@@ -1,6 +1,7 @@
 # Datagram transports for m2m.coap.Endpoint: UDP over the modem's sockets (m2m.net.sock.Stack) or
 # the platform's own socket module, NoSec or DTLS 1.2 with a pre-shared key (MicroPython's tls
-# module: PROTOCOL_DTLS_CLIENT, SSLContext.psk_identity / psk_key where the port has them).
+# module: PROTOCOL_DTLS_CLIENT, SSLContext.psk_identity / psk_key where the port has them; the
+# unix port here has both, ESP32 builds ASSUMED docs/ASSUMED.md#A-LWM2M-DTLS-PSK).
 _AGAIN = (11, 110, 111, 113)  # EAGAIN, ETIMEDOUT, ECONNREFUSED (ICMP), EHOSTUNREACH: nothing now
 
 
