@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-SYSTEM_PACKAGES=(mosquitto)   # later issues' tests use a real broker; needed by nothing else yet
+SYSTEM_PACKAGES=(mosquitto postgresql)   # tests run a real broker, and m2mkit commerce on a real PostgreSQL
 VENV=.venv
 
 say() { printf '\033[1m[dev.sh]\033[0m %s\n' "$*" >&2; }

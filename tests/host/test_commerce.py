@@ -3,11 +3,14 @@ order, forwarded once with its Idempotency-Key; a crash between the POST and the
 with the same key (the supplier keeps one order); supplier outages are retried, rejections reach the
 device; requests that arrive while the service is down are not lost; usage records are stored once."""
 
+import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,67 @@ from m2mkit.commerce import Service, Store, command
 from m2mkit.commerce_supplier import Supplier
 
 M2MKIT = str(Path(sys.executable).parent / "m2mkit")
+
+
+def _pg_bin(name):
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]
+    if not found:
+        pytest.fail(f"PostgreSQL's {name} is missing: sudo apt-get install postgresql (./dev.sh installs it)")
+    return found if isinstance(found, str) else found[0]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server of this test module's own on a free loopback port (as the postgres
+    user when run as root: the server refuses root); yields a function that makes a new database."""
+    import psycopg
+
+    from m2mkit.broker import free_port
+
+    d = Path(tempfile.mkdtemp(prefix="m2mkit-pg-"))  # not under pytest's folder: the postgres user reads it
+    pre = []
+    if os.geteuid() == 0:
+        shutil.chown(d, "postgres")
+        pre = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(pre + [_pg_bin("initdb"), "-D", str(d / "data"), "-A", "trust", "-U", "m2m", "-E", "UTF8",
+                          "--no-sync"], check=True, capture_output=True, timeout=120)
+    port = free_port()
+    proc = subprocess.Popen(pre + [_pg_bin("postgres"), "-D", str(d / "data"), "-k", str(d), "-p", str(port),
+                                   "-h", "127.0.0.1", "-c", "fsync=off"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"postgresql://m2m@127.0.0.1:{port}"
+    assert until(lambda: _pg_ok(base + "/postgres"), 30), "PostgreSQL did not start"
+    made = [0]
+
+    def new_db():
+        made[0] += 1
+        name = "commerce%d" % made[0]
+        with psycopg.connect(base + "/postgres", autocommit=True) as c:
+            c.execute("CREATE DATABASE " + name)
+        return f"{base}/{name}"
+
+    yield new_db
+    proc.terminate()
+    proc.wait(20)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _pg_ok(url):
+    import psycopg
+
+    try:
+        psycopg.connect(url).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(params=("sqlite", "postgresql"))
+def db(request, tmp_path):
+    """The commerce database: an SQLite file, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.db")
+    return request.getfixturevalue("postgres")()
 
 
 def request(order="dev-1:ink:1", item="ink", qty=2, tries=1, reason="ink.level 12 below 15"):
@@ -57,10 +121,10 @@ def answers(sub, n, timeout=10):
     return [json.loads(p) for _, p, _ in sub.wait(n, timeout)]
 
 
-def test_repeats_are_one_order_forwarded_once_and_answered_each_time(broker, subscriber, tmp_path):
+def test_repeats_are_one_order_forwarded_once_and_answered_each_time(broker, subscriber, db):
     sup = Supplier()
     dev = subscriber("m2mkit/dev-1/cmd")
-    run = Running(broker.url, tmp_path / "c.db", sup.url)
+    run = Running(broker.url, db, sup.url)
     try:
         for k in range(1, 6):
             dev.publish("m2mkit/dev-1/orders", request(tries=k))
@@ -88,7 +152,7 @@ def test_repeats_are_one_order_forwarded_once_and_answered_each_time(broker, sub
         sup.close()
 
 
-def test_a_crash_between_post_and_commit_posts_again_with_the_same_key(broker, subscriber, tmp_path):
+def test_a_crash_between_post_and_commit_posts_again_with_the_same_key(broker, subscriber, db):
     # the service runs as `m2mkit commerce serve`; the supplier kills it (SIGKILL) once it has
     # recorded the order and before it answers: the POST went out, its answer was never committed
     procs = []
@@ -99,7 +163,6 @@ def test_a_crash_between_post_and_commit_posts_again_with_the_same_key(broker, s
 
     sup = Supplier(on_post=kill)
     dev = subscriber("m2mkit/dev-1/cmd")
-    db = tmp_path / "c.db"
 
     def serve():
         p = subprocess.Popen([M2MKIT, "commerce", "serve", "--broker", broker.url, "--db", str(db),
@@ -195,8 +258,8 @@ def test_requests_sent_while_the_service_is_down_are_not_lost(broker, subscriber
         sup.close()
 
 
-def test_usage_records_stored_once(broker, subscriber, tmp_path):
-    run = Running(broker.url, tmp_path / "c.db")
+def test_usage_records_stored_once(broker, subscriber, db):
+    run = Running(broker.url, db)
     dev = subscriber("m2mkit/dev-5/cmd")
     try:
         recs = [json.dumps({"m": "water", "n": n, "a": n, "b": n + 1, "k": "0.5", "u": "L"}).encode() for n in (1, 2)]
