@@ -360,6 +360,15 @@ def network_bringup():
 
 
 @figure
+def esim_switch():
+    """Issue #13: an eSIM profile switch's cost beyond the card's refresh and the attach, and the heap
+    esim.enabled adds (bench_esim.py)."""
+    from .bench_esim import esim_figures
+
+    yield from esim_figures()
+
+
+@figure
 def host_tools():
     """Issue #12: deploy against mpremote, per-device images per second (bench_hosttools.py)."""
     from .bench_hosttools import deploy_vs_mpremote, fleet_images

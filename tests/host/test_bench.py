@@ -24,6 +24,7 @@ EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox
 EXPECTED |= {"mqtt_report_bytes_kept", "mqtt_report_bytes_naive", "mqtt_report_bytes_ratio",
              "mqtt_round_trips_per_report", "mqtt_heap_high_water"}  # issue #9, reporting
 EXPECTED |= {"net_bringup_overhead_bg95", "net_attached_heap"}  # issue #8, network
+EXPECTED |= {"esim_switch_overhead_bg95", "esim_heap"}  # issue #13, eSIM
 EXPECTED |= {"fleet_images_per_s", "deploy_first_s", "deploy_unchanged_s"}  # issue #12, host tools
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions"}  # valgrind

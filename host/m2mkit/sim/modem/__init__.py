@@ -22,9 +22,17 @@ What it does NOT model:
   throughput limits, retransmissions, packet loss (use faults), NAT timeouts or carrier firewalls.
 - PSM and eDRX sleeping: timers are accepted, read back and reported in +CEREG, but the modem never
   sleeps, never becomes unreachable and draws no current; network-granted values equal requests.
-- SIM cards beyond PIN1 / PUK1 (card.py): PIN2 / PUK2 counters are fixed at 3 / 10, no eUICC
-  profiles, no card-detect pin; a swapped or hot-inserted card is read only at the next boot or CFUN
+- SIM cards beyond PIN1 / PUK1 (card.py): PIN2 / PUK2 counters are fixed at 3 / 10, no
+  card-detect pin; a swapped or hot-inserted card is read only at the next boot or CFUN
   cycle; AT+SPIC only on the SIMCom models, no PIN counter command on the GM02S.
+- The eUICC (euicc.py) answers only GetEuiccData, GetProfilesInfo and EnableProfile (no profile
+  download, ES9+ / ES11, notifications, DisableProfile / DeleteProfile over ES10, EuiccInfo, memory
+  reset, icons, profile policy rules); one STORE DATA block per request (no P1 11 segments); only
+  the ISD-R AID selects (any other AID, the USIM's too, answers as absent); channels 1-3, no
+  extended channels, no basic-channel APDUs (AT+CSIM / AT+CRSM); every ES10 answer comes through
+  61xx / GET RESPONSE as on T=0; the refresh is a fixed 2 s with the same URCs on every model
+  (ASSUMED docs/ASSUMED.md#A-ESIM-REFRESH), no SIM toolkit proactive commands on the wire, no
+  eIM / SM-DP+ (a network-initiated swap is the control op).
 - SMS, voice, USSD, phonebook, SIM toolkit; GNSS / GPS; FOTA and firmware updates; the modems'
   built-in MQTT / HTTP / CoAP / LwM2M clients; DNS servers and IPv6 answers (dns.py resolves
   names from a host-side table: localhost, *.test, *.localhost and names added); listening sockets, "UDP SERVICE",
