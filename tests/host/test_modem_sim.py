@@ -751,13 +751,33 @@ def test_counters_model(sims):
     assert d.open(u, "tcp", srv.port) == d.OPEN_OK
     d.send(u, b"0123456789")
     u.expect(d.DATA_URC)
+    time.sleep(0.1)  # past the modem's delayed ACK (200 ms of modem time)
     c = sim.counters()["0"]
-    # handshake 80 up / 40 down; 10 bytes + 40 up, ACK 40 down; echo 10 + 40 down, ACK 40 up
-    assert (c["tx_air"], c["rx_air"], c["round_trips"]) == (170, 130, 2)
+    # handshake 80 up / 40 down; 10 bytes + 40 up; the echo, 10 + 40 down, carries the server's
+    # ACK (delayed ACK, RFC 1122 4.2.3.2); the modem sends nothing back in time: its ACK, 40 up
+    assert (c["tx_air"], c["rx_air"], c["round_trips"]) == (170, 90, 2)
     d.close(u)
     c = sim.counters()["0"]
-    assert (c["tx_air"], c["rx_air"], c["round_trips"], c["state"]) == (250, 210, 3, "closed")
+    assert (c["tx_air"], c["rx_air"], c["round_trips"], c["state"]) == (250, 170, 3, "closed")
     srv.close()
+
+
+def test_counters_a_pure_ack_only_when_nothing_goes_back_in_time(sims):
+    # a server that never answers: its ACK goes alone after its delay (40 ms, Linux TCP_DELACK_MIN)
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 0))
+    quiet.listen(1)  # the kernel accepts; nobody reads or writes
+    sim, u = started(sims, "bg95", timeline=FAST)
+    wait_registered(u)
+    d = QuectelSock()
+    d.setup(u)
+    assert d.open(u, "tcp", quiet.getsockname()[1]) == d.OPEN_OK
+    d.send(u, b"0123456789")
+    time.sleep(0.2)
+    c = sim.counters()["0"]
+    assert (c["tx_air"], c["rx_air"]) == (80 + 50, 40 + 40)
+    d.close(u)
+    quiet.close()
 
 
 def test_control_channel(sims):

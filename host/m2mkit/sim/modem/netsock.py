@@ -4,8 +4,15 @@ On-air byte model (what ``counters()`` reports; an estimate, not a capture):
 - IPv4 header 20 bytes; TCP header 20 bytes (no options); UDP header 8 bytes.
 - TCP open: SYN (40 up), SYN-ACK (40 down), ACK (40 up): one round trip.
 - TCP send of n bytes (TLS records included when TLS is on): ceil(n / 1460) segments of
-  n + 40 * segments bytes up, answered by one 40-byte ACK down: one round trip per send.
-- TCP receive of a chunk of n bytes: n + 40 * ceil(n / 1460) down, one 40-byte ACK up.
+  n + 40 * segments bytes up: one round trip per send.
+- TCP receive of a chunk of n bytes: n + 40 * ceil(n / 1460) down.
+- ACKs are delayed as TCP receivers do (RFC 1122 4.2.3.2, RFC 9293 3.8.6.3: less than 0.5 s, and
+  at least every second full-sized segment): an ACK rides on the data the receiver sends back
+  within its delay (the broker's PUBACK carries the ACK for the PUBLISH) and is a pure 40-byte
+  segment only when nothing goes back in time. The far end's delay is Linux's shortest,
+  TCP_DELACK_MIN = HZ/25 = 40 ms of real time (include/net/tcp.h; the peers here are real
+  servers on this host); the modem's is 200 ms of device time (ASSUMED docs/ASSUMED.md#A-MODEM-DELACK).
+  A FIN carries a pending ACK.
 - TCP close (either side): FIN + ACK each way, 80 up and 80 down: one round trip.
 - UDP: each datagram n + 28 bytes; a round trip is counted when a datagram arrives after a send.
 TLS handshake bytes are counted as they pass over TCP, so the handshake's flights show up as sends
@@ -21,6 +28,8 @@ IP_HDR = 20
 TCP_HDR = 20
 UDP_HDR = 8
 MSS = 1460
+PEER_ACK_S = 0.040  # the far end's delayed ACK, real seconds (Linux TCP_DELACK_MIN, HZ/25)
+MODEM_ACK_MS = 200  # the modem's delayed ACK, device ms (ASSUMED docs/ASSUMED.md#A-MODEM-DELACK)
 
 
 class OpenError(Exception):
@@ -58,22 +67,59 @@ class BridgedSocket:
         self._task = None
         self._tls = None
         self._udp_waiting = False
+        self._owed = {"rx": None, "tx": None}  # a delayed ACK's timer, by the direction it goes
 
     # ---- counters -------------------------------------------------------------------------
+    def _pure_ack(self, way, k=1):
+        # k pure ACK segments: "rx" the far end's, down; "tx" the modem's, up
+        self.c[way + "_air"] += (IP_HDR + TCP_HDR) * k
+        self.c[way + "_packets"] += k
+
+    def _owe_ack(self, way, delay_s):
+        # the receiver owes an ACK: it rides on data it sends within delay_s, or goes alone then
+        if self._owed[way] is not None:
+            return  # one delayed ACK acknowledges everything received since (cumulative)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._pure_ack(way)
+            return
+
+        def due():
+            self._owed[way] = None
+            self._pure_ack(way)
+
+        self._owed[way] = loop.call_later(delay_s, due)
+
+    def _ack_rides(self, way):
+        # data (or a FIN) leaves from the side that owed an ACK: the ACK is in its header
+        h = self._owed[way]
+        if h is not None:
+            h.cancel()
+            self._owed[way] = None
+
+    def _acks(self, n, way, delay_s):
+        # ACKs for n bytes received by `way`'s side: every second full-sized segment at once
+        # (RFC 1122 4.2.3.2), the rest delayed
+        full, rest = divmod(n, MSS)
+        self._pure_ack(way, full // 2)
+        if full % 2 or rest:
+            self._owe_ack(way, delay_s)
+
     def _tcp_out(self, n):
         segs = max(1, math.ceil(n / MSS))
+        self._ack_rides("tx")
         self.c["tx_air"] += n + (IP_HDR + TCP_HDR) * segs
         self.c["tx_packets"] += segs
-        self.c["rx_air"] += IP_HDR + TCP_HDR
-        self.c["rx_packets"] += 1
         self.c["round_trips"] += 1
+        self._acks(n, "rx", PEER_ACK_S)
 
     def _tcp_in(self, n):
         segs = max(1, math.ceil(n / MSS))
+        self._ack_rides("rx")
         self.c["rx_air"] += n + (IP_HDR + TCP_HDR) * segs
         self.c["rx_packets"] += segs
-        self.c["tx_air"] += IP_HDR + TCP_HDR
-        self.c["tx_packets"] += 1
+        self._acks(n, "tx", self.modem.clock.real(MODEM_ACK_MS / 1000))
 
     def _tcp_handshake(self):
         self.c["tx_air"] += 2 * (IP_HDR + TCP_HDR)
@@ -83,6 +129,8 @@ class BridgedSocket:
         self.c["round_trips"] += 1
 
     def _tcp_teardown(self):
+        self._ack_rides("tx")  # the FINs carry what was owed
+        self._ack_rides("rx")
         self.c["tx_air"] += 2 * (IP_HDR + TCP_HDR)
         self.c["rx_air"] += 2 * (IP_HDR + TCP_HDR)
         self.c["tx_packets"] += 2
