@@ -384,3 +384,12 @@ def mqtt_report():
     from .bench_mqtt import mqtt_figures
 
     yield from mqtt_figures()
+
+
+@figure
+def lwm2m_send():
+    """Issue #10: bytes on air for one LwM2M Send of three readings beside the MQTT report of the same
+    readings, round trips per Send, the heap with the client registered (bench_lwm2m.py)."""
+    from .bench_lwm2m import lwm2m_figures
+
+    yield from lwm2m_figures()
