@@ -393,3 +393,11 @@ def lwm2m_send():
     from .bench_lwm2m import lwm2m_figures
 
     yield from lwm2m_figures()
+
+
+@figure
+def usage_records():
+    """Issue #14: bytes on air per signed usage record and the device time to sign one (bench_usage.py)."""
+    from .bench_usage import usage_figures
+
+    yield from usage_figures()

@@ -28,8 +28,9 @@ EXPECTED |= {"esim_switch_overhead_bg95", "esim_heap"}  # issue #13, eSIM
 EXPECTED |= {"fleet_images_per_s", "deploy_first_s", "deploy_unchanged_s"}  # issue #12, host tools
 EXPECTED |= {"lwm2m_send_bytes", "lwm2m_send_bytes_both_ways", "lwm2m_send_ratio_mqtt_naive",
              "lwm2m_send_ratio_mqtt_kept", "lwm2m_round_trips_per_report", "lwm2m_heap_registered"}  # issue #10
+EXPECTED |= {"usage_record_bytes_on_air", "usage_sign_us"}  # issue #14, usage records
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
-OPTIONAL |= {"sampler_cycle_instructions"}  # valgrind
+OPTIONAL |= {"sampler_cycle_instructions", "usage_sign_instructions"}  # valgrind
 OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
 
 
