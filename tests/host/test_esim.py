@@ -162,7 +162,7 @@ def test_read_and_switch_to_a_second_profile_and_back(model, tmp_path):
         assert bad["telemetry"] is True
 
 
-@pytest.mark.parametrize("model", ("sim7080g", "bg96"))
+@pytest.mark.parametrize("model", MODELS)
 def test_fallback_switch_when_the_first_profiles_network_denies(model, tmp_path):
     with sim_for(model) as sim:
         install(sim, denied=A)
@@ -175,7 +175,7 @@ def test_fallback_switch_when_the_first_profiles_network_denies(model, tmp_path)
         assert ev(evs, "esim.switched") and sim.status()["operator"] == "00103"
 
 
-@pytest.mark.parametrize("model", ("bg95", "gm02s"))
+@pytest.mark.parametrize("model", MODELS)
 def test_rollback_when_the_new_profile_never_registers(model, tmp_path):
     with sim_for(model) as sim:
         install(sim)
@@ -192,7 +192,7 @@ def test_rollback_when_the_new_profile_never_registers(model, tmp_path):
         assert sim.request({"op": "euicc", "action": "status"})["enabled"] == A
 
 
-@pytest.mark.parametrize("model", ("sim7000g", "bg95"))
+@pytest.mark.parametrize("model", MODELS)
 def test_network_initiated_swap_detected_and_reported(model, tmp_path):
     with sim_for(model) as sim:
         install(sim)
@@ -205,7 +205,7 @@ def test_network_initiated_swap_detected_and_reported(model, tmp_path):
         assert not ev(evs, "esim.switch")  # the device did not ask for it
 
 
-@pytest.mark.parametrize("model", ("sim7080g", "bg96"))
+@pytest.mark.parametrize("model", MODELS)
 def test_a_swap_outside_the_bound_set_is_the_tamper_case(model, tmp_path):
     with sim_for(model) as sim:
         install(sim)
@@ -285,3 +285,25 @@ def test_inventory_records_the_eid_and_profiles_a_device_reports(tmp_path):
     assert shown["eid"] == EID and shown["iccid"] == A and shown["t"] == 1000
     assert [q["iccid"] for q in shown["profiles"]] == [A, B, C]
     assert shown["profiles"][0]["state"] == "enabled" and shown["profiles"][1]["nickname"] == "partner"
+
+
+@pytest.mark.parametrize("fault,why", [({"sw": "6985"}, "card answered 6985 (conditions of use not satisfied)"),
+                                       ({"sw": "6A88"}, "card answered 6A88 (reference data not found)"),
+                                       ({"cut": 9}, "needs")])
+def test_a_card_answer_that_makes_no_sense_is_reported(fault, why, tmp_path):
+    # an error status word, or an answer cut short: an esim.error alarm with what was wrong; the
+    # device registers anyway, and a later read (the fault gone) recovers
+    code = HEAD + """
+simctl.control({"op": "euicc", "action": "fault"})
+out("read", r=cmd({"action": "read"}))
+"""
+    with sim_for("bg95") as sim:
+        install(sim)
+        assert sim.request(dict({"op": "euicc", "action": "fault"}, **fault))["ok"]
+        res, evs = run(code, sim, "bg95", tmp_path)
+        up = res["up"]
+        assert up["ok"] and up["esim"]["kind"] == "error" and why in up["esim"]["error"], evs
+        e = ev(evs, "esim.error")
+        assert e and why in e[0] and "alarm=True" in e[0]
+        r = res["read"]["r"]
+        assert r["ok"] and r["kind"] == "euicc" and r["eid"] == EID and len(r["profiles"]) == 3

@@ -21,7 +21,8 @@ the URCs of a refresh and its duration (ASSUMED docs/ASSUMED.md#A-ESIM-REFRESH).
 Control (`{"op": "euicc", "action": ...}` or the functions below): install (eid, profiles, enabled),
 enable (a network-initiated swap: the SM-DP+ / eIM enabled another profile), delete (a disabled
 profile), network (a profile's network: "ok", "denied" or "silent", i.e. never registers),
-channels (on / off: a modem firmware without the commands), status.
+channels (on / off: a modem firmware without the commands), fault (the next ES10 answers: a status
+word, or cut short), status.
 """
 
 import asyncio
@@ -134,6 +135,7 @@ class EUICC:
         self.apdus = 0
         self.refreshes = 0
         self.after = None  # (iccid, refresh): an enable done once its answer has been read
+        self.fault = None  # control "fault": {"sw": "6985"} or {"cut": n} for the next ES10 answers
 
     def find(self, iccid):
         for p in self.profiles:
@@ -184,6 +186,13 @@ class EUICC:
         if len(req) != 1:
             return b"\x6a\x80"
         tag, body = req[0]
+        f = self.fault
+        if f is not None:
+            if f.get("sw"):
+                return bytes.fromhex(f["sw"])
+            resp = self.es10(modem, tag, body)[:int(f.get("cut", 0))]  # an answer cut short
+            self.channels[ch] = resp
+            return bytes([0x61, len(resp)]) if resp else b"\x90\x00"
         try:
             resp = self.es10(modem, tag, body)
         except ValueError:
@@ -383,6 +392,14 @@ def control(modem, kw):
             p.network = kw["state"]
     elif a == "channels":
         modem.LOGICAL_CHANNELS = bool(kw.get("on"))
+    elif a == "fault":  # the ISD-R's next ES10 answers: a status word, or cut after n bytes; none clears
+        eu = getattr(modem.card, "euicc", None)
+        if eu is None:
+            raise ValueError("no eUICC in this modem")
+        sw, cut = kw.get("sw"), kw.get("cut")
+        if sw is not None and not (isinstance(sw, str) and len(sw) == 4 and all(c in "0123456789abcdefABCDEF" for c in sw)):
+            raise ValueError('fault "sw" is a status word in 4 hex digits, e.g. "6985"')
+        eu.fault = {"sw": sw} if sw else ({"cut": int(cut)} if cut is not None else None)
     elif a != "status":
-        raise ValueError('euicc needs "action": install, enable, delete, network, channels or status')
+        raise ValueError('euicc needs "action": install, enable, delete, network, channels, fault or status')
     return status(modem)
