@@ -172,3 +172,14 @@ def test_bad_meter_definitions_say_what_to_give():
         assert False
     except ValueError as e:
         assert "m2mkit provision" in str(e)
+
+
+def test_hours_of_an_input_at_its_active_level():
+    # an input nobody drives reads its idle level (0 without a pull-up on the port's stand-in)
+    d = _dir()
+    on = _Meter({"name": "pump", "type": "hours", "pin": 5, "active": 0}, _cfg(d, []), None)
+    off = _Meter({"name": "fan", "type": "hours", "pin": 6, "active": 1}, _cfg(d, []), None)
+    for m in (on, off):
+        m.update(2500)
+        m.update(2500)
+    assert on.count == 5 and off.count == 0
