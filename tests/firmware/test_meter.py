@@ -183,3 +183,23 @@ def test_hours_of_an_input_at_its_active_level():
         m.update(2500)
         m.update(2500)
     assert on.count == 5 and off.count == 0
+
+
+def test_supervisor_plugin_hook_builds_the_service():
+    from m2m import meter
+
+    d = _dir()
+    ob = Outbox(d + "/ob")
+    with open(d + "/k", "w") as f:
+        f.write("ab" * 32)
+    svc = meter.service({"cfg": {"meter": _cfg(d, [dict(WATER, slot=0)])}, "id": "dev-1", "outbox": ob,
+                         "sampler": None, "net": None})
+    _pulse(svc, 2)
+    assert svc.step() == 1000 and svc.record() == [1]
+    r = _recs(ob)[0]
+    assert r["b"] == 2
+    from m2m.usagerec import Signer, message
+
+    m = message("dev-1", r["m"], r["n"], r["a"], r["b"], r["k"], r["u"], r["t0"], r["t1"], r["p"])
+    assert r["s"] == Signer(b"\xab" * 32).tag(m)  # signed with the key file's key
+    svc.meters[0].src.close()

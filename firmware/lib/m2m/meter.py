@@ -194,3 +194,9 @@ def setup(cfg, outbox, device_id, sampler=None):
     if not c.get("meters"):
         return None
     return Meters(c, outbox, device_id, sampler=sampler)
+
+
+def service(ctx):
+    # the supervisor's plugin hook (m2m.supervisor.PLUGINS entry ("meter", "meters", "m2m.meter")):
+    # ctx {"cfg", "id", "outbox", "sampler", ...}
+    return Meters(ctx["cfg"]["meter"], ctx["outbox"], ctx["id"], sampler=ctx.get("sampler"))
