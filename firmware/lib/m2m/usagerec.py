@@ -1,6 +1,7 @@
 # Signed, chained usage records (format: docs/CONTRACTS.md "Usage records").
 # HMAC-SHA256 is RFC 2104 over hashlib.sha256 (MicroPython's hashlib has sha256 with update / digest,
-# digest once, no hexdigest and no hmac module: docs.micropython.org library/hashlib.html); the tag is
+# digest once, no hexdigest and no hmac module: docs.micropython.org library/hashlib.html; the ESP32
+# port builds it with MICROPY_PY_HASHLIB_SHA256 (1), micropython ports/esp32/mpconfigport.h); the tag is
 # truncated to its first 16 bytes (RFC 2104 section 5: at least half the hash output, >= 80 bits).
 #
 # The chain head (n, s) and each meter's last recorded end (b, t1) live in a state file written
