@@ -470,6 +470,11 @@ class Endpoint:
         try:
             b1 = m.uint(BLOCK1)
             b2 = m.uint(BLOCK2)
+            num = 0
+            size = self.bsize
+            if b2 is not None:
+                num, _, s = block(b2)
+                size = min(size, s)
             if b1 is not None:
                 num, more, size = block(b1)
                 key = tuple(m.path())
@@ -489,7 +494,8 @@ class Endpoint:
             r = self.handler(m) if self.handler else None
         except ValueError:
             return Msg(0, BAD_REQUEST)
-        except MemoryError:
+        except Exception as e:  # MemoryError, a handler's bug: 5.00, and the endpoint lives on
+            print("coap: %s: %r" % (code_str(m.code), e))
             return Msg(0, SERVER_ERROR)
         if r is None:
             return None
@@ -501,11 +507,6 @@ class Endpoint:
             a.add(o[0], o[1])
         if b1 is not None:
             a.add(BLOCK1, b1 & ~8)
-        size = self.bsize
-        num = 0
-        if b2 is not None:
-            num, _, s = block(b2)
-            size = min(size, s)
         if len(a.payload) > size or num:
             p = a.payload
             start = num * size

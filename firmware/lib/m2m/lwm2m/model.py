@@ -264,6 +264,8 @@ class Model:
                 path = (path[0], 0)
             if len(path) == 3 and ident != path[2]:
                 raise Err(coap.BAD_REQUEST, "TLV resource id")
+            if kind == _tlv.RES_INSTANCE and len(path) != 3:
+                raise Err(coap.BAD_REQUEST, "TLV resource instance")
             t, _, _, _, m = o.spec(ident if kind != _tlv.RES_INSTANCE else path[2])
             if kind == _tlv.RESOURCE:
                 if m:
