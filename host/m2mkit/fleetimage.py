@@ -154,9 +154,10 @@ def build_fleet(board, firmware_bin, devices, out, version=None, inventory=None,
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["device_id", "mqtt_user", "mqtt_password", "psk_identity", "psk_key"])
+        w.writerow(["device_id", "mqtt_user", "mqtt_password", "psk_identity", "psk_key", "usage_key"])
         for dev_id, c in creds:
-            w.writerow([dev_id, c["mqtt_user"], c.get("mqtt_password", ""), c["psk_identity"], c["psk_key"]])
+            w.writerow([dev_id, c["mqtt_user"], c.get("mqtt_password", ""), c["psk_identity"], c["psk_key"],
+                        c.get("usage_key", "")])  # m2mkit usage verify's key (/certs/usage.key on the device)
     return manifest
 
 

@@ -77,6 +77,7 @@ def test_a_hundred_images_each_mounting_in_micropython(tmp_path):
     assert stat.S_IMODE(os.stat(out / "credentials.csv").st_mode) == 0o600
     assert [c["mqtt_password"] for c in creds] == [c["mqtt"]["password"] for c in cfgs]
     assert len({c["psk_key"] for c in creds}) == 100
+    assert len({c["usage_key"] for c in creds}) == 100 and all(len(c["usage_key"]) == 64 for c in creds)
 
 
 def test_a_virtual_device_boots_a_fleet_partition_with_its_identity(tmp_path):
