@@ -216,7 +216,9 @@ def collect(url, prefix="m2mkit", seconds=10.0, idle=None, ca_file=None, count=N
     return out
 
 
-def inventory_keys(db=None):
+def inventory_keys(db=None, csv_file=None):
+    """device id -> usage key: from the inventory, and from a credentials.csv (`image fleet`'s, columns
+    device_id and usage_key) over it when given."""
     from .inventory import Inventory
 
     keys = {}
@@ -225,6 +227,17 @@ def inventory_keys(db=None):
             k = (inv.credentials(d["device_id"]) or {}).get("usage_key")
             if k:
                 keys[d["device_id"]] = bytes.fromhex(k)
+    if csv_file:
+        try:
+            rows = list(csv.DictReader(open(csv_file, newline="")))
+        except OSError as e:
+            raise UserError(f"--keys {csv_file}: cannot read it ({e.strerror})") from None
+        for i, row in enumerate(rows, 2):
+            try:
+                keys[row["device_id"]] = bytes.fromhex(row["usage_key"])
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"--keys {csv_file}:{i}: give columns device_id and usage_key (64 hex digits), "
+                                f"as m2mkit image fleet writes credentials.csv") from None
     return keys
 
 
@@ -344,6 +357,8 @@ def _commands():
                                                                    "without a record")(f)
         f = click.option("--ca", "ca_file", default=None, help="CA file for mqtts://")(f)
         f = click.option("--save", default=None, help="append what --broker collected to this JSON-lines file")(f)
+        f = click.option("--keys", default=None, help="credentials.csv with device_id and usage_key columns "
+                                                      "(m2mkit image fleet's), over the inventory's keys")(f)
         return click.argument("files", nargs=-1)(f)
 
     def gather(files, broker, prefix, seconds, idle, ca_file, save):
@@ -367,10 +382,10 @@ def _commands():
     @usage_cmd.command("verify")
     @inputs
     @click.option("--json", "as_json", is_flag=True, help="findings as JSON lines")
-    def verify_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, as_json):
+    def verify_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, keys, as_json):
         """Check every device's record chain and signatures; exit 1 when anything is wrong."""
         recs = gather(files, broker, prefix, seconds, idle, ca_file, save)
-        findings, accepted = verify(recs, inventory_keys(db))
+        findings, accepted = verify(recs, inventory_keys(db, keys))
         for f in findings:
             click.echo(json.dumps({k: f[k] for k in ("device", "n", "kind", "detail")}) if as_json else f.line())
         n = sum(len(v) for v in accepted.values())
@@ -385,11 +400,11 @@ def _commands():
     @click.option("--period", type=click.Choice(PERIODS), default="month", show_default=True)
     @click.option("--csv", "csv_out", default=None, help="write the CSV here (default: stdout)")
     @click.option("--json", "json_out", default=None, help="also write the rows as JSON here")
-    def report_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, tariff, period, csv_out, json_out):
+    def report_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, keys, tariff, period, csv_out, json_out):
         """Per-device, per-period totals of the records that verify (findings go to stderr)."""
         recs = gather(files, broker, prefix, seconds, idle, ca_file, save)
         t = load_tariff(tariff) if tariff else None
-        findings, accepted = verify(recs, inventory_keys(db))
+        findings, accepted = verify(recs, inventory_keys(db, keys))
         for f in findings:
             click.echo("warning: " + f.line() + " (not billed)" if f["kind"] != "replay" else "note: " + f.line(),
                        err=True)

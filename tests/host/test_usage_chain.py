@@ -191,3 +191,28 @@ def test_tariff_errors_say_what_to_write():
 
     assert usage.price(t, "any", Fraction(25)) == 10 + 5 + Fraction(1, 2)
     assert usage.price(t, "any", Fraction(1)) == 3
+
+
+def test_keys_from_credentials_csv_unknown_devices_and_malformed_records(tmp_path, chain):
+    from click.testing import CliRunner
+
+    from m2mkit.cli import main
+
+    db = tmp_path / "empty.sqlite"
+    recs = tmp_path / "usage.jsonl"
+    recs.write_text("".join(json.dumps(dict(r, d=DEV)) + "\n" for r in chain[:20]))
+    r = CliRunner().invoke(main, ["usage", "verify", str(recs), "--db", str(db)])
+    assert r.exit_code == 1 and f"{DEV} n=None: unknown_device: no usage key" in r.output
+    keys = tmp_path / "credentials.csv"
+    keys.write_text(f"device_id,mqtt_user,usage_key\n{DEV},{DEV},{KEY.hex()}\n")
+    r = CliRunner().invoke(main, ["usage", "verify", str(recs), "--db", str(db), "--keys", str(keys)])
+    assert r.exit_code == 0 and "20 verified, 0 findings" in r.output, r.output
+    keys.write_text(f"device_id,usage_key\n{DEV},nothex\n")
+    r = CliRunner().invoke(main, ["usage", "verify", str(recs), "--db", str(db), "--keys", str(keys)])
+    assert r.exit_code == 2 and "credentials.csv:2: give columns device_id and usage_key" in r.output
+    findings, _ = usage.verify([(DEV, {"m": "water", "n": 1}), (DEV, "{not json")], {DEV: KEY})
+    assert [f["kind"] for f in findings] == ["malformed", "malformed"]
+    nod = tmp_path / "nod.jsonl"
+    nod.write_text(json.dumps(chain[0]) + "\n")
+    r = CliRunner().invoke(main, ["usage", "verify", str(nod), "--db", str(db)])
+    assert r.exit_code == 2 and "nod.jsonl:1: no \"d\" (device id)" in r.output
