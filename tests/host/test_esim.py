@@ -307,3 +307,14 @@ out("read", r=cmd({"action": "read"}))
         assert e and why in e[0] and "alarm=True" in e[0]
         r = res["read"]["r"]
         assert r["ok"] and r["kind"] == "euicc" and r["eid"] == EID and len(r["profiles"]) == 3
+
+
+def test_session_ids_that_are_handles_go_back_as_they_came(tmp_path):
+    # some modems answer AT+CCHO with an opaque handle, not a channel number (lpac issue #138)
+    with sim_for("bg96") as sim:
+        install(sim)
+        assert sim.request({"op": "euicc", "action": "channels", "on": True, "handles": True})["handles"]
+        res, evs = run(SWITCH, sim, "bg96", tmp_path)
+        check_read(res["up"])
+        assert res["b"]["ok"] and res["b"]["iccid"] == B and res["a"]["ok"] and res["a"]["iccid"] == A, evs
+        assert sim.request({"op": "euicc", "action": "status"})["channels"] == []

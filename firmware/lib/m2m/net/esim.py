@@ -6,9 +6,12 @@
 # Logical channels (3GPP TS 27.007 8.43 / 8.45 / 8.46, as the Nordic and Telit AT references quote
 # them): AT+CCHO="<AID>" -> +CCHO: <sessionid> (some firmwares answer the bare number: lpac PR #445);
 # AT+CGLA=<sessionid>,<length>,"<APDU hex>" -> +CGLA: <length>,"<response hex>" (<length> counts hex
-# characters; the response ends with SW1 SW2); AT+CCHC=<sessionid>. The MT puts the channel number
-# into the CLA byte (Telit ME310G1 AT reference, +CCHO), so APDUs go with CLA 0x80. A modem that
-# answers AT+CCHO=? with ERROR has no logical channels (lpac driver/apdu/at_etsi.c probes the same);
+# characters; the response ends with SW1 SW2); AT+CCHC=<sessionid>. The session id is a handle, not
+# a channel number (a Sierra MC7455 answers 000000000385a7cf: lpac issue #138): it goes back as it
+# came. The MT puts the channel number into the CLA byte (27.007 8.45 as quoted there; Telit ME310G1
+# AT reference), so APDUs go with CLA 0x80. A modem that answers AT+CCHO=? with ERROR has no logical
+# channels (lpac driver/apdu/at_etsi.c probes the same); a card without the ISD-R answers the open
+# with a bare ERROR, a +CME ERROR is the card or modem busy (openpilot PR #37847, on its modems);
 # which of our modems have them: ASSUMED docs/ASSUMED.md#A-ESIM-CCHO.
 #
 # ES10 (GSMA SGP.22; ASN.1 as in lpac's docs/asn1/rsp.asn): STORE DATA 80 E2 91 00 <Lc> <BER-TLV>
@@ -40,6 +43,10 @@ _TAGS = b"\x5c\x06\x5a\x9f\x70\x90\x91\x95"  # the tagList of GetProfilesInfo: o
 
 
 class EsimError(ValueError):
+    pass
+
+
+class NotEuicc(EsimError):
     pass
 
 
@@ -177,29 +184,30 @@ class Card:
     def open(self):
         r = self.at.cmd('AT+CCHO="%s"' % ISDR, resp=b"+CCHO:", timeout_ms=10000)
         if not r.ok:
-            raise EsimError("no ISD-R on the card (%s): an ordinary UICC" % (r.error,))
+            if r.error == "ERROR":
+                raise NotEuicc("no ISD-R on the card: an ordinary UICC")
+            raise EsimError("AT+CCHO refused: %s" % (r.error,))
         for ln in r.lines:
             t = bytes(ln)
             if t.startswith(b"+CCHO:"):
                 t = t[6:]
-            try:
-                self.ch = int(t.strip())
+            t = t.strip().strip(b'"')
+            if t and len(t) <= 32 and all(48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102 for c in t):
+                self.ch = t.decode()
                 return self.ch
-            except ValueError:
-                pass
         raise EsimError("AT+CCHO answered without a session id")
 
     def close(self):
         if self.ch is not None:
             try:
-                self.at.cmd("AT+CCHC=%d" % self.ch, timeout_ms=5000)
+                self.at.cmd("AT+CCHC=%s" % self.ch, timeout_ms=5000)
             except OSError:
                 pass
             self.ch = None
 
     def apdu(self, b):
         h = "".join("%02X" % x for x in b)
-        r = self.at.cmd('AT+CGLA=%d,%d,"%s"' % (self.ch, len(h), h), resp=b"+CGLA:", timeout_ms=10000)
+        r = self.at.cmd('AT+CGLA=%s,%d,"%s"' % (self.ch, len(h), h), resp=b"+CGLA:", timeout_ms=10000)
         if not r.ok:
             raise EsimError("AT+CGLA refused: %s" % (r.error,))
         for ln in r.lines:
@@ -230,7 +238,7 @@ def read(modem):
         return {"kind": "unsupported"}
     try:
         c.open()
-    except EsimError:
+    except NotEuicc:
         return {"kind": "uicc"}
     try:
         eid = parse_eid(c.es10(b"\xbf\x3e\x03\x5c\x01\x5a"))
@@ -413,8 +421,8 @@ class Manager:
     def _identity(self, m):
         while m.take_event(("sim",)) is not None:  # boot banners: not a refresh
             pass
-        if self.kind is None:
-            self.reload(m)
+        if self.kind is None or self.kind == "error":
+            self.reload(m)  # again after an error: a busy card answers later
         iccid = m.iccid
         if iccid is None or iccid == self.active:
             self._bind(iccid)
@@ -457,8 +465,9 @@ class Manager:
             r = read(m)
         except (EsimError, ValueError, OSError) as e:
             self.kind = "error"
-            self.error = str(e)
-            events.post("esim.error", error=self.error, alarm=True)
+            if str(e) != self.error:  # once per distinct error
+                self.error = str(e)
+                events.post("esim.error", error=self.error, alarm=True)
             return
         self.kind = r["kind"]
         self.error = None

@@ -15,13 +15,13 @@ Sources (the firmware cites its own; nothing here is taken from the firmware):
   MANAGE CHANNEL; extended channels 4-19 are optional and not modelled); a UICC reset (the REFRESH
   an enable asks for) closes them.
 Assumed (docs/ASSUMED.md): which modems implement the commands (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO),
-the +CME ERROR for an AID the card lacks or no free channel (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO),
+the ERROR for an AID the card lacks, +CME ERROR for no free channel (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO),
 the URCs of a refresh and its duration (ASSUMED docs/ASSUMED.md#A-ESIM-REFRESH).
 
 Control (`{"op": "euicc", "action": ...}` or the functions below): install (eid, profiles, enabled),
 enable (a network-initiated swap: the SM-DP+ / eIM enabled another profile), delete (a disabled
 profile), network (a profile's network: "ok", "denied" or "silent", i.e. never registers),
-channels (on / off: a modem firmware without the commands), fault (the next ES10 answers: a status
+channels (on / off: a modem firmware without the commands; handles: session ids as hex handles), fault (the next ES10 answers: a status
 word, or cut short), status.
 """
 
@@ -136,6 +136,7 @@ class EUICC:
         self.refreshes = 0
         self.after = None  # (iccid, refresh): an enable done once its answer has been read
         self.fault = None  # control "fault": {"sw": "6985"} or {"cut": n} for the next ES10 answers
+        self.handles = False  # session ids as opaque hex handles (a Sierra MC7455, lpac issue #138)
 
     def find(self, iccid):
         for p in self.profiles:
@@ -285,6 +286,14 @@ def _euicc(modem):
     return eu
 
 
+def _session(eu, text):
+    # the channel a session id names (a number, or a handle when eu.handles), or None
+    for ch in eu.channels:
+        if text == (("%016x" % (0x385A7C0 + ch)) if eu.handles else str(ch)):
+            return ch
+    return None
+
+
 def _supported(modem):
     if not getattr(modem, "LOGICAL_CHANNELS", True):
         raise Malformed("no logical channels on this modem")  # plain ERROR, as an unknown command
@@ -303,12 +312,13 @@ def at_CCHO(modem, cmd):
         raise Malformed("CCHO dfname")
     eu = _euicc(modem)
     if eu is None or aid != ISDR:
-        raise CmeError(50)  # no application with this AID (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO)
+        # no application with this AID: a bare ERROR (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO)
+        raise Malformed("no such application")
     free = [c for c in range(1, MAX_CHANNELS + 1) if c not in eu.channels]
     if not free:
         raise CmeError(100)  # MANAGE CHANNEL refused: every channel in use (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO)
     eu.channels[free[0]] = b""
-    modem.info("+CCHO: %d" % free[0])
+    modem.info("+CCHO: %s" % (("%016x" % (0x385A7C0 + free[0])) if eu.handles else free[0]))
 
 
 def at_CCHC(modem, cmd):
@@ -316,8 +326,8 @@ def at_CCHC(modem, cmd):
     if cmd.kind == "test":
         return
     eu = _euicc(modem)
-    ch = cmd.int(0)
-    if eu is None or ch not in eu.channels:
+    ch = _session(eu, cmd.str(0)) if eu is not None else None
+    if ch is None:
         raise CmeError(50)
     del eu.channels[ch]
     eu.done(modem)
@@ -329,10 +339,10 @@ def at_CGLA(modem, cmd):
         return
     modem.require_sim()
     eu = _euicc(modem)
-    ch = cmd.int(0)
+    ch = _session(eu, cmd.str(0)) if eu is not None else None
     n = cmd.int(1)
     h = cmd.str(2)
-    if eu is None or ch not in eu.channels:
+    if ch is None:
         raise CmeError(50)
     if n != len(h) or n % 2 or n < 8:
         raise CmeError(50)
@@ -364,7 +374,7 @@ def status(modem):
         return {"ok": True, "euicc": None, "iccid": modem.card.iccid}
     return {"ok": True, "eid": eu.eid, "enabled": eu.enabled, "iccid": modem.card.iccid,
             "profiles": [p.as_dict(p.iccid == eu.enabled) for p in eu.profiles],
-            "channels": sorted(eu.channels), "apdus": eu.apdus, "refreshes": eu.refreshes,
+            "channels": sorted(eu.channels), "apdus": eu.apdus, "refreshes": eu.refreshes, "handles": eu.handles,
             "logical_channels": getattr(modem, "LOGICAL_CHANNELS", True)}
 
 
@@ -392,6 +402,11 @@ def control(modem, kw):
             p.network = kw["state"]
     elif a == "channels":
         modem.LOGICAL_CHANNELS = bool(kw.get("on"))
+        if "handles" in kw:
+            eu = _euicc(modem)
+            if eu is None:
+                raise ValueError("no eUICC in this modem")
+            eu.handles = bool(kw["handles"])
     elif a == "fault":  # the ISD-R's next ES10 answers: a status word, or cut after n bytes; none clears
         eu = getattr(modem.card, "euicc", None)
         if eu is None:
