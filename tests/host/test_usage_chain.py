@@ -216,3 +216,15 @@ def test_keys_from_credentials_csv_unknown_devices_and_malformed_records(tmp_pat
     nod.write_text(json.dumps(chain[0]) + "\n")
     r = CliRunner().invoke(main, ["usage", "verify", str(nod), "--db", str(db)])
     assert r.exit_code == 2 and "nod.jsonl:1: no \"d\" (device id)" in r.output
+
+
+def test_a_record_that_names_another_predecessor_and_two_records_with_one_number(chain):
+    recs = chain[:10]
+    last = [r for r in recs if r["m"] == "water"][-1]
+    stray = usage.sign(KEY, DEV, dict(last, n=11, a=last["b"], b=last["b"] + 2, p=recs[-3]["s"]))
+    findings, accepted = usage.verify([(DEV, r) for r in recs + [stray]], {DEV: KEY})
+    assert kinds(findings) == [("broken_chain", 11)]
+    twin = usage.sign(KEY, DEV, dict(recs[6], b=recs[6]["b"] + 1))
+    findings, accepted = usage.verify([(DEV, r) for r in recs[:7] + [twin] + recs[7:]], {DEV: KEY})
+    assert ("fork", 7) in kinds(findings)
+    assert 7 not in [r["n"] for r in accepted[DEV]]
