@@ -203,3 +203,16 @@ def test_supervisor_plugin_hook_builds_the_service():
     m = message("dev-1", r["m"], r["n"], r["a"], r["b"], r["k"], r["u"], r["t0"], r["t1"], r["p"])
     assert r["s"] == Signer(b"\xab" * 32).tag(m)  # signed with the key file's key
     svc.meters[0].src.close()
+
+
+def test_the_config_refuses_a_meter_without_name_or_type():
+    from m2m import config
+
+    ok = config.validate({"meter": {"meters": [WATER]}})
+    assert ok["meter"]["meters"][0]["name"] == "water" and ok["meter"]["interval_s"] == 3600
+    for bad in ([{"type": "pulses"}], [{"name": "x", "type": "gallons"}], ["water"]):
+        try:
+            config.validate({"meter": {"meters": bad}})
+            assert False, bad
+        except config.ConfigError as e:
+            assert "meter.meters" in str(e) and "\"type\": \"pulses\"" in str(e), str(e)

@@ -28,6 +28,14 @@ def _hex(v):
     return "must be an even number of hex digits, not %r" % (v,)
 
 
+def _meters(v):
+    # meter.meters: the shape m2m.meter needs (it checks the rest when it starts)
+    for e in v:
+        if type(e) is not dict or type(e.get("name")) is not str or e.get("type") not in ("pulses", "hours", "integral"):
+            return 'each meter must be {"name": ..., "type": "pulses" | "hours" | "integral", ...}, not %r' % (e,)
+    return None
+
+
 SCHEMA = {
     "device": {
         # the name the device reports under (MQTT topic level, LwM2M endpoint)
@@ -105,7 +113,7 @@ SCHEMA = {
     },
     # ---- usage metering (m2m.meter, m2m.usagerec; README "Usage metering") ----
     "meter": {
-        "meters": (list, [], None),  # [{"name", "type": pulses|hours|integral, "pin" | "reading", ...}]
+        "meters": (list, [], _meters),  # [{"name", "type": pulses|hours|integral, "pin" | "reading", ...}]
         "interval_s": (int, 3600, (60, 2678400)),  # a usage record per meter at each multiple (UTC)
         "save_n": (int, 1, (1, 100000)),  # pulse counts to flash after this many pulses
         "save_s": (int, 60, (1, 86400)),  # running time / integral counters to flash this often
