@@ -30,7 +30,7 @@ ISDR = "A0000005591010FFFFFFFF8900000100"
 _REFRESH_MS = const(30000)
 _MAX_CHUNKS = const(16)  # GET RESPONSE rounds (16 x 256 bytes)
 
-# ETSI TS 102 221 10.2.1 status words (ISO/IEC 7816-4 5.1.3)
+# ETSI TS 102 221 10.2.1 status words, as osmocom pySim's pySim/ts_102_221.py names them
 SW = {0x6700: "wrong length", 0x6A80: "incorrect data", 0x6A82: "not found", 0x6A86: "incorrect P1 P2",
       0x6A88: "reference data not found", 0x6985: "conditions of use not satisfied",
       0x6D00: "instruction not supported", 0x6E00: "class not supported", 0x6F00: "no precise diagnosis"}

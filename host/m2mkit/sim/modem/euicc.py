@@ -8,12 +8,12 @@ Sources (the firmware cites its own; nothing here is taken from the firmware):
   response ending in SW1 SW2). The MT puts the channel into the CLA byte (Telit ME310G1 reference).
 - ES10: SGP.22's ASN.1 (lpac docs/asn1/rsp.asn): STORE DATA (INS E2, P1 91 = last block of BER-TLV
   data), GetEuiccData BF3E, GetProfilesInfo BF2D (tagList 5C), EnableProfile BF31 with its results.
-- Status words: ETSI TS 102 221 10.2.1 (9000, 61xx more data for GET RESPONSE, 6700 wrong length,
-  6A80 incorrect data, 6A86 incorrect P1 P2, 6A88 reference data not found, 6985 conditions of use
-  not satisfied, 6D00 / 6E00 instruction / class not supported, 6Cxx wrong Le).
-- Logical channels: a UICC supports channels 1-3 besides the basic channel 0 (ETSI TS 102 221 11.1.17
-  MANAGE CHANNEL; extended channels 4-19 are optional and not modelled); a UICC reset (the REFRESH
-  an enable asks for) closes them.
+- Status words: ETSI TS 102 221 10.2.1 as osmocom pySim's pySim/ts_102_221.py lists them (6A80
+  incorrect parameters in the data field, 6A86 incorrect P1 P2, 6A88 referenced data not found,
+  6985 conditions of use not satisfied, 6D00 / 6E00 instruction / class not supported), 6700 wrong
+  length, 61xx more data for GET RESPONSE, 6Cxx wrong Le.
+- Logical channels: channels 1-3 besides the basic channel 0, closed by a UICC reset, and a T=0
+  card's 61xx for every ES10 answer (ASSUMED docs/ASSUMED.md#A-UICC-CHANNELS).
 Assumed (docs/ASSUMED.md): which modems implement the commands (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO),
 the ERROR for an AID the card lacks, +CME ERROR for no free channel (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO),
 the URCs of a refresh and its duration (ASSUMED docs/ASSUMED.md#A-ESIM-REFRESH).
