@@ -16,6 +16,14 @@
 # micropython extmod/vfs_lfsx.c, inline_max in lib/littlefs/lfs2.c) each sync copies the segment's
 # incomplete last block to a fresh one (lfs2_ctz_extend): about one block erase per record. The
 # pointer is written once per ack() (once per drained batch): 8 bytes into an inline file.
+#
+# Write-back (sync_every > 1 and / or sync_ms): telemetry records are written at once but synced
+# every sync_every records, when the oldest unsynced one is sync_ms old, or with the next record of
+# any other kind (alarms, events, usage, orders are synced before append returns): about one erase
+# per sync instead of per record. A power cut before the sync loses the unsynced records whole
+# (LittleFS falls back to the last sync; elsewhere the CRC drops a torn tail), at most
+# sync_every - 1 readings or sync_ms of them; their numbers are given again. A record counts as
+# made once synced (seq <= synced): only those are peeked, sent and acknowledged.
 import binascii
 import os
 import struct
@@ -35,8 +43,18 @@ _ACK_ENTRIES = const(64)  # the ack journal is rewritten (one entry) when it hol
 
 
 class Outbox:
-    def __init__(self, path="/outbox", segment_bytes=4096, max_segments=16, on_drop=None, keep=(ALARM, USAGE)):
+    def __init__(self, path="/outbox", segment_bytes=4096, max_segments=16, on_drop=None, keep=(ALARM, USAGE),
+                 sync_every=1, sync_ms=0):
         self.path = path
+        # write-back for telemetry: records are synced every `sync_every` telemetry records, or once
+        # the oldest unsynced one is `sync_ms` old (sync_due(), also run by peek()), or at once with
+        # any other kind; only synced records are ever peeked. 1: every append is synced (default).
+        self.sync_every = sync_every
+        self.sync_ms = sync_ms
+        self.synced = 0  # the highest seq on flash (what a power cut keeps)
+        self.syncs = 0
+        self._unsynced = 0
+        self._since = 0
         self.segment_bytes = segment_bytes
         self.max_segments = max_segments
         self.on_drop = on_drop  # on_drop(n): n unacknowledged records dropped for space
@@ -74,6 +92,7 @@ class Outbox:
         self.acked = self._load_ack()
         self.next = self.acked + 1
         self._open_tail()
+        self.synced = self.next - 1
 
     # ---- records ----
     def _name(self, first):
@@ -140,8 +159,9 @@ class Outbox:
 
     def _new_segment(self):
         if self._f:
-            self._f.close()
+            self._f.close()  # lfs_file_close syncs: what the old tail held is on flash
             self._f = None
+            self._synced_now()
         self.segs.append(self.next)
         self._f = open(self._name(self.next), "ab")
         self._tail_bytes = 0
@@ -167,6 +187,7 @@ class Outbox:
                         self._write(r[1], r[2])
                         self.carried += 1
                         lost -= 1
+        self.sync()  # the carried copies are on flash before their old segment goes
         self.segs.pop(0)
         if self._cursor and self._cursor[0] == first:
             self._cursor = None
@@ -193,7 +214,37 @@ class Outbox:
         if self._f is None or (self._tail_bytes and self._tail_bytes + _HDR + n > self.segment_bytes):
             self._new_segment()
         self.appended += 1
-        return self._write(kind, payload)
+        seq = self._write(kind, payload)
+        if kind != TELEMETRY or self.sync_every <= 1:
+            self.sync()
+        else:
+            self._unsynced += 1
+            if self._unsynced == 1 and self.sync_ms:
+                from m2m import hal
+
+                self._since = hal.ticks_ms()
+            if self._unsynced >= self.sync_every:
+                self.sync()
+        return seq
+
+    def sync(self):
+        # Put every appended record on flash (lfs_file_sync); a no-op when nothing is waiting.
+        if self.synced < self.next - 1 and self._f is not None:
+            self._f.flush()
+            self._synced_now()
+
+    def _synced_now(self):
+        self.synced = self.next - 1
+        self._unsynced = 0
+        self.syncs += 1
+
+    def sync_due(self):
+        # The time bound of write-back: sync once the oldest unsynced record is sync_ms old.
+        if self._unsynced and self.sync_ms:
+            from m2m import hal
+
+            if hal.ticks_diff(hal.ticks_ms(), self._since) >= self.sync_ms:
+                self.sync()
 
     def _write(self, kind, payload):
         seq = self.next
@@ -205,7 +256,6 @@ class Outbox:
         f.write(h)
         if n:
             f.write(payload)
-        f.flush()  # lfs_file_sync: the record is on flash before append returns
         self._tail_bytes += _HDR + n
         self.next = seq + 1
         return seq
@@ -214,7 +264,9 @@ class Outbox:
     def peek(self, n=8, kinds=None):
         # Up to n unacknowledged records [(seq, kind, payload)], oldest first; kinds: only these
         # kinds (e.g. (ALARM,) to send alarms ahead; they are acknowledged when the pointer passes).
+        self.sync_due()
         out = []
+        top = self.synced  # nothing leaves before it is on flash
         segs = self.segs
         i = len(segs) - 1
         while i > 0 and segs[i] > self.acked + 1:
@@ -230,6 +282,8 @@ class Outbox:
                     f.seek(cur[1])  # straight to the first unacknowledged record
                 while len(out) < n:
                     r = self._read_record(f)
+                    if r is not None and r[0] > top:
+                        return out
                     if r is None:
                         if f.read(1) and first not in self._bad and first != segs[-1]:
                             self._bad.append(first)
@@ -244,7 +298,7 @@ class Outbox:
     def ack(self, upto):
         # Everything up to seq `upto` has been delivered: persist the pointer (one 8-byte journal
         # append), then remove the segments it has passed.
-        upto = min(upto, self.next - 1)
+        upto = min(upto, self.synced)  # only what is on flash was ever peeked
         if upto <= self.acked:
             return
         b = self._buf
@@ -295,9 +349,10 @@ class Outbox:
     def stats(self):
         return {"appended": self.appended, "acked": self.acked_count, "dropped": self.dropped,
                 "carried": self.carried, "torn": self.torn, "pending": self.pending(), "segments": len(self.segs),
-                "next_seq": self.next, "acked_upto": self.acked}
+                "next_seq": self.next, "acked_upto": self.acked, "synced": self.synced, "syncs": self.syncs}
 
     def close(self):
         if self._f:
+            self._synced_now()  # close syncs
             self._f.close()
             self._f = None

@@ -206,6 +206,7 @@ class Reporter:
             gc.collect()
 
     def step(self):
+        self.outbox.sync_due()  # the outbox's write-back time bound, connected or not
         now = hal.ticks_ms()
         if hal.ticks_diff(self.wait_until, now) > 0:
             return hal.ticks_diff(self.wait_until, now)
