@@ -20,7 +20,8 @@ EXPECTED |= {"at_parser_throughput_1b", "at_parser_throughput_8b", "at_parser_th
              "at_parser_bytewise_ratio"}
 EXPECTED |= {"sampler_cycle_us", "sense_heap_mpy", "sense_heap_py"}  # issue #11
 EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox_heap_growth_bytes",
-             "outbox_erases_per_record", "outbox_prog_bytes_per_record", "outbox_prog_bytes_per_ack"}  # issue #9
+             "outbox_erases_per_record", "outbox_prog_bytes_per_record", "outbox_prog_bytes_per_ack",
+             "outbox_erases_per_record_write_back"}  # issue #9
 EXPECTED |= {"mqtt_report_bytes_kept", "mqtt_report_bytes_naive", "mqtt_report_bytes_ratio",
              "mqtt_round_trips_per_report", "mqtt_heap_high_water"}  # issue #9, reporting
 EXPECTED |= {"net_bringup_overhead_bg95", "net_attached_heap"}  # issue #8, network
