@@ -17,6 +17,7 @@ import aiocoap.resource as resource
 import cbor2
 import pytest
 from aiocoap import Code, Message
+from aiocoap.optiontypes import BlockOption
 
 from m2mkit import testing
 
@@ -136,6 +137,9 @@ class _Root(resource.Resource, resource.PathCapable):
         super().__init__()
         self.parts = {"rd": _Rd(srv), "dp": _Dp(srv), "bs": _Bs(srv), "fw": _Files(srv)}
 
+    async def needs_blockwise_assembly(self, request):
+        return False  # Block2 of the firmware file is served by _Files itself
+
     async def render(self, request):
         p = request.opt.uri_path
         r = self.parts.get(p[0] if p else None)
@@ -219,10 +223,15 @@ class _Files(resource.Resource):
         self.srv = srv
 
     async def render_get(self, request):
-        name = "/".join(request.opt.uri_path)
+        # each Block2 piece served here (RFC 7959 2.4), so the log shows every request
+        data = self.srv.files["/".join(request.opt.uri_path)]
         b2 = request.opt.block2
-        self.srv.log.append(("fw_get", {"block": b2.block_number if b2 else None}))
-        return Message(payload=self.srv.files[name])
+        num, szx = (b2.block_number, min(b2.size_exponent, 6)) if b2 else (0, 6)
+        size = 16 << szx
+        self.srv.log.append(("fw_get", {"block": num, "size": size}))
+        part = data[num * size:(num + 1) * size]
+        more = (num + 1) * size < len(data)
+        return Message(payload=part, block2=BlockOption.BlockwiseTuple(num, more, szx))
 
 
 class Device:
@@ -334,3 +343,157 @@ def test_register_read_write_execute_discover_deregister(server, device):
     out = dev.stop()
     assert server.wait("deregister"), out
     assert "closed 6" in out
+
+
+def _observe(server, path, n, accept=0, timeout=30):
+    """Observe path; the first response and n notifications as (time, payload, observe seq)."""
+    async def go():
+        m = Message(code=Code.GET, uri=server.uri(path), observe=0, accept=accept)
+        req = server.ctx.request(m)
+        first = await req.response
+        notes = []
+        async for note in req.observation:
+            notes.append((time.time(), note.payload, note.opt.observe))
+            if len(notes) >= n:
+                break
+        req.observation.cancel()
+        return first, notes
+    return server.call(asyncio.wait_for(go(), timeout), timeout + 5)
+
+
+def test_observe_temperature_pmin_pmax(server, device):
+    dev = device(config(server), temp=21.0)
+    server.wait("register")
+    # pmax 2 s: a notification at least every 2 s while nothing changes; pmin 1 s
+    assert server.request(Code.PUT, "/3303/0/5700?pmin=1&pmax=2").code == Code.CHANGED
+    t0 = time.time()
+    first, notes = _observe(server, "/3303/0/5700", 3)
+    assert first.code == Code.CONTENT and float(first.payload) == 21.0 and first.opt.observe == 0
+    assert [float(p) for _, p, _ in notes] == [21.0] * 3  # unchanged: pmax sent them
+    seqs = [s for _, _, s in notes]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3  # a rising sequence (RFC 7641 4.4)
+    assert notes[-1][0] - t0 >= 3.5  # three pmax periods of 2 s, not sooner
+
+    # a change is notified, but not before pmin; gt=30 then only a crossing of 30 counts
+    assert server.request(Code.PUT, "/3303/0/5700?pmax=60&gt=30").code == Code.CHANGED
+
+    async def change_then_watch():
+        m = Message(code=Code.GET, uri=server.uri("/3303/0/5700"), observe=0, accept=0)
+        req = server.ctx.request(m)
+        await req.response
+        got = []
+        dev.set_temp(25.0)  # below gt: no notification
+
+        async def collect():
+            async for note in req.observation:
+                got.append((time.time(), float(note.payload)))
+                if note.payload == b"31.0":
+                    break
+        task = asyncio.ensure_future(collect())
+        await asyncio.sleep(2.5)
+        before = list(got)
+        dev.set_temp(31.0)  # crosses gt=30
+        await asyncio.wait_for(task, 10)
+        req.observation.cancel()
+        return before, got
+    before, got = server.call(change_then_watch(), 30)
+    assert before == []  # 21 -> 25 did not cross 30, and pmax is 60 s
+    assert got[-1][1] == 31.0
+    dev.stop()
+
+
+def test_update_on_lifetime_and_deregister(server, device):
+    # lifetime 30 s on a device clock ten times faster: an Update every 2.7 s of real time
+    dev = device(config(server, lifetime_s=30), scale=10)
+    server.wait("register")
+    ups = server.wait("update", 2, timeout=30)
+    assert ups[0]["loc"] == "r1"
+    dev.stop()
+    server.wait("deregister")
+    assert "event: lwm2m.deregistered ok=True" in dev.out
+
+
+def test_firmware_package_pulled_blockwise(server, device, tmp_path):
+    pkg = os.urandom(100 * 1024)
+    server.files["pkg.bin"] = pkg
+    fw = tmp_path / "fw.bin"
+    dev = device(config(server, fw_file=str(fw)))
+    server.wait("register")
+    assert server.request(Code.GET, "/5/0/3").payload == b"0"  # Idle
+    uri = "coap://127.0.0.1:%d/fw/pkg.bin" % server.port
+    assert server.request(Code.PUT, "/5/0/1", uri.encode(), content_format=0).code == Code.CHANGED
+    end = time.time() + 120
+    state = None
+    while time.time() < end:
+        state = server.request(Code.GET, "/5/0/3").payload
+        if state == b"2":
+            break
+        time.sleep(0.5)
+    assert state == b"2", (state, server.request(Code.GET, "/5/0/5").payload)  # Downloaded
+    assert fw.read_bytes() == pkg
+    blocks = [d["block"] for w, d in server.log if w == "fw_get" and d["size"] == 512]
+    assert blocks == list(range(200))  # 100 KB in 512-byte Block2 pieces, in order
+    assert server.request(Code.POST, "/5/0/2").code == Code.CHANGED  # Update: state 3 Updating
+    assert server.request(Code.GET, "/5/0/3").payload == b"3"
+    dev.stop()
+
+
+def test_queue_mode_requests_wait_for_the_wake(server, device):
+    dev = device(config(server, queue_mode=True, awake_s=5, lifetime_s=30), scale=10)
+    reg = server.wait("register")[0]
+    assert reg["q"] and reg["b"] == "U"
+    n_up = len([1 for w, _ in server.log if w == "update"])
+    time.sleep(1.0)  # past 5 s of device time: asleep, its socket closed
+
+    async def queued_read():
+        fut = server.loop.create_future()
+        server.queued.append(fut)  # released by the device's next Update
+        await fut
+        m = Message(code=Code.GET, uri=server.uri("/3/0/0"))
+        return await server.ctx.request(m).response
+    r = server.call(queued_read(), 60)
+    assert r.code == Code.CONTENT and r.payload == b"m2mkit"
+    assert len([1 for w, _ in server.log if w == "update"]) > n_up
+    out = dev.stop()
+    assert "event: lwm2m.sleep" in out and "event: lwm2m.wake" in out
+
+
+def test_send_telemetry_from_outbox(server, device):
+    dev = device(config(server, send=True))
+    server.wait("register")
+    sends = server.wait("send")
+    assert sends[0]["cf"] == SENML_CBOR
+    recs = cbor2.loads(sends[0]["payload"])
+    assert [(r[0], r[2]) for r in recs] == [("/3303/0/5700", 20.5), ("/3303/0/5700", 21.5), ("/3303/0/5700", 22.5)]
+    assert recs[0][-3] == 1767225600 and recs[2][6] == 2  # base time, then relative times
+    dev.stop()
+
+
+def _tlv(kind, ident, value):
+    n = len(value)
+    t = kind << 6 | (0x20 if ident > 255 else 0)
+    idb = ident.to_bytes(2 if ident > 255 else 1, "big")
+    if n < 8:
+        return bytes((t | n,)) + idb + value
+    return bytes((t | 0x08,)) + idb + bytes((n,)) + value
+
+
+def test_bootstrap_then_register(tmp_path, device):
+    srv = Server()
+    try:
+        uri = ("coap://127.0.0.1:%d" % srv.port).encode()
+        sec = _tlv(3, 0, uri) + _tlv(3, 1, b"\x00") + _tlv(3, 2, b"\x03") + _tlv(3, 10, b"\x01")
+        server_obj = _tlv(3, 0, b"\x01") + _tlv(3, 1, (300).to_bytes(2, "big")) + _tlv(3, 7, b"U")
+        srv.bootstrap_writes = [(Code.DELETE, "/0", b"", None), (Code.DELETE, "/1", b"", None),
+                                (Code.PUT, "/0/1", sec, ACCEPT_TLV), (Code.PUT, "/1/0", server_obj, ACCEPT_TLV)]
+        cfg = {"device": {"id": "dev-bs"}, "lwm2m": {"bootstrap": "coap://127.0.0.1:%d" % srv.port}}
+        dev = device(cfg)
+        assert srv.wait("bootstrap_request")[0]["query"] == ["ep=dev-bs"]
+        ops = srv.wait("bs_op", 4)
+        assert [o["code"] for o in ops] == ["2.02 Deleted", "2.02 Deleted", "2.04 Changed", "2.04 Changed"]
+        assert srv.wait("bs_finish")[0]["code"] == "2.04 Changed"
+        reg = srv.wait("register")[0]
+        assert reg["ep"] == "dev-bs" and reg["lt"] == 300
+        dev.stop()
+    finally:
+        srv.stop()
