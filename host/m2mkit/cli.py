@@ -306,9 +306,14 @@ def _seconds(value):
               help="report to this broker (default: a Mosquitto started on a free loopback port)")
 @click.option("--seconds", default="0", callback=lambda c, p, v: _seconds(v),
               help="stop after this many seconds (0: run until Ctrl-C)")
-def demo(board, modem, broker, seconds):
+@click.option("--commerce", is_flag=True,
+              help="an ink tank drains, the device orders ink, a local supplier gets exactly one order")
+def demo(board, modem, broker, seconds, commerce):
     """Boot a virtual device that reports its readings over MQTT; show its console and what arrives."""
-    from .demo_report import run
+    if commerce:
+        from .demo_commerce import run
+    else:
+        from .demo_report import run
 
     run(board, seconds, modem=modem, broker=broker)
 

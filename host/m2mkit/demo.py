@@ -21,6 +21,7 @@ EXIT_KEY = b"\x1d"  # Ctrl-], as in miniterm
 # wait for), and Ctrl-C ends the demo instead of going to the device
 COMMAND_RETURNS = True
 CTRL_C_ENDS = False
+DEVICE_ENV = {}  # demo_commerce.py: the virtual device's simulated peripherals (M2M_UART<n>)
 
 
 class _Console:
@@ -83,7 +84,7 @@ def _sigterm_interrupts():
 def run(board_name, seconds=0.0):
     _sigterm_interrupts()
     con = Console()
-    dev = VirtualDevice(board_name, modem=True)
+    dev = VirtualDevice(board_name, modem=True, env=DEVICE_ENV)
     try:
         _demo(dev, con, seconds)
     except KeyboardInterrupt:
