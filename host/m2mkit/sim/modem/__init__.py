@@ -20,6 +20,8 @@ What it does NOT model:
   signal values are whatever you set. Registration follows the timeline, not radio conditions.
 - Real network timing: latency is a fixed radio round trip (NET_RTT) plus loopback; no
   throughput limits, retransmissions, packet loss (use faults), NAT timeouts or carrier firewalls.
+- UDP loss only as the ``udp_loss`` control op's independent, seeded drops (udploss.py): no bursts,
+  reordering, duplication or delay of datagrams.
 - PSM and eDRX sleeping: timers are accepted, read back and reported in +CEREG, but the modem never
   sleeps, never becomes unreachable and draws no current; network-granted values equal requests.
 - SIM cards beyond PIN1 / PUK1 (card.py): PIN2 / PUK2 counters are fixed at 3 / 10, no

@@ -24,6 +24,8 @@ import math
 import socket
 import ssl
 
+from .udploss import drops
+
 IP_HDR = 20
 TCP_HDR = 20
 UDP_HDR = 8
@@ -245,6 +247,8 @@ class BridgedSocket:
 
     # ---- data -----------------------------------------------------------------------------
     def _udp_in(self, data):
+        if drops(self, "down"):
+            return
         self.c["rx_air"] += len(data) + IP_HDR + UDP_HDR
         self.c["rx_packets"] += 1
         if self._udp_waiting:
@@ -299,7 +303,8 @@ class BridgedSocket:
             self.c["tx_air"] += len(data) + IP_HDR + UDP_HDR
             self.c["tx_packets"] += 1
             self._udp_waiting = True
-            self._transport.sendto(data)
+            if not drops(self, "up"):  # udploss.py: the network may lose it
+                self._transport.sendto(data)
             return
         if self._tls is not None:
             self._tls[0].write(data)

@@ -289,6 +289,9 @@ class ModemSim:
             c = self.card
             return {"ok": True, "sim": m.sim_state, "present": c.present, "iccid": c.iccid, "imsi": c.imsi,
                     "pin_left": c.pin_left, "puk_left": c.puk_left}
+        if op == "udp_loss":  # seeded loss of UDP datagrams both ways (udploss.py)
+            from .udploss import control as udp_loss
+            return udp_loss(m, kw)
         if op == "euicc":  # the eUICC behind the SIM (euicc.py): install, enable, delete, network, ...
             from .euicc import control
             return control(m, kw)
