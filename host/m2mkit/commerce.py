@@ -385,3 +385,48 @@ def orders_cmd(db):
         click.echo(f"{o['order_id']}  {o['state']:<9} ref={o['ref'] or '-'} requests={o['requests']} "
                    f"posts={o['posts']} device={o['device_status'] or '-'}  {o['qty']} x {o['item']}")
     st.close()
+
+
+@commerce.command()
+@click.argument("order_id")
+@click.option("--broker", required=True, metavar="mqtt://HOST:PORT", help="the broker the devices report to")
+@click.option("--db", default="commerce.db", show_default=True, metavar="PATH|postgresql://...")
+@click.option("--prefix", default="m2mkit", show_default=True, help="the devices' mqtt.prefix")
+def deliver(order_id, broker, db, prefix):
+    """Mark a confirmed order delivered and tell its device (it keeps the status)."""
+    st = Store(db)
+    try:
+        o = st.order(order_id)
+        if o is None:
+            raise UserError(f"no order {order_id!r} in {db}: m2mkit commerce orders --db {db} lists them")
+        if o["state"] not in (CONFIRMED, DELIVERED):
+            raise UserError(f"order {order_id} is {o['state']}: only a confirmed order can be delivered")
+        st.answer(order_id, DELIVERED, o["ref"], o["note"])
+    finally:
+        st.close()
+    publish(broker, f"{prefix}/{o['device_id']}/cmd", command(order_id, DELIVERED, o["ref"]))
+    click.echo(f"commerce: order {order_id} delivered; told {o['device_id']}")
+
+
+def publish(broker, topic, payload):
+    """One QoS 1 message, returned after the broker's PUBACK."""
+    import paho.mqtt.client as mqtt
+
+    scheme, _, rest = broker.partition("://")
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if scheme != "mqtt" or not host or not port.isdigit():
+        raise UserError(f"--broker {broker!r}: give mqtt://HOST:PORT")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    try:
+        c.connect(host, int(port), keepalive=30)
+    except OSError as e:
+        raise UserError(f"cannot connect to {broker}: {e}: is the broker running?") from None
+    c.loop_start()
+    try:
+        info = c.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+        if not info.is_published():
+            raise UserError(f"the broker at {broker} did not take the message within 10 s")
+    finally:
+        c.disconnect()
+        c.loop_stop()

@@ -147,6 +147,17 @@ def test_repeats_are_one_order_forwarded_once_and_answered_each_time(broker, sub
         dev.publish("m2mkit/dev-1/orders", request(order="dev-1:ink:2"))
         assert answers(dev, 1)[0]["args"]["order"] == "dev-1:ink:2"
         assert len(sup.orders) == 2 and len(sup.posts) == 2
+        # delivered: the device is told, and a late repeat is answered with it
+        p = subprocess.run([M2MKIT, "commerce", "deliver", "dev-1:ink:1", "--broker", broker.url, "--db", db],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert answers(dev, 1)[0]["args"] == {"order": "dev-1:ink:1", "status": "delivered", "ref": "S-1"}
+        dev.publish("m2mkit/dev-1/orders", request(tries=6))
+        assert answers(dev, 1)[0]["args"]["status"] == "delivered"
+        assert len(sup.posts) == 2
+        p = subprocess.run([M2MKIT, "commerce", "deliver", "dev-1:ink:9", "--broker", broker.url, "--db", db],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0 and "no order 'dev-1:ink:9'" in p.stderr and "commerce orders" in p.stderr
     finally:
         run.stop()
         sup.close()
