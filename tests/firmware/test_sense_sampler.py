@@ -120,7 +120,7 @@ def test_alarm_with_hysteresis_reports_at_once():
     # 28.9; raised again at 30.2, cleared at 25.0
     assert urgent == [30.5, 28.9, 30.2, 25.0], out
     assert [rs[0][1] for u, rs in out if not u] == [25.0]  # the first reading; the deadband holds the rest
-    ev = [(k, f["state"], f["value"]) for k, f in drain() if k == "alarm"]
+    ev = [(k, f["state"], f["value"]) for k, f in drain() if k == "alarm" and f["unit"] == "Cel"]
     assert ev == [("alarm", "raised", 30.5), ("alarm", "cleared", 28.9), ("alarm", "raised", 30.2),
                   ("alarm", "cleared", 25.0)], ev
 

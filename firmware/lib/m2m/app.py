@@ -1,5 +1,6 @@
-# The application: builds the stack for the board and runs it. Until the supervisor lands it
-# shows the banner and the health of the device, then leaves the REPL to the user.
+# The application: main.py calls main(): the banner and the health of the device, then, when
+# /config.json sets device.autorun, the supervisor (m2m.supervisor: sensors, network, reporting,
+# watchdog) until Ctrl-C; otherwise the REPL is the user's.
 import gc
 import os
 import sys
@@ -52,10 +53,29 @@ def banner():
     )
 
 
-def main():
+def main(path="/config.json"):
     print(banner())
     h = health()
     print("health:", " ".join("%s=%s" % (k, h[k]) for k in sorted(h)))
+    try:
+        os.stat(path)
+    except OSError:
+        return None  # no config: a new board, the REPL is the user's
+    from m2m import config
+
+    try:
+        cfg = config.load(path)
+    except ValueError as e:  # ConfigError: which key, and what to do; never a boot loop
+        print("config: %s" % e)
+        return None
+    if not cfg["device"]["autorun"]:
+        print("autorun: off (set device.autorun to true in %s to start the supervisor at boot)" % path)
+        return None
+    del h
+    gc.collect()
+    from m2m import supervisor
+
+    return supervisor.main(cfg)
 
 
 def modem_check():

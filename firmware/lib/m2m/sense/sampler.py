@@ -187,7 +187,7 @@ class Sampler:
             else:
                 continue
             urgent.append((s.names[i], v, s.units[i], t))
-            _event("alarm", sensor=s.sid, name=s.names[i], value=v,
+            _event("alarm", sensor=s.sid, name=s.names[i], value=v, unit=s.units[i],
                    state="raised" if a[4] else "cleared", level=level)
         if urgent:
             for r in urgent:

@@ -1,0 +1,207 @@
+# The supervisor's parts (m2m.supervisor) in MicroPython with a hand-turned clock: a crashing
+# service becomes an event and runs again after a doubling back-off (Ctrl-C still stops the loop),
+# the sampler's queued readings become outbox records, events go to the outbox as ALARM / EVENT
+# records; app.main() with a broken or autorun-less config prints one line and returns.
+import json
+import os
+import time
+
+from m2m import app, config, events, outbox
+from m2m import hal as REAL_HAL
+from m2m import supervisor as S
+
+
+class Clock:
+    def __init__(self):
+        self.ms = 1000
+
+    def ticks_ms(self):
+        return self.ms
+
+    def ticks_add(self, a, b):
+        return a + b
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def epoch(self):
+        return 1700000000 + self.ms // 1000
+
+
+_n = [0]
+
+
+def _tmpdir():
+    _n[0] += 1
+    d = "/tmp/m2m-sup-%d-%d" % (time.ticks_us(), _n[0])
+    os.mkdir(d)
+    return d
+
+
+def _drain():
+    out = []
+    while True:
+        e = events.take()
+        if e is None:
+            return out
+        out.append((e[0], e[2]))
+
+
+class Boom:
+    def __init__(self, fail):
+        self.fail = fail  # list of exceptions (None: a good step)
+        self.steps = 0
+
+    def step(self):
+        self.steps += 1
+        e = self.fail.pop(0) if self.fail else None
+        if e is not None:
+            raise e
+        return 500
+
+
+def test_a_crash_is_an_event_and_the_service_runs_again_after_a_backoff():
+    clk = Clock()
+    S.hal = clk
+    events.log = False
+    events.clear()
+    closed = []
+    svc = Boom([OSError(5), MemoryError("x"), None, ValueError("bad")])
+    g = S.Guard("mqtt", svc, lambda: closed.append(1))
+    assert g.step() == 1000 and svc.steps == 1  # crashed: wait 1 s
+    clk.ms += 999
+    assert g.step() == 1 and svc.steps == 1  # not before the back-off
+    clk.ms += 1
+    assert g.step() == 2000 and svc.steps == 2  # crashed again: 2 s
+    clk.ms += 2000
+    assert g.step() == 500 and svc.steps == 3  # runs
+    assert g.step() == 4000  # crashed a third time: 4 s
+    ev = _drain()
+    assert [(k, f["service"], f["count"], f["retry_s"]) for k, f in ev] == \
+        [("app.crash", "mqtt", 1, 1), ("app.crash", "mqtt", 2, 2), ("app.crash", "mqtt", 3, 4)], ev
+    assert "OSError" in ev[0][1]["error"] and "MemoryError" in ev[1][1]["error"]
+    assert closed == [1, 1, 1]
+    clk.ms += 700000  # calm for longer than 10 minutes: the back-off starts again at 1 s
+    svc.fail = [OSError(5)]
+    assert g.step() == 1000
+    # Ctrl-C is not a crash: it leaves the loop
+    g2 = S.Guard("x", Boom([KeyboardInterrupt()]))
+    try:
+        g2.step()
+        assert False, "KeyboardInterrupt swallowed"
+    except KeyboardInterrupt:
+        pass
+    assert g2.crashes == 0
+    S.hal = REAL_HAL
+
+
+class Sampler:
+    def __init__(self):
+        self.sensors = []
+        self.sink = None
+        self.rounds = []
+
+    def step(self):
+        for readings, urgent in self.rounds:
+            self.sink(readings, urgent)
+        self.rounds = []
+        return 1234
+
+
+def test_sense_queues_in_the_sink_and_appends_records_in_step():
+    events.log = False
+    events.clear()
+    ob = outbox.Outbox(_tmpdir() + "/ob")
+    sense = S.Sense(ob)
+    sm = Sampler()
+    sm.sink = sense.sink
+    sense.sampler = sm
+    sense.sink((("temperature", 21.5, "Cel", 1700000000),), True)  # from an idle hook: only queued
+    assert ob.pending() == 0 and len(sense.q) == 1
+    sm.rounds = [(tuple(("r%d" % i, i, "", 1700000001) for i in range(20)), False)]
+    assert sense.step() == 1234
+    recs = ob.peek(10)
+    assert [k for _, k, _ in recs] == [outbox.TELEMETRY] * 2
+    got = [json.loads(p) for _, _, p in recs]
+    assert got[0][0] == ["temperature", 21.5, "Cel", 1700000000] and len(got[0]) == 12 and len(got[1]) == 9
+    assert sense.q == []
+    # a queue that overflows (the loop stuck in a long wait) keeps the newest, says how many went
+    for i in range(40):
+        sense.sink((("x", i, "", 1),), False)
+    sense.step()
+    last = [json.loads(p) for _, _, p in ob.peek(10)][2:]
+    assert [r[1] for rec in last for r in rec] == list(range(8, 40))
+    assert _drain() == [("sense.dropped", {"readings": 8})]
+
+
+def test_events_go_to_the_outbox_alarms_as_alarm_records():
+    events.log = False
+    events.clear()
+    ob = outbox.Outbox(_tmpdir() + "/ob")
+    fw = S.Forward(ob)
+    events.post("net.signal", quality=50)  # read every minute: stays on the console
+    events.post("alarm", sensor="in", name="in.temperature", value=31.0, unit="Cel", state="raised", level=30)
+    events.post("app.crash", service="mqtt", error="OSError(5,)", count=1, retry_s=1)
+    events.post("net.modem", model=b"bg95", x=[1], y=None)  # bytes and others: as text
+    assert fw.step() == 1000
+    recs = ob.peek(10)
+    assert [k for _, k, _ in recs] == [outbox.ALARM, outbox.EVENT, outbox.EVENT]
+    d = [json.loads(p) for _, _, p in recs]
+    assert d[0]["kind"] == "alarm" and d[0]["state"] == "raised" and d[0]["unit"] == "Cel" and d[0]["t"] > 1.7e9
+    assert d[1]["kind"] == "app.crash" and d[1]["service"] == "mqtt"
+    assert d[2] == {"kind": "net.modem", "model": "bg95", "x": "[1]", "y": None, "t": d[2]["t"]}, d[2]
+    for i in range(20):
+        events.post("e%d" % i)
+    assert fw.step() == 0  # a bounded amount per step; more waiting
+    assert fw.step() == 0 and fw.step() == 1000 and ob.pending() == 23
+
+
+def _main_with(text):
+    # app.main() on a config file holding `text` (None: no file); its last printed line
+    d = _tmpdir()
+    p = d + "/config.json"
+    if text is not None:
+        with open(p, "w") as f:
+            f.write(text)
+    config._cfg = None
+    lines = []
+    app.print = S.print = lambda *a: lines.append(" ".join(str(x) for x in a))
+    try:
+        assert app.main(p) is None  # nothing started: the REPL
+    finally:
+        config._cfg = None
+        del app.print, S.print
+    assert lines[0].startswith("m2mkit ") and lines[1].startswith("health: "), lines
+    return lines[2] if len(lines) > 2 else None
+
+
+def test_main_stays_at_the_repl_without_autorun_or_with_a_bad_config():
+    assert _main_with(None) is None  # no config: a new board, nothing more said
+    assert _main_with('{"device": {"id": "d1"}}').startswith("autorun: off (set device.autorun to true")
+    assert _main_with('{"device": {"autorun": true, "watchdog_s": 99999}}') == \
+        "config: config key device.watchdog_s must be between 0 and 3600, not 99999"
+    assert _main_with('{"device": {"autorun": true}, "sense": {"sensors": [{"type": "bme281"}]}}') == \
+        "config: sense.sensors: unknown type 'bme281' (known: bme280, sht4x, ds18b20, battery, pulses, modbus)"
+    assert _main_with('{"device": {"autorun": tru').startswith("config: ")
+    assert "is not valid JSON" in _main_with('{"device": {"autorun": tru')
+
+
+def test_config_errors_name_the_key():
+    cfg = config.validate({"device": {"autorun": True, "id": "bad id"}})
+    try:
+        S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+        assert False
+    except ValueError as e:
+        assert "device id 'bad id'" in str(e) and "device.id" in str(e), e
+    cfg = config.validate({"device": {"id": "d1"}, "mqtt": {"broker": "http://x:1"}})
+    try:
+        S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+        assert False
+    except ValueError as e:
+        assert "mqtt.broker" in str(e), e
+    cfg = config.validate({"device": {"id": "d1"}, "sense": {"sensors": [{"type": "bme281"}]}})
+    try:
+        S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+        assert False
+    except ValueError as e:
+        assert "unknown type 'bme281'" in str(e), e
