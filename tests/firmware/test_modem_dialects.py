@@ -195,7 +195,11 @@ def test_tables_are_data():
             names.add(name)
         for need in ("reg", "sim", "sock_data", "sock_closed", "pdp_down", "time"):
             assert need in names, (cls.NAME, need)
-        assert set(cls.RAT) == {"lte-m", "nb-iot", "auto"}, cls.NAME
+        lte = {"lte-m", "nb-iot", "auto"}
+        gsm = {"gsm", "lte-m+gsm", "nb-iot+gsm", "auto+gsm"}
+        # GSM where the modem has a 2G radio: all four keys, or none (SIM7080G, GM02S)
+        assert set(cls.RAT) in (lte, lte | gsm), cls.NAME
+        assert ("gsm" in cls.RAT) == (cls.NAME in ("bg95", "bg96", "sim7000g")), cls.NAME
         rule = cls.RECV_DATA if isinstance(cls.RECV_DATA, tuple) else cls.RECV_DATA["tcp"]
         assert isinstance(rule[0], bytes) and rule[0].endswith(b":") and rule[1] >= 0
 
@@ -211,7 +215,8 @@ def test_no_identity_string_is_claimed_twice():
 def test_siblings_override_only_what_differs():
     # SIM7000G vs SIM7080G and BG96 vs BG95: everything else is inherited, not copied
     allowed = {
-        SIM7000G: {"NAME", "CGMM", "ATI", "URCS", "APN", "PDP_UP", "PDP_DOWN", "SOCKET_IDS", "SOCKET_SETUP", "OPEN"},
+        SIM7000G: {"NAME", "CGMM", "ATI", "URCS", "APN", "PDP_UP", "PDP_DOWN", "SOCKET_IDS", "SOCKET_SETUP", "OPEN",
+                   "RAT"},  # RAT: the SIM7080's plus GSM
         BG96: {"NAME", "CGMM", "ATI", "BANNERS", "SOCKET_SETUP", "OPEN"},  # CGMM, ATI: its registry entry
     }
     for cls, names in allowed.items():
@@ -219,6 +224,10 @@ def test_siblings_override_only_what_differs():
         assert own <= names, (cls.NAME, own - names)
         parent = cls.__bases__[0]
         for k in ("INIT", "RAT", "BANDS", "SEND", "RECV", "RECV_DATA", "CLOSE", "PWRKEY_MS"):
+            if k == "RAT" and cls is SIM7000G:
+                for r in parent.RAT:
+                    assert cls.RAT[r] is parent.RAT[r], r
+                continue
             assert getattr(cls, k) is getattr(parent, k), (cls.NAME, k)
     assert BG96.BANNERS == (b"RDY",) and BG95.BANNERS[-1] == b"APP RDY"
 

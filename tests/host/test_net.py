@@ -108,6 +108,57 @@ def test_denied_then_the_fallback_profile_registers(tmp_path):
         assert sim.status()["operator"] == "00103"
 
 
+def test_gsm_only_where_the_config_allows_it_and_the_rat_recorded(tmp_path):
+    # a network with a GSM cell only: "gsm" in the RAT list does nothing without net.gsm (the BG95
+    # scans LTE only and never finds it); with net.gsm the scan mode takes GSM in and the device
+    # registers there, recorded as rat "gsm" (+CGREG AcT 0)
+    tl = [[0, "searching"], [3, "home", {"act": 0}]]
+    for allow in (False, True):
+        cfg = {"net": {"apn": "internet", "rat": ["lte-m", "gsm"], "gsm": allow}}
+        with sim_for("bg95", 20, timeline=tl) as sim:
+            (r,), evs = run(UP, sim, 20, cfg, tmp_path, "bg95", UP_MS="60000")
+            assert r["ok"] is allow, (allow, r["status"])
+            assert sim.modem.qcfg["nwscanmode"] == ("0" if allow else "3")
+            if allow:
+                assert r["status"]["rat"] == "gsm" and r["status"]["state"] == "attached"
+                assert any(k == "net.attached" and "rat=gsm" in f for k, f in evs)
+
+
+def test_a_profile_on_a_dialect_without_gsm_runs_on_lte(tmp_path):
+    cfg = {"net": {"apn": "internet", "rat": ["lte-m", "gsm"], "gsm": True, "sim_slot": 1}}
+    with sim_for("sim7080g", 20) as sim:
+        (r,), evs = run(UP, sim, 20, cfg, tmp_path, "sim7080g")
+        assert r["ok"] and r["status"]["rat"] == "lte-m"
+        k = kinds(evs)
+        # the SIM7080G has neither a 2G radio nor a second SIM slot: said, then ignored
+        assert "net.rat_unsupported" in k and "net.sim_slot_unsupported" in k
+
+
+def test_a_fallback_profile_on_the_other_sim_slot(tmp_path):
+    # BG95 with two SIM slots: the card in slot 0 is denied; the second profile names slot 1, the
+    # firmware selects it (AT+QDSIM=1), restarts the modem, reads the other card and registers
+    from m2mkit.sim.modem.core import Card, make_iccid
+
+    tl = [[0, "searching"], [2, "denied", {"reject_cause": 15}]]
+    cfg = {"net": {"apn": "internet", "sim_slot": 0, "profiles": [{"sim_slot": 1, "apn": "second"}]}}
+    with sim_for("bg95", 20, timeline=tl) as sim:
+        other = Card(None, "12345678", make_iccid("slot1"), "001019876543210")
+        sim.modem.slot_cards = {0: sim.modem.card, 1: other}
+
+        def network_for_the_other_card():
+            while sim.modem.nv.get("qdsim") != 1:
+                time.sleep(0.02)
+            sim.set_timeline([[0, "searching"], [2, "home"]])
+        threading.Thread(target=network_for_the_other_card, daemon=True).start()
+        (r,), evs = run(UP, sim, 20, cfg, tmp_path, "bg95")
+        assert r["ok"], evs
+        assert r["status"]["profile"] == 1 and sim.modem.card is other
+        assert any(k == "net.sim_slot" and "slot=1" in f for k, f in evs)
+        idents = [f for k, f in evs if k == "net.modem"]
+        assert other.iccid in idents[-1] and other.iccid not in idents[0]
+        assert sim.status()["boots"] == 2  # the one restart that reads the other card
+
+
 def _later(sim, modem_s, fn):
     # call fn once the simulator's clock has passed modem_s seconds
     def run():

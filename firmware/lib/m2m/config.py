@@ -36,6 +36,29 @@ def _meters(v):
     return None
 
 
+def _rats(v):
+    for r in v:
+        if r not in ("lte-m", "nb-iot", "gsm"):
+            return 'each RAT is "lte-m", "nb-iot" or "gsm" (with net.gsm), not %r' % (r,)
+
+
+def _profiles(v):
+    for p in v:
+        if type(p) is not dict:
+            return "each profile is an object with apn, operator, rat, sim_slot, iccid, not %r" % (p,)
+        for k in p:
+            if k not in ("apn", "operator", "rat", "sim_slot", "iccid"):
+                return "profile key %r is not one of apn, operator, rat, sim_slot, iccid (eSIM)" % (k,)
+        if type(p.get("rat") or []) is not list:
+            return "a profile's rat is a list"
+        why = _rats(p.get("rat") or ())
+        if why:
+            return why
+        if p.get("sim_slot") not in (None, 0, 1):
+            return ("a profile's sim_slot is 0 or 1 (BG95 / BG96 AT+QDSIM; SIMCom and Sequans modems "
+                    "have one SIM and ignore it), not %r" % (p["sim_slot"],))
+
+
 SCHEMA = {
     "device": {
         # the name the device reports under (MQTT topic level, LwM2M endpoint)
@@ -48,13 +71,14 @@ SCHEMA = {
         "apn": (str, None, None),
         "apn_user": (str, "", None),
         "apn_password": (str, "", None),
-        "rat": (list, ["lte-m", "nb-iot"], None),
+        "rat": (list, ["lte-m", "nb-iot"], _rats),
         # README "Network" documents each key below
         "gsm": (bool, False, None),  # "gsm" in a rat list is used only when this allows it
         "bands": (list, None, None),  # LTE band numbers for LTE-M and NB-IoT; None: the modem's own
         "operator": (str, None, None),  # a PLMN ("26201") for manual selection; None: automatic
         "operators": (list, None, None),  # ranked allowlist of PLMNs tried in order (operator unset)
-        "profiles": (list, None, None),  # fallback profiles: [{"apn", "operator", "rat"}, ...]
+        "profiles": (list, None, _profiles),  # fallback profiles: [{"apn", "operator", "rat", "sim_slot"}]
+        "sim_slot": (int, None, (0, 1)),  # the SIM slot of the base profile (BG95 / BG96 only)
         "profile_after_s": (int, 600, (60, 86400)),  # no registration this long: next profile
         "reg_timeout_s": (int, 180, (10, 3600)),  # registration wait before recovery starts
         "recovery_max_s": (int, 900, (60, 900)),  # longest wait between recovery steps (15 min)

@@ -66,6 +66,34 @@ class BG95(Modem):
         "auto": (('AT+QCFG="nwscanmode",3,1', (), _CFG), ('AT+QCFG="iotopmode",2,1', (), _CFG),
                  ('AT+QCFG="nwscanseq",0203,1', (), _CFG)),
     }
+    # with GSM: "nwscanmode",0 (all RATs) or 1 (GSM only) and 01 in the search order (mbed-os
+    # QUECTEL_BG96_CellularNetwork.cpp set_access_technology_impl: GSM 010203 + mode 1, all 020301 +
+    # mode 0 + iotopmode 2); the network's order follows the config's list: LTE first
+    RAT.update({
+        "gsm": (('AT+QCFG="nwscanmode",1,1', (), _CFG), ('AT+QCFG="nwscanseq",010203,1', (), _CFG)),
+        "lte-m+gsm": (('AT+QCFG="nwscanmode",0,1', (), _CFG), ('AT+QCFG="iotopmode",0,1', (), _CFG),
+                      ('AT+QCFG="nwscanseq",0201,1', (), _CFG)),
+        "nb-iot+gsm": (('AT+QCFG="nwscanmode",0,1', (), _CFG), ('AT+QCFG="iotopmode",1,1', (), _CFG),
+                       ('AT+QCFG="nwscanseq",0301,1', (), _CFG)),
+        "auto+gsm": (('AT+QCFG="nwscanmode",0,1', (), _CFG), ('AT+QCFG="iotopmode",2,1', (), _CFG),
+                     ('AT+QCFG="nwscanseq",020301,1', (), _CFG)),
+    })
+
+    def select_slot(self, slot):
+        # the SIM slot (0 or 1): AT+QDSIM? / AT+QDSIM=<slot> (Particle device-os's Quectel client
+        # selects slot 1 with AT+QDSIM=0); the card is read at the next start, so a change restarts
+        # the module (AT+CFUN=1,1). True when it restarts. ASSUMED docs/ASSUMED.md#A-QDSIM-RESTART
+        r = self.at.cmd("AT+QDSIM?", timeout_ms=_T)
+        for ln in r.lines:
+            if ln[ln.find(b":") + 1:].strip() == str(slot).encode():
+                return False
+        self.at.cmd("AT+QDSIM=%d" % slot, timeout_ms=_T)
+        self.events = []
+        self.at.cmd("AT+CFUN=1,1", timeout_ms=15000)
+        # the restart's ready banner (bg96 transcript: OK, POWERED DOWN, ... RDY), then AT
+        self.wait_event(("boot",), self.power_config()[4], self.BANNERS[-1])
+        return True
+
     # AT+QCFG="band",<gsm mask>,<eMTC mask>,<NB-IoT mask>[,<effect>]: hex masks, band n = bit n-1
     BANDS = (('AT+QCFG="band",0,{mask},{mask},1', (), _CFG),)
     # AT+QICSGP=<contextID>,<type 1 IPv4>,<APN>,<user>,<password>,<auth>

@@ -80,7 +80,8 @@ class SIM7080G(Modem):
                 return out
         return {}
 
-    # AT+CNMP: 38 = LTE only. AT+CMNB: 1 Cat-M, 2 NB-IoT, 3 both
+    # AT+CNMP: 38 = LTE only. AT+CMNB: 1 Cat-M, 2 NB-IoT, 3 both. No GSM keys: the SIM7080 has
+    # no 2G radio (ASSUMED docs/ASSUMED.md#A-SIM7080-NOGSM), the SIM7000G adds them
     RAT = {
         "lte-m": (("AT+CNMP=38", (), 5000), ("AT+CMNB=1", (), 5000)),
         "nb-iot": (("AT+CNMP=38", (), 5000), ("AT+CMNB=2", (), 5000)),
@@ -158,6 +159,14 @@ class SIM7080G(Modem):
 
 class SIM7000G(SIM7080G):
     NAME = "sim7000g"
+    # GSM fallback: AT+CNMP 13 GSM only, 51 GSM and LTE only (2 automatic, 38 LTE only; TinyGSM's
+    # SIM7000 examples and Adafruit FONA setPreferredMode list these), AT+CMNB as for LTE
+    RAT = dict(SIM7080G.RAT, **{
+        "gsm": (("AT+CNMP=13", (), 5000),),
+        "lte-m+gsm": (("AT+CNMP=51", (), 5000), ("AT+CMNB=1", (), 5000)),
+        "nb-iot+gsm": (("AT+CNMP=51", (), 5000), ("AT+CMNB=2", (), 5000)),
+        "auto+gsm": (("AT+CNMP=51", (), 5000), ("AT+CMNB=3", (), 5000)),
+    })
     CGMM, ATI = MODELS[NAME][2:]
     # board data (LilyGO: >= 1 s on; SIM7000 Hardware Design V1.04 table 9: Toff >= 1.2 s) is the
     # same as the SIM7080's

@@ -121,6 +121,7 @@ class Network:
         self._sim_t0 = 0
         self._known_off = False
         self._sim_waits = 0
+        self._slot = None  # the SIM slot this Network selected (None: the modem's own)
         self.t_registered = None  # ticks_ms when registration was last seen
         from m2m.net import roam
         self.roam = roam.Guard(state_dir + "net_roam.json", n["roam_days_limit"])
@@ -133,7 +134,7 @@ class Network:
 
     # ---- config ----
     def _profiles(self, n):
-        base = {"apn": n["apn"], "operator": n["operator"], "rat": n["rat"], "sim_slot": None}
+        base = {"apn": n["apn"], "operator": n["operator"], "rat": n["rat"], "sim_slot": n["sim_slot"]}
         out = [base]
         for p in n["profiles"] or ():
             q = dict(base)
@@ -312,10 +313,17 @@ class Network:
 
     # ---- configuration of the current profile ----
     def _rat_name(self, rats):
-        ok = [r for r in rats if r != "gsm" or self.ncfg["gsm"]]
-        if "lte-m" in ok and "nb-iot" in ok:
-            return "auto"
-        return ok[0] if ok else "lte-m"
+        # the dialect's RAT key: "lte-m", "nb-iot", "auto" (both), with "+gsm" (or "gsm" alone)
+        # when the list has "gsm" and net.gsm allows it
+        lte = "auto" if "lte-m" in rats and "nb-iot" in rats else "nb-iot" if "nb-iot" in rats else (
+            "lte-m" if "lte-m" in rats else None)
+        if "gsm" in rats and self.ncfg["gsm"]:
+            return lte + "+gsm" if lte else "gsm"
+        return lte or "lte-m"
+
+    def _gsm(self):
+        # GSM allowed for the current profile: its registration is read from +CGREG as well
+        return "gsm" in self._rat_name(self.profiles[self.profile]["rat"] or ["lte-m"])
 
     def _config(self):
         m = self.modem
@@ -323,9 +331,28 @@ class Network:
         p = self.profiles[self.profile]
         n = self.ncfg
         self._t_profile = hal.ticks_ms()
+        slot = p["sim_slot"]
+        if slot is not None and slot != self._slot:
+            sel = getattr(m, "select_slot", None)
+            if sel is None:  # SIMCom / Sequans dialects: one SIM, README "SIM management"
+                events.post("net.sim_slot_unsupported", model=m.NAME, slot=slot)
+            else:
+                self._slot = slot
+                if sel(slot):  # another card: the modem restarts with it, then SIM again
+                    events.post("net.sim_slot", slot=slot, profile=self.profile)
+                    m.wait_ready(2000)
+                    self._go(SYNC, after="sim_slot")
+                    return 0
         rat = self._rat_name(p["rat"] or ["lte-m"])
-        if getattr(m, "RAT", None) and rat in m.RAT:
-            m.set_rat(rat)
+        rats = getattr(m, "RAT", None)
+        if rats:
+            if rat not in rats and "gsm" in rat:  # a dialect without GSM scripts (SIM7080G, GM02S)
+                events.post("net.rat_unsupported", rat=rat, model=m.NAME)
+                rat = rat[:-4] or "lte-m"
+            if rat in rats:
+                m.set_rat(rat)
+        if "gsm" in rat:
+            at.cmd("AT+CGREG=2", timeout_ms=5000)  # GPRS registration URCs (27.007 10.1.20)
         if n["bands"]:
             m.set_bands(n["bands"])
         apn = p["apn"] or apn_for(m.imsi) or ""
@@ -380,25 +407,36 @@ class Network:
 
     # ---- registration ----
     def _reg_now(self):
-        # the latest registration: URCs first, else AT+CEREG?
+        # the latest registration: URCs first, else AT+CEREG?. With GSM allowed a +CGREG counts
+        # too, and of one burst a registered line wins (on GSM the EPS line says "not registered")
         m = self.modem
+        gsm = self._gsm()
         reg = None
         while True:
             e = m.take_event(("reg",))
             if e is None:
                 break
             g = creg.parse(e[1], False)
-            if g is not None and g.kind == "CEREG":
+            if g is not None and (g.kind == "CEREG" or gsm and g.kind == "CGREG") and (
+                    reg is None or g.registered or not reg.registered):
                 reg = g
         return reg
 
-    def _ask_reg(self):
-        r = self.modem.at.cmd("AT+CEREG?", timeout_ms=5000)
+    def _ask(self, cmd):
+        r = self.modem.at.cmd(cmd, timeout_ms=5000)
         for ln in r.lines:
             g = creg.parse(ln, True)
             if g is not None:
                 return g
         return None
+
+    def _ask_reg(self):
+        g = self._ask("AT+CEREG?")
+        if self._gsm() and (g is None or not g.registered):
+            h = self._ask("AT+CGREG?")  # GPRS registration (27.007 10.1.20): on GSM
+            if h is not None and (h.registered or g is None):
+                return h
+        return g
 
     def _register(self):
         m = self.modem

@@ -7,7 +7,7 @@ for the exact bytes. Unsourced facts cite their entry in docs/ASSUMED.md.
 """
 
 from . import dns
-from .core import NO_FINAL, CmeError, Malformed, Modem
+from .core import NO_FINAL, Card, CmeError, Malformed, Modem
 from .netsock import OpenError
 
 
@@ -55,9 +55,49 @@ class BG95(Modem):
         # usbmodem / uart1); URCs reach the simulated UART whatever the setting: routing them to a
         # USB port is not modelled
         self.urcport = "uart1"
+        # two SIM slots where the test gives slot_cards {0: Card, 1: Card | None}: the card of the
+        # slot AT+QDSIM selected (kept in NV) is the one read at each start
+        cards = getattr(self, "slot_cards", None)
+        if cards:
+            c = cards.get(self.nv.get("qdsim", 0))
+            if c is None:
+                c = Card(None, "12345678", "", "")
+                c.present = False
+            self.card = c
+            self.home_plmn = c.imsi[:5]
 
     def act(self):
+        # "nwscanmode" 1: GSM only (mbed-os QUECTEL_BG96_CellularNetwork.cpp); else LTE by iotopmode
+        if self.qcfg["nwscanmode"] == "1":
+            return 0
         return 9 if self.qcfg["iotopmode"] == "1" else 7
+
+    def apply_registration(self, state, act=None, **kw):
+        # a cell of a RAT the scan mode leaves out is not found: a GSM-only network (act 0) while
+        # "nwscanmode" is 3 (LTE only), an LTE one while it is 1 (GSM only)
+        gsm_cell = act is not None and int(act) in (0, 3)
+        mode = self.qcfg["nwscanmode"]
+        if state in ("home", "roaming") and (gsm_cell and mode == "3" or not gsm_cell and mode == "1"):
+            state, act = "searching", None
+        super().apply_registration(state, act=act, **kw)
+
+    def reg_stat_for(self, name):
+        # registered on GSM: the EPS registration (+CEREG) is not (ASSUMED docs/ASSUMED.md#A-QUECTEL-GSM-CEREG)
+        if name == "+CEREG" and self.registered() and self.current_act() in (0, 3):
+            return 0
+        return super().reg_stat_for(name)
+
+    def at_QDSIM(self, cmd):
+        # the SIM slot, 0 or 1, used from the next start (AT+CFUN=1,1): Particle device-os selects
+        # slot 1 with AT+QDSIM=0; ASSUMED docs/ASSUMED.md#A-QDSIM-RESTART
+        if cmd.kind == "read":
+            self.info("+QDSIM: %d" % self.nv.get("qdsim", 0))
+        elif cmd.kind == "test":
+            self.info("+QDSIM: (0,1)")
+        elif cmd.kind == "set":
+            self.nv["qdsim"] = cmd.int(0, lo=0, hi=1)
+        else:
+            raise Malformed("QDSIM")
 
     def reset_urcs(self):
         return ("POWERED DOWN",)  # bg96 transcript: AT+CFUN=1,1 -> OK, POWERED DOWN, ... RDY
