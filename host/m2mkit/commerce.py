@@ -5,7 +5,8 @@ back to the device on its /cmd topic. Contract: docs/CONTRACTS.md "Orders".
 
 Exactly once, across restarts of this service, the broker and the device:
 - an order request is stored (INSERT ... ON CONFLICT DO NOTHING on the order id) before its MQTT
-  message is acknowledged; a repeat with the same id is a duplicate and never a new order;
+  message is acknowledged (paho-mqtt 2.2.0, client.py `_handle_publish`: a QoS 1 PUBACK is sent once
+  on_message has returned); a repeat with the same id is a duplicate and never a new order;
 - the POST carries `Idempotency-Key: "<order id>"` (draft-ietf-httpapi-idempotency-key-header-09);
   the supplier's answer is committed after the POST returns. A crash between the two leaves the order
   `pending`: the next start posts it again with the same key, and the supplier, which deduplicates
