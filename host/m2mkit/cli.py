@@ -308,8 +308,16 @@ def _seconds(value):
               help="stop after this many seconds (0: run until Ctrl-C)")
 @click.option("--commerce", is_flag=True,
               help="an ink tank drains, the device orders ink, a local supplier gets exactly one order")
-def demo(board, modem, broker, seconds, commerce):
+@click.option("--lwm2m", default=None, metavar="coap://HOST:PORT",
+              help="run the device's LwM2M client against this server instead of reporting over MQTT")
+def demo(board, modem, broker, seconds, commerce, lwm2m):
     """Boot a virtual device that reports its readings over MQTT; show its console and what arrives."""
+    if lwm2m is not None:
+        if broker is not None or commerce:
+            raise UserError("give --lwm2m (LwM2M) or --broker / --commerce (MQTT), not both")
+        from .lwm2m.demo import run as run_lwm2m
+
+        return run_lwm2m(board, seconds, modem=modem, url=lwm2m)
     if commerce:
         from .demo_commerce import run
     else:
