@@ -38,7 +38,14 @@ def exists(p):
 
 smp = Sampler(lambda readings, urgent: None)
 smp.add("t", Thermo(), interval_s=0.2)
-c = Client(cfg, sampler=smp)
+ob = None
+if cfg["lwm2m"].get("send"):
+    from m2m.outbox import Outbox
+    from m2m.report.contract import pack_readings
+    ob = Outbox(%(obdir)r)
+    for i in range(3):
+        ob.append(1, pack_readings([("temperature", 20.5 + i, "Cel", 1767225600 + i)]))
+c = Client(cfg, sampler=smp, outbox=ob)
 while not exists(STOP):
     hal.sleep_ms(min(c.step(), smp.step(), 50))
 c.close()
@@ -51,7 +58,8 @@ class Device:
         self.tfile = str(tmp_path / "temp")
         self.stop_file = str(tmp_path / "stop")
         self.set_temp(21.0)
-        code = DEVICE % {"cfg": json.dumps(cfg), "tfile": self.tfile, "stop": self.stop_file}
+        code = DEVICE % {"cfg": json.dumps(cfg), "tfile": self.tfile, "stop": self.stop_file,
+                         "obdir": str(tmp_path / "outbox")}
         self.p = subprocess.Popen([testing.micropython(), "-X", "heapsize=512K", "-c", testing._prelude() + code],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   env=testing.mpy_env({"M2M_TIME_SCALE": str(scale)}))
@@ -88,6 +96,8 @@ def device(tmp_path, server):
     def make(scale=1.0, **lw):
         cfg = {"device": {"id": "dev-1"}, "net": {"apn": "internet"},
                "lwm2m": dict({"server": "coap://127.0.0.1:%d" % server.address[1], "lifetime_s": 3600}, **lw)}
+        if "bootstrap" in lw:
+            del cfg["lwm2m"]["server"]
         made.append(Device(tmp_path, cfg, scale))
         return made[-1]
 
@@ -175,3 +185,24 @@ def test_queue_mode_request_waits_for_the_sleeping_firmware_client(server, devic
     assert r.value == "m2mkit" and reg.updates > updates
     assert any("queued until it wakes" in line for line in lines)
     assert any("awake: sending queued read dev-1 /3/0/0" in line for line in lines)
+
+
+def test_firmware_sends_outbox_readings_in_senml_cbor(server, device, lines):
+    device(send=True)
+    reg = registered(server)
+    until(lambda: sum(len(x) for x in reg.sent) >= 3, what="three readings sent")
+    got = [(name, value, t) for batch in reg.sent for name, value, t in batch]
+    assert [(n, v) for n, v, _ in got] == [("/3303/0/5700", 20.5), ("/3303/0/5700", 21.5), ("/3303/0/5700", 22.5)]
+    assert [t for _, _, t in got] == [1767225600, 1767225601, 1767225602]
+    assert any(line.startswith("lwm2m: <- send dev-1 cbor") for line in lines)
+
+
+def test_firmware_bootstraps_from_the_server_then_registers(server, device, lines):
+    uri = "coap://127.0.0.1:%d" % server.address[1]
+    server.server.bootstrap = {"dev-1": {"uri": uri, "lifetime": 600, "short_id": 7}}
+    device(bootstrap=uri)
+    reg = registered(server)
+    assert "dev-1" in server.server.bootstrapped
+    assert reg.lifetime == 600  # as the bootstrap server wrote it to /1/0/1
+    assert [line.split(" -> ")[-1] for line in lines if "-> bootstrap dev-1" in line] == ["2.02", "2.04", "2.04", "2.04"]
+    assert server.call("read", "dev-1", "/1/0/0", fmt="text", timeout=30).value == "7"
