@@ -20,7 +20,8 @@ def run(bus, code, env=None):
 
 def test_bme280_datasheet_example():
     # BMP280 datasheet 3.12: the example calibration and adc_T 519888 / adc_P 415148 give 25.08 degC
-    # and 100653.27 Pa (the BME280's temperature and pressure paths are the BMP280's)
+    # and 100653.27 Pa (the BME280's temperature and pressure paths are the BMP280's; the table's
+    # values: ASSUMED docs/ASSUMED.md#A-BMP280-EXAMPLE)
     with BusSim() as bus:
         bus.i2c[(0, 0x76)] = dev = BME280()
         out = run(bus, """

@@ -6,7 +6,8 @@ against them through the virtual device's hal.
   humidity / pressure are found by inverting the datasheet's floating-point formulas (BST-BME280-DS002
   section 8.1), not the integer ones a device driver uses. The default calibration and raw readings
   are the BMP280 datasheet's worked example (BST-BMP280-DS001 section 3.12: dig_T1..dig_P9,
-  adc_T 519888, adc_P 415148 -> 25.08 degC, 100653.27 Pa; the BME280 reads temperature and pressure
+  adc_T 519888, adc_P 415148 -> 25.08 degC, 100653.27 Pa: ASSUMED docs/ASSUMED.md#A-BMP280-EXAMPLE,
+  the table could not be retrieved; the BME280 reads temperature and pressure
   as the BMP280 does, BME280 datasheet 5.2); the humidity words are a plausible set (the datasheet
   gives no example).
 - SHT4x: commands 0xFD (measure, high repeatability), 0x89 (serial number), 0x94 (soft reset); two

@@ -4,13 +4,15 @@
 # progress), read() -> a tuple of values in the order of their QUANT; faults are OSError (missing
 # device, errno 19; timeout, errno 110) or SensorError (CRC, bad identity, out of range).
 
-# quantity -> (SenML unit, IPSO object id). IPSO ids: OMA LwM2M registry
-# (technical.openmobilealliance.org/OMNA/LwM2M/LwM2MRegistry.html): 3303 Temperature, 3304 Humidity,
-# 3323 Pressure, 3316 Voltage, 3200 Digital Input (its counter, resource 5501), 3300 Generic Sensor.
+# quantity -> (SenML unit, IPSO object id). IPSO ids from the OMA LwM2M registry's object files
+# (github.com/OpenMobileAlliance/lwm2m-registry 3303.xml Temperature, 3304.xml Humidity, 3315-1_0.xml
+# Barometer "used with an air pressure sensor" (3323.xml Pressure is the generic one), 3316.xml
+# Voltage, 3200.xml Digital Input with its counter 5501, 3300.xml Generic Sensor "if a dedicated one
+# does not exist").
 QUANTITIES = {
     "temperature": ("Cel", 3303),
     "humidity": ("%RH", 3304),
-    "pressure": ("Pa", 3323),
+    "pressure": ("Pa", 3315),
     "battery": ("V", 3316),
     "pulses": ("", 3200),
     "register": ("", 3300),

@@ -1,7 +1,8 @@
 # Maxim DS18B20 over 1-Wire (hal.OneWire): CONVERT T (0x44), then after the conversion time READ
 # SCRATCHPAD (0xBE): 9 bytes, the last a Dallas CRC-8 of the first 8; temperature = int16 / 16 degC
 # at 12 bits (DS18B20 datasheet: "Operation - measuring temperature", "Function commands", table of
-# the scratchpad, tCONV 750 ms max at 12 bits, power-on value +85 degC); the same commands, family
+# the scratchpad, power-on value +85 degC; table 3 "Thermometer resolution configuration": 12 bit,
+# 750 ms max conversion time (tCONV), the factory default R1=R0=1); the same commands, family
 # code and int16 / 16 as micropython-lib's micropython/drivers/sensor/ds18x20/ds18x20.py.
 from m2m.sense import SensorError, crc8_maxim
 

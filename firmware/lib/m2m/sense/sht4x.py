@@ -2,6 +2,9 @@
 # CRC-8 (polynomial 0x31, init 0xFF); conversion formulas and command table from the SHT4x datasheet
 # (sections 4.4 "Checksum calculation", 4.5 "Command overview", 4.6 "Conversion of signal output";
 # the datasheet's check value CRC(0xBEEF) = 0x92 is also in m5stack/M5Unit-ENV src/utility.cpp).
+# Waits: 10 ms after 0xFD (high repeatability, 8.3 ms max in the datasheet's timing table) and after
+# 0x89 (serial number), as Sensirion's own driver waits (github.com/Sensirion/embedded-i2c-sht4x
+# sht4x_i2c.c: sht4x_measure_high_precision_ticks and sht4x_serial_number sleep 10 * 1000 us).
 from m2m.sense import SensorError, crc8_31
 
 
@@ -31,7 +34,7 @@ class SHT4x:
 
     def start(self):
         self.i2c.writeto(self.addr, b"\xfd")
-        return 10  # high repeatability: 8.3 ms max (datasheet table 5)
+        return 10  # high repeatability: 8.3 ms max; Sensirion's driver waits 10 ms
 
     def read(self):
         st, srh = self._words()
