@@ -27,7 +27,9 @@ from m2m.net.network import Network
 events.log = False
 at = AT(u, timeout_ms=2000)
 m = modem.create(at, json.loads(os.getenv("BOARD")))
-n = Network(m, config.validate({"net": {"apn": "internet"}}), state_dir=os.getenv("STATE") + "/")
+cfg = config.validate({"net": {"apn": "internet"}})
+config.release()  # as config.load() does on the device: the validated dict stays, not the table
+n = Network(m, cfg, state_dir=os.getenv("STATE") + "/")
 t0 = hal.ticks_ms()
 ok = loop.run((n,), lambda: n.t_registered is not None, 120000)
 t = hal.ticks_diff(n.t_registered, t0)  # when the firmware saw the registration

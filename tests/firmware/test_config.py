@@ -17,7 +17,7 @@ def test_defaults_fill_every_key():
     c = config.validate({})
     assert c["mqtt"]["prefix"] == "m2mkit"
     assert c["device"]["id"] is None
-    assert set(c) == set(config.SCHEMA)
+    assert set(c) == set(config.schema())
 
 
 def test_unknown_section_and_key_are_named():
@@ -57,4 +57,26 @@ def test_broken_json_says_what_to_do():
         f.write("{nope")
     config._cfg = None
     assert "not valid JSON" in _raises(config.load, path)
+    os.remove(path)
+
+
+def test_load_drops_the_table_and_validation_still_works():
+    # the device keeps its validated dict, not SCHEMA (heap); validate / set_key / save read the
+    # table again from the module's file and drop it afterwards
+    path = "/tmp/m2m_test_release.json"
+    with open(path, "w") as f:
+        f.write('{"device": {"id": "dev-2"}}')
+    config._cfg = None
+    c = config.load(path)
+    assert config.SCHEMA is None and c["device"]["id"] == "dev-2"
+    config.set_key(c, "mqtt.prefix", "fleet")
+    assert "mqtt.brokr" in _raises(config.set_key, c, "mqtt.brokr", "x")
+    assert config.validate({"net": {"rat": ["gsm"]}})["net"]["rat"] == ["gsm"]
+    assert config.SCHEMA is None
+    import m2m
+    assert m2m.config is config  # the module everyone holds stays the one in sys.modules
+    config.save(c, path)
+    assert config.SCHEMA is None
+    config._cfg = None
+    assert config.load(path)["mqtt"]["prefix"] == "fleet"
     os.remove(path)

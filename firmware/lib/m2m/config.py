@@ -174,14 +174,49 @@ class ConfigError(ValueError):
     pass
 
 
+_released = False
+
+
+def release():
+    # Drop SCHEMA (its dicts and tuples: about 6 KB of a 64-bit heap) once the device's config is
+    # validated; validate / set_key / save read it again from this file and drop it afterwards.
+    global SCHEMA, _released
+    SCHEMA = None
+    _released = True
+
+
+def schema():
+    # SCHEMA, executing this file again (as a module nobody keeps) when release() dropped it
+    global SCHEMA
+    if SCHEMA is None:
+        import sys
+
+        me = sys.modules.pop(__name__)
+        try:
+            SCHEMA = __import__(__name__, None, None, ("SCHEMA",)).SCHEMA
+        finally:
+            sys.modules[__name__] = me
+            pkg = sys.modules.get(__name__.rpartition(".")[0])
+            if pkg is not None:
+                setattr(pkg, __name__.rpartition(".")[2], me)
+    return SCHEMA
+
+
+def _done():
+    global SCHEMA
+    if _released:
+        SCHEMA = None
+
+
 def _check(section, key, value):
+    S = schema()
     try:
-        typ, _, check = SCHEMA[section][key]
+        typ, _, check = S[section][key]
     except KeyError:
-        if section not in SCHEMA:
-            raise ConfigError("unknown config section %r (known: %s)" % (section, ", ".join(sorted(SCHEMA))))
+        if section not in S:
+            raise ConfigError("unknown config section %r (known: %s)" % (section, ", ".join(sorted(S))))
         raise ConfigError("unknown config key %s.%s (known in %s: %s)"
-                          % (section, key, section, ", ".join(sorted(SCHEMA[section]))))
+                          % (section, key, section, ", ".join(sorted(S[section]))))
     if value is None:
         return value
     if typ is float and type(value) is int:
@@ -207,24 +242,31 @@ def validate(cfg):
     # The checked config with every default filled in; ConfigError names the first bad key.
     if type(cfg) is not dict:
         raise ConfigError("the config must be a JSON object of sections")
-    out = {}
-    for section, keys in SCHEMA.items():
-        given = cfg.get(section) or {}
-        if type(given) is not dict:
-            raise ConfigError("config section %r must be an object" % section)
-        out[section] = {k: spec[1] for k, spec in keys.items()}
-    for section, given in cfg.items():
-        if section not in SCHEMA:
-            _check(section, "", None)
-        for key, value in (given or {}).items():
-            out[section][key] = _check(section, key, value)
-    return out
+    S = schema()
+    try:
+        out = {}
+        for section, keys in S.items():
+            given = cfg.get(section) or {}
+            if type(given) is not dict:
+                raise ConfigError("config section %r must be an object" % section)
+            out[section] = {k: spec[1] for k, spec in keys.items()}
+        for section, given in cfg.items():
+            if section not in S:
+                _check(section, "", None)
+            for key, value in (given or {}).items():
+                out[section][key] = _check(section, key, value)
+        return out
+    finally:
+        _done()
 
 
 def set_key(cfg, dotted, value):
     # Change one key ("mqtt.prefix") of a validated config in place; ConfigError leaves it unchanged.
     section, _, key = dotted.partition(".")
-    cfg[section][key] = _check(section, key, value)
+    try:
+        cfg[section][key] = _check(section, key, value)
+    finally:
+        _done()
 
 
 _cfg = None
@@ -243,6 +285,7 @@ def load(path="/config.json"):
         except ValueError as e:
             raise ConfigError("%s is not valid JSON (%s): fix it or provision the device again" % (path, e))
         _cfg = validate(raw)
+        release()  # the device keeps the validated dict, not the table (about 6 KB, unix port)
     return _cfg
 
 
@@ -251,10 +294,11 @@ def save(cfg, path="/config.json"):
     # leaves half a config.
     global _cfg
     small = {}
-    for section, keys in SCHEMA.items():
+    for section, keys in schema().items():
         d = {k: v for k, v in cfg[section].items() if v != keys[k][1]}
         if d:
             small[section] = d
+    _done()
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(small, f)
