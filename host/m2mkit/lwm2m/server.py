@@ -558,7 +558,7 @@ class Server(resource.Resource):
 
 def _forget(req):
     """End an observation here: its token is forgotten at once, so the client's next notification is
-    answered with a Reset (aiocoap's own cancel() would still accept one more)."""
+    answered with a Reset (after aiocoap's own cancel() alone, one more notification is accepted)."""
     if not req.observation.cancelled:
         req.observation.cancel()
     req._stop_interest()  # aiocoap 0.4.17 protocol.Request: drops the token from the outgoing requests
