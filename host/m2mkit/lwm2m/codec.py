@@ -39,7 +39,8 @@ def path_str(path):
 
 
 # --- Resource types (OMA LwM2M registry object definitions: OpenMobileAlliance/lwm2m-registry
-# 0.xml, 1.xml, 3.xml, 4.xml, 5.xml, 7.xml; IPSO 3303, 3304, 3315). TLV carries no type, so a read
+# b62ffc2 0.xml, 1.xml, 3.xml, 4.xml, 5.xml, 7.xml, 3303.xml, 3304.xml, 3315.xml, each entry checked
+# against its <Type> / <Operations>). TLV carries no type, so a read
 # in TLV is shown through this table; unknown resources are shown as text when they are printable.
 S, I, F, B, O, T, E, L, U = "string", "integer", "float", "boolean", "opaque", "time", "none", "objlnk", "unsigned"
 _IPSO = {5700: F, 5701: S, 5601: F, 5602: F, 5603: F, 5604: F, 5605: E, 5518: T, 5750: S}
