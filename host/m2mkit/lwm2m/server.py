@@ -14,6 +14,8 @@ Interfaces (OMA-TS-LightweightM2M_Core-V1_1, the "TS" below):
 - Queue mode (§6.5): a client that registered with Q (or binding UQ of LwM2M 1.0) is taken to
   listen for `awake_s` after each message it sends; requests made while it sleeps are kept and sent
   after its next Update (or any other message).
+The query names and defaults (lt 86400 s when absent, Q, pct) agree with Eclipse Wakaama's
+(eclipse-wakaama/wakaama f91cfe0 core/internals.h: LWM2M_DEFAULT_LIFETIME, QUERY_QUEUE_MODE, QUERY_PCT).
 A cancel is reactive (RFC 7641 §3.6): the next notification is answered with a Reset, which TS 1.1
 §6.4.6 allows; aiocoap gives each request a fresh token, so a GET with Observe=1 on the
 observation's token cannot be sent.
