@@ -54,7 +54,7 @@ def device_command(broker, uart):
 class Tank:
     """The ink tank behind a Modbus level transmitter (holding register 0, 0.1 % steps), draining."""
 
-    def __init__(self, start=22.0, per_s=1.0):
+    def __init__(self, start=24.0, per_s=2.0):
         self.level = start
         self.per_s = per_s
         self.srv = ModbusServer({1: {"holding": [int(start * 10)]}}).start()
@@ -75,7 +75,7 @@ class Tank:
         self.srv.stop()
 
 
-def run(board=None, seconds=0.0, modem=None, broker=None, start=22.0, per_s=1.0):
+def run(board=None, seconds=0.0, modem=None, broker=None, start=24.0, per_s=2.0):
     from . import demo
 
     # the whole stack (network, sampler, reporter, orders) runs on a board with PSRAM: on the DevKitC's

@@ -25,7 +25,7 @@ def test_demo_orders_once_and_the_device_gets_the_confirmation(tmp_path):
             lines.append(line)
             if "/cmd/res " in line and '"status":"confirmed"' in line:
                 break
-        time.sleep(2)  # a little longer: no second order may come
+        time.sleep(1)  # a little longer: no second order may come
         os.killpg(p.pid, signal.SIGINT)
         rest, _ = p.communicate(timeout=30)
     finally:
