@@ -85,12 +85,20 @@ def fresh_sim():
     # a reboot: the module's RAM state is gone, the NVS record stays
     import m2m.net
 
-    sys.modules.pop("m2m.net.sim", None)
-    if hasattr(m2m.net, "sim"):
-        delattr(m2m.net, "sim")
+    for name in ("sim", "simpin"):
+        sys.modules.pop("m2m.net." + name, None)
+        if hasattr(m2m.net, name):
+            delattr(m2m.net, name)
     from m2m.net import sim
 
     return sim
+
+
+def simpin():
+    # the SIM step's own module (m2m.net.sim.check loads it and drops it again)
+    from m2m.net import simpin
+
+    return simpin
 
 
 def wipe_nvs():
@@ -167,7 +175,7 @@ def test_unreadable_counter_and_a_lost_outcome_counts_as_refused():
     wipe_nvs()
     sim = fresh_sim()
     card = Card(pin="1234")
-    sim._remember(sim._fp(card.iccid, "9999"), 1)  # "trying"
+    simpin()._remember(simpin()._fp(card.iccid, "9999"), 1)  # "trying"
     sim = fresh_sim()
     m = FakeModem(card, counter=False, name="gm02s")
     assert sim.check(m, cfg(pin="9999")) == "pin_refused"
@@ -241,8 +249,8 @@ def test_spic_answer_is_read_for_simcom():
 
     m = FakeModem(Card(), name="sim7080g")
     m.at = SpicAT(m.at.card)
-    assert sim.pin_tries(m) == 2
-    assert sim.pin_tries(FakeModem(Card(), name="gm02s")) is None
+    assert simpin().pin_tries(m) == 2
+    assert simpin().pin_tries(FakeModem(Card(), name="gm02s")) is None
     assert _fields(b' "SC",3,10') == ["SC", 3, 10]
 
 
@@ -262,7 +270,7 @@ def test_cpin_answers_map_to_states():
                   (R(False, error=("CME", 14)), "busy"), (R(False, error=("CME", 13)), "absent"),
                   (R(True, ["+CPIN: PH-SIM PIN"]), "other")):
         m.at = OneAT(r)
-        assert sim.state(m) == st, (r.lines, st)
+        assert simpin().state(m) == st, (r.lines, st)
 
 
 def test_each_alarm_once_until_the_sim_is_ready_again():
@@ -284,3 +292,13 @@ def test_each_alarm_once_until_the_sim_is_ready_again():
     for _ in range(2):
         assert sim.check(swapped, cfg(bind_iccid="8949000000000000017")) == "tamper"
     assert kinds() == [("sim.tamper", None, True)]
+
+
+def test_the_step_code_is_dropped_after_each_check():
+    # the attached device does not hold the SIM step's code; the boot-long state survives it
+    sim = fresh_sim()
+    m = FakeModem(Card(pin="1234"))
+    assert sim.check(m, cfg(pin="1234")) == "ready"
+    assert "m2m.net.simpin" not in sys.modules and sim.info["iccid"] == m.at.card.iccid
+    assert sim._tried  # a PIN was entered this boot: kept where the next step finds it
+    assert sim.check(m, cfg(pin="1234")) == "ready"

@@ -8,6 +8,8 @@
 #   sleep(ms)                     hal.sleep_ms in slices of at most SLICE_MS, idle() between
 #   Guarded(uart)                 the modem UART as the AT driver sees it: wait() in slices that call
 #                                 idle(), write() refused while a hook runs
+#   drop(name)                    forget a module loaded for one job (bring-up code): its bytecode
+#                                 and tables go at the next collection; a later import reads it again
 from micropython import const
 
 from m2m import hal
@@ -16,6 +18,16 @@ SLICE_MS = const(100)
 
 _hooks = []
 _in_hook = False
+
+
+def drop(name):
+    import sys
+
+    sys.modules.pop(name, None)
+    pkg, _, attr = name.rpartition(".")
+    p = sys.modules.get(pkg)
+    if p is not None and hasattr(p, attr):
+        delattr(p, attr)
 
 
 def add_hook(fn):
