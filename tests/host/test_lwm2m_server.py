@@ -548,3 +548,30 @@ def test_bootstrap_writes_security_and_server_then_finish():
         await peer.stop()
         await srv.stop()
     run(go())
+
+
+def test_malformed_datagrams_and_payloads_never_stop_the_server():
+    async def go():
+        import random
+        import socket
+
+        srv, addr, peer, lines = await _setup()
+        rnd = random.Random(10)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(500):  # bytes that are mostly not CoAP at all
+            raw.sendto(bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 60))), addr)
+        raw.close()
+        peer.server = addr
+        for i in range(150):  # CoAP requests with damaged queries and payloads
+            junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 80)))
+            path, fmt = rnd.choice([("rd", LINK), ("dp", SENML_CBOR), ("dp", SENML_JSON), ("bs", None), ("rd", None)])
+            query = rnd.choice([[], ["ep=x", "lt=%s" % junk[:3].hex()], ["ep="], ["lt=-1", "ep=y"], ["b"]])
+            if path == "rd" and "ep=x" in query:
+                junk = b"<" + junk  # a link that starts well and then breaks
+            r = await peer._ask(Code.POST, path, query, junk, fmt)
+            assert r.code.is_successful() or 128 <= r.code < 160, (path, query, junk, r.code)
+        r = await peer.register(addr)  # still serving
+        assert r.code == Code.CREATED
+        await peer.stop()
+        await srv.stop()
+    run(go())
