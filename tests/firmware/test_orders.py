@@ -31,13 +31,13 @@ class Env:
         self.d = d or _dir()
         self.levels = {}
         self.meters = {}
-        self.cfg = config.validate({"orders": {"rules": list(rules), "check_s": 1, "repeat_s": repeat_s}})
+        self.cfg = config.validate({"orders": {"rules": list(rules), "check_s": 1, "repeat_s": repeat_s,
+                                               "state": self.d + "/orders.json"}})
         self.boot()
 
     def boot(self):
         self.ob = Outbox(self.d + "/outbox")
-        self.o = Orders(self.ob, self.cfg, "dev-1", level=self.levels.get, meter=self.meters.get,
-                        path=self.d + "/orders.json")
+        self.o = Orders(self.ob, self.cfg, "dev-1", level=self.levels.get, meter=self.meters.get)
 
     def check(self):
         self.o.due = hal.ticks_ms()
@@ -306,3 +306,21 @@ def test_meter_rule_on_running_hours_of_m2m_meter():
     e.check()
     m = [json.loads(p) for _, k, p in e.ob.peek(100) if k == ORDER]
     assert [x["order"] for x in m] == ["dev-1:filter:1"] and m[0]["reason"].startswith("pump_h "), m
+
+
+def test_the_supervisor_builds_it_from_config():
+    from m2m import orders, supervisor
+    from m2m.sense.sampler import Sampler
+
+    assert ("orders", "rules", "m2m.orders") in supervisor.PLUGINS
+    drv = _Level()
+    drv.v = 9.0
+    sm = Sampler(lambda r, u: None)
+    sm.add("ink", drv, prefix="ink", interval_s=1)
+    sm.step()
+    e = Env()
+    o = orders.service({"cfg": e.cfg, "id": "dev-7", "outbox": e.ob, "sampler": sm, "net": None, "board": {}})
+    o.step()
+    m = [json.loads(p) for _, k, p in e.ob.peek(100) if k == ORDER]
+    assert [x["order"] for x in m] == ["dev-7:ink-black:1"]
+    assert contract.EXTRA["order"] == o.command

@@ -149,6 +149,7 @@ SCHEMA = {
         "rules": (list, [], None),  # [{"item", "reading" + "below"/"above" + "rearm" | "meter" + "every", "qty"}]
         "check_s": (int, 60, (1, 86400)),  # how often the rules look at their level or meter
         "repeat_s": (int, 900, (10, 86400)),  # an unconfirmed order's request is sent again this often
+        "state": (str, "/orders.json", None),  # each rule's need number and its order's status
     },
     # ---- credentials written by `m2mkit provision` / `m2mkit image fleet` (README "Host tools") ----
     "lwm2m": {

@@ -5,6 +5,7 @@
 # "Orders". Imported only when orders.rules is set:
 #   o = Orders(outbox, cfg, device_id, level=sampler_level(sampler), meter=meter_level(meters))
 #   contract.EXTRA["order"] = o.command                                         done by Orders
+# The supervisor builds it from config through service(ctx) (m2m.supervisor.PLUGINS).
 import json
 
 from micropython import const
@@ -84,8 +85,7 @@ def meter_level(meters):
 
 
 class Orders:
-    def __init__(self, outbox, cfg, device_id, level=None, meter=None, path="/orders.json",
-                 register=True):
+    def __init__(self, outbox, cfg, device_id, level=None, meter=None, path=None, register=True):
         oc = cfg["orders"]
         self.rules = oc["rules"] or ()
         for i, r in enumerate(self.rules):
@@ -94,7 +94,7 @@ class Orders:
         self.id = device_id
         self.level = level
         self.meter = meter
-        self.path = path
+        self.path = path or oc["state"]
         self.check_ms = oc["check_s"] * 1000
         self.repeat_ms = oc["repeat_s"] * 1000
         self.state = self._load()
@@ -218,3 +218,11 @@ class Orders:
             s = self.state[r["item"]]
             out[r["item"]] = (self.order_id(r["item"], s[_N]) if s[_N] else None, s[_STATUS], s[_TRIES], s[_REF])
         return out
+
+
+def service(ctx):
+    # m2m.supervisor's plugin seam: ctx {"cfg", "id", "outbox", "sampler", ...; "meters" when run}
+    sm = ctx.get("sampler")
+    ms = ctx.get("meters")
+    return Orders(ctx["outbox"], ctx["cfg"], ctx["id"], level=sampler_level(sm) if sm else None,
+                  meter=meter_level(ms) if ms else None)

@@ -30,7 +30,7 @@ SKIP = ("net.signal",)
 # supervisor imports the module and adds module.service(ctx) to the loop (an object with step() ->
 # ms; optional stop()). ctx: {"cfg", "board", "id", "outbox", "net", "sampler"} (net / sampler None
 # when not running). The network runs whenever the MQTT broker or any plugin is configured.
-PLUGINS = [("lwm2m", "server", "m2m.lwm2m")]
+PLUGINS = [("lwm2m", "server", "m2m.lwm2m"), ("orders", "rules", "m2m.orders")]
 
 current = None  # the Run that main() started: at the REPL after Ctrl-C, supervisor.current.status()
 
