@@ -75,6 +75,7 @@ class Peer(interfaces.ObservableResource):
         self.attrs = {}
         self.observers = {}
         self.received = []  # (code, path) of every request
+        self.block1 = []  # block numbers of Block1 requests as they arrive
         self.location = None
         self.server = None
         self.ctx = None
@@ -147,6 +148,8 @@ class Peer(interfaces.ObservableResource):
         parts = [int(x) for x in path.split("/")[1:] if x]
         if fmt == TEXT:
             return {path: payload.decode()}
+        if fmt == 42:  # opaque
+            return {path: bytes(payload)}
         if fmt == TLV:
             out = {}
             for kind, ident, raw in _untlv(payload):
@@ -171,6 +174,8 @@ class Peer(interfaces.ObservableResource):
 
     # the client side of the device management interface
     async def needs_blockwise_assembly(self, request):
+        if request.opt.block1 is not None:
+            self.block1.append(request.opt.block1.block_number)
         return True
 
     async def render(self, request):
@@ -387,6 +392,19 @@ def test_write_replace_and_partial(fmt):
         r = await srv.write("dev1", "/3303/0", {"/3303/0/5700": 3.25, "/3303/0/5701": "Far"}, fmt)
         assert r.code == Code.CHANGED and peer.writes[-1][0] == Code.PUT
         assert peer.under("/3303/0") == {"/3303/0/5700": 3.25, "/3303/0/5701": "Far"}
+        await peer.stop()
+        await srv.stop()
+    run(go())
+
+
+def test_large_write_goes_block_wise():
+    async def go():
+        srv, addr, peer, lines = await _setup()
+        await peer.register(addr)
+        blob = bytes(range(256)) * 12  # 3 KB: more than one CoAP message carries
+        r = await srv.write("dev1", "/5/0/0", blob, "opaque")
+        assert r.code == Code.CHANGED and peer.values["/5/0/0"] == blob
+        assert peer.block1 == [0, 1, 2]  # Block1 (RFC 7959), 1024-byte blocks
         await peer.stop()
         await srv.stop()
     run(go())
