@@ -223,9 +223,10 @@ class Peer(interfaces.ObservableResource):
             self.values.update(new)
             return Message(code=Code.CHANGED)
         if code == Code.DELETE:
-            gone = self.under(path) if path != "/" else {
+            gone = self.under(path) if path != "/" else {  # keeps the bootstrap account and the Device object
                 p: v for p, v in self.values.items()
-                if not self.values.get("/".join(p.split("/")[:3]) + "/1") is True}  # keeps the bootstrap account
+                if not (self.values.get("/".join(p.split("/")[:3]) + "/1") is True and p.startswith("/0/"))
+                and not p.startswith("/3/")}
             for p in gone:
                 del self.values[p]
             return Message(code=Code.DELETED if gone or path == "/" else Code.NOT_FOUND)

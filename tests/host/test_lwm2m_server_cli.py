@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from test_lwm2m_server import Peer, _until, run
 
+from aiocoap import Code
+
 from m2mkit.lwm2m.cli import Console
 from m2mkit.lwm2m.server import Server
 
@@ -93,10 +95,15 @@ def test_serve_command_on_stdin():
     async def go():
         exe = Path(sys.executable).with_name("m2mkit")
         proc = await asyncio.create_subprocess_exec(str(exe), "lwm2m", "serve", "--listen", f"127.0.0.1:{port}",
+                                                    "--bootstrap", f"coap://127.0.0.1:{port}",
                                                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         first = await asyncio.wait_for(proc.stdout.readline(), 20)
         assert first.decode().strip() == f"lwm2m: listening on coap://127.0.0.1:{port}"
         peer = await Peer("tank-7").start()
+        peer.server = ("127.0.0.1", port)
+        assert (await peer._ask(Code.POST, "bs", ["ep=tank-7"])).code == Code.CHANGED
+        await _until(lambda: getattr(peer, "bootstrap_finished", False))
+        assert peer.values["/0/1/0"] == f"coap://127.0.0.1:{port}" and peer.values["/1/0/1"] == 86400
         await peer.register(("127.0.0.1", port), lt=60)
         proc.stdin.write(b"list\nread tank-7 /3/0/0 --format text\nfrobnicate\nquit\n")
         await proc.stdin.drain()
@@ -108,3 +115,11 @@ def test_serve_command_on_stdin():
         assert "error: unknown command 'frobnicate' (`help` lists the commands)" in out
         await peer.stop()
     run(go())
+
+
+def test_serve_refuses_a_bad_bootstrap_url():
+    import subprocess
+
+    p = subprocess.run([str(Path(sys.executable).with_name("m2mkit")), "lwm2m", "serve", "--bootstrap", "http://x"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--bootstrap 'http://x': give coap://HOST:PORT" in p.stderr, p.stderr

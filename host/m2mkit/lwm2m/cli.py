@@ -258,11 +258,11 @@ class Console:
         raise EOFError
 
 
-async def serve(host, port, stdin=None, out=None):
+async def serve(host, port, stdin=None, out=None, bootstrap=None):
     from .server import Server
 
     out = out or (lambda text: (sys.stdout.write(text + "\n"), sys.stdout.flush()))
-    server = Server(log=out)
+    server = Server(log=out, bootstrap={"*": {"uri": bootstrap}} if bootstrap else None)
     try:
         await server.start(host, port)
     except OSError as e:
@@ -292,6 +292,15 @@ def _listen(ctx, param, value):
     return host, int(port)
 
 
+def _coap(url):
+    from .demo import check_url
+
+    try:
+        return check_url(url)
+    except UserError as e:
+        raise UserError(str(e).replace("--lwm2m", "--bootstrap")) from None
+
+
 @click.group("lwm2m")
 def lwm2m_command():
     """LwM2M server tools."""
@@ -300,9 +309,12 @@ def lwm2m_command():
 @lwm2m_command.command("serve")
 @click.option("--listen", default="0.0.0.0:5683", show_default=True, callback=_listen, metavar="HOST:PORT",
               help="UDP address to serve CoAP on")
-def serve_command(listen):
+@click.option("--bootstrap", default=None, metavar="coap://HOST:PORT", callback=lambda c, p, v: v and _coap(v),
+              help="also be a bootstrap server: any endpoint's Bootstrap-Request gets this LwM2M server "
+                   "(NoSec, lifetime 86400 s) written")
+def serve_command(listen, bootstrap):
     """An LwM2M server (CoAP, NoSec) with an operator console on stdin."""
     try:
-        asyncio.run(serve(*listen))
+        asyncio.run(serve(*listen, bootstrap=bootstrap))
     except KeyboardInterrupt:
         pass
