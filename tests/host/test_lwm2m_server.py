@@ -223,7 +223,9 @@ class Peer(interfaces.ObservableResource):
             self.values.update(new)
             return Message(code=Code.CHANGED)
         if code == Code.DELETE:
-            gone = self.under(path) if path != "/" else {  # keeps the bootstrap account and the Device object
+            # Delete / keeps the bootstrap account and the Device object (as Wakaama f91cfe0
+            # core/bootstrap.c bootstrap_handleDeleteAll: "static objects like the Device object")
+            gone = self.under(path) if path != "/" else {
                 p: v for p, v in self.values.items()
                 if not (self.values.get("/".join(p.split("/")[:3]) + "/1") is True and p.startswith("/0/"))
                 and not p.startswith("/3/")}
