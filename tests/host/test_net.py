@@ -38,7 +38,9 @@ n = Network(m, cfg, state_dir=os.getenv("STATE") + "/")
 
 UP = CODE + """
 ok = n.up(int(os.getenv("UP_MS", "600000")))
-print(json.dumps({"ok": ok, "status": n.status(), "t": hal.ticks_ms()}))
+import sys
+print(json.dumps({"ok": ok, "status": n.status(), "t": hal.ticks_ms(),
+                  "held": sorted(k for k in sys.modules if k.startswith("m2m"))}))
 """
 
 
@@ -88,6 +90,8 @@ def test_attach_on_each_dialect(model, tmp_path):
         assert sig["band"] == 20
         assert sig["sinr"] == -6
         assert sim.status()["boots"] == 1
+        # the bring-up steps' code (SIM step, configuration) is not held once attached
+        assert "m2m.net.simpin" not in r["held"] and "m2m.net.netcfg" not in r["held"], r["held"]
 
 
 def test_denied_then_the_fallback_profile_registers(tmp_path):

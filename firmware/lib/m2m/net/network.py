@@ -42,31 +42,9 @@ _DAY = const(86400)
 # AcT of +CEREG / +COPS (27.007 7.3): 0 GSM, 7 E-UTRAN (LTE-M), 9 E-UTRAN NB-S1
 _ACT = {0: "gsm", 3: "gsm", 7: "lte-m", 8: "lte-m", 9: "nb-iot"}
 
-# APN by the IMSI's MCC-MNC, for SIMs whose APN the config does not give. Small on purpose.
-# ASSUMED docs/ASSUMED.md#A-APN-TABLE (carrier IoT pages not reachable from here)
-APNS = (
-    ("90140", "iot.1nce.net"),
-)
-
 # eDRX cycle codes, WB-S1 mode (3GPP TS 24.008 table 10.5.5.32): code -> seconds
 _EDRX = (5.12, 10.24, 20.48, 40.96, 61.44, 81.92, 102.4, 122.88, 143.36, 163.84, 327.68, 655.36,
          1310.72, 2621.44, 5242.88, 10485.76)
-
-
-def apn_for(imsi):
-    if imsi:
-        for p, apn in APNS:
-            if imsi.startswith(p):
-                return apn
-    return None
-
-
-def edrx_code(seconds):
-    # the 4-bit code of the shortest cycle >= seconds (the longest when above all)
-    for i in range(len(_EDRX)):
-        if _EDRX[i] >= seconds - 0.005:
-            return "{:04b}".format(i)
-    return "1111"
 
 
 def quality(sig):
@@ -326,84 +304,21 @@ class Network:
         return "gsm" in self._rat_name(self.profiles[self.profile]["rat"] or ["lte-m"])
 
     def _config(self):
-        m = self.modem
-        at = m.at
-        p = self.profiles[self.profile]
-        n = self.ncfg
-        self._t_profile = hal.ticks_ms()
-        slot = p["sim_slot"]
-        if slot is not None and slot != self._slot:
-            sel = getattr(m, "select_slot", None)
-            if sel is None:  # SIMCom / Sequans dialects: one SIM, README "SIM management"
-                events.post("net.sim_slot_unsupported", model=m.NAME, slot=slot)
-            else:
-                self._slot = slot
-                if sel(slot):  # another card: the modem restarts with it, then SIM again
-                    events.post("net.sim_slot", slot=slot, profile=self.profile)
-                    m.wait_ready(2000)
-                    self._go(SYNC, after="sim_slot")
-                    return 0
-        rat = self._rat_name(p["rat"] or ["lte-m"])
-        rats = getattr(m, "RAT", None)
-        if rats:
-            if rat not in rats and "gsm" in rat:  # a dialect without GSM scripts (SIM7080G, GM02S)
-                events.post("net.rat_unsupported", rat=rat, model=m.NAME)
-                rat = rat[:-4] or "lte-m"
-            if rat in rats:
-                m.set_rat(rat)
-        if "gsm" in rat:
-            at.cmd("AT+CGREG=2", timeout_ms=5000)  # GPRS registration URCs (27.007 10.1.20)
-        if n["bands"]:
-            m.set_bands(n["bands"])
-        apn = p["apn"] or apn_for(m.imsi) or ""
-        self.apn = apn
-        m.set_apn(apn, n["apn_user"], n["apn_password"])
-        self._psm_request()
-        # +CEREG with the reject cause and the granted PSM timers (n=5), else the timers (n=4),
-        # else the location (n=2) as the init script set it (27.007 10.1.22: n 0-5, optional ones)
-        for k in (5, 4):
-            if at.cmd("AT+CEREG=%d" % k, timeout_ms=5000).ok:
-                break
-        at.cmd("AT+COPS=3,2", timeout_ms=5000)  # numeric PLMN in AT+COPS? answers
-        # the radio on (the GM02S boots with CFUN=0; a RAT change may have turned it off)
-        r = at.cmd("AT+CFUN?", timeout_ms=5000)
-        if r.ok and not any(b"+CFUN: 1" in ln for ln in r.lines):
-            at.cmd("AT+CFUN=1", timeout_ms=20000)
-        op = p["operator"]
-        self._select(op)
-        self._go(REGISTER, profile=self.profile, apn=apn, rat=rat, operator=op or "auto")
-        self.deadline = hal.ticks_add(hal.ticks_ms(), n["reg_timeout_s"] * 1000)
-        return 0
+        # the current profile's settings, in m2m.net.netcfg: loaded for this step and dropped again
+        from m2m.net import netcfg
+
+        try:
+            return netcfg.configure(self)
+        finally:
+            loop.drop("m2m.net.netcfg")
 
     def _select(self, op):
-        # automatic, a manual PLMN, or an allowlist in ranked order (the first the modem accepts)
-        at = self.modem.at
-        ops = (self.ncfg["operators"] or ()) if not op else (op,)
-        for plmn in ops:
-            r = at.cmd('AT+COPS=1,2,"%s"' % plmn, timeout_ms=180000)
-            if r.ok:
-                return plmn
-            events.post("net.operator_refused", plmn=plmn, error=r.error)
-        if op:
-            return None
-        at.cmd("AT+COPS=0", timeout_ms=180000)
-        return None
+        from m2m.net import netcfg
 
-    def _psm_request(self):
-        n = self.ncfg
-        m = self.modem
-        at = m.at
-        if n["psm_tau_s"]:
-            t = n["psm_active_s"] or 0
-            at.cmd('AT+CPSMS=1,,,"%s","%s"' % (creg.encode_t3412(n["psm_tau_s"]), creg.encode_t3324(t)),
-                   timeout_ms=5000)
-        if n["edrx_s"]:
-            act = 5 if self._rat_name(self.profiles[self.profile]["rat"] or ["lte-m"]) == "nb-iot" else 4
-            at.cmd('AT+CEDRXS=2,%d,"%s"' % (act, edrx_code(n["edrx_s"])), timeout_ms=5000)
-        if n["modem_sleep"]:
-            sl = getattr(m, "SLEEP", None)
-            if not sl or m.run(sl) < len(sl):
-                events.post("net.sleep_refused", model=m.NAME)
+        try:
+            return netcfg.select(self, op)
+        finally:
+            loop.drop("m2m.net.netcfg")
 
     # ---- registration ----
     def _reg_now(self):
