@@ -2,7 +2,6 @@
 a CPython peer with its own encoders, not the firmware and not the server's codec."""
 
 import asyncio
-import base64
 import json
 import struct
 
