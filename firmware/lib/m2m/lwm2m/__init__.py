@@ -11,3 +11,34 @@ OPAQUE = const(42)
 SENML_JSON = const(110)
 SENML_CBOR = const(112)
 TLV = const(11542)
+
+
+def service(ctx):
+    # m2m.supervisor's plugin seam (PLUGINS, config lwm2m.server or lwm2m.bootstrap): the client
+    # over the modem's UDP sockets, built once the network has opened its modem and attached
+    return _OnNet(ctx)
+
+
+class _OnNet:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.client = None
+
+    def step(self):
+        c = self.client
+        if c is None:
+            net = self.ctx["net"]
+            if net is None or net.modem is None or not net.attached():
+                return 1000
+            from m2m.lwm2m.client import Client
+            from m2m.net import link_failed, sock
+
+            st = sock.Stack(net.modem, kind="udp", timeout_ms=10000, on_fail=link_failed)
+            c = self.client = Client(self.ctx["cfg"], network=net, sampler=self.ctx.get("sampler"),
+                                     outbox=self.ctx.get("outbox"), stack=st, name=self.ctx.get("id"))
+        c.stack.modem = self.ctx["net"].modem  # the network may have opened the modem again
+        return c.step()
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()

@@ -99,12 +99,12 @@ class _Obs:
 
 
 class Client:
-    def __init__(self, cfg, network=None, sampler=None, outbox=None, stack=None):
+    def __init__(self, cfg, network=None, sampler=None, outbox=None, stack=None, name=None):
         from m2m.lwm2m import objects
 
         lw = cfg.get("lwm2m", {})
         self.cfg = cfg
-        self.name = lw.get("endpoint") or cfg.get("device", {}).get("id")
+        self.name = lw.get("endpoint") or name or cfg.get("device", {}).get("id")
         if not self.name:
             raise ValueError("lwm2m: set lwm2m.endpoint or device.id (the endpoint name)")
         self.lifetime = lw.get("lifetime_s", 86400)
@@ -125,6 +125,10 @@ class Client:
         self.sent = 0
         self.fw_job = None
         self.model = m = objects.build(cfg, self, network, sampler)
+        import sys
+
+        sys.modules.pop("m2m.lwm2m.objects", None)  # built: its code can go (heap)
+        del objects
         self.attrs = Attrs(m)
         self.names = {}  # reading name -> (oid, iid) of its IPSO object (Send)
         if sampler is not None:
@@ -680,78 +684,18 @@ class Client:
     def stats_stop(self, arg):
         pass
 
-    # ---- Firmware Update (object 5): the Package URI pulled over CoAP Block2 into a file ----
+    # ---- Firmware Update (object 5): in m2m.lwm2m.fw, imported when a server uses it ----
     def fw_written(self, iid, rid):
-        fw = self.model.objs[5].inst[0]
-        if rid == 1:
-            uri = fw.get(1) or ""
-            if not uri:
-                fw[3] = 0  # an empty URI cancels: Idle
-                fw[5] = 0
-                self.fw_job = None
-                return
-            try:
-                from m2m.lwm2m.transport import parse_uri
+        from m2m.lwm2m import fw
 
-                sec, host, port = parse_uri(uri)
-                if sec:
-                    raise ValueError("coaps")
-            except ValueError:
-                fw[5] = 7  # Invalid URI
-                return
-            path = [x for x in uri.split("//", 1)[1].split("/")[1:] if x]
-            self.fw_job = {"host": host, "port": port, "path": path, "ep": None, "n": 0, "req": None}
-            fw[3] = 1  # Downloading
-            fw[5] = 0
-        elif rid == 0:
-            raise Err(coap.NOT_ALLOWED, "push: give a Package URI")
+        fw.written(self, iid, rid)
 
     def _fw_step(self):
-        job = self.fw_job
-        if job is None:
-            return
-        fw = self.model.objs[5].inst[0]
-        if job["ep"] is None:
-            from m2m.lwm2m.transport import Udp
+        from m2m.lwm2m import fw
 
-            try:
-                tr = Udp(job["host"], job["port"], self.stack)
-            except OSError:
-                fw[3] = 0
-                fw[5] = 4  # connection lost
-                self.fw_job = None
-                return
-            job["tr"] = tr
-            job["ep"] = coap.Endpoint(tr, None, _BLOCK)
-            job["f"] = open(self.cfg.get("lwm2m", {}).get("fw_file") or "/fw.bin", "wb")
-
-            def block(m):
-                job["f"].write(m.payload)
-                job["n"] += len(m.payload)
-                return True
-
-            def done(r):
-                job["f"].close()
-                job["tr"].close()
-                ok = r is not None and r.code == coap.CONTENT
-                if ok:
-                    v = r.uint(coap.BLOCK2)
-                    if v is None:
-                        with open(self.cfg.get("lwm2m", {}).get("fw_file") or "/fw.bin", "wb") as f:
-                            f.write(r.payload)
-                        job["n"] = len(r.payload)
-                fw[3] = 2 if ok else 0  # Downloaded, else Idle
-                fw[5] = 0 if ok else (4 if r is None else 9)
-                _event("lwm2m.fw_download", ok=ok, bytes=job["n"])
-                self.fw_job = None
-
-            job["ep"].request(coap.GET, job["path"], on_done=done, on_block=block,
-                              opts=((coap.BLOCK2, coap.block_val(0, False, _BLOCK)),))
-        job["ep"].step()
+        fw.step(self)
 
     def fw_update(self, arg):
-        fw = self.model.objs[5].inst[0]
-        if fw.get(3) != 2:
-            raise Err(coap.NOT_ALLOWED, "no package downloaded")
-        fw[3] = 3  # Updating: applying the package is the OTA layer's (m2m.ota when it exists)
-        _event("lwm2m.fw_update", file=self.cfg.get("lwm2m", {}).get("fw_file") or "/fw.bin")
+        from m2m.lwm2m import fw
+
+        fw.update(self, arg)
