@@ -60,6 +60,45 @@ def test_console_operations(tmp_path):
     run(go())
 
 
+def test_console_request_to_a_sleeping_client_is_answered_when_it_wakes():
+    async def go():
+        out = []
+        srv = Server(log=lambda line: None, awake_s=0.2)
+        addr = await srv.start("127.0.0.1", 0)
+        peer = await Peer("dev1").start()
+        await peer.register(addr, queue=True)
+        con = Console(srv, out.append)
+        await asyncio.sleep(0.4)
+        assert "sleeping" in (await con.handle("list"))[0]
+        said = await con.handle("read dev1 /3/0/9 --format text")
+        assert said == ["read dev1 /3/0/9: the client sleeps (queue mode); the answer is printed when it wakes"]
+        assert out == []
+        await peer.update()
+        await _until(lambda: out)
+        assert out == ["2.05 Content: \"100\""]
+        await peer.stop()
+        await srv.stop()
+    run(go())
+
+
+def test_a_notification_wakes_a_queue_mode_client():
+    async def go():
+        srv = Server(log=lambda line: None, awake_s=0.2)
+        addr = await srv.start("127.0.0.1", 0)
+        peer = await Peer("dev1").start()
+        await peer.register(addr, queue=True)
+        await srv.observe("dev1", "/3303/0/5700", "tlv")
+        await asyncio.sleep(0.4)
+        reading = asyncio.ensure_future(srv.read("dev1", "/3/0/9", "text"))
+        await asyncio.sleep(0.3)
+        assert not reading.done()
+        peer.set("/3303/0/5700", 30.0)  # the client speaks: a notification
+        assert (await asyncio.wait_for(reading, 10)).value == "100"
+        await peer.stop()
+        await srv.stop()
+    run(go())
+
+
 @pytest.mark.parametrize("line, said", [
     ("bogus", "error: unknown command 'bogus' (`help` lists the commands)"),
     ("read dev1", "error: usage: read <ep> <path> [--format tlv|json|cbor|text|opaque]"),

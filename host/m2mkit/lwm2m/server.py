@@ -519,7 +519,7 @@ class Server(resource.Resource):
     async def _notifications(self, reg, path, req, base, on_notify):
         try:
             async for resp in req.observation:
-                reg.last_seen = self.clock()
+                self._wake(reg)  # a queue-mode client that notifies is awake: what waits for it goes
                 try:
                     value = codec.decode(resp.opt.content_format, resp.payload, base)
                 except codec.CodecError as e:
