@@ -193,6 +193,8 @@ class Peer(interfaces.ObservableResource):
                 if path not in self.values:
                     return Message(code=Code.NOT_ACCEPTABLE)
                 return Message(code=Code.CONTENT, payload=str(self.values[path]).encode(), content_format=TEXT)
+            if fmt == 42 and isinstance(self.values.get(path), bytes):  # opaque
+                return Message(code=Code.CONTENT, payload=self.values[path], content_format=42)
             if fmt not in (TLV, SENML_JSON, SENML_CBOR):
                 return Message(code=Code.NOT_ACCEPTABLE)
             return Message(code=Code.CONTENT, payload=self.encode(path, fmt), content_format=fmt)
@@ -407,6 +409,9 @@ def test_large_write_goes_block_wise():
         r = await srv.write("dev1", "/5/0/0", blob, "opaque")
         assert r.code == Code.CHANGED and peer.values["/5/0/0"] == blob
         assert peer.block1 == [0, 1, 2]  # Block1 (RFC 7959), 1024-byte blocks
+        r = await srv.read("dev1", "/5/0/0", "opaque")  # read back whole: Block2 from the client
+        assert r.format == 42 and r.value == blob
+        assert (await srv.read("dev1", "/3/0/0", "opaque")).code == Code.NOT_ACCEPTABLE
         await peer.stop()
         await srv.stop()
     run(go())
