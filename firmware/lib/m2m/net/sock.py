@@ -416,8 +416,8 @@ class Socket:
         self._rx = b""
         self._give_back(sid)
 
-    def __del__(self):
-        pass  # closing needs AT commands: never from a finaliser
+    # no __del__: closing needs AT commands, never from a finaliser (and a class with __del__ makes
+    # every socket a finaliser-flagged heap block)
 
     def __enter__(self):
         return self

@@ -60,6 +60,9 @@ class Health:
 def run(broker=None, every_s=10, device_id=None, seconds=None):
     # Bring the board's network up and report its health readings to `broker` (mqtt://HOST:PORT)
     # until Ctrl-C (or `seconds`): what `m2mkit demo` types at the device's REPL.
+    from m2m.report.mqtt import _umqtt
+
+    _umqtt()  # first, while the heap is young: loaded after the bring-up it may find no room
     from m2m import board, config, loop, outbox
     from m2m.net import link_failed, sock
     from m2m.net.network import Network
