@@ -1,6 +1,6 @@
-"""`m2mkit demo --commerce`: the reporting demo plus replenishment. The virtual device reads an ink
-tank's level from a Modbus RTU level transmitter (pymodbus, m2mkit.sim.modbus) whose level drains;
-below 15 % its m2m.orders rule orders ink; `m2mkit commerce serve` (in this process) forwards the order
+"""`m2mkit demo --commerce`: the reporting demo plus replenishment. The virtual device runs the
+supervisor, which reads an ink tank's level from a Modbus RTU level transmitter (pymodbus,
+m2mkit.sim.modbus) whose level drains; below 15 % its m2m.orders rule orders ink; `m2mkit commerce serve` (in this process) forwards the order
 to a supplier endpoint (a local HTTP server) and sends the confirmation back to the device."""
 
 import tempfile
@@ -13,42 +13,22 @@ from .commerce_supplier import Supplier
 from .demo_report import Reporting, pick_board
 from .sim.modbus import ModbusServer
 
-# run on the device (typed at its REPL as one exec line): the network, the level transmitter in the
-# sampler (each reading reported as telemetry; the transmitter wired to GPIO 32/33, free on the ESP32
-# boards), the order rule, the reporter with the /cmd channel
-DEVICE = """
-from m2m import board, config, hal, loop, outbox, orders
-from m2m.net import link_failed, sock
-from m2m.net.network import Network
-from m2m.report import contract
-from m2m.report.mqtt import Reporter
-from m2m.sense import build
-cfg = config.load()
-cfg["mqtt"]["broker"] = %(broker)r
-cfg["sense"]["battery"] = False
-cfg["sense"]["sensors"] = [{"type": "modbus", "id": "ink", "uart": {"id": %(uart)d, "tx": 32, "rx": 33},
-    "unit": 1, "interval_s": 2, "regs": [{"name": "level", "fc": 3, "addr": 0, "scale": 0.1, "unit": "%%"}]}]
-cfg["orders"]["rules"] = [{"item": "ink-black", "reading": "ink.level", "below": 15, "rearm": 50, "qty": 1}]
-cfg["orders"]["check_s"] = 2
-cfg["orders"]["repeat_s"] = 30
-did = cfg["device"]["id"] or "m2m-" + "".join("%%02x" %% x for x in hal.unique_id()[-3:])
-b = board.load()
-net = Network(b, cfg)
-print("network: coming up")
-net.up(600000)
-st = sock.Stack(net.modem, kind="tcp", timeout_ms=10000, on_fail=link_failed)
-ob = outbox.Outbox("/outbox")
-sm = build.sampler(cfg, lambda r, u: ob.append(1, contract.pack_readings(r)), b)
-rep = Reporter(st, ob, cfg, did, up=net.attached)
-o = orders.Orders(ob, cfg, did, level=orders.sampler_level(sm))
-print("ordering ink below 15 percent as", did, "(Ctrl-C stops)")
-loop.run([net, sm, rep, o])
-"""
+# what the demo types at the device's REPL: the supervisor (what main.py runs with device.autorun)
+# on a config with the ink tank's level transmitter (Modbus unit 1 on a UART the modem does not use,
+# wired to GPIO 32/33, free on the ESP32 boards) and the order rule; the network and the MQTT reporter
+# come with mqtt.broker, m2m.orders with orders.rules
+def device_config(broker, uart):
+    return {"mqtt": {"broker": broker},
+            "sense": {"battery": False, "sensors": [
+                {"type": "modbus", "id": "ink", "uart": {"id": uart, "tx": 32, "rx": 33}, "unit": 1,
+                 "interval_s": 2, "regs": [{"name": "level", "fc": 3, "addr": 0, "scale": 0.1, "unit": "%"}]}]},
+            "orders": {"rules": [{"item": "ink-black", "reading": "ink.level", "below": 15, "rearm": 50, "qty": 1}],
+                       "check_s": 2, "repeat_s": 30}}
 
 
 def device_command(broker, uart):
-    code = DEVICE % {"broker": broker, "uart": uart}
-    return ("exec(%r)\r" % code).encode()
+    return ("from m2m import config, supervisor; supervisor.main(config.validate(%r))\r"
+            % (device_config(broker, uart),)).encode()
 
 
 class Tank:

@@ -37,7 +37,9 @@ def test_demo_orders_once_and_the_device_gets_the_confirmation(tmp_path):
     assert len(orders) == 1, out
     oid = orders[0].split()[3].rstrip(":")
     assert oid.endswith(":ink-black:1") and 'Idempotency-Key "%s"' % oid in orders[0], out
-    assert "/telemetry seq 1: ink.level=" in out, out
+    assert "/telemetry seq " in out and ": ink.level=" in out, out
+    assert "supervisor: sensors 1, mqtt mqtt://127.0.0.1:" in out and ", orders as " in out, out
+    assert '/orders {"' in out and '"order": "%s"' % oid in out, out
     assert "device> event: order.need order=%s reason=ink.level" % oid in out, out
     assert "device> event: order.confirmed order=%s ref=S-1" % oid in out, out
     assert list(tmp_path.iterdir()) == []  # no image, state, broker or database left
