@@ -162,3 +162,20 @@ def test_serve_refuses_a_bad_bootstrap_url():
     p = subprocess.run([str(Path(sys.executable).with_name("m2mkit")), "lwm2m", "serve", "--bootstrap", "http://x"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--bootstrap 'http://x': give coap://HOST:PORT" in p.stderr, p.stderr
+
+
+def test_serve_on_a_busy_port_says_so():
+    import subprocess
+
+    async def go():
+        srv = Server(log=lambda line: None)
+        addr = await srv.start("127.0.0.1", 0)
+        p = await asyncio.create_subprocess_exec(str(Path(sys.executable).with_name("m2mkit")), "lwm2m", "serve",
+                                                 "--listen", "127.0.0.1:%d" % addr[1], stdin=subprocess.DEVNULL,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await asyncio.wait_for(p.communicate(), 30)
+        await srv.stop()
+        return p.returncode, err.decode()
+
+    rc, err = run(go())
+    assert rc == 2 and "Address already in use; pick another port" in err, err

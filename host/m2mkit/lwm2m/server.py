@@ -23,6 +23,7 @@ observation's token cannot be sent.
 
 import asyncio
 import itertools
+import os
 import time
 
 import aiocoap
@@ -104,6 +105,9 @@ class Server(resource.Resource):
     # --- lifecycle
 
     async def start(self, host="127.0.0.1", port=5683):
+        # aiocoap binds with SO_REUSEPORT unless told not to: a second server on the same port would
+        # then share its datagrams instead of failing
+        os.environ.setdefault("AIOCOAP_REUSE_PORT", "0")
         self.ctx = await aiocoap.Context.create_server_context(self, bind=(host, port), transports=["udp6"])
         self.address = (host, self.ctx.request_interfaces[0].token_interface.message_interface._local_port())
         self._spawn(self._expire())
