@@ -7,7 +7,9 @@ Exactly once, across restarts of this service, the broker and the device:
 - an order request is stored (INSERT ... ON CONFLICT DO NOTHING on the order id) before its MQTT
   message is acknowledged (paho-mqtt 2.2.0, client.py `_handle_publish`: a QoS 1 PUBACK is sent once
   on_message has returned); a repeat with the same id is a duplicate and never a new order;
-- the POST carries `Idempotency-Key: "<order id>"` (draft-ietf-httpapi-idempotency-key-header-09);
+- the POST carries `Idempotency-Key: "<order id>"` (draft-ietf-httpapi-idempotency-key-header-09: an
+  RFC 8941 sf-string; the draft recommends a random key, the order id is used so that a restarted
+  service, or another site's, derives the same one);
   the supplier's answer is committed after the POST returns. A crash between the two leaves the order
   `pending`: the next start posts it again with the same key, and the supplier, which deduplicates
   by key, answers as the first time;
@@ -18,6 +20,7 @@ Exactly once, across restarts of this service, the broker and the device:
 import hashlib
 import json
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -166,8 +169,10 @@ def check_request(payload):
         raise ValueError("not JSON") from None
     if type(req) is not dict:
         raise ValueError("not a JSON object")
-    if type(req.get("order")) is not str or not 0 < len(req["order"]) <= 128:
-        raise ValueError('"order" must be the order id, a string')
+    oid = req.get("order")
+    # <device>:<item>:<n> in letters, digits and - _ . : (it becomes an sf-string header value)
+    if type(oid) is not str or not 0 < len(oid) <= 128 or not re.fullmatch(r"[A-Za-z0-9_.:-]+", oid):
+        raise ValueError('"order" must be the order id <device>:<item>:<n>')
     if type(req.get("item")) is not str or not req["item"]:
         raise ValueError('"item" missing')
     q = req.get("qty")

@@ -240,9 +240,10 @@ def test_bad_requests_are_refused_with_a_reason_and_change_nothing(broker, subsc
     run = Running(broker.url, tmp_path / "c.db", sup.url)
     try:
         for bad in (b"not json", b"[1]", json.dumps({"order": "dev-3:x:1", "item": "x", "qty": 0}).encode(),
-                    json.dumps({"item": "x", "qty": 1}).encode(), request(order="dev-9:ink:1")):
+                    json.dumps({"item": "x", "qty": 1}).encode(), request(order='dev-3:"x":1'),
+                    request(order="dev-9:ink:1")):
             dev.publish("m2mkit/dev-3/orders", bad)
-        assert until(lambda: run.svc.bad == 5)
+        assert until(lambda: run.svc.bad == 6)
         assert answers(dev, 1, timeout=1) == []
         assert sup.posts == [] and run.svc.store.orders() == []
         text = "\n".join(run.lines)
