@@ -36,7 +36,7 @@ PENDING, CONFIRMED, REJECTED, DELIVERED = "pending", "confirmed", "rejected", "d
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS orders (
         order_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, item TEXT NOT NULL, qty INTEGER NOT NULL,
-        reason TEXT, t BIGINT, request TEXT NOT NULL, state TEXT NOT NULL, ref TEXT, note TEXT,
+        reason TEXT, t DOUBLE PRECISION, request TEXT NOT NULL, state TEXT NOT NULL, ref TEXT, note TEXT,
         requests INTEGER NOT NULL DEFAULT 1, posts INTEGER NOT NULL DEFAULT 0,
         received_at DOUBLE PRECISION, answered_at DOUBLE PRECISION, device_status TEXT)""",
     """CREATE TABLE IF NOT EXISTS usage_records (
@@ -300,6 +300,11 @@ class Service:
             new = self.store.add_order(device, req, m.payload.decode())
             self.log(f"commerce: {device}: {'new order' if new else 'repeated request'} {req['order']} "
                      f"({req['qty']} x {req['item']}: {req.get('reason')})")
+            if not new and self.store.order(req["order"])["t"] != req.get("t"):
+                # the same id for a need of another time: the device lost its orders.state file (a
+                # new filesystem) and counts from 1 again; it gets the stored order's status
+                self.log(f"commerce: {device}: warning: order {req['order']} came again for a need of "
+                         "another time: has the device lost its orders.state file? Answered with the stored status")
             self.work.put(req["order"])
         elif leaf == "usage":
             if self.store.add_usage(device, m.payload):

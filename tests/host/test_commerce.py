@@ -143,6 +143,12 @@ def test_repeats_are_one_order_forwarded_once_and_answered_each_time(broker, sub
         assert until(lambda: run.svc.store.order("dev-1:ink:1")["device_status"] == "confirmed")
         o = run.svc.store.order("dev-1:ink:1")
         assert (o["state"], o["ref"], o["requests"], o["posts"]) == ("confirmed", "S-1", 5, 1)
+        # the same id for a need of another time (the device lost its state file): said, not ordered
+        dev.publish("m2mkit/dev-1/orders", json.dumps({"order": "dev-1:ink:1", "item": "ink", "qty": 2,
+                                                       "t": 1790000000.5, "try": 1}))
+        assert answers(dev, 1)[0]["args"]["status"] == "confirmed"
+        assert any("warning: order dev-1:ink:1 came again for a need of another time" in ln for ln in run.lines)
+        assert len(sup.posts) == 1
         # a second need of the same device is a second order
         dev.publish("m2mkit/dev-1/orders", request(order="dev-1:ink:2"))
         assert answers(dev, 1)[0]["args"]["order"] == "dev-1:ink:2"
