@@ -86,7 +86,7 @@ def db(request, tmp_path):
 
 
 def request(order="dev-1:ink:1", item="ink", qty=2, tries=1, reason="ink.level 12 below 15"):
-    return json.dumps({"order": order, "item": item, "qty": qty, "reason": reason, "t": 1780000000,
+    return json.dumps({"order": order, "item": item, "qty": qty, "reason": reason, "t": 1780000000.25,
                        "try": tries}).encode()
 
 
@@ -136,13 +136,15 @@ def test_repeats_are_one_order_forwarded_once_and_answered_each_time(broker, sub
         key, body = sup.posts[0]
         assert key == '"dev-1:ink:1"'
         assert body == {"order": "dev-1:ink:1", "device": "dev-1", "item": "ink", "qty": 2,
-                        "reason": "ink.level 12 below 15", "t": 1780000000}
+                        "reason": "ink.level 12 below 15", "t": 1780000000.25}
         # the device's reply on /cmd/res is recorded
         dev.publish("m2mkit/dev-1/cmd/res", json.dumps({"id": got[0]["id"], "ok": True, "order": "dev-1:ink:1",
                                                          "status": "confirmed"}))
         assert until(lambda: run.svc.store.order("dev-1:ink:1")["device_status"] == "confirmed")
         o = run.svc.store.order("dev-1:ink:1")
         assert (o["state"], o["ref"], o["requests"], o["posts"]) == ("confirmed", "S-1", 5, 1)
+        assert o["t"] == 1780000000.25  # the need time as the device sent it (repeats compare it)
+        assert not [ln for ln in run.lines if "warning" in ln]
         # the same id for a need of another time (the device lost its state file): said, not ordered
         dev.publish("m2mkit/dev-1/orders", json.dumps({"order": "dev-1:ink:1", "item": "ink", "qty": 2,
                                                        "t": 1790000000.5, "try": 1}))
