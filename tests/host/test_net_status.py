@@ -66,3 +66,14 @@ def test_a_modem_left_running_across_an_esp32_reset_is_never_pulsed():
             assert r["before"] is True and r["on"] and "PULSE" not in r["log"], (cause, r)
         st = sim.modem.status()
         assert st["power"] == "on" and st["boots"] == 1
+
+
+def test_the_simulator_command_takes_the_status_pin():
+    # `m2mkit sim modem --status-pin N` wires STATUS for a device run against a separate simulator
+    # (the DevKitC board reads GPIO34): a bad number is a one-line error
+    from click.testing import CliRunner
+
+    from m2mkit.sim.modem.cli import modem_command
+
+    r = CliRunner().invoke(modem_command, ["--model", "bg95", "--status-pin", "-1"])
+    assert r.exit_code != 0 and "--status-pin must be a GPIO number" in r.output

@@ -32,10 +32,12 @@ def _addr(value, what):
 @click.option("--pin", default=None, help="SIM PIN (the SIM asks for it at boot). Default: no PIN.")
 @click.option("--puk", default="12345678", show_default=True, help="SIM PUK.")
 @click.option("--pwrkey-pin", type=int, default=None, help="GPIO number wired to PWRKEY (RESET on gm02s).")
+@click.option("--status-pin", type=int, default=None,
+              help="GPIO number the modem's STATUS output drives (the board file's modem.status_pin).")
 @click.option("--record", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the session to this .atlog transcript.")
 @click.option("--off", is_flag=True, help="Start powered off (wait for a PWRKEY pulse or a power op).")
-def modem_command(model, listen, control, time_scale, pin, puk, pwrkey_pin, record, off):
+def modem_command(model, listen, control, time_scale, pin, puk, pwrkey_pin, record, off, status_pin=None):
     """Simulate a cellular modem on a loopback TCP 'UART'."""
     host, port = _addr(listen, "--listen")
     chost, cport = _addr(control, "--control")
@@ -51,10 +53,12 @@ def modem_command(model, listen, control, time_scale, pin, puk, pwrkey_pin, reco
         raise click.BadParameter("--puk must be 8 digits (a SIM PUK)")
     if pwrkey_pin is not None and pwrkey_pin < 0:
         raise click.BadParameter("--pwrkey-pin must be a GPIO number, 0 or more")
+    if status_pin is not None and status_pin < 0:
+        raise click.BadParameter("--status-pin must be a GPIO number, 0 or more")
     if record is not None and not os.path.isdir(os.path.dirname(os.path.abspath(record))):
         raise click.BadParameter("--record %s: its folder does not exist; create it or give another path" % record)
     sim = ModemSim(model=model, time_scale=time_scale, pin=pin, puk=puk, pwrkey_pin=pwrkey_pin,
-                   record=record, power_on=not off)
+                   record=record, power_on=not off, status_pin=status_pin)
     try:
         sim.start(host=host, port=port, control_port=cport)
     except OSError as e:
