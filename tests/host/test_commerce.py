@@ -211,6 +211,10 @@ def test_a_crash_between_post_and_commit_posts_again_with_the_same_key(broker, s
         dev.publish("m2mkit/dev-1/orders", request(tries=2))
         assert answers(dev, 1)[0]["args"]["status"] == "confirmed"
         assert len(sup.posts) == 2
+        listed = subprocess.run([M2MKIT, "commerce", "orders", "--db", str(db)], capture_output=True, text=True,
+                                timeout=30).stdout
+        assert listed.split() == ["dev-1:ink:1", "confirmed", "ref=S-1", "requests=2", "posts=2", "device=-",
+                                  "2", "x", "ink"], listed
     finally:
         for p in procs:
             if p.poll() is None:

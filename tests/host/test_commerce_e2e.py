@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from m2mkit.broker import Broker, free_port
-from m2mkit.commerce import Store
+from m2mkit.commerce import Store, publish
 from m2mkit.commerce_supplier import Supplier
 from m2mkit.sim.modbus import ModbusServer
 from m2mkit.sim.modem import ModemSim
@@ -149,6 +149,14 @@ def test_one_need_one_order_through_restarts(tmp_path):
         body = sup.orders['"%s"' % oid][0]
         assert (body["item"], body["qty"], body["device"]) == ("ink-black", 2, "dev-1")
         assert body["reason"].startswith("ink.level 12.0 below 15")
+        # the request delivered twice more (as a broker may redeliver it): still one order
+        st = Store(str(tmp_path / "commerce.db"))
+        raw = st.order(oid)["request"]
+        st.close()
+        for _ in range(2):
+            publish(broker.url, "m2mkit/dev-1/orders", raw.encode())
+        time.sleep(0.5)
+        assert len(sup.orders) == 1 and len(sup.posts) == 1
         # another reboot: the confirmation was kept, no request goes out
         dev.kill()
         dev.boot()
