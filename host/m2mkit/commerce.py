@@ -249,6 +249,7 @@ class Service:
         self.client = None
         self.connected = threading.Event()
         self.stopping = threading.Event()
+        self.running = threading.Event()
         self.bad = 0
 
     # ---- MQTT (paho's thread: store, then queue the work) ----
@@ -341,6 +342,13 @@ class Service:
         return True
 
     def run(self, until=None):
+        self.running.set()
+        try:
+            self._run(until)
+        finally:
+            self.running.clear()
+
+    def _run(self, until):
         retry = []
         next_retry = time.monotonic() + self.retry_s
         while not self.stopping.is_set() and not (until and until()):
@@ -356,6 +364,10 @@ class Service:
 
     def stop(self):
         self.stopping.set()
+        for _ in range(120):  # a worker thread finishes the order in hand (a POST: at most its timeout)
+            if not self.running.is_set():
+                break
+            time.sleep(0.1)
         if self.client is not None:
             self.client.loop_stop()
             self.client.disconnect()
