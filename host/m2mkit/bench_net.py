@@ -59,7 +59,7 @@ def net_figures():
             r = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
     yield {"name": "net_bringup_overhead_bg95", "value": round(r["ms"] - required_ms), "unit": "ms",
            "note": "power-on to registered for a switched-off BG95 whose STATUS line the board wires "
-                   "(read low: no AT probe before the key) minus what the modem needs (key pulse "
+                   "(read low: one 100 ms AT probe before the key, not 300 ms) minus what the modem needs (key pulse "
                    "%d ms, boot %.1f s, SIM start-up %.1f s, network attach %.1f s, from the simulator's "
                    "settings); goal <= 300 ms; device time at %dx" % (BOARD["pwrkey"]["on_pulse_ms"], cls.BOOT_TIME,
                                                                      cls.SIM_INIT_TIME, attach_s, SCALE)}

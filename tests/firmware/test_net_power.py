@@ -119,12 +119,37 @@ def _with_status(at, level):
     return m
 
 
-def test_status_low_pulses_at_once_without_a_probe():
-    # BG95 hardware design 3.6.2.1: STATUS low once the module is off
-    at = FakeAT()
+class TimedAT(FakeAT):
+    def cmd(self, c, **kw):
+        self.log.append((c, kw.get("timeout_ms"), kw.get("retries", 0)))
+        if not self.on:
+            raise OSError(110, "no answer")
+        return _R(True)
+
+
+def test_status_low_pulses_after_one_short_probe():
+    # BG95 hardware design 3.6.2.1: STATUS low once the module is off: one 100 ms probe, no retry
+    at = TimedAT()
     assert _with_status(at, 0).power_on()
-    assert at.log[0] == "PULSE", at.log
-    assert "PULSE" not in at.log[1:], at.log
+    assert at.log[0] == ("AT", 100, 0) and at.log[1] == "PULSE", at.log
+    assert at.log.count("PULSE") == 1, at.log
+
+
+def test_status_low_but_answering_is_never_pulsed():
+    # a line wired wrong (or not driven): the modem answers, so it runs whatever the pin says
+    from m2m import events
+
+    at = FakeAT()
+    at.on = True
+    assert _with_status(at, 0).power_on()
+    assert at.log == ["AT"], at.log
+    seen = []
+    while True:
+        e = events.take()
+        if e is None:
+            break
+        seen.append(e[0])
+    assert "modem.status_mismatch" in seen, seen
 
 
 def test_status_high_never_pulses_a_running_modem():

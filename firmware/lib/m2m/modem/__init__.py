@@ -26,8 +26,8 @@
 #   power_on()           no-op when the modem already answers AT (the key toggles power, so a running
 #                        modem must never be pulsed on); else pulse PWRKEY (or RESET), then wait for
 #                        the ready banner or an answer to AT within boot_ms. Where the board wires
-#                        the modem's STATUS line (modem.status_pin) its level decides instead of an
-#                        AT probe: low, pulse at once; high, never pulse
+#                        the modem's STATUS line (modem.status_pin) its level decides: low, one
+#                        100 ms probe (a miswired line) then the key; high, never pulse
 #   power_off()          the dialect's power-down command, the key as fallback
 #   ensure_responsive()  AT with short retries; if the modem stays silent (or the AT driver reported
 #                        it unresponsive after consecutive timeouts), power-cycle it with the key
@@ -50,6 +50,7 @@ USER = const(4)
 
 _EVENTS_MAX = const(16)
 _PROBE_MS = const(300)
+_STATUS_PROBE_MS = const(100)  # STATUS says off: the check that it is not miswired
 _PROBE_EVERY_MS = const(500)
 _BUSY_WAIT_MS = const(200)
 # what a script step asks its driver loop for (see Modem._steps)
@@ -603,7 +604,7 @@ class Modem:
         # known_off: the caller has just cut the modem's supply (a PMU cold cycle), so the AT
         # probes, which cost two probe timeouts on a modem that is off, are skipped. A board that
         # wires the STATUS line says the same with its level: low, the modem is off and is pulsed
-        # at once; high, it runs and is never pulsed (the key would switch it off), only waited
+        # after one 100 ms probe; high, it runs and is never pulsed (the key would switch it off), only waited
         # for if it does not answer yet (still booting; a hung one goes to recovery). Without the
         # line: after the ESP32's own power-on one probe is enough (a modem sharing its supply was
         # off too; one on a supply of its own still answers it); after any other reset a modem may
@@ -614,6 +615,12 @@ class Modem:
             self._sync()
             if st:
                 return self.ping(_PROBE_MS, 1) or self.wait_ready(boot)
+            # low: one short probe still, so that a line wired wrong (or a simulator without it)
+            # cannot get a running modem pulsed off; a modem that is off costs _STATUS_PROBE_MS
+            if self.ping(_STATUS_PROBE_MS):
+                from m2m import events
+                events.post("modem.status_mismatch", pin=self.board.get("status_pin"))
+                return True
             known_off = True
         retry = 0 if hal.reset_cause() == hal.PWRON_RESET else 1
         if not known_off and self.ping(_PROBE_MS, retry):
