@@ -299,7 +299,7 @@ def _seconds(value):
 
 @main.command()
 @click.option("--board", default=None, callback=lambda c, p, v: v and _board(c, p, v),
-              help=f"board name (default: esp32-devkitc-bg95, or the first with --modem); one of: "
+              help=f"board name (default: lilygo-t-sim7000g, or the first with --modem); one of: "
                    f"{', '.join(boards.names())}")
 @click.option("--modem", default=None, help="modem model: the first board that carries it")
 @click.option("--broker", default=None, metavar="mqtt://HOST:PORT",
@@ -321,7 +321,7 @@ def demo(board, modem, broker, seconds, commerce, lwm2m):
     if commerce:
         from .demo_commerce import run
     else:
-        from .demo_report import run
+        from .demo_sense import run  # main.py's supervisor: sensors of a slowly varying environment
 
     run(board, seconds, modem=modem, broker=broker)
 

@@ -36,9 +36,10 @@ current = None  # the Run that main() started: at the REPL after Ctrl-C, supervi
 
 
 class Guard:
-    # Runs a service so that its exception never ends the loop: the exception is printed, posted
-    # as an "app.crash" event (service, error, count, retry_s), on_crash() runs (e.g. close a
-    # connection), and the service is stepped again after the back-off.
+    # Runs a service so that its exception never ends the loop: the exception is printed (its
+    # traceback, but for a MemoryError), posted as an "app.crash" event (service, error, count,
+    # retry_s), on_crash() runs (e.g. close a connection), and the service is stepped again after
+    # the back-off.
     def __init__(self, name, svc, on_crash=None):
         self.name = name
         self.svc = svc
@@ -65,7 +66,8 @@ class Guard:
             b = self.backoff
             self.backoff = min(b * 2, _BACKOFF_MAX)
             self.wait_until = hal.ticks_add(now, b)
-            sys.print_exception(e)
+            if not isinstance(e, MemoryError):  # where an allocation failed says little: the event
+                sys.print_exception(e)
             events.post("app.crash", service=self.name, error=repr(e)[:120], count=self.crashes,
                         retry_s=b // 1000)
             if self.on_crash is not None:
