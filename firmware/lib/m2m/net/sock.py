@@ -165,7 +165,7 @@ class Socket:
                     refs = self.st._upload()
                     for c in tls_script(m, sid, kind, refs or {}):
                         m.at.cmd(c, timeout_ms=5000).check()
-                self._drop_events(sid)
+                self._urcs(sid)  # stale URCs of this id are forgotten
 
             m.sock_open(sid, kind, host, port, tmo, prepare)
         except BaseException as e:  # MemoryError and KeyboardInterrupt too: never leak the id
@@ -188,27 +188,20 @@ class Socket:
         except Exception:
             pass
         self.m.socket_kinds.pop(sid, None)
-        self._drop_events(sid)
+        self._urcs(sid)  # stale URCs of this id are forgotten
 
-    def _drop_events(self, sid):
+    def _urcs(self, drop=None):
+        # take this socket's receive / closed URCs from the modem's event list (drop: only remove
+        # those of socket id `drop`)
         ev = self.m.events
+        sid = self.sid if drop is None else drop
         i = 0
         while i < len(ev):
             n, line = ev[i]
             if n in ("sock_data", "sock_closed", "sock_sent") and self.m.urc_fields(line)[:1] == [sid]:
                 ev.pop(i)
-            else:
-                i += 1
-
-    def _urcs(self):
-        # take this socket's receive / closed URCs from the modem's event list
-        ev = self.m.events
-        sid = self.sid
-        i = 0
-        while i < len(ev):
-            n, line = ev[i]
-            if n in ("sock_data", "sock_closed", "sock_sent") and self.m.urc_fields(line)[:1] == [sid]:
-                ev.pop(i)
+                if drop is not None:
+                    continue
                 if n == "sock_data":
                     self._check = True
                 elif n == "sock_closed":

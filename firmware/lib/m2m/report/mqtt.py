@@ -165,30 +165,24 @@ class Reporter:
 
     def _fail(self, e):
         self.failures += 1
+        self.client.close()
         if isinstance(e, MemoryError):
-            return self._no_memory(e)
-        why = e.args[1] if len(e.args) > 1 else (e.args[0] if e.args else repr(e))
-        if self.client.stack.last_error:
-            why = self.client.stack.last_error
-            self.client.stack.last_error = None
-        if why != self.last_error:
-            print("mqtt: %s" % why)
-        self.last_error = why
-        self.client.close()
-        self.wait_until = hal.ticks_add(hal.ticks_ms(), self.backoff)
-        self.backoff = min(self.backoff * 2, _BACKOFF_MAX)
-        return self.backoff
-
-    def _no_memory(self, e):
-        # Out of heap (often fragmentation: the free total is large, one block is not): let go of
-        # the connection and what it holds, collect, post mqtt.memory once, back off, try again.
-        self.memory_errors += 1
-        self.client.close()
-        gc.collect()
-        if not self._mem_said:
-            self._mem_said = True
-            self._mem_why = e.args[0] if e.args else "memory allocation failed"
-            self._say_memory()
+            # out of heap (often fragmentation: the free total is large, one block is not): the
+            # connection is let go, the heap collected, mqtt.memory posted once, then as any failure
+            self.memory_errors += 1
+            gc.collect()
+            if not self._mem_said:
+                self._mem_said = True
+                self._mem_why = e.args[0] if e.args else "memory allocation failed"
+                self._say_memory()
+        else:
+            why = e.args[1] if len(e.args) > 1 else (e.args[0] if e.args else repr(e))
+            if self.client.stack.last_error:
+                why = self.client.stack.last_error
+                self.client.stack.last_error = None
+            if why != self.last_error:
+                print("mqtt: %s" % why)
+            self.last_error = why
         self.wait_until = hal.ticks_add(hal.ticks_ms(), self.backoff)
         self.backoff = min(self.backoff * 2, _BACKOFF_MAX)
         return self.backoff
