@@ -325,10 +325,11 @@ def test_register_read_write_execute_discover_deregister(server, device):
     r = server.request(Code.POST, "/1/0", bytes((0xC2, 0x01, 0x1C, 0x20)), content_format=ACCEPT_TLV)
     assert r.code == Code.CHANGED
     assert server.request(Code.GET, "/1/0/1").payload == b"7200"
+    assert server.wait("update")[0]["query"] == {"lt": "7200"}  # the new lifetime told at once
 
-    # Execute the Registration Update Trigger: an Update follows
+    # Execute the Registration Update Trigger: an Update follows, naming nothing that did not change
     assert server.request(Code.POST, "/1/0/8").code == Code.CHANGED
-    server.wait("update")
+    assert server.wait("update", 2)[1]["query"] == {}
     assert server.request(Code.POST, "/3/0/0").code == Code.METHOD_NOT_ALLOWED  # not executable
     assert server.request(Code.GET, "/3/7").code == Code.NOT_FOUND
     assert server.request(Code.GET, "/0/0").code == Code.UNAUTHORIZED  # Security: bootstrap only
@@ -340,9 +341,16 @@ def test_register_read_write_execute_discover_deregister(server, device):
     assert "</3303/0/5700>;pmin=2;pmax=30" in r.payload.decode().split(",")
     assert server.request(Code.PUT, "/3303/0/5700?pmin=40&pmax=30").code == Code.BAD_REQUEST
 
+    # Disable with a Disable Timeout of 1 s: deregistered, then registered again
+    assert server.request(Code.PUT, "/1/0/5", b"1", content_format=0).code == Code.CHANGED
+    assert server.request(Code.POST, "/1/0/4").code == Code.CHANGED
+    server.wait("deregister")
+    server.wait("register", 2)
+
     out = dev.stop()
-    assert server.wait("deregister"), out
     assert "closed 6" in out
+    assert "event: lwm2m.deregistered ok=True" in out, out
+    assert server.wait("deregister", 2, timeout=5), out
 
 
 def _observe(server, path, n, accept=0, timeout=30):

@@ -153,6 +153,8 @@ class Client:
         self.wake = None  # queue mode: when to sleep
         self.tries = 0
         self.pending = None  # the registration interface request in flight
+        self.reg = (None, None)  # lifetime and binding the server was told
+        m.objs[1].on_write = self._server_written
         self._close_later = False  # Bootstrap-Finish answered: the next Register opens the server
         self._after = None  # run once the answer went out (Reboot)
 
@@ -317,6 +319,7 @@ class Client:
             self._retry(_REGISTER)
             return
         self.loc = [v.decode() for n, v in r.opts if n == coap.LOCATION_PATH]
+        self.reg = (self._lifetime(), self._binding())  # what the server was told
         self.tries = 0
         self.state = _REGISTERED
         self._next_update()
@@ -329,9 +332,18 @@ class Client:
         self.due = hal.ticks_add(hal.ticks_ms(), max(1000, min(lt * 9 // 10, lt - 2000)))
 
     def _update(self, links=False):
+        # an Update names the lifetime / binding only when the server's Write changed them
+        q = []
+        now = (self._lifetime(), self._binding())
+        if now[0] != self.reg[0]:
+            q.append("lt=%d" % now[0])
+        if now[1] != self.reg[1]:
+            q.append("b=" + now[1].replace("Q", ""))
+
         def done(r):
             self.pending = None
             if r is not None and r.code == coap.CHANGED:
+                self.reg = now
                 self.tries = 0
                 self._next_update()
                 _event("lwm2m.updated")
@@ -343,17 +355,38 @@ class Client:
                 self._retry(_REGISTER)
 
         self.wake = hal.ticks_ms()
-        self.pending = self.ep.request(coap.POST, self.loc, (), self._links() if links else b"",
+        self.pending = self.ep.request(coap.POST, self.loc, q, self._links() if links else b"",
                                        cf=LINK if links else None, on_done=done)
 
     def _update_trigger(self, arg):
         self.due = hal.ticks_ms()
 
+    def _server_written(self, iid, rid):
+        if rid in (1, 7) and self.state == _REGISTERED:  # lifetime or binding: tell the server now
+            self.due = hal.ticks_ms()
+
     def _disable(self, arg):
-        self.due = hal.ticks_ms()
+        # Disable (/1/0/4): deregister once the answer is out, register again after the Disable
+        # Timeout (resource 5, 86400 s when not set)
+        self._after = self._disabled
+
+    def _disabled(self):
+        srv = self.model.objs[1].inst
+        t = (srv[min(srv)].get(5) if srv else None) or 86400
+        if self.loc and self.ep is not None:
+            self.ep.request(coap.DELETE, self.loc)
+        _event("lwm2m.disabled", s=t)
+        self.loc = None
+        self.state = _REGISTER
+        self.pending = None
+        self.due = hal.ticks_add(hal.ticks_ms(), t * 1000)
 
     def close(self, timeout_ms=10000):
-        # Deregister (DELETE /rd/<loc>) and wait for its answer a bounded time
+        # Deregister (DELETE /rd/<loc>) and wait for its answer a bounded time (a Register in
+        # flight is waited for first: the server would keep that registration otherwise)
+        end = hal.ticks_add(hal.ticks_ms(), timeout_ms)
+        while self.state == _REGISTERING and self.ep is not None and hal.ticks_diff(end, hal.ticks_ms()) > 0:
+            hal.sleep_ms(min(self.ep.step(), 20))
         if self.state in (_REGISTERED, _SLEEP) and self.loc:
             if self.ep is None:
                 self._open(False)
