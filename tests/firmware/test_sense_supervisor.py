@@ -205,3 +205,77 @@ def test_config_errors_name_the_key():
         assert False
     except ValueError as e:
         assert "unknown type 'bme281'" in str(e), e
+
+
+class Plugin:
+    made = []
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.closed = 0
+        Plugin.made.append(self)
+
+    def step(self):
+        return 700
+
+    def close(self):
+        self.closed += 1
+
+
+def test_plugins_join_when_their_key_is_set_and_close_at_stop():
+    import sys
+
+    class mod:  # MicroPython makes no module objects: any object in sys.modules imports
+        service = Plugin
+
+    sys.modules["m2m_test_plugin"] = mod
+    saved = S.PLUGINS
+    S.PLUGINS = [("mqtt", ("user", "ca"), "m2m_test_plugin")]
+    try:
+        cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False}})
+        r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+        assert [g.name for g in r.services] == ["events"] and not Plugin.made  # key unset: not imported
+        cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False}, "mqtt": {"ca": "/ca.pem"}})
+        r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+        assert [g.name for g in r.services] == ["net", "mqtt", "events"], [g.name for g in r.services]
+        p = Plugin.made[0]
+        assert sorted(p.ctx) == ["board", "cfg", "id", "net", "outbox", "sampler"]
+        assert p.ctx["net"] is r.net and p.ctx["outbox"] is r.outbox and p.ctx["id"] == "d1" and p.ctx["sampler"] is None
+        assert r.services[1].step() == 700
+        r.stop()
+        assert p.closed == 1
+    finally:
+        S.PLUGINS = saved
+        del sys.modules["m2m_test_plugin"]
+
+
+def test_the_loop_feeds_the_watchdog_and_stop_stretches_it():
+    from m2m import loop
+
+    made = []
+
+    class WDT:
+        def __init__(self, id=0, timeout=5000):
+            self.timeout = timeout
+            self.fed = 0
+            made.append(self)
+
+        def feed(self):
+            self.fed += 1
+
+    saved = REAL_HAL.WDT
+    REAL_HAL.WDT = WDT
+    try:
+        cfg = config.validate({"device": {"id": "d1", "watchdog_s": 5}, "sense": {"battery": False}})
+        r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+        hooks = len(loop._hooks)
+        assert r.run(max_ms=350) is False  # ran out of time
+        assert made[0].timeout == 5000 and made[0].fed >= 3, (made[0].timeout, made[0].fed)  # each 100 ms slice
+        assert [w.timeout for w in made] == [5000, S.STRETCH_MS] and r.wdt is made[1]
+        assert len(loop._hooks) == hooks  # the feed hook is gone
+        cfg = config.validate({"device": {"id": "d1", "watchdog_s": 0}, "sense": {"battery": False}})
+        del made[:]
+        S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob").run(max_ms=50)
+        assert made == []  # 0: no watchdog
+    finally:
+        REAL_HAL.WDT = saved

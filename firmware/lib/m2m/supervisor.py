@@ -26,11 +26,12 @@ STRETCH_MS = 3600000  # the watchdog's timeout once Ctrl-C has stopped the run
 # events left on the console, not sent: the signal is read every net.check_s
 SKIP = ("net.signal",)
 
-# Services other layers add: (config section, key, module). When cfg[section][key] is set the
-# supervisor imports the module and adds module.service(ctx) to the loop (an object with step() ->
-# ms; optional stop()). ctx: {"cfg", "board", "id", "outbox", "net", "sampler"} (net / sampler None
-# when not running). The network runs whenever the MQTT broker or any plugin is configured.
-PLUGINS = [("lwm2m", "server", "m2m.lwm2m"), ("orders", "rules", "m2m.orders")]
+# Services other layers add: (config section, key or tuple of keys, module). When cfg[section][key]
+# is set (any of the keys) the supervisor imports the module and adds module.service(ctx) to the loop
+# (an object with step() -> ms; optional stop() or close()). ctx: {"cfg", "board", "id", "outbox",
+# "net", "sampler"} (net / sampler None when not running). The network runs whenever the MQTT broker
+# or any plugin is configured.
+PLUGINS = [("lwm2m", ("server", "bootstrap"), "m2m.lwm2m"), ("orders", "rules", "m2m.orders")]
 
 current = None  # the Run that main() started: at the REPL after Ctrl-C, supervisor.current.status()
 
@@ -165,6 +166,12 @@ class _OnModem:
         return self.svc.step()
 
 
+def _on(section, keys):
+    if type(keys) is str:
+        return bool(section.get(keys))
+    return any(section.get(k) for k in keys)
+
+
 def device_id(cfg):
     from m2m.report.contract import check_id
 
@@ -203,7 +210,7 @@ class Run:
         if self.sense is not None:
             self.sense.outbox = self.outbox
         gc.collect()
-        plugins = [p for p in PLUGINS if (cfg.get(p[0]) or {}).get(p[1])]
+        plugins = [p for p in PLUGINS if _on(cfg.get(p[0]) or {}, p[1])]
         if mq["broker"] or plugins:
             from m2m.net.network import Network
 
@@ -266,7 +273,7 @@ class Run:
         if self.reporter is not None:
             self.reporter.client.close()  # no DISCONNECT: the broker sends the "offline" will
         for g in self.services:
-            stop = getattr(g.svc, "stop", None)
+            stop = getattr(g.svc, "stop", None) or getattr(g.svc, "close", None)
             if stop is not None:
                 try:
                     stop()
