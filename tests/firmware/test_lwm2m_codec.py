@@ -68,6 +68,11 @@ def test_cbor_rfc8949_values():
         assert cbor.loads(b) == v, hexs
         if type(v) is not dict:  # (a MicroPython dict keeps no insertion order)
             assert bytes(cbor.dumps(v)) == b, hexs
+    # floats in their shortest exact form (RFC 8949 4.2.2; appendix A's encodings)
+    for hexs, v in (("f90000", 0.0), ("f93e00", 1.5), ("f97bff", 65504.0), ("fa47c35000", 100000.0),
+                    ("fb3ff199999999999a", 1.1), ("f9c400", -4.0), ("f97c00", float("inf"))):
+        assert bytes(cbor.dumps(v)) == H(hexs), (hexs, bytes(cbor.dumps(v)))
+        assert cbor.loads(H(hexs)) == v
     assert cbor.loads(H("f93c00")) == 1.0 and cbor.loads(H("f97bff")) == 65504.0
     assert cbor.loads(H("fb3ff199999999999a")) == 1.1 and cbor.loads(H("fa47c35000")) == 100000.0
     assert cbor.loads(H("9f018202039f0405ffff")) == [1, [2, 3], [4, 5]]

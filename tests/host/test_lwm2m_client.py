@@ -472,8 +472,11 @@ def test_send_telemetry_from_outbox(server, device):
     sends = server.wait("send")
     assert sends[0]["cf"] == SENML_CBOR
     recs = cbor2.loads(sends[0]["payload"])
-    assert [(r[0], r[2]) for r in recs] == [("/3303/0/5700", 20.5), ("/3303/0/5700", 21.5), ("/3303/0/5700", 22.5)]
+    bn = recs[0].get(-2, "")  # SenML names are base name + name (RFC 8428 4.5.1)
+    assert [(bn + r.get(0, ""), r[2]) for r in recs] == [("/3303/0/5700", 20.5), ("/3303/0/5700", 21.5),
+                                                        ("/3303/0/5700", 22.5)]
     assert recs[0][-3] == 1767225600 and recs[2][6] == 2  # base time, then relative times
+    assert sends[0]["payload"].count(b"/3303/0/5700") == 1  # one name for the three: the base name
     dev.stop()
 
 

@@ -1,5 +1,5 @@
 # A small CBOR coder (RFC 8949) for SenML CBOR: unsigned / negative integers, byte and text strings,
-# arrays, maps, floats (encoded as float32 when exact, else float64; half, single and double read),
+# arrays, maps, floats (written in the shortest of half / single / double that keeps the value),
 # false / true / null; tags are read and dropped. Indefinite-length arrays and maps are read,
 # indefinite strings refused. Decoding is bounded: ValueError on anything malformed, truncated or
 # nested deeper than 8.
@@ -43,10 +43,16 @@ def dumps(v, out=None):
         else:
             _head(out, 1, -1 - v)
     elif t is float:
+        # the shortest form that keeps the value (RFC 8949 4.2.2): half, single, else double
         f = struct.pack(">f", v)
         if struct.unpack(">f", f)[0] == v or v != v:
-            out.append(0xFA)
-            out += f
+            h = _to_half(struct.unpack(">I", f)[0])
+            if h is None:
+                out.append(0xFA)
+                out += f
+            else:
+                out.append(0xF9)
+                out += struct.pack(">H", h)
         else:
             out.append(0xFB)
             out += struct.pack(">d", v)
@@ -69,6 +75,20 @@ def dumps(v, out=None):
     else:
         raise TypeError("cbor: cannot encode %s" % t)
     return out
+
+
+def _to_half(b):
+    # float32 bits -> float16 bits when the value is exactly a half (zero, normal, inf, NaN)
+    sign = (b >> 16) & 0x8000
+    e = (b >> 23) & 0xFF
+    m = b & 0x7FFFFF
+    if e == 0xFF:
+        return sign | 0x7C00 | (0x200 if m else 0)
+    if e == 0 and m == 0:
+        return sign
+    if m & 0x1FFF or not 113 <= e <= 142:
+        return None
+    return sign | ((e - 112) << 10) | (m >> 13)
 
 
 def _half(h):

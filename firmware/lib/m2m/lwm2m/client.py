@@ -33,6 +33,13 @@ _CHECK_MS = const(500)  # how often observed values are read
 _BLOCK = const(512)
 
 
+def _f32(v):
+    # a reading at the precision an ESP32 float carries (single): its CBOR then takes 5 bytes, not 9
+    import struct
+
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
 def _event(kind, **f):
     if _post is not None:
         _post(kind, **f)
@@ -655,7 +662,7 @@ class Client:
                 for name, v, unit, t in unpack_readings(payload):
                     at = self.names.get(name)
                     if at is not None and type(v) in (int, float):
-                        leaves.append((at[0], at[1], 5700, float(v), t))
+                        leaves.append((at[0], at[1], 5700, v if type(v) is int else _f32(v), t))
             except (ValueError, TypeError, IndexError):
                 pass  # not readings: MQTT's reporter sends such records to /events; skipped here
             last = seq
@@ -678,12 +685,24 @@ class Client:
     def _senml_send(self, leaves):
         from m2m.lwm2m import senml
 
+        # the names' common start goes once as the base name (SenML names are bn + n, RFC 8428 4.5)
         bt = min(x[4] for x in leaves)
+        names = ["/%d/%d/%d" % x[:3] for x in leaves]
+        bn = names[0]
+        for n in names:
+            while not n.startswith(bn):
+                bn = bn[:-1]
+        if len(bn) < len(names[0]) and (len(names) - 1) * len(bn) <= len(bn) + 2:
+            bn = ""  # too short to pay for itself
         recs = []
-        for oid, iid, rid, v, t in leaves:
-            r = {"n": "/%d/%d/%d" % (oid, iid, rid), "v": v}
+        for i, (oid, iid, rid, v, t) in enumerate(leaves):
+            r = {"v": v}
+            if len(names[i]) > len(bn):  # one name for all: the base name alone names them
+                r["n"] = names[i][len(bn):]
             if not recs:
                 r["bt"] = bt
+                if bn:
+                    r["bn"] = bn
             if t != bt:
                 r["t"] = t - bt
             recs.append(r)
