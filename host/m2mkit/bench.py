@@ -333,11 +333,13 @@ def modem_stack_heap():
 
 @figure
 def sensing():
-    """Issue #11: the sampler's CPU time per cycle and the sensing layer's heap (bench_sense.py)."""
-    from .bench_sense import sampler_cycle, sense_heap
+    """Issue #11: the sampler's CPU time per cycle, the sensing layer's heap and the whole device's
+    under the supervisor (bench_sense.py)."""
+    from .bench_sense import sampler_cycle, sense_heap, supervisor_heap
 
     yield from sampler_cycle()
     yield from sense_heap()
+    yield from supervisor_heap()
 
 
 @figure

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 
+from .broker import Broker
 from .testing import _prelude, micropython, mpy_env, run_micropython
 
 # One cycle = every sensor due once: a BME280 (integer compensation of all three quantities), an
@@ -168,3 +169,73 @@ def sense_heap():
                                 "taken after `from m2m import hal, config, events`; modules from .%s; unix port, 64-bit "
                                 "objects: about 2x ESP32" % kind})
         return out
+
+
+# The whole device as main.py runs it (m2m.supervisor): network over a simulated BG95, MQTT to a
+# local Mosquitto, a BME280 and an SHT4x (with an alarm) on the simulated bus, the events forwarded;
+# the firmware and umqtt.simple as .mpy. The figure is the most held after gc.collect() between loop
+# steps once reporting has started, over the baseline after `from m2m import hal`.
+_SUPERVISOR = """
+import gc, os
+gc.collect()
+from m2m import hal
+gc.collect()
+base = gc.mem_alloc()
+from m2m import config, events, supervisor
+events.log = False
+cfg = config.validate({"device": {"id": "bench-1", "watchdog_s": 0},
+                       "mqtt": {"broker": os.getenv("BROKER"), "keepalive": 60},
+                       "sense": {"battery": False, "interval_s": 2, "max_interval_s": 2, "sensors": [
+                           {"type": "bme280"}, {"type": "sht4x", "id": "out",
+                                                "alarms": [{"q": "temperature", "above": 30, "hyst": 1}]}]}})
+b = {"modem": {"model": os.getenv("MODEL"), "uart": {"id": 1, "tx": 17, "rx": 16, "baud": 115200}},
+     "i2c": {"id": 0, "scl": 22, "sda": 21}}
+r = supervisor.Run(cfg, b, outbox_path=os.getenv("DIR") + "/ob")
+hi = [0]
+class Probe:
+    def step(self):
+        gc.collect()
+        if r.reporter.sent:
+            a = gc.mem_alloc() - base
+            if a > hi[0]:
+                hi[0] = a
+        return 500
+r.services.append(supervisor.Guard("probe", Probe()))
+n = int(os.getenv("REPORTS"))
+r.run(until=lambda: r.reporter.sent >= n, max_ms=600000)
+print("M2M_SUP", hi[0], r.reporter.sent)
+"""
+
+
+def supervisor_heap(model="bg95", reports=20, scale=20):
+    from . import mpy, umqtt_setup
+    from .bench import heap_trees, unix_arch
+    from .sim.bus import BusSim
+    from .sim.modem import ModemSim
+    from .sim.sensors import BME280, SHT4x
+
+    with tempfile.TemporaryDirectory(prefix="m2mkit-bench-sup-") as d, Broker(tls=False) as br, \
+            ModemSim(model=model, time_scale=scale) as sim, BusSim() as bus:
+        tree = heap_trees(os.path.join(d, "lib"))["mpy"]
+        (tree / "umqtt").mkdir()
+        ok, msg, _ = mpy.compile_file(umqtt_setup.path() / "umqtt" / "simple.py", unix_arch(),
+                                      out=tree / "umqtt" / "simple.mpy")
+        if not ok:
+            raise RuntimeError(msg)
+        bus.i2c[(0, 0x76)] = BME280()
+        bus.i2c[(0, 0x44)] = SHT4x()
+        env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+               "M2M_BUS": bus.address_str, "M2M_TIME_SCALE": str(scale), "MODEL": model, "BROKER": br.url,
+               "DIR": d, "REPORTS": str(reports)}
+        p = subprocess.run([micropython(), "-X", "heapsize=1M", "-c",
+                            _prelude() + "import sys\nsys.path.insert(0, %r)\n" % str(tree) + _SUPERVISOR],
+                           capture_output=True, text=True, timeout=300, env=mpy_env(env))
+        marks = [ln.split() for ln in p.stdout.splitlines() if ln.startswith("M2M_SUP ")]
+        if p.returncode != 0 or not marks or int(marks[-1][2]) < reports:
+            raise RuntimeError("the supervisor bench failed:\n" + p.stdout[-3000:] + p.stderr[-2000:])
+        return [{"name": "supervisor_heap_mpy", "value": int(marks[-1][1]), "unit": "bytes",
+                 "note": "the whole device as main.py runs it (supervisor, network on a simulated %s, MQTT "
+                         "reporter, outbox, events, a BME280 and an SHT4x with an alarm): the most held after "
+                         "gc.collect() between loop steps over %d reports, over the baseline after `from m2m "
+                         "import hal`; firmware and umqtt.simple from .mpy; unix port, 64-bit objects: about "
+                         "2x ESP32" % (model, reports)}]

@@ -18,7 +18,7 @@ EXPECTED |= {f"modem_stack_heap_{m}" for m in HEAP_MODELS}
 EXPECTED |= {f"modem_stack_heap_peak_{k}_{m}" for m in HEAP_MODELS for k in ("mpy", "py")}
 EXPECTED |= {"at_parser_throughput_1b", "at_parser_throughput_8b", "at_parser_throughput_256b",
              "at_parser_bytewise_ratio"}
-EXPECTED |= {"sampler_cycle_us", "sense_heap_mpy", "sense_heap_py"}  # issue #11
+EXPECTED |= {"sampler_cycle_us", "sense_heap_mpy", "sense_heap_py", "supervisor_heap_mpy"}  # issue #11
 EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox_heap_growth_bytes",
              "outbox_erases_per_record", "outbox_prog_bytes_per_record", "outbox_prog_bytes_per_ack",
              "outbox_erases_per_record_write_back"}  # issue #9
