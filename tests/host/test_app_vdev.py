@@ -162,6 +162,11 @@ def test_main_py_runs_sensors_to_mqtt_with_values_units_alarm_fault_and_ctrl_c(t
             con.wait_for(b"supervisor: stopped", 20)
             con.wait_for(b">>> ", 10)
             seen.until(lambda: seen.status and seen.status[-1] == b"offline", 60, con, "the last will")
+            # the watchdog (60 s, fed by the loop while it ran) is stretched, not left to reset the REPL
+            time.sleep(70 / SCALE)
+            con.s.write(b"print('still', 6 * 7)\r")
+            con.wait_for(b"still 42", 10)
+            assert b"reset_cause=watchdog" not in con.seen and con.seen.count(b"health:") == 1, con.seen[-1500:]
             faults = [e for e in seen.events if e.get("kind") == "sensor.fault"]
             assert len(faults) == 1, faults
             assert b"Traceback" not in con.seen, con.seen[-2000:]
