@@ -615,7 +615,7 @@ class Modem:
             self._sync()
             if st:
                 return self.ping(_PROBE_MS, 1) or self.wait_ready(boot)
-            # low: one short probe still, so that a line wired wrong (or a simulator without it)
+            # low: one short probe still, so that a line wired wrong (or not driven at all)
             # cannot get a running modem pulsed off; a modem that is off costs _STATUS_PROBE_MS
             if self.ping(_STATUS_PROBE_MS):
                 from m2m import events
