@@ -279,3 +279,23 @@ def test_the_loop_feeds_the_watchdog_and_stop_stretches_it():
         assert made == []  # 0: no watchdog
     finally:
         REAL_HAL.WDT = saved
+
+
+def test_mqtts_goes_over_tls_with_or_without_a_ca_and_a_missing_ca_file_is_a_config_error():
+    base = {"device": {"id": "d1"}, "sense": {"battery": False}}
+    for url, ca, kind in (("mqtt://h:1883", None, "tcp"), ("mqtts://h:8883", None, "tls")):
+        cfg = config.validate(dict(base, mqtt={"broker": url, "ca": ca}))
+        r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+        assert r.reporter.client.stack.kind == kind, (url, r.reporter.client.stack.kind)
+    d = _tmpdir()
+    with open(d + "/ca.pem", "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\n")
+    cfg = config.validate(dict(base, mqtt={"broker": "mqtts://h:8883", "ca": d + "/ca.pem"}))
+    st = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob").reporter.client.stack
+    assert st.kind == "tls" and st.tls == {"ca": "-----BEGIN CERTIFICATE-----\n"}
+    cfg = config.validate(dict(base, mqtt={"broker": "mqtts://h:8883", "ca": d + "/nope.pem"}))
+    try:
+        S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+        assert False
+    except ValueError as e:
+        assert str(e).startswith("mqtt.ca: no file") and "nope.pem" in str(e), e

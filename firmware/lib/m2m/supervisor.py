@@ -235,15 +235,15 @@ class Run:
 
         cfg = self.cfg
         tls = None
-        if parse_url(cfg["mqtt"]["broker"])[2]:
-            ca = cfg["mqtt"]["ca"]
-            if ca:
-                try:
-                    with open(ca) as f:
-                        tls = {"ca": f.read()}
-                except OSError:
-                    raise ValueError("mqtt.ca: no file %s on the device: copy the CA there or fix the key" % ca)
-        st = sock.Stack(self.net.modem, kind="tls" if tls else "tcp", timeout_ms=10000, tls=tls,
+        secure = parse_url(cfg["mqtt"]["broker"])[2]
+        ca = cfg["mqtt"]["ca"]
+        if secure and ca:  # mqtts: TLS in the modem, the server checked against this CA when given
+            try:
+                with open(ca) as f:
+                    tls = {"ca": f.read()}
+            except OSError:
+                raise ValueError("mqtt.ca: no file %s on the device: copy the CA there or fix the key" % ca)
+        st = sock.Stack(self.net.modem, kind="tls" if secure else "tcp", timeout_ms=10000, tls=tls,
                         on_fail=link_failed)
         self.reporter = rep = Reporter(st, self.outbox, cfg, self.id, up=self.net.attached)
         self.services.append(Guard("mqtt", _OnModem(self.net, st, rep), lambda: rep.client.close()))
