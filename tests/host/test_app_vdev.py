@@ -170,3 +170,29 @@ def test_main_py_runs_sensors_to_mqtt_with_values_units_alarm_fault_and_ctrl_c(t
             faults = [e for e in seen.events if e.get("kind") == "sensor.fault"]
             assert len(faults) == 1, faults
             assert b"Traceback" not in con.seen, con.seen[-2000:]
+
+
+def test_without_a_broker_main_py_samples_into_the_outbox_and_counts_pulses(tmp_path):
+    # no mqtt.broker: no network, the loop sleeps between sensors, so the stand-in delivers the pulse
+    # input's edges as they come; at the REPL after Ctrl-C the run is supervisor.current
+    board = boards.load("esp32-devkitc-bg95")
+    cfg = {"device": {"id": "meter-9", "autorun": True},
+           "sense": {"battery": False, "interval_s": 5, "sensors": [{"type": "pulses", "pin": 13, "debounce_ms": 20}]}}
+    flash = tmp_path / "flash.img"
+    flash.write_bytes(image.build(board, extra={"/config.json": json.dumps(cfg).encode()}))
+    with BusSim() as bus:
+        src = PulseSource(bus, 13)
+        with VirtualDevice(board["name"], flash=flash, time_scale=SCALE, env={"M2M_BUS": bus.address_str}) as dev:
+            con = Console(dev.port)
+            con.wait_for(b"supervisor: sensors 1, no mqtt.broker: readings stay in the outbox as meter-9", 30)
+            time.sleep(0.5)
+            for _ in range(3):
+                src.pulse(1, bounce=2)  # bounces within debounce_ms: one count each
+                time.sleep(0.3)
+            time.sleep(1.5)  # 15 s of device time: the next reads
+            con.s.write(b"\x03")
+            con.wait_for(b"supervisor: stopped", 10)
+            con.wait_for(b">>> ", 10)
+            con.s.write(b"from m2m import supervisor as s; r = s.current; print('latest', r.sense.sampler.latest('pulses')[:2], "
+                        b"r.sense.sampler.names(), r.outbox.pending() >= 2)\r")
+            con.wait_for(b"latest (3, '') ['pulses'] True", 10)
