@@ -100,8 +100,9 @@ def describe(topic, payload, retained=False):
     if topic.endswith("/telemetry"):
         try:
             recs = json.loads(payload)
-            seq = [r.get("v") for r in recs if r.get("n") == "seq"]
-            vals = [f"{r['n']}={r.get('v', r.get('vs', r.get('vb')))}{r.get('u', '')}" for r in recs if r.get("n") != "seq"]
+            seq = [r.get("v") for r in recs if r.get("n", "seq") == "seq"]  # the record without a name
+            vals = [f"{r['n']}={r.get('v', r.get('vs', r.get('vb')))}{r.get('u', '')}" for r in recs
+                    if r.get("n", "seq") != "seq"]
             text = f"seq {','.join(str(s) for s in seq)}: {' '.join(vals)}"
         except (ValueError, KeyError, TypeError, AttributeError):
             text = "not SenML: " + text

@@ -63,15 +63,16 @@ def resolve(payload):
 
 
 def groups(payload):
-    """[(base name, seq, [(name, value, unit, time)])]: m2mkit telemetry split at its `seq` records
-    (names returned without the base name)."""
+    """[(base name, seq, [(name, value, unit, time)])]: m2mkit telemetry split at its sequence numbers,
+    the records named by the base name alone (an older firmware's records named `seq` count too);
+    names returned without the base name."""
     out = []
     for name, value, unit, t in resolve(payload):
         base, _, short = name.rpartition(":")
-        if short == "seq":
+        if short in ("", "seq"):
             out.append((base + ":", value, []))
         elif not out:
-            raise SenMLError("telemetry must start with the outbox sequence number (n \"seq\")")
+            raise SenMLError("telemetry must start with the outbox sequence number (a record without n)")
         else:
             out[-1][2].append((short, value, unit, t))
     return out

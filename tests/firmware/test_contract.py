@@ -77,7 +77,8 @@ def test_senml_is_valid_and_carries_the_sequence_number():
                 ("door", True, "", T0), ("state", "ok", "", T0)]
     p = c.senml("dev-1", [(42, readings)])
     recs = check_senml(p)
-    assert recs[0] == ("dev-1:seq", 42, "", T0)
+    assert recs[0] == ("dev-1:", 42, "", T0)  # the sequence number: the record named by bn alone
+    assert json.loads(p)[0] == {"bn": "dev-1:", "bt": T0, "v": 42}
     got = {r[0]: r for r in recs[1:]}
     assert got["dev-1:temperature"] == ("dev-1:temperature", 21.5, "Cel", T0)
     assert got["dev-1:humidity"] == ("dev-1:humidity", 40, "%RH", T0 + 2)
@@ -90,13 +91,13 @@ def test_senml_is_valid_and_carries_the_sequence_number():
 def test_senml_batch_of_groups():
     p = c.senml("dev-1", [(7, [("temperature", 20.0, "Cel", T0)]), (8, [("temperature", 20.5, "Cel", T0 + 60)])])
     recs = check_senml(p)
-    assert [r for r in recs if r[0] == "dev-1:seq"] == [("dev-1:seq", 7, "", T0), ("dev-1:seq", 8, "", T0 + 60)]
+    assert [r for r in recs if r[0] == "dev-1:"] == [("dev-1:", 7, "", T0), ("dev-1:", 8, "", T0 + 60)]
     assert ("dev-1:temperature", 20.5, "Cel", T0 + 60) in recs
 
 
 def test_senml_leaves_out_non_finite_values_and_refuses_bad_names():
     recs = check_senml(c.senml("d", [(1, [("a", float("nan"), "", T0), ("b", float("inf"), "", T0), ("c", 1, "", T0)])]))
-    assert [r[0] for r in recs] == ["d:seq", "d:c"]
+    assert [r[0] for r in recs] == ["d:", "d:c"]
     for bad in ("", "a b", "-x", "t\u00e9"):
         try:
             c.senml("d", [(1, [(bad, 1, "", T0)])])

@@ -118,6 +118,11 @@ def test_senml_checker_refuses_what_rfc_8428_refuses():
             senml.groups(bad)
     assert senml.resolve(b'[{"bn": "d:", "bt": 10, "n": "a", "v": 1}, {"n": "b", "vb": true, "t": 2}]') == [
         ("d:a", 1, "", 10), ("d:b", True, "", 12)]
+    # the sequence number is the record without a name (RFC 8428 4.2: the name is optional when a base
+    # name is present); an older firmware's record named "seq" is read too
+    assert senml.groups(b'[{"bn": "d:", "bt": 10, "v": 5}, {"n": "a", "v": 1}]') == [("d:", 5, [("a", 1, "", 10)])]
+    assert senml.groups(b'[{"bn": "d:", "bt": 10, "n": "seq", "v": 5}, {"n": "a", "v": 1}]') == [
+        ("d:", 5, [("a", 1, "", 10)])]
 
 
 def test_a_taken_port_is_named(broker):

@@ -167,7 +167,7 @@ def senml_groups(messages):
             assert set(r) <= {"bn", "bt", "n", "u", "v", "vs", "vb", "t"}, r
             bn = r.get("bn", bn)
             assert bn == "dev-1:"
-            if r["n"] == "seq":
+            if "n" not in r:  # the group's sequence number: the device's own record
                 out.append((r["v"], []))
             else:
                 assert isinstance(r["v"], (int, float)) and r["u"] in ("Cel", "%RH", "V")

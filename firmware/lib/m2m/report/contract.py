@@ -3,9 +3,10 @@
 # README.md "MQTT contract".
 #
 # Telemetry is SenML JSON (RFC 8428). One outbox record is one group of records: its first record
-# carries the base name "<device_id>:", the base time and the outbox sequence number as a reading
-# named "seq" ({"bn": "dev-1:", "bt": 1767225600, "n": "seq", "v": 42}); the readings follow with
-# their time relative to bt. Receivers drop a group whose "<bn>seq" they have seen.
+# carries the base name "<device_id>:", the base time and the outbox sequence number as the value of
+# the device itself, a record without a name ({"bn": "dev-1:", "bt": 1767225600, "v": 42}; RFC 8428
+# 4.2: "The name is optional, if the Base Name is present"); the readings follow with their time
+# relative to bt. Receivers drop a group whose (bn, seq) they have seen.
 import json
 import math
 
@@ -89,7 +90,7 @@ def senml_records(device_id, seq, readings):
     for r in readings:
         if bt is None or r[3] < bt:
             bt = r[3]
-    head = {"bn": check_id(device_id) + ":", "n": "seq", "v": seq}
+    head = {"bn": check_id(device_id) + ":", "v": seq}  # the seq: 10 bytes less than as "n": "seq"
     if bt is not None:
         head["bt"] = bt
     out = [head]
