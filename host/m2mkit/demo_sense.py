@@ -104,6 +104,9 @@ def _demo(dev, b, env, seconds, made, rep):
         f"{DAY_S // 60}-minute day; a hot spell from {start} s to {start + length} s raises the duct's "
         f"alarm above {ALARM_C} degC\nin another terminal: [cyan]mpremote connect {port} repl[/] "
         f"(Ctrl-C there stops the supervisor and leaves the REPL)", title="m2mkit demo"))
+    if not b.get("i2c"):
+        con.print(f"[yellow]{b['name']}'s board file names no I2C bus: the sensors show as sensor.fault "
+                  f"missing (the network and the events still report)[/]")
     c = demo._Console(port, con)
     dev.power_on()
     env.start()
