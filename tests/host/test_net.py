@@ -117,15 +117,19 @@ def test_gsm_only_where_the_config_allows_it_and_the_rat_recorded(tmp_path):
     # scans LTE only and never finds it); with net.gsm the scan mode takes GSM in and the device
     # registers there, recorded as rat "gsm" (+CGREG AcT 0)
     tl = [[0, "searching"], [3, "home", {"act": 0}]]
-    for allow in (False, True):
-        cfg = {"net": {"apn": "internet", "rat": ["lte-m", "gsm"], "gsm": allow}}
-        with sim_for("bg95", 20, timeline=tl) as sim:
-            (r,), evs = run(UP, sim, 20, cfg, tmp_path, "bg95", UP_MS="60000")
-            assert r["ok"] is allow, (allow, r["status"])
-            assert sim.modem.qcfg["nwscanmode"] == ("0" if allow else "3")
-            if allow:
-                assert r["status"]["rat"] == "gsm" and r["status"]["state"] == "attached"
-                assert any(k == "net.attached" and "rat=gsm" in f for k, f in evs)
+    for model in ("bg95", "sim7000g"):
+        for allow in (False, True):
+            cfg = {"net": {"apn": "internet", "rat": ["lte-m", "gsm"], "gsm": allow}}
+            with sim_for(model, 20, timeline=tl) as sim:
+                (r,), evs = run(UP, sim, 20, cfg, tmp_path, model, UP_MS="60000")
+                assert r["ok"] is allow, (model, allow, r["status"])
+                if model == "bg95":
+                    assert sim.modem.qcfg["nwscanmode"] == ("0" if allow else "3")
+                else:
+                    assert sim.modem.cnmp == (51 if allow else 38)
+                if allow:
+                    assert r["status"]["rat"] == "gsm" and r["status"]["state"] == "attached"
+                    assert any(k == "net.attached" and "rat=gsm" in f for k, f in evs)
 
 
 def test_a_profile_on_a_dialect_without_gsm_runs_on_lte(tmp_path):

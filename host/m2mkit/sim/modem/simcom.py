@@ -434,6 +434,23 @@ class SIM7000G(SIM7080G):
     def app_pdp_urc(self, idx, active):
         return "+APP PDP: %s" % ("ACTIVE" if active else "DEACTIVE")
 
+    # GSM fallback: AT+CNMP 2 automatic, 13 GSM only, 38 LTE only, 51 GSM and LTE (TinyGSM's SIM7000
+    # examples / Adafruit FONA). A cell of a RAT the mode leaves out is not found.
+    def act(self):
+        return 0 if self.cnmp == 13 else super().act()
+
+    def apply_registration(self, state, act=None, **kw):
+        gsm_cell = act is not None and int(act) in (0, 3)
+        if state in ("home", "roaming") and (gsm_cell and self.cnmp == 38 or not gsm_cell and self.cnmp == 13):
+            state, act = "searching", None
+        super().apply_registration(state, act=act, **kw)
+
+    def reg_stat_for(self, name):
+        # on GSM the EPS registration is not (ASSUMED docs/ASSUMED.md#A-QUECTEL-GSM-CEREG)
+        if name == "+CEREG" and self.registered() and self.current_act() in (0, 3):
+            return 0
+        return super().reg_stat_for(name)
+
     async def at_CNACT(self, cmd):
         if cmd.kind == "read":
             on = self.app_pdp.get(0, False)
