@@ -605,3 +605,20 @@ def test_write_back_power_cut_loses_only_unsynced_readings_on_littlefs():
     assert ob2.append(ALARM, b"after") == 9 and _seqs(ob2)[-1] == 9
     ob2.close()
     vfs.umount("/fl")
+
+
+def test_opening_and_dropping_code_is_not_held():
+    # m2m.outboxx (open, drop the oldest segment) is loaded for the call and dropped again
+    import sys
+
+    import m2m
+
+    d = _tmpdir()
+    ob = Outbox(d, segment_bytes=64, max_segments=2)
+    assert "m2m.outboxx" not in sys.modules and not hasattr(m2m, "outboxx")
+    for i in range(12):
+        ob.append(TELEMETRY, b"reading %d" % i)
+    assert ob.stats()["dropped"] > 0
+    assert "m2m.outboxx" not in sys.modules and not hasattr(m2m, "outboxx")
+    ob.close()
+    _rmtree(d)

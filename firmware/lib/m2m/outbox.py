@@ -1,5 +1,6 @@
 # The durable outbox: every reading, alarm and event is appended on flash before any send, and
 # removed only once the broker has acknowledged it. Contract and flash costs: docs/CONTRACTS.md.
+# Opening an outbox and dropping a segment for space live in m2m.outboxx (loaded per call: heap).
 #
 # Records sit in append-only segment files <path>/s<first seq, 8 hex digits>:
 #   crc32 (4, over the next 8 bytes and the payload) | seq (4) | kind (1) | 0xA5 (1) | length (2)
@@ -27,6 +28,7 @@
 import binascii
 import os
 import struct
+import sys
 
 from micropython import const
 
@@ -40,6 +42,22 @@ _HDR = const(12)
 _MAGIC = const(0xA5)
 MAX_PAYLOAD = const(1024)
 _ACK_ENTRIES = const(64)  # the ack journal is rewritten (one entry) when it holds this many
+
+
+def _x():
+    # what runs now and then (opening, dropping a segment for space) lives in m2m.outboxx, loaded
+    # for the call and dropped after (_x_done)
+    from m2m import outboxx
+
+    return outboxx
+
+
+def _x_done():
+    sys.modules.pop("m2m.outboxx", None)
+    try:
+        delattr(sys.modules["m2m"], "outboxx")
+    except (KeyError, AttributeError):
+        pass
 
 
 class Outbox:
@@ -79,19 +97,14 @@ class Outbox:
         if segment_bytes < 32 or max_segments < 1:
             raise ValueError("outbox of %d segments of %d bytes: give at least 1 segment of 32 bytes"
                              % (max_segments, segment_bytes))
+        self.segs = []
+        self.acked = 0
+        self._ack_entries = 0
+        self.next = 1
         try:
-            os.mkdir(path)
-        except OSError:
-            pass
-        try:
-            names = os.listdir(path)
-        except OSError:
-            raise OSError("outbox folder %s cannot be made (a file of that name?): remove it or give "
-                          "another path" % path)
-        self.segs = sorted(int(n[1:], 16) for n in names if n[0] == "s" and len(n) == 9)
-        self.acked = self._load_ack()
-        self.next = self.acked + 1
-        self._open_tail()
+            _x().open_outbox(self)  # folder, pointer, segments, where appending goes on
+        finally:
+            _x_done()
         self.synced = self.next - 1
 
     # ---- records ----
@@ -122,41 +135,6 @@ class Outbox:
             left -= k
         return (seq, kind, n) if c == crc else None
 
-    def _scan(self, name):
-        # (last valid seq or 0, valid bytes, file bytes) of one segment
-        last = 0
-        good = 0
-        with open(name, "rb") as f:
-            while True:
-                r = self._read_record(f, False)
-                if r is None:
-                    break
-                last = r[0]
-                good += _HDR + r[2]
-            size = f.seek(0, 2)
-        return last, good, size
-
-    def _open_tail(self):
-        # find where appending goes on: the last segment, unless it ends in a torn record
-        while self.segs:
-            first = self.segs[-1]
-            last, good, size = self._scan(self._name(first))
-            if good == size and size < self.segment_bytes:
-                self.next = max(self.next, (last or first - 1) + 1)
-                self._tail_bytes = size
-                self._f = open(self._name(first), "ab")
-                return
-            if good != size:
-                self.torn += 1
-                self._bad.append(first)
-            if good == 0:
-                # nothing valid (a record torn while the segment was being started): forget it
-                os.remove(self._name(first))
-                self.segs.pop()
-                continue
-            self.next = max(self.next, last + 1)
-            break  # full or torn: the next append starts a new segment
-
     def _new_segment(self):
         if self._f:
             self._f.close()  # lfs_file_close syncs: what the old tail held is on flash
@@ -165,44 +143,13 @@ class Outbox:
         self.segs.append(self.next)
         self._f = open(self._name(self.next), "ab")
         self._tail_bytes = 0
-        while len(self.segs) > self.max_segments:
-            self._drop_oldest()
-
-    def _drop_oldest(self):
-        # the oldest segment goes first; its unacknowledged records are counted and reported, but
-        # those of a `keep` kind are appended again first (a power cut in between leaves them twice,
-        # never lost)
-        first = self.segs[0]
-        end = self.segs[1]  # first seq after this segment (the new tail exists)
-        lost = end - max(first, self.acked + 1)
-        if lost > 0 and self.keep:
-            room = self.segment_bytes // 2
-            with open(self._name(first), "rb") as f:
-                while True:
-                    r = self._read_record(f)
-                    if r is None:
-                        break
-                    if r[0] > self.acked and r[1] in self.keep and _HDR + len(r[2]) <= room:
-                        room -= _HDR + len(r[2])
-                        self._write(r[1], r[2])
-                        self.carried += 1
-                        lost -= 1
-        self.sync()  # the carried copies are on flash before their old segment goes
-        self.segs.pop(0)
-        if self._cursor and self._cursor[0] == first:
-            self._cursor = None
-        os.remove(self._name(first))
-        if lost > 0:
-            self.dropped += lost
-            if self.on_drop:
-                self.on_drop(lost)
-            else:
-                try:
-                    from m2m import events
-
-                    events.post("outbox.dropped", n=lost)
-                except ImportError:
-                    pass
+        if len(self.segs) > self.max_segments:
+            try:
+                x = _x()
+                while len(self.segs) > self.max_segments:
+                    x.drop_oldest(self)
+            finally:
+                _x_done()
 
     def append(self, kind, payload):
         # Store one record and flush it to flash; returns its sequence number.
@@ -322,23 +269,6 @@ class Outbox:
         segs = self.segs
         while len(segs) > 1 and segs[1] - 1 <= upto:
             os.remove(self._name(segs.pop(0)))
-
-    def _load_ack(self):
-        best = 0
-        self._ack_entries = 0
-        b = self._buf
-        for name in ("/ack", "/ack.new"):
-            try:
-                f = open(self.path + name, "rb")
-            except OSError:
-                continue
-            with f:
-                while f.readinto(b) == 8:
-                    self._ack_entries += 1
-                    seq, crc = struct.unpack("<II", b)
-                    if binascii.crc32(memoryview(b)[:4]) == crc and seq > best:
-                        best = seq
-        return best
 
     def pending(self):
         # unacknowledged records still stored
