@@ -201,8 +201,8 @@ class Pin:
             r = S.bus_call("pin_read", pin=self._id)
             if r is None:  # not a bus input: the modem's STATUS output, where the board wires it
                 r = S.gpio.request({"op": "pin_read", "pin": self._id})
-                if r is not None and not r.get("ok"):
-                    r = None
+                if r is not None and not (r.get("ok") and "value" in r):
+                    r = None  # not the modem's pin, or a receiver that does not read pins
             if r is not None:
                 return r["value"]
             return 1 if self._pull == self.PULL_UP else 0
