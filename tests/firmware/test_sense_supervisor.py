@@ -1,7 +1,8 @@
 # The supervisor's parts (m2m.supervisor) in MicroPython with a hand-turned clock: a crashing
 # service becomes an event and runs again after a doubling back-off (Ctrl-C still stops the loop),
 # the sampler's queued readings become outbox records, events go to the outbox as ALARM / EVENT
-# records; app.main() with a broken or autorun-less config prints one line and returns.
+# records; app.main() with a broken or autorun-less config prints one line and returns (with a
+# good one it returns the config for main.py), supervisor.main() with a bad sensor entry likewise.
 import json
 import os
 import time
@@ -156,7 +157,7 @@ def test_events_go_to_the_outbox_alarms_as_alarm_records():
     assert fw.step() == 0 and fw.step() == 1000 and ob.pending() == 23
 
 
-def _main_with(text):
+def _main_with(text, ret=False):
     # app.main() on a config file holding `text` (None: no file); its last printed line
     d = _tmpdir()
     p = d + "/config.json"
@@ -167,7 +168,10 @@ def _main_with(text):
     lines = []
     app.print = S.print = lambda *a: lines.append(" ".join(str(x) for x in a))
     try:
-        assert app.main(p) is None  # nothing started: the REPL
+        got = app.main(p)
+        if ret:
+            return got
+        assert got is None  # nothing to start: the REPL
     finally:
         config._cfg = None
         del app.print, S.print
@@ -178,10 +182,19 @@ def _main_with(text):
 def test_main_stays_at_the_repl_without_autorun_or_with_a_bad_config():
     assert _main_with(None) is None  # no config: a new board, nothing more said
     assert _main_with('{"device": {"id": "d1"}}').startswith("autorun: off (set device.autorun to true")
+    assert _main_with('{"device": {"autorun": true}}', ret=True)["device"]["autorun"]  # for main.py
     assert _main_with('{"device": {"autorun": true, "watchdog_s": 99999}}') == \
         "config: config key device.watchdog_s must be between 0 and 3600, not 99999"
-    assert _main_with('{"device": {"autorun": true}, "sense": {"sensors": [{"type": "bme281"}]}}') == \
-        "config: sense.sensors: unknown type 'bme281' (known: bme280, sht4x, ds18b20, battery, pulses, modbus)"
+    # a sensor entry the schema cannot check: supervisor.main (what main.py calls next) says which
+    cfg = _main_with('{"device": {"autorun": true}, "sense": {"sensors": [{"type": "bme281"}]}}', ret=True)
+    lines = []
+    S.print = lambda *a: lines.append(" ".join(str(x) for x in a))
+    try:
+        assert S.main(cfg) is None
+    finally:
+        del S.print
+    assert lines == ["config: sense.sensors: unknown type 'bme281' (known: bme280, sht4x, ds18b20, battery, "
+                     "pulses, modbus)"], lines
     assert _main_with('{"device": {"autorun": tru').startswith("config: ")
     assert "is not valid JSON" in _main_with('{"device": {"autorun": tru')
 

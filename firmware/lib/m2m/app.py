@@ -1,6 +1,6 @@
-# The application: main.py calls main(): the banner and the health of the device, then, when
-# /config.json sets device.autorun, the supervisor (m2m.supervisor: sensors, network, reporting,
-# watchdog) until Ctrl-C; otherwise the REPL is the user's.
+# The application: main.py calls main(): the banner and the health of the device, and the config
+# when /config.json sets device.autorun, for main.py to start the supervisor (m2m.supervisor:
+# sensors, network, reporting, watchdog) until Ctrl-C; otherwise the REPL is the user's.
 import gc
 import os
 import sys
@@ -71,11 +71,7 @@ def main(path="/config.json"):
     if not cfg["device"]["autorun"]:
         print("autorun: off (set device.autorun to true in %s to start the supervisor at boot)" % path)
         return None
-    del h
-    gc.collect()
-    from m2m import supervisor
-
-    return supervisor.main(cfg)
+    return cfg  # main.py starts the supervisor with it, once this module has left the heap
 
 
 def modem_check():

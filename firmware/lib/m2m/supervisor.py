@@ -1,4 +1,4 @@
-# The device's run, started by main.py (m2m.app.main) when /config.json sets device.autorun:
+# The device's run, started by main.py (after m2m.app.main) when /config.json sets device.autorun:
 #   outbox -> sampler (sense section; its sink queues, Sense.step appends to the outbox) ->
 #   network + MQTT reporter (mqtt.broker) and plugins such as the LwM2M client (PLUGINS) ->
 #   m2m.loop.run with the watchdog fed by a loop hook.
