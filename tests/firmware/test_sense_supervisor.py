@@ -248,6 +248,7 @@ def test_plugins_join_when_their_key_is_set_and_close_at_stop():
         cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False}})
         r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
         assert [g.name for g in r.services] == ["events"] and not Plugin.made  # key unset: not imported
+        assert "m2m.supervisor_build" not in sys.modules  # the build code has left the heap
         cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False}, "mqtt": {"ca": "/ca.pem"}})
         r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
         assert [g.name for g in r.services] == ["net", "mqtt", "events"], [g.name for g in r.services]

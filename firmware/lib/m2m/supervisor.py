@@ -166,87 +166,28 @@ class _OnModem:
         return self.svc.step()
 
 
-def _on(section, keys):
-    if type(keys) is str:
-        return bool(section.get(keys))
-    return any(section.get(k) for k in keys)
-
-
-def device_id(cfg):
-    from m2m.report.contract import check_id
-
-    return check_id(cfg["device"]["id"] or "m2m-" + "".join("%02x" % x for x in hal.unique_id()[-3:]))
-
-
 class Run:
-    # The layers, built from the config and the board; run() steps them until Ctrl-C.
+    # The layers, built from the config and the board (m2m.supervisor_build, which leaves the heap
+    # once it has run); run() steps them until Ctrl-C.
     def __init__(self, cfg, b=None, outbox_path="/outbox"):
-        from m2m import board as _board
-        from m2m import outbox
-
         self.cfg = cfg
-        self.board = b = _board.load() if b is None else b
-        b = b or {}
-        mq = cfg["mqtt"]
-        self.id = device_id(cfg)
-        if mq["broker"]:
-            from m2m.report.mqtt import parse_url
-
-            parse_url(mq["broker"])  # a bad URL is a config error now, not a crash later
         self.services = []
         self.sense = None
         self.net = None
         self.reporter = None
         self.wdt = None
-        sc = cfg["sense"]
-        if sc["sensors"] or sc["battery"]:  # first: a bad sensor entry is a config error
-            from m2m.sense import build
+        try:
+            from m2m import supervisor_build
 
-            self.sense = Sense(None)
-            self.sense.sampler = build.sampler(cfg, self.sense.sink, b)
-            self.services.append(Guard("sense", self.sense))
-            gc.collect()
-        self.outbox = outbox.Outbox(outbox_path)
-        if self.sense is not None:
-            self.sense.outbox = self.outbox
-        gc.collect()
-        plugins = [p for p in PLUGINS if _on(cfg.get(p[0]) or {}, p[1])]
-        if mq["broker"] or plugins:
-            from m2m.net.network import Network
+            supervisor_build.build(self, cfg, b, outbox_path)
+        finally:
+            supervisor_build = None
+            sys.modules.pop("m2m.supervisor_build", None)
+            import m2m
 
-            self.net = Network(b, cfg)
-            self.services.insert(0, Guard("net", self.net))
+            if hasattr(m2m, "supervisor_build"):
+                delattr(m2m, "supervisor_build")
             gc.collect()
-        if mq["broker"]:
-            self._mqtt()
-            gc.collect()
-        for section, key, mod in plugins:
-            __import__(mod)
-            svc = sys.modules[mod].service({"cfg": cfg, "board": b, "id": self.id, "outbox": self.outbox,
-                                            "net": self.net, "sampler": self.sense and self.sense.sampler})
-            self.services.append(Guard(section, svc))
-            gc.collect()
-        self.forward = Forward(self.outbox)
-        self.services.append(Guard("events", self.forward))
-
-    def _mqtt(self):
-        from m2m.net import link_failed, sock
-        from m2m.report.mqtt import Reporter, parse_url
-
-        cfg = self.cfg
-        tls = None
-        secure = parse_url(cfg["mqtt"]["broker"])[2]
-        ca = cfg["mqtt"]["ca"]
-        if secure and ca:  # mqtts: TLS in the modem, the server checked against this CA when given
-            try:
-                with open(ca) as f:
-                    tls = {"ca": f.read()}
-            except OSError:
-                raise ValueError("mqtt.ca: no file %s on the device: copy the CA there or fix the key" % ca)
-        st = sock.Stack(self.net.modem, kind="tls" if secure else "tcp", timeout_ms=10000, tls=tls,
-                        on_fail=link_failed)
-        self.reporter = rep = Reporter(st, self.outbox, cfg, self.id, up=self.net.attached)
-        self.services.append(Guard("mqtt", _OnModem(self.net, st, rep), lambda: rep.client.close()))
 
     def run(self, max_ms=None, until=None):
         ws = self.cfg["device"]["watchdog_s"]
