@@ -27,82 +27,12 @@ _SLEEP = const(5)  # queue mode: radio off, nothing read
 _CLOSED = const(6)
 NAMES = ("idle", "bootstrap", "register", "registering", "registered", "sleep", "closed")
 _FORMATS = (TLV, SENML_JSON, SENML_CBOR, TEXT, OPAQUE)
-_ATTRS = ("pmin", "pmax", "gt", "lt", "st")
-_OBSERVATIONS = const(8)  # at most
-_CHECK_MS = const(500)  # how often observed values are read
 _BLOCK = const(512)
-
-
-def _f32(v):
-    # a reading at the precision an ESP32 float carries (single): its CBOR then takes 5 bytes, not 9
-    import struct
-
-    return struct.unpack("<f", struct.pack("<f", v))[0]
 
 
 def _event(kind, **f):
     if _post is not None:
         _post(kind, **f)
-
-
-class Attrs:
-    # Write-Attributes (OMA core 5.1.2): path tuple -> {name: number}
-    def __init__(self, model):
-        self.model = model
-        self.by_path = {}
-
-    def link(self, path):
-        a = self.by_path.get(path)
-        return "".join(";%s=%s" % (k, a[k]) for k in _ATTRS if k in a) if a else ""
-
-    def set(self, path, query):
-        new = dict(self.by_path.get(path, {}))
-        for q in query:
-            k, eq, v = q.partition("=")
-            if k not in _ATTRS:
-                if k in ("epmin", "epmax", "edge", "con", "hqmax"):
-                    continue  # LwM2M 1.2 attributes: not kept
-                raise Err(coap.BAD_REQUEST, "attribute %s" % k)
-            if k in ("gt", "lt", "st") and len(path) < 3:
-                raise Err(coap.BAD_REQUEST, "%s applies to a resource" % k)
-            if not eq:
-                new.pop(k, None)
-                continue
-            try:
-                x = float(v) if k in ("gt", "lt", "st") else int(v)
-            except ValueError:
-                raise Err(coap.BAD_REQUEST, "%s=%s" % (k, v))
-            if x < 0 and k in ("pmin", "pmax", "st"):
-                raise Err(coap.BAD_REQUEST, "%s=%s" % (k, v))
-            new[k] = x
-        if "pmin" in new and "pmax" in new and new["pmax"] and new["pmax"] < new["pmin"]:
-            raise Err(coap.BAD_REQUEST, "pmax below pmin")
-        if "lt" in new and "gt" in new and new["lt"] >= new["gt"]:
-            raise Err(coap.BAD_REQUEST, "lt must be below gt")
-        if new:
-            self.by_path[path] = new
-        else:
-            self.by_path.pop(path, None)
-
-    def effective(self, path, defaults):
-        # resource level over instance level over object level over the Server object's defaults
-        out = dict(defaults)
-        for n in range(1, len(path) + 1):
-            a = self.by_path.get(path[:n])
-            if a:
-                out.update(a)
-        return out
-
-
-class _Obs:
-    def __init__(self, path, tok, fmt, payload, value, now):
-        self.path = path
-        self.tok = tok
-        self.fmt = fmt
-        self.last = payload  # bytes last sent
-        self.value = value  # number last sent (gt / lt / st), or None
-        self.t = now
-        self.seq = 1
 
 
 class Client:
@@ -136,7 +66,7 @@ class Client:
 
         sys.modules.pop("m2m.lwm2m.objects", None)  # built: its code can go (heap)
         del objects
-        self.attrs = Attrs(m)
+        self.attrs = None  # Write-Attributes, once a server writes some (m2m.lwm2m.notify)
         self.names = {}  # reading name -> (oid, iid) of its IPSO object (Send)
         if sampler is not None:
             from m2m.sense import ipso
@@ -473,7 +403,7 @@ class Client:
                 if not path:
                     raise Err(coap.BAD_REQUEST)
                 model.obj(path[0])
-                self.attrs.set(path, m.query())
+                self._attrs().set(path, m.query())
                 return coap.CHANGED, None, None, None
             if path and path[0] == 0 and not bootstrapping:
                 raise Err(coap.UNAUTHORIZED)
@@ -543,19 +473,11 @@ class Client:
             raise Err(coap.NOT_ACCEPTABLE)
         return accept
 
-    # ---- observe and notify (RFC 7641; OMA core 6.4) ----
+    # ---- observe and notify (RFC 7641; OMA core 6.4): m2m.lwm2m.notify, imported at first use ----
     def _observe(self, path, tok, fmt, payload):
-        self._cancel(tok)
-        for o in self.obs:
-            if o.path == path:
-                self.obs.remove(o)  # a new observation of the same path replaces the old
-                break
-        if len(self.obs) >= _OBSERVATIONS:
-            raise Err(coap.SERVER_ERROR, "too many observations")
-        ob = _Obs(path, tok, fmt, payload, self._number(path), hal.ticks_ms())
-        self.obs.append(ob)
-        _event("lwm2m.observe", path="/" + "/".join(str(x) for x in path))
-        return 0  # the first notification is the response; notifications count from 1
+        from m2m.lwm2m import notify
+
+        return notify.observe(self, path, tok, fmt, payload)
 
     def _cancel(self, tok):
         for o in self.obs:
@@ -566,147 +488,26 @@ class Client:
     def _reset(self, tok):
         self._cancel(tok)
 
-    def _number(self, path):
-        if len(path) < 3:
-            return None
-        try:
-            lv = self.model.leaves(path)
-        except Err:
-            return None
-        if len(lv) == 1 and lv[0][4] in "iuf":
-            return lv[0][5]
-        return None
+    def _attrs(self):
+        if self.attrs is None:
+            from m2m.lwm2m.notify import Attrs
 
-    def _defaults(self):
-        srv = self.model.objs[1].inst
-        s = srv[min(srv)] if srv else {}
-        return {"pmin": s.get(2, 0) or 0, "pmax": s.get(3, 0) or 0}
+            self.attrs = Attrs()
+        return self.attrs
 
     def _notify(self, now, dry=False):
-        # send what is due; ms until the next check
-        wait = 60000
-        d = self._defaults()
-        for o in self.obs[:]:
-            a = self.attrs.effective(o.path, d)
-            age = hal.ticks_diff(now, o.t)
-            pmin = int(a.get("pmin", 0)) * 1000
-            pmax = int(a.get("pmax", 0)) * 1000
-            if age < pmin:
-                wait = min(wait, pmin - age)
-                continue
-            due = pmax and age >= pmax
-            if not due:
-                if dry:
-                    wait = min(wait, _CHECK_MS)
-                    continue
-                try:
-                    payload = self.model.read(o.path, o.fmt)
-                except Err:
-                    payload = o.last
-                if payload != o.last:
-                    due = self._crossed(o, a)
-            if due and not dry:
-                if not self._in_flight(o.tok):
-                    self._send_note(o)
-            elif pmax:
-                wait = min(wait, pmax - age)
-            wait = min(wait, _CHECK_MS)
-        return wait
+        if not self.obs:
+            return 60000
+        from m2m.lwm2m import notify
 
-    def _crossed(self, o, a):
-        if not ("gt" in a or "lt" in a or "st" in a):
-            return True
-        v = self._number(o.path)
-        last = o.value
-        if v is None or last is None:
-            return True
-        for k in ("gt", "lt"):
-            if k in a and (v > a[k]) != (last > a[k]):
-                return True
-        return "st" in a and abs(v - last) >= a["st"]
+        return notify.due(self, now, dry)
 
-    def _in_flight(self, tok):
-        for x in self.ep.out:
-            if x.msg.token == tok and x.msg.code >= 64:
-                return True
-        return False
-
-    def _send_note(self, o):
-        try:
-            payload = self.model.read(o.path, o.fmt)
-        except Err as e:
-            self.ep.notify(o.tok, o.seq, e.code, None, None, True)
-            self.obs.remove(o)
-            return
-        o.last = payload
-        o.value = self._number(o.path)
-        o.t = hal.ticks_ms()
-        o.seq += 1
-        self.wake = o.t
-        self.ep.notify(o.tok, o.seq, coap.CONTENT, payload, o.fmt, True)
-
-    # ---- Send (OMA core 6.4.3 / transport 6.4: POST /dp) of outbox telemetry ----
+    # ---- Send (OMA core 6.4.3 / transport 6.4: POST /dp) of outbox telemetry: m2m.lwm2m.send ----
     def _send_step(self):
-        ob = self.outbox
-        if not self.send_telemetry or ob is None or self.sending is not None or self.ep.busy():
-            return
-        recs = ob.peek(8, kinds=(1,))
-        if not recs:
-            return
-        from m2m.report.contract import unpack_readings
+        if self.send_telemetry and self.outbox is not None and self.sending is None and not self.ep.busy():
+            from m2m.lwm2m import send
 
-        leaves = []
-        last = None
-        for seq, kind, payload in recs:
-            try:
-                for name, v, unit, t in unpack_readings(payload):
-                    at = self.names.get(name)
-                    if at is not None and type(v) in (int, float):
-                        leaves.append((at[0], at[1], 5700, v if type(v) is int else _f32(v), t))
-            except (ValueError, TypeError, IndexError):
-                pass  # not readings: MQTT's reporter sends such records to /events; skipped here
-            last = seq
-        if not leaves:
-            ob.ack(last)
-            return
-        payload = self._senml_send(leaves)
-
-        def done(r):
-            self.sending = None
-            if r is not None and r.code == coap.CHANGED:
-                ob.ack(last)
-                self.sent += 1
-                _event("lwm2m.send", records=len(leaves), seq=last)
-
-        self.sending = last
-        self.wake = hal.ticks_ms()
-        self.ep.request(coap.POST, ("dp",), (), payload, cf=SENML_CBOR, on_done=done)
-
-    def _senml_send(self, leaves):
-        from m2m.lwm2m import senml
-
-        # the names' common start goes once as the base name (SenML names are bn + n, RFC 8428 4.5)
-        bt = min(x[4] for x in leaves)
-        names = ["/%d/%d/%d" % x[:3] for x in leaves]
-        bn = names[0]
-        for n in names:
-            while not n.startswith(bn):
-                bn = bn[:-1]
-        if len(bn) < len(names[0]) and (len(names) - 1) * len(bn) <= len(bn) + 2:
-            bn = ""  # too short to pay for itself
-        recs = []
-        for i, (oid, iid, rid, v, t) in enumerate(leaves):
-            r = {"v": v}
-            if len(names[i]) > len(bn):  # one name for all: the base name alone names them
-                r["n"] = names[i][len(bn):]
-            if not recs:
-                r["bt"] = bt
-                if bn:
-                    r["bn"] = bn
-            if t != bt:
-                r["t"] = t - bt
-            recs.append(r)
-        return senml.encode(recs, True)
+            send.step(self)
 
     # ---- Device object actions ----
     def reboot(self, arg):

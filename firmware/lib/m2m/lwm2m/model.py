@@ -325,6 +325,9 @@ class Model:
 
     # ---- discover (OMA core 6.3.5 / 5.2.7.3: link format with attributes) ----
     def discover(self, path, attrs):
+        # attrs: the client's Write-Attributes store (m2m.lwm2m.notify.Attrs), None when none written
+        if attrs is None:
+            attrs = _NoAttrs
         o = self.obj(path[0])
         parts = []
         iids = sorted(o.inst) if len(path) < 2 else [path[1]]
@@ -346,6 +349,12 @@ class Model:
         if len(path) == 1:
             parts.insert(0, "</%d>%s" % (o.oid, attrs.link((o.oid,))))
         return ",".join(parts).encode()
+
+
+class _NoAttrs:
+    @staticmethod
+    def link(path):
+        return ""
 
 
 def parse_path(s):

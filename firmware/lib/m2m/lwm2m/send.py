@@ -1,0 +1,76 @@
+# Send (OMA core 6.4.3, transport 6.4: POST /dp) of the outbox's telemetry records in SenML CBOR,
+# acknowledged in the outbox on 2.04. `self` is the Client; imported when lwm2m.send is on.
+from m2m import coap, hal
+from m2m.lwm2m import SENML_CBOR
+from m2m.lwm2m.client import _event
+
+
+def _f32(v):
+    # a reading at the precision an ESP32 float carries (single): its CBOR then takes 5 bytes, not 9
+    import struct
+
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def step(self):
+    ob = self.outbox
+    if not self.send_telemetry or ob is None or self.sending is not None or self.ep.busy():
+        return
+    recs = ob.peek(8, kinds=(1,))
+    if not recs:
+        return
+    from m2m.report.contract import unpack_readings
+
+    leaves = []
+    last = None
+    for seq, kind, payload in recs:
+        try:
+            for name, v, unit, t in unpack_readings(payload):
+                at = self.names.get(name)
+                if at is not None and type(v) in (int, float):
+                    leaves.append((at[0], at[1], 5700, v if type(v) is int else _f32(v), t))
+        except (ValueError, TypeError, IndexError):
+            pass  # not readings: MQTT's reporter sends such records to /events; skipped here
+        last = seq
+    if not leaves:
+        ob.ack(last)
+        return
+    body = encode(leaves)
+
+    def done(r):
+        self.sending = None
+        if r is not None and r.code == coap.CHANGED:
+            ob.ack(last)
+            self.sent += 1
+            _event("lwm2m.send", records=len(leaves), seq=last)
+
+    self.sending = last
+    self.wake = hal.ticks_ms()
+    self.ep.request(coap.POST, ("dp",), (), body, cf=SENML_CBOR, on_done=done)
+
+
+def encode(leaves):
+    from m2m.lwm2m import senml
+
+    # the names' common start goes once as the base name (SenML names are bn + n, RFC 8428 4.5)
+    bt = min(x[4] for x in leaves)
+    names = ["/%d/%d/%d" % x[:3] for x in leaves]
+    bn = names[0]
+    for n in names:
+        while not n.startswith(bn):
+            bn = bn[:-1]
+    if len(bn) < len(names[0]) and (len(names) - 1) * len(bn) <= len(bn) + 2:
+        bn = ""  # too short to pay for itself
+    recs = []
+    for i, (oid, iid, rid, v, t) in enumerate(leaves):
+        r = {"v": v}
+        if len(names[i]) > len(bn):  # one name for all: the base name alone names them
+            r["n"] = names[i][len(bn):]
+        if not recs:
+            r["bt"] = bt
+            if bn:
+                r["bn"] = bn
+        if t != bt:
+            r["t"] = t - bt
+        recs.append(r)
+    return senml.encode(recs, True)
