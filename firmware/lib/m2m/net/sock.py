@@ -43,6 +43,13 @@ _REQUERY_MS = const(2000)  # a buffer query this often even without a receive UR
 _IDLE_REQUERY_MS = const(10000)  # the same for non-blocking looks (a poll each loop step)
 
 
+_SOCK_URCS = ("sock_data", "sock_closed", "sock_sent")
+
+
+def _first(fields):
+    return fields[0] if fields else None
+
+
 def _ioerr(code, why):
     # OSError(errno, why): e.errno as MicroPython's sockets give it, e.args[1] says what happened
     return OSError(code, why)
@@ -198,7 +205,7 @@ class Socket:
         i = 0
         while i < len(ev):
             n, line = ev[i]
-            if n in ("sock_data", "sock_closed", "sock_sent") and self.m.urc_fields(line)[:1] == [sid]:
+            if n in _SOCK_URCS and _first(self.m.urc_fields(line)) == sid:
                 ev.pop(i)
                 if drop is not None:
                     continue
@@ -229,18 +236,23 @@ class Socket:
     sendall = send
 
     def flush(self):
+        # the gathered bytes in send commands of at most MAX_SEND; the buffer is kept (cleared in
+        # place: no new one per message), the modem is handed a copy (the parser may still compare
+        # the payload's echo with it)
         tx = self._tx
         while tx:
-            part = bytes(tx[:MAX_SEND])
+            n = len(tx)
+            if n > MAX_SEND:
+                n = MAX_SEND
+            part = bytes(tx) if n == len(tx) else bytes(memoryview(tx)[:n])
             try:
                 self.m.sock_send(self.sid, part, timeout_ms=max(self.st.timeout_ms, 5000))
             except (ModemError, OSError) as e:
-                self._tx = bytearray()
+                tx[:] = b""
                 self._dead("send failed (%s)" % _msg(e))
-            self.tx_bytes += len(part)
-            _usage(len(part), 0)
-            tx = tx[MAX_SEND:]
-        self._tx = bytearray()
+            self.tx_bytes += n
+            _usage(n, 0)
+            tx[:n] = b""
 
     def _dead(self, why):
         # a send or receive failed: the link's fault (reported through on_fail, the one recovery

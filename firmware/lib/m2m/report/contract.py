@@ -113,7 +113,12 @@ def senml(device_id, groups):
     recs = []
     for seq, readings in groups:
         recs.extend(senml_records(device_id, seq, readings))
-    return json.dumps(recs, separators=_SEP).encode()
+    return pack(recs)
+
+
+def pack(records):
+    # SenML records (senml_records' lists, joined) as the payload bytes, without whitespace
+    return json.dumps(records, separators=_SEP).encode()
 
 
 def event(seq, kind, t, fields=None):

@@ -56,6 +56,7 @@ class Client:
         self.host, self.port, _ = parse_url(mcfg["broker"])
         self.prefix = mcfg.get("prefix") or "m2mkit"
         self.on_msg = on_msg
+        self._topics = {}
         self.c = None
         self.inflight = None  # (pid, topic, msg, retain) of a QoS 1 publish without PUBACK
         self.last_io = hal.ticks_ms()
@@ -63,7 +64,10 @@ class Client:
         self.dups = 0
 
     def topic(self, leaf):
-        return contract.topic(self.prefix, self.id, leaf)
+        t = self._topics.get(leaf)  # made once: a new string per publish is garbage
+        if t is None:
+            t = self._topics[leaf] = contract.topic(self.prefix, self.id, leaf)
+        return t
 
     def connect(self):
         simple = _umqtt()
@@ -231,24 +235,23 @@ class Reporter:
         if not recs:
             return False
         cl = self.client
-        groups = []
+        senml = []
+        n = 0
         last = None
         for seq, kind, payload in recs:
             if kind != 1:  # outbox.TELEMETRY
                 break
             try:
-                g = (seq, contract.unpack_readings(payload))
-                contract.senml_records(cl.id, seq, g[1])  # checked alone, the message built once
+                senml.extend(contract.senml_records(cl.id, seq, contract.unpack_readings(payload)))
             except (ValueError, TypeError, IndexError):
                 # a record that is no list of readings (or a reading SenML refuses) must not block
                 # the outbox: it goes on its own to /events, as it is
                 break
-            groups.append(g)
+            n += 1
             last = seq
-        n = len(groups)
         if n:
-            msg = contract.senml(cl.id, groups)
-            groups = None
+            msg = contract.pack(senml)
+            senml = None
             cl.publish(cl.topic(contract.TELEMETRY), msg, qos=1)
         else:
             seq, kind, payload = recs[0]
@@ -264,7 +267,7 @@ class Reporter:
         self._mem_said = False  # a report went out: the next MemoryError is news again
         self.sent += n or 1
         more = len(recs) > (n or 1)
-        recs = msg = None
+        recs = msg = senml = None
         gc.collect()
         return more
 
