@@ -273,8 +273,10 @@ class Reporter:
 
     def _commands(self):
         while self.cmds:
-            payload = self.cmds.pop(0)
-            res, action = contract.handle_cmd(payload, self.cfg)
+            # taken off the queue once handled: a MemoryError loading the /cmd code leaves it there
+            # for the next try (after the Reporter's back-off)
+            res, action = contract.handle_cmd(self.cmds[0], self.cfg)
+            self.cmds.pop(0)
             cl = self.client
             cl.publish(cl.topic(contract.CMD_RES), res, qos=1)
             self.answered += 1
