@@ -273,9 +273,15 @@ class Reporter:
 
     def _commands(self):
         while self.cmds:
-            # taken off the queue once handled: a MemoryError loading the /cmd code leaves it there
-            # for the next try (after the Reporter's back-off)
-            res, action = contract.handle_cmd(self.cmds[0], self.cfg)
+            # a MemoryError (loading the /cmd code) leaves the payload queued for the next try after
+            # the Reporter's back-off; anything else takes it off, so it cannot block the queue
+            try:
+                res, action = contract.handle_cmd(self.cmds[0], self.cfg)
+            except MemoryError:
+                raise
+            except BaseException:
+                self.cmds.pop(0)
+                raise
             self.cmds.pop(0)
             cl = self.client
             cl.publish(cl.topic(contract.CMD_RES), res, qos=1)
