@@ -195,9 +195,11 @@ def mqtt_figures(model="bg95"):
         last = _session(model, heap, steps)[-1]
     except RuntimeError as e:
         got = getattr(e, "readings", 0)
+        where = [ln.strip() for ln in str(e).splitlines() if ln.strip().startswith(("File ", "MemoryError"))]
         heap = "224K"
         last = _session(model, heap, steps)[-1]
-        note = "; did NOT fit %s: MemoryError after %d readings, measured at %s" % (HEAP, got, heap)
+        note = "; did NOT fit %s: %s after %d readings (%s), measured at %s" % (
+            HEAP, where[-1] if where else "stopped", got, where[-2] if len(where) > 1 else "?", heap)
     yield {"name": "mqtt_heap_high_water", "value": last["peak"], "unit": "bytes", "model": model,
            "note": "highest gc.mem_alloc() after gc.collect() between reports (what stays live) while "
                    "reporting %d readings with the network, sockets, umqtt.simple and the outbox loaded, "
