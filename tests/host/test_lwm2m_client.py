@@ -321,6 +321,10 @@ def test_register_read_write_execute_discover_deregister(server, device):
     assert r.code == Code.CHANGED
     assert server.request(Code.GET, "/3/0/14").payload == b"+01:00"
     assert server.request(Code.PUT, "/3/0/0", b"x", content_format=0).code == Code.METHOD_NOT_ALLOWED
+    # Current Time written: the device's clock goes on from it
+    assert server.request(Code.PUT, "/3/0/13", b"1000000000", content_format=0).code == Code.CHANGED
+    time.sleep(1.1)
+    assert 1000000001 <= int(server.request(Code.GET, "/3/0/13").payload) <= 1000000010
     # partial update of the Server object in TLV: lifetime (res 1) = 7200
     r = server.request(Code.POST, "/1/0", bytes((0xC2, 0x01, 0x1C, 0x20)), content_format=ACCEPT_TLV)
     assert r.code == Code.CHANGED

@@ -54,6 +54,7 @@ class Client:
         self.sampler = sampler
         self.errors = None
         self.tx_bytes = self.rx_bytes = 0
+        self.clock_offset = 0  # s: a server's Write of Current Time (/3/0/13) against hal.epoch()
         self.ep = None
         self.tr = None
         self.loc = None  # the registration's location path ["rd", "xyz"]
@@ -531,8 +532,22 @@ class Client:
                     return max(0, min(100, int((r[0] - 3.3) * 100 / 0.9)))
         return None
 
+    def device_written(self, iid, rid):
+        # a server's Current Time: kept as an offset to the device clock, which goes on running
+        ins = self.model.objs[3].inst[iid]
+        if rid == 13 and isinstance(ins.get(13), int):
+            self.clock_offset = ins[13] - int(hal.epoch())
+            ins[13] = lambda: int(hal.epoch()) + self.clock_offset
+
+    def traffic(self):
+        # (bytes sent, bytes received) over the LwM2M transport since the statistics started
+        tr = self.tr
+        return (self.tx_bytes + (tr.tx_bytes if tr else 0), self.rx_bytes + (tr.rx_bytes if tr else 0))
+
     def stats_start(self, arg):
-        self.tx_bytes = self.rx_bytes = 0
+        tr = self.tr
+        self.tx_bytes = -(tr.tx_bytes if tr else 0)
+        self.rx_bytes = -(tr.rx_bytes if tr else 0)
 
     def stats_stop(self, arg):
         pass

@@ -69,10 +69,11 @@ def build(cfg, client, network=None, sampler=None, stats=None):
         10: lambda: gc.mem_free() // 1024,
         11: lambda: client.errors or {0: 0},
         12: client.reset_errors,
-        13: lambda: int(hal.epoch()),
+        13: lambda: int(hal.epoch()) + client.clock_offset,
         14: "+00:00",
         16: "UQ" if cfg_l.get("queue_mode") else "U",
     })
+    dev.on_write = client.device_written
     # 4 Connectivity Monitoring
     if network is not None:
         def sig(k):
@@ -102,7 +103,7 @@ def build(cfg, client, network=None, sampler=None, stats=None):
     fw.on_write = client.fw_written
     # 7 Connectivity Statistics (bytes counted by the endpoint's datagrams)
     st = m.objs[7] = Obj(7, CONNSTATS)
-    st.add(0, {0: 0, 1: 0, 2: lambda: client.tx_bytes // 1024, 3: lambda: client.rx_bytes // 1024,
+    st.add(0, {0: 0, 1: 0, 2: lambda: client.traffic()[0] // 1024, 3: lambda: client.traffic()[1] // 1024,
                6: client.stats_start, 7: client.stats_stop, 8: 0})
     # IPSO sensors from the sampler's readings
     if sampler is not None:
