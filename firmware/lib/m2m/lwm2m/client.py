@@ -144,6 +144,14 @@ class Client:
 
     # ---- the loop ----
     def step(self):
+        try:
+            return self._step()
+        except Exception as e:  # a bug or MemoryError: told, and the client goes on next step
+            print("lwm2m: step failed (%r): going on" % (e,))
+            _event("lwm2m.error", error=repr(e))
+            return 1000
+
+    def _step(self):
         st = self.state
         now = hal.ticks_ms()
         if st == _CLOSED:
