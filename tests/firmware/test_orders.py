@@ -312,7 +312,7 @@ def test_the_supervisor_builds_it_from_config():
     from m2m import orders, supervisor
     from m2m.sense.sampler import Sampler
 
-    assert ("orders", "rules", "m2m.orders") in supervisor.PLUGINS
+    assert ("orders", "rules", "m2m.orders", False) in supervisor.PLUGINS
     drv = _Level()
     drv.v = 9.0
     sm = Sampler(lambda r, u: None)

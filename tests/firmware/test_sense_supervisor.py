@@ -253,7 +253,7 @@ def test_plugins_join_when_their_key_is_set_and_close_at_stop():
         r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
         assert [g.name for g in r.services] == ["net", "mqtt", "events"], [g.name for g in r.services]
         p = Plugin.made[0]
-        assert sorted(p.ctx) == ["board", "cfg", "id", "net", "outbox", "sampler"]
+        assert sorted(p.ctx) == ["board", "cfg", "id", "meters", "net", "outbox", "sampler"]
         assert p.ctx["net"] is r.net and p.ctx["outbox"] is r.outbox and p.ctx["id"] == "d1" and p.ctx["sampler"] is None
         assert r.services[1].step() == 700
         r.stop()
@@ -313,3 +313,59 @@ def test_mqtts_goes_over_tls_with_or_without_a_ca_and_a_missing_ca_file_is_a_con
         assert False
     except ValueError as e:
         assert str(e).startswith("mqtt.ca: no file") and "nope.pem" in str(e), e
+
+
+def test_meters_run_under_the_supervisor_and_the_orders_meter_rules_read_them():
+    # meter.meters and an orders rule on a meter, no broker: the supervisor starts both without the
+    # network, the meter records into the outbox on its interval, and the filter is ordered after
+    # 500 running hours (the pin reads 0 with no pull on the port stand-in: active 0 = running)
+    from m2m import meter as M
+    from m2m import orders as O
+
+    clk = Clock()
+    clk.Pin = REAL_HAL.Pin
+    M.hal = O.hal = clk
+    events.log = False
+    events.clear()
+    d = _tmpdir()
+    with open(d + "/usage.key", "w") as f:
+        f.write("11" * 32)
+    cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False},
+                           "meter": {"meters": [{"name": "pump", "type": "hours", "pin": 5, "active": 0}],
+                                     "interval_s": 3600, "key_file": d + "/usage.key",
+                                     "state": d + "/meter.json"},
+                           "orders": {"rules": [{"item": "filter", "meter": "pump", "every": 500}],
+                                      "check_s": 60, "state": d + "/orders.json"}})
+    try:
+        r = S.Run(cfg, {}, outbox_path=d + "/ob")
+        assert [g.name for g in r.services] == ["meter", "orders", "events"], [g.name for g in r.services]
+        assert r.net is None and r.meters is r.services[0].svc  # no broker: no network for them
+
+        def steps(n=1):
+            for _ in range(n):
+                for g in r.services:
+                    g.step()
+
+        steps()
+        clk.ms += 499 * 3600 * 1000  # 499 h running: records on the interval, no order yet
+        steps()
+        usage = [json.loads(p) for _, k, p in r.outbox.peek(100, (outbox.USAGE,))]
+        assert [(u["m"], u["n"], u["a"], u["b"], u["k"], u["u"]) for u in usage] == \
+            [("pump", 1, 0, 499 * 3600, "1/3600", "h")], usage
+        assert r.outbox.peek(100, (5,)) == []
+        clk.ms += 3600 * 1000 + 1000  # 500 h: the rule reads the running meter and orders
+        steps()
+        orders = [json.loads(p) for _, k, p in r.outbox.peek(100, (5,))]
+        assert len(orders) == 1 and orders[0]["item"] == "filter", orders
+        assert orders[0]["reason"].startswith("pump 500.") and orders[0]["reason"].endswith(" reached 500")
+        usage = [json.loads(p) for _, k, p in r.outbox.peek(100, (outbox.USAGE,))]
+        assert [u["n"] for u in usage] == [1, 2] and usage[1]["a"] == usage[0]["b"] and usage[1]["p"] == usage[0]["s"]
+        clk.ms += 1500
+        steps()
+        r.stop()  # the live counter to flash: a restart goes on from it
+        with open(d + "/meter.json") as f:
+            assert json.load(f)["x"]["pump"][0] == 500 * 3600 + 2
+        ev = [json.loads(p)["kind"] for _, k, p in r.outbox.peek(100, (outbox.EVENT,))]
+        assert "order.need" in ev and "app.crash" not in ev, ev
+    finally:
+        M.hal = O.hal = REAL_HAL

@@ -187,6 +187,14 @@ class Meters:
             self._saved = hal.ticks_ms()
         return 1000
 
+    def stop(self):
+        # the supervisor's stop (Ctrl-C): the counters and the chain's live state to flash
+        self._update()
+        for m in self.meters:
+            if m.src is not None:
+                m.src.save()
+        self.chain.save()
+
 
 def setup(cfg, outbox, device_id, sampler=None):
     # Meters from the config's "meter" section, or None when it defines none (nothing imported)
@@ -197,6 +205,6 @@ def setup(cfg, outbox, device_id, sampler=None):
 
 
 def service(ctx):
-    # the supervisor's plugin hook (m2m.supervisor.PLUGINS entry ("meter", "meters", "m2m.meter")):
-    # ctx {"cfg", "id", "outbox", "sampler", ...}
+    # the supervisor's plugin hook (m2m.supervisor.PLUGINS entry ("meter", "meters", "m2m.meter",
+    # False): no network needed, records wait in the outbox): ctx {"cfg", "id", "outbox", "sampler", ...}
     return Meters(ctx["cfg"]["meter"], ctx["outbox"], ctx["id"], sampler=ctx.get("sampler"))

@@ -26,12 +26,15 @@ STRETCH_MS = 3600000  # the watchdog's timeout once Ctrl-C has stopped the run
 # events left on the console, not sent: the signal is read every net.check_s
 SKIP = ("net.signal",)
 
-# Services other layers add: (config section, key or tuple of keys, module). When cfg[section][key]
-# is set (any of the keys) the supervisor imports the module and adds module.service(ctx) to the loop
-# (an object with step() -> ms; optional stop() or close()). ctx: {"cfg", "board", "id", "outbox",
-# "net", "sampler"} (net / sampler None when not running). The network runs whenever the MQTT broker
-# or any plugin is configured.
-PLUGINS = [("lwm2m", ("server", "bootstrap"), "m2m.lwm2m"), ("orders", "rules", "m2m.orders")]
+# Services other layers add: (config section, key or tuple of keys, module[, needs the network]).
+# When cfg[section][key] is set (any of the keys) the supervisor imports the module and adds
+# module.service(ctx) to the loop (an object with step() -> ms; optional stop() or close()), in this
+# order. ctx: {"cfg", "board", "id", "outbox", "net", "sampler", "meters"} (net / sampler / meters
+# None when not running; meters: the m2m.meter service, built before the orders that read it). The
+# network runs whenever the MQTT broker or a plugin that needs it (all but those marked False) is on.
+# Meters and orders only write the outbox (the MQTT reporter, with mqtt.broker, takes it further).
+PLUGINS = [("lwm2m", ("server", "bootstrap"), "m2m.lwm2m"), ("meter", "meters", "m2m.meter", False),
+           ("orders", "rules", "m2m.orders", False)]
 
 current = None  # the Run that main() started: at the REPL after Ctrl-C, supervisor.current.status()
 
@@ -173,6 +176,7 @@ class Run:
         self.cfg = cfg
         self.services = []
         self.sense = None
+        self.meters = None  # m2m.meter.Meters when meter.meters is set
         self.net = None
         self.reporter = None
         self.wdt = None

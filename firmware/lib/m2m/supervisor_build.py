@@ -46,7 +46,7 @@ def build(r, cfg, b, outbox_path):
         r.sense.outbox = r.outbox
     gc.collect()
     plugins = [p for p in S.PLUGINS if _on(cfg.get(p[0]) or {}, p[1])]
-    if mq["broker"] or plugins:
+    if mq["broker"] or [p for p in plugins if len(p) < 4 or p[3]]:
         from m2m.net.network import Network
 
         r.net = Network(b, cfg)
@@ -55,10 +55,14 @@ def build(r, cfg, b, outbox_path):
     if mq["broker"]:
         _mqtt(r, cfg)
         gc.collect()
-    for section, _, mod in plugins:
+    for p in plugins:
+        section, mod = p[0], p[2]
         __import__(mod)
         svc = sys.modules[mod].service({"cfg": cfg, "board": b, "id": r.id, "outbox": r.outbox,
-                                        "net": r.net, "sampler": r.sense and r.sense.sampler})
+                                        "net": r.net, "sampler": r.sense and r.sense.sampler,
+                                        "meters": r.meters})
+        if section == "meter":
+            r.meters = svc  # the orders' meter rules read it
         r.services.append(S.Guard(section, svc))
         gc.collect()
     r.forward = S.Forward(r.outbox)
