@@ -455,7 +455,7 @@ def test_queue_mode_requests_wait_for_the_wake(server, device):
     reg = server.wait("register")[0]
     assert reg["q"] and reg["b"] == "U"
     n_up = len([1 for w, _ in server.log if w == "update"])
-    time.sleep(1.0)  # past 5 s of device time: asleep, its socket closed
+    time.sleep(1.0)  # past 5 s of device time: asleep, its socket not read
 
     async def queued_read():
         fut = server.loop.create_future()
@@ -468,6 +468,28 @@ def test_queue_mode_requests_wait_for_the_wake(server, device):
     assert len([1 for w, _ in server.log if w == "update"]) > n_up
     out = dev.stop()
     assert "event: lwm2m.sleep" in out and "event: lwm2m.wake" in out
+
+
+def test_queue_mode_a_change_wakes_the_device_to_notify(server, device):
+    dev = device(config(server, queue_mode=True, awake_s=20, lifetime_s=3600), scale=10, temp=21.0)
+    server.wait("register")
+
+    async def go():
+        m = Message(code=Code.GET, uri=server.uri("/3303/0/5700"), observe=0, accept=0)
+        req = server.ctx.request(m)
+        assert float((await req.response).payload) == 21.0
+        await asyncio.sleep(4)  # 40 s of device time: asleep since 20 s after the Observe
+        asleep_updates = len([1 for w, _ in server.log if w == "update"])
+        dev.set_temp(30.0)
+        async for note in req.observation:
+            if float(note.payload) == 30.0:
+                break
+        req.observation.cancel()
+        return asleep_updates, len([1 for w, _ in server.log if w == "update"])
+    before, after = server.call(go(), 60)
+    assert before == 0 and after == 1  # woken by the change: an Update first, then the notification
+    out = dev.stop()
+    assert "event: lwm2m.sleep" in out and "event: lwm2m.wake" in out, out
 
 
 def test_send_telemetry_from_outbox(server, device):

@@ -347,9 +347,10 @@ class Client:
 
     # ---- queue mode (OMA core 6.5: the client listens only for a while after it sent) ----
     def _sleep(self):
+        # the socket stays open (the same port: the server's observations still match) but is not
+        # read: what arrives meanwhile is dropped at the wake, as a radio asleep never hears it
         _event("lwm2m.sleep")
         self.state = _SLEEP
-        self._close_ep()
 
     def _wake_due(self, now):
         w = hal.ticks_diff(self.due, now)
@@ -361,9 +362,13 @@ class Client:
 
     def _wake(self):
         # back on air: an Update tells the server we listen (it then delivers what it queued)
-        self._open(False)
+        if self.ep is None:
+            self._open(False)
+        lost = 0
+        while lost < 32 and self.tr.recv():
+            lost += 1
         self.state = _REGISTERED
-        _event("lwm2m.wake")
+        _event("lwm2m.wake", dropped=lost)
         self._update()
 
     # ---- the server's requests ----

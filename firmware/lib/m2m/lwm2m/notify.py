@@ -104,7 +104,7 @@ def defaults(self):
 
 
 def due(self, now, dry=False):
-    # send what is due; ms until the next check
+    # send what is due (dry: only say 0 when something is); ms until the next check
     wait = 60000
     d = defaults(self)
     for o in self.obs[:]:
@@ -117,16 +117,15 @@ def due(self, now, dry=False):
             continue
         due = pmax and age >= pmax
         if not due:
-            if dry:
-                wait = min(wait, _CHECK_MS)
-                continue
             try:
                 payload = self.model.read(o.path, o.fmt)
             except Err:
                 payload = o.last
             if payload != o.last:
                 due = crossed(self, o, a)
-        if due and not dry:
+        if due and dry:
+            return 0  # asleep (queue mode): time to wake and tell
+        if due:
             if not in_flight(self, o.tok):
                 send_note(self, o)
         elif pmax:
