@@ -1,8 +1,14 @@
 """`m2mkit usage verify|report`: the devices' signed usage records (docs/CONTRACTS.md "Usage records").
 
 verify: every device's chain and signatures against the inventory's usage keys; each finding names
-the device, the record number and what is wrong (bad_signature, gap, broken_chain, replay,
-counter_backwards, counter_reset, fork). report: per-device, per-period totals of the records that
+the device, the record number and what is wrong (bad_signature, gap, broken_chain, counter_backwards,
+counter_reset, fork, malformed, unknown_device). An exact copy of a record already seen (same
+signature, hence same device, number and content) is a `duplicate`: what MQTT QoS 1 and the outbox's
+resend after a lost PUBACK deliver in normal operation. It is dropped before the chain is checked, so
+it can change neither the chain nor what is billed, and is reported as a notice, not a failure
+(`--strict`: a failure too). A replay that could change either is not an exact copy of a record in
+the same input and shows as what it does: a fork (its number is taken), a gap or broken_chain (out of
+its place), a counter_reset. report: per-device, per-period totals of the records that
 verify, priced by a tariff file, as CSV and JSON. Records come from JSON-lines files (each a record
 with "d", the device id) and / or from a broker (`--broker`: `<prefix>/+/usage` while it runs).
 
@@ -28,8 +34,9 @@ from pathlib import Path
 from .errors import UserError
 
 FIELDS = ("m", "n", "a", "b", "k", "u", "t0", "t1", "p", "s")
-KINDS = ("bad_signature", "gap", "broken_chain", "replay", "counter_backwards", "counter_reset", "fork",
-         "malformed", "unknown_device")
+KINDS = ("bad_signature", "gap", "broken_chain", "counter_backwards", "counter_reset", "fork",
+         "malformed", "unknown_device", "duplicate")
+NOTICES = ("duplicate",)  # reported, not a failure (but with strict)
 PERIODS = ("hour", "day", "month", "all")
 
 
@@ -70,6 +77,11 @@ class Finding(dict):
         return f"{self['device']} n={self['n']}: {self['kind']}: {self['detail']}"
 
 
+def failures(findings, strict=False):
+    """The findings that make verify fail: all of them with strict, else all but the notices."""
+    return [f for f in findings if strict or f["kind"] not in NOTICES]
+
+
 def verify(records, keys):
     """(findings, accepted): records is an iterable of (device id, record dict or raw text) in arrival
     order; keys: device id -> key bytes. accepted: device id -> [record, ...] (each record once, in
@@ -108,8 +120,10 @@ def verify(records, keys):
                                               "or signed with another key)")
                 continue
             if r["s"] in seen:
-                find(dev, r, "replay", "this record was seen before (a replay or a repeated delivery); "
-                                       "counted once")
+                # same signature: same n and content (a QoS 1 redelivery, or a replay): dropping it
+                # leaves the input as it was without it
+                find(dev, r, "duplicate", "an exact copy of a record already seen (a repeated delivery "
+                                          "or a replay): dropped, billed once")
                 continue
             seen.add(r["s"])
             good.append(r)
@@ -382,16 +396,23 @@ def _commands():
     @usage_cmd.command("verify")
     @inputs
     @click.option("--json", "as_json", is_flag=True, help="findings as JSON lines")
-    def verify_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, keys, as_json):
-        """Check every device's record chain and signatures; exit 1 when anything is wrong."""
+    @click.option("--strict", is_flag=True, help="exact duplicates (repeated deliveries) fail too")
+    def verify_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, keys, as_json, strict):
+        """Check every device's record chain and signatures; exit 1 when anything is wrong (an exact
+        duplicate is a note, dropped and billed once, unless --strict)."""
         recs = gather(files, broker, prefix, seconds, idle, ca_file, save)
         findings, accepted = verify(recs, inventory_keys(db, keys))
+        bad = failures(findings, strict)
         for f in findings:
-            click.echo(json.dumps({k: f[k] for k in ("device", "n", "kind", "detail")}) if as_json else f.line())
+            if as_json:
+                click.echo(json.dumps({k: f[k] for k in ("device", "n", "kind", "detail")}))
+            else:
+                click.echo(f.line() if f in bad else "note: " + f.line())
         n = sum(len(v) for v in accepted.values())
-        click.echo(f"{len(recs)} records from {len(accepted)} devices: {n} verified, {len(findings)} findings",
-                   err=as_json)
-        if findings:
+        dups = sum(1 for f in findings if f["kind"] == "duplicate")
+        click.echo(f"{len(recs)} records from {len(accepted)} devices: {n} verified, {len(bad)} findings"
+                   + (f", {dups} duplicates dropped" if dups else ""), err=as_json)
+        if bad:
             raise SystemExit(1)
 
     @usage_cmd.command("report")
@@ -406,7 +427,7 @@ def _commands():
         t = load_tariff(tariff) if tariff else None
         findings, accepted = verify(recs, inventory_keys(db, keys))
         for f in findings:
-            click.echo("warning: " + f.line() + " (not billed)" if f["kind"] != "replay" else "note: " + f.line(),
+            click.echo("warning: " + f.line() + " (not billed)" if f["kind"] not in NOTICES else "note: " + f.line(),
                        err=True)
         rows = report(accepted, t, period)
         text = to_csv(rows)

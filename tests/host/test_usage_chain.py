@@ -96,12 +96,52 @@ def test_a_removed_record_is_a_gap(chain):
     assert f"{lost} counts in no record" in findings[1].line()
 
 
-def test_a_replayed_record_is_caught_and_not_billed_twice(chain):
+def test_a_replayed_copy_is_a_duplicate_billed_once_and_a_replay_that_changes_anything_fails(tmp_path, chain):
+    # an exact copy of record 32 again after record 60: what a redelivery looks like too; dropped, so
+    # neither the chain nor the bill changes: a duplicate notice, not a failure
     recs = chain[:60] + [chain[31]] + chain[60:100]
     findings, accepted = usage.verify([(DEV, r) for r in recs], {DEV: KEY})
-    assert kinds(findings) == [("replay", 32)]
+    assert kinds(findings) == [("duplicate", 32)]
+    assert usage.failures(findings) == [] and usage.failures(findings, strict=True) == findings
     _, clean = usage.verify([(DEV, r) for r in chain[:100]], {DEV: KEY})
-    assert billed(accepted) == billed(clean)
+    assert billed(accepted) == billed(clean) and accepted == clean
+    # an old record replayed where its own copy is not in the input (a record of the chain before the
+    # device restarted it, into the new one): it is billed nowhere else, so it shows as what it changes
+    old = make(tmp_path / "a", 30, start=500)
+    os.remove(tmp_path / "a" / "meter.json")
+    new = make(tmp_path / "a", 12, start=0, later=86400)
+    findings, _ = usage.verify([(DEV, r) for r in new[:8] + [old[19]] + new[8:]], {DEV: KEY})
+    assert kinds(findings) and all(k in ("gap", "counter_reset", "broken_chain", "fork") for k, _ in kinds(findings))
+    assert usage.failures(findings)
+    # and where its number is taken in the new chain: a fork, neither record billed
+    findings, accepted = usage.verify([(DEV, r) for r in new[:8] + [old[4]] + new[8:]], {DEV: KEY})
+    assert ("fork", 5) in kinds(findings) and 5 not in [r["n"] for r in accepted[DEV]]
+
+
+def test_a_redelivered_run_of_records_verifies_with_duplicates_noted(tmp_path, chain):
+    # the outbox sent 51-60, the PUBACKs were lost, it sends them again after the reconnect; the
+    # broker redelivers 58 once more to the collector
+    recs = chain[:60] + chain[50:60] + [chain[57]] + chain[60:80]
+    findings, accepted = usage.verify([(DEV, r) for r in recs], {DEV: KEY})
+    assert [k for k, _ in kinds(findings)] == ["duplicate"] * 11
+    assert [r["n"] for r in accepted[DEV]] == list(range(1, 81))
+    from click.testing import CliRunner
+
+    from m2mkit.cli import main
+
+    db = tmp_path / "inv.sqlite"
+    with inventory.Inventory(db) as inv:
+        inv.record(DEV, credentials={"usage_key": KEY.hex(), "mqtt_user": DEV})
+    f = tmp_path / "usage.jsonl"
+    f.write_text("".join(json.dumps(dict(r, d=DEV)) + "\n" for r in recs))
+    r = CliRunner().invoke(main, ["usage", "verify", str(f), "--db", str(db)])
+    assert r.exit_code == 0, r.output
+    assert "91 records from 1 devices: 80 verified, 0 findings, 11 duplicates dropped" in r.output
+    assert f"note: {DEV} n=58: duplicate: an exact copy of a record already seen" in r.output
+    r = CliRunner().invoke(main, ["usage", "verify", str(f), "--db", str(db), "--strict"])
+    assert r.exit_code == 1 and "80 verified, 11 findings, 11 duplicates dropped" in r.output, r.output
+    r = CliRunner().invoke(main, ["usage", "report", str(f), "--db", str(db), "--period", "all"])
+    assert r.exit_code == 0 and f"{DEV},all,water,L,40,{billed(accepted)}," in r.output, r.output
 
 
 def test_a_forged_signature_is_caught(chain):
