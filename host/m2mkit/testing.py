@@ -38,7 +38,7 @@ def mpy_env(env=None):
 
 
 PORT = Path(__file__).parent / "vdev" / "port"
-PORT_MODULES = ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire")
+PORT_MODULES = ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire", "select")
 
 
 def _prelude(test_dir=FW_TESTS):

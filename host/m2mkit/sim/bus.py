@@ -8,6 +8,8 @@ Protocol: JSON lines over loopback TCP, one reply line per request.
   {"op": "ow_write", "pin": 4, "data": "cc44"} -> {}    {"op": "ow_read", "pin": 4, "n": 9} -> {"data": ...}
   {"op": "adc", "pin": 35} -> {"uv": 1850000}           {"op": "pin_read", "pin": 0} -> {"value": 1}
   {"op": "pin_edges", "pins": [4]} -> {"edges": [[4, 0], [4, 1]]}  (queued level changes, in order)
+  {"op": "pin_watch"} -> {} and from then on a line "{}" on this connection for every edge queued:
+  the device waits on it beside its UART (its select.poll stand-in) to run Pin.irq handlers at once
 A request the bus cannot serve answers {"err": "..."}; the hal raises OSError(ENODEV) as an ESP32 does
 when nothing acknowledges.
 
@@ -71,9 +73,15 @@ class Bus:
         self.edges = []    # [pin, new level] not yet fetched by the device's Pin.irq
         self.lock = threading.Lock()
         self.log = []
+        self.watchers = []  # writers of the connections that asked for pin_watch
 
-    def handle(self, req):
+    def handle(self, req, writer=None):
         op = req.get("op")
+        if op == "pin_watch" and writer is not None:
+            with self.lock:
+                self.log.append(req)
+                self.watchers.append(writer)
+            return {}
         with self.lock:
             self.log.append(req)
             if op == "i2c_scan":
@@ -126,17 +134,30 @@ class Bus:
         with self.lock:
             if self.pins.get(pin, value) != value:
                 self.edges.append([pin, value])
+                for w in list(self.watchers):  # wake the device waiting in select.poll
+                    try:
+                        w.write(b"{}\n")
+                    except OSError:
+                        self.watchers.remove(w)
             self.pins[pin] = value
+
+    def unwatch(self, writer):
+        with self.lock:
+            if writer in self.watchers:
+                self.watchers.remove(writer)
 
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self):
-        for line in self.rfile:
-            try:
-                reply = self.server.bus.handle(json.loads(line))
-            except (ValueError, KeyError, TypeError) as e:
-                reply = {"err": f"malformed bus request ({e})"}
-            self.wfile.write((json.dumps(reply) + "\n").encode())
+        try:
+            for line in self.rfile:
+                try:
+                    reply = self.server.bus.handle(json.loads(line), self.wfile)
+                except (ValueError, KeyError, TypeError) as e:
+                    reply = {"err": f"malformed bus request ({e})"}
+                self.wfile.write((json.dumps(reply) + "\n").encode())
+        finally:
+            self.server.bus.unwatch(self.wfile)
 
 
 class BusSim(Bus):

@@ -60,14 +60,14 @@ def _m2m_boot():
     class Host:
         pass
 
-    # machine / esp32 / onewire / time / os as on a board: the ESP32 port's stand-in, loaded from the
+    # machine / esp32 / onewire / time / os / select as on a board: the ESP32 port's stand-in, loaded from the
     # host folder beside this script before / becomes the image (py/builtinimport.c looks a name up
     # in sys.modules before the built-in modules, so every later import finds these)
     host = Host()
     step = "load the ESP32 port's stand-in"
     try:
         sys.path.insert(0, __file__.rpartition("/")[0] + "/port")
-        for name in ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire"):
+        for name in ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire", "select"):
             __import__(name)
         sys.path.pop(0)
         step = "mount the flash image " + os.getenv("M2M_FLASH")
@@ -114,7 +114,10 @@ def _m2m_boot():
         except OSError:
             continue
         try:
-            exec(compile(src, name, "exec"), g)
+            # the source text goes before the code runs: a board compiles from the file (pyexec_file)
+            # and does not hold it while boot.py / main.py run
+            code, src = compile(src, name, "exec"), None
+            exec(code, g)
         except (KeyboardInterrupt, Exception) as e:
             # a second Ctrl-C while the first one's traceback prints would escape this handler
             # (seen: "FATAL: uncaught NLR" under a Ctrl-C flood); the port's pyexec prints it from C

@@ -11,11 +11,12 @@
 #   M2M_UART<id>    host:port  machine.UART(<id>) connects there instead of M2M_MODEM (e.g. a Modbus
 #                              RTU server on UART 2: m2mkit.sim.modbus)
 # Pin interrupts: edges the bus queues (BusSim.set_pin) are fetched and their handlers run, as the
-# port's mp_sched_schedule does, when the firmware sleeps or idles (time.sleep*, machine.idle) or
-# reads an input pin. Not modelled: electrical levels, edge timing, baud rate, PWM/DAC/touch,
+# port's mp_sched_schedule does, when the firmware sleeps or idles (time.sleep*, machine.idle), reads
+# an input pin, or waits in select.poll (the stand-in select.py: the bus wakes it for each edge
+# through a pin_watch connection). Not modelled: electrical levels, edge timing, baud rate, PWM/DAC/touch,
 # brown-outs.
 import json
-import select
+import uselect as select  # the unix port's own (select is the stand-in, select.py)
 import socket
 import sys
 import uos
@@ -159,6 +160,41 @@ def poll_irqs():
         e = irqs.get(pin)
         if e is not None and e[2] & (1 if level else 2):
             e[1](e[0])
+
+
+_watch = None  # a second bus connection that gets a line for each edge queued (op pin_watch)
+_wbuf = bytearray(64)
+
+
+def watch():
+    # the watch connection, opened at the first need; None without a bus
+    global _watch
+    if _watch is None and bus.addr:
+        s = socket.socket()
+        try:
+            s.connect(bus.addr)
+            s.write(b'{"op": "pin_watch"}\n')
+        except OSError:
+            s.close()
+            return None
+        s.setblocking(False)
+        _watch = s
+    return _watch
+
+
+def watch_drain():
+    # take what the watch connection has (its lines only say "an edge is queued"); a hang-up closes it
+    global _watch
+    while _watch is not None:
+        try:
+            n = _watch.readinto(_wbuf)
+        except OSError:
+            return
+        if n is None:
+            return
+        if n == 0:
+            _watch.close()
+            _watch = None
 
 
 def bus_call(op, **kw):
