@@ -114,3 +114,59 @@ def test_wrong_psk_gets_no_registration(tmp_path):
         out, rout = _end(server, relay, dev, stop)
     assert "relay handshake done" not in rout
     assert "lwm2m: transport failed" in out, out
+
+
+MODEM_DEVICE = r"""
+import json, os
+from m2m import hal
+from m2m.at import AT
+from m2m import modem
+from m2m.net import sock
+from m2m.lwm2m.client import Client
+from simctl import attach
+at = AT(hal.UART(1, 115200), timeout_ms=2000)
+m = modem.create(at, {"model": "bg95"})
+attach(m)
+c = Client(json.loads(%(cfg)r), stack=sock.Stack(m, kind="udp", timeout_ms=5000))
+while True:
+    try:
+        os.stat(%(stop)r)
+        break
+    except OSError:
+        pass
+    hal.sleep_ms(min(c.step(), 20))
+c.close()
+"""
+
+
+def test_dtls_psk_over_the_modems_udp_socket(tmp_path):
+    from m2mkit.sim.modem import ModemSim
+
+    server = Server()
+    port = free_port()
+    relay = subprocess.Popen([testing.micropython(), "-c", RELAY % {"up": server.port, "port": port}],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stop = tmp_path / "stop"
+    try:
+        assert relay.stdout.readline().strip() == "relay ready"
+        cfg = config(server, psk_identity="dev-1", psk_key="00112233445566778899aabbccddeeff")
+        cfg["lwm2m"]["server"] = "coaps://127.0.0.1:%d" % port
+        with ModemSim(model="bg95", time_scale=10) as sim:
+            env = testing.mpy_env({"M2M_MODEM": "%s:%d" % tuple(sim.uart_address),
+                                   "M2M_GPIO": "%s:%d" % tuple(sim.control_address), "M2M_TIME_SCALE": "10"})
+            dev = subprocess.Popen([testing.micropython(), "-X", "heapsize=512K", "-c", testing._prelude()
+                                    + MODEM_DEVICE % {"cfg": __import__("json").dumps(cfg), "stop": str(stop)}],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            try:
+                assert server.wait("register", timeout=120)[0]["ep"] == "dev-1"
+                r = server.request(Code.GET, "/3/0/0", timeout=60)
+                assert r.code == Code.CONTENT and r.payload == b"m2mkit"
+            finally:
+                stop.write_text("")
+                out = dev.communicate(timeout=120)[0]
+        assert "event: lwm2m.deregistered ok=True" in out, out
+    finally:
+        relay.kill()
+        rout = relay.communicate()[0]
+        server.stop()
+    assert "relay handshake done" in rout, rout

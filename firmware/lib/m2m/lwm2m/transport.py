@@ -17,6 +17,46 @@ def parse_uri(uri):
     raise ValueError("lwm2m server %r: give coap://HOST:PORT or coaps://HOST:PORT" % (uri,))
 
 
+def _stream_base():
+    import io
+
+    return io.IOBase
+
+
+class _Stream(_stream_base()):
+    # a modem socket (m2m.net.sock) as the stream MicroPython's tls wraps: one datagram per read
+    def __init__(self, s):
+        self.s = s
+
+    def readinto(self, buf):
+        try:
+            d = self.s.recv(len(buf))
+        except OSError as e:
+            if e.args and e.args[0] in _AGAIN:
+                return None
+            raise
+        buf[:len(d)] = d
+        return len(d)
+
+    def write(self, b):
+        self.s.send(bytes(b))
+        return len(b)
+
+    def ioctl(self, req, arg):
+        if req == 4:  # MP_STREAM_CLOSE
+            self.s.close()
+        return 0
+
+    def settimeout(self, t):
+        self.s.settimeout(t)
+
+    def setblocking(self, flag):
+        self.s.setblocking(flag)
+
+    def close(self):
+        self.s.close()
+
+
 class Udp:
     def __init__(self, host, port, stack=None, psk=None):
         if stack is None:
@@ -25,6 +65,8 @@ class Udp:
         s = stack.socket(2, 2)  # AF_INET, SOCK_DGRAM
         s.connect(ai)
         if psk:
+            if stack.__class__.__name__ == "Stack":  # a modem socket: tls wraps only streams
+                s = _Stream(s)
             s = self._dtls(s, psk)
         s.setblocking(False)
         self.s = s
