@@ -622,3 +622,18 @@ def test_opening_and_dropping_code_is_not_held():
     assert "m2m.outboxx" not in sys.modules and not hasattr(m2m, "outboxx")
     ob.close()
     _rmtree(d)
+
+
+def test_write_back_from_the_config():
+    from m2m import config
+
+    d = _tmpdir()
+    ob = outbox.from_config(config.validate({"outbox": {"sync_every": 4, "sync_s": 5}}), d)
+    assert (ob.sync_every, ob.sync_ms) == (4, 5000)
+    ob.append(TELEMETRY, b"t")
+    assert ob.synced == 0
+    ob.close()
+    ob = outbox.from_config(config.validate({}), d)
+    assert ob.sync_every == 1 and ob.synced == 1  # the default: every append synced
+    ob.close()
+    _rmtree(d)

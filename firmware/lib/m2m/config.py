@@ -135,6 +135,11 @@ SCHEMA = {
         "ha_discovery": (bool, False, None),  # announce the readings to Home Assistant
         "ha_prefix": (str, "homeassistant", None),  # Home Assistant's discovery prefix
     },
+    # the durable outbox's write-back (m2m.outbox; README "Durable outbox")
+    "outbox": {
+        "sync_every": (int, 1, (1, 64)),  # telemetry synced every N records (1: each); alarms at once
+        "sync_s": (int, 60, (1, 3600)),  # with N > 1: synced once the oldest unsynced one is this old
+    },
     # ---- usage metering (m2m.meter, m2m.usagerec; README "Usage metering") ----
     "meter": {
         "meters": (list, [], _meters),  # [{"name", "type": pulses|hours|integral, "pin" | "reading", ...}]

@@ -44,6 +44,12 @@ MAX_PAYLOAD = const(1024)
 _ACK_ENTRIES = const(64)  # the ack journal is rewritten (one entry) when it holds this many
 
 
+def from_config(cfg, path="/outbox"):
+    # an Outbox with the config's write-back (outbox.sync_every, outbox.sync_s)
+    oc = cfg["outbox"]
+    return Outbox(path, sync_every=oc["sync_every"], sync_ms=oc["sync_s"] * 1000)
+
+
 def _x():
     # what runs now and then (opening, dropping a segment for space) lives in m2m.outboxx, loaded
     # for the call and dropped after (_x_done)

@@ -87,7 +87,7 @@ def run(broker=None, every_s=10, device_id=None, seconds=None):
                 tls = {"ca": f.read()}
     st = sock.Stack(net.modem, kind="tls" if secure else "tcp", timeout_ms=10000, tls=tls,
                     on_fail=link_failed)
-    ob = outbox.Outbox("/outbox")
+    ob = outbox.from_config(cfg)  # write-back as configured (outbox.sync_every, outbox.sync_s)
     rep = Reporter(st, ob, cfg, did, up=net.attached)
     h = Health(ob, net, every_s * 1000, b)
     print("reporting as %s to %s every %d s (Ctrl-C stops)" % (did, cfg["mqtt"]["broker"], every_s))
