@@ -302,10 +302,13 @@ class Service:
             self.log(f"commerce: {device}: {'new order' if new else 'repeated request'} {req['order']} "
                      f"({req['qty']} x {req['item']}: {req.get('reason')})")
             if not new and self.store.order(req["order"])["t"] != req.get("t"):
-                # the same id for a need of another time: the device lost its orders.state file (a
-                # new filesystem) and counts from 1 again; it gets the stored order's status
+                # the same id for a need of another time: a device whose ids have no epoch
+                # (<device>:<item>:<n>, firmware or a state file from before epochs) lost its
+                # orders.state file and counts from 1 again; it gets the stored order's status.
+                # Ids with an epoch (<device>:<item>:<epoch>-<n>) never come back this way.
                 self.log(f"commerce: {device}: warning: order {req['order']} came again for a need of "
-                         "another time: has the device lost its orders.state file? Answered with the stored status")
+                         "another time: has the device lost its orders.state file? Answered with the stored "
+                         "status; update its firmware (order ids with an epoch) so a new need gets a new id")
             self.work.put(req["order"])
         elif leaf == "usage":
             if self.store.add_usage(device, m.payload):

@@ -12,6 +12,10 @@ from m2m.report import contract
 
 events.log = False
 _n = [0]
+# a new state file's id epoch is 32 random bits: fixed here so the ids below can be written out
+# (test_a_lost_state_file_never_reuses_an_id uses the real ones)
+_urandom = os.urandom
+os.urandom = lambda n: b"\xab\xcd\xef\x01"[:n]
 
 
 def _dir():
@@ -71,7 +75,7 @@ def test_one_need_is_one_order_and_hysteresis_keeps_it_so():
     e.check()
     m = e.sent()
     assert len(m) == 1
-    assert m[0]["order"] == "dev-1:ink-black:1" and m[0]["item"] == "ink-black" and m[0]["qty"] == 2
+    assert m[0]["order"] == "dev-1:ink-black:abcdef01-1" and m[0]["item"] == "ink-black" and m[0]["qty"] == 2
     assert m[0]["reason"] == "ink.level 14.5 below 15" and m[0]["try"] == 1
     # the level wobbles around the threshold, below the rearm level: still one need
     for v in (16, 13, 20, 14, 49):
@@ -84,7 +88,7 @@ def test_one_need_is_one_order_and_hysteresis_keeps_it_so():
     e.levels["ink.level"] = 10
     e.check()
     m = e.sent()
-    assert [x["order"] for x in m] == ["dev-1:ink-black:2"]
+    assert [x["order"] for x in m] == ["dev-1:ink-black:abcdef01-2"]
 
 
 def test_above_rule():
@@ -95,12 +99,12 @@ def test_above_rule():
     e.check()
     e.levels["bin.fill"] = 99
     e.check()
-    assert [x["order"] for x in e.sent()] == ["dev-1:waste-bin:1"]
+    assert [x["order"] for x in e.sent()] == ["dev-1:waste-bin:abcdef01-1"]
     e.levels["bin.fill"] = 5
     e.check()
     e.levels["bin.fill"] = 91
     e.check()
-    assert [x["order"] for x in e.sent()] == ["dev-1:waste-bin:2"]
+    assert [x["order"] for x in e.sent()] == ["dev-1:waste-bin:abcdef01-2"]
 
 
 def test_a_reboot_sends_the_same_id_and_makes_no_new_need():
@@ -108,7 +112,7 @@ def test_a_reboot_sends_the_same_id_and_makes_no_new_need():
     e.levels["ink.level"] = 5
     e.check()
     first = e.sent()
-    assert [x["order"] for x in first] == ["dev-1:ink-black:1"]
+    assert [x["order"] for x in first] == ["dev-1:ink-black:abcdef01-1"]
     for _ in range(3):  # reboots while the need lasts
         e.ob.close()
         e.boot()
@@ -128,11 +132,11 @@ def test_repeated_until_confirmed_then_quiet():
     e.repeat_due()
     e.repeat_due()  # the copy before is sent (acknowledged in sent()) only below: no pile-up
     m = e.sent()
-    assert [(x["order"], x["try"]) for x in m] == [("dev-1:ink-black:1", 2)]
+    assert [(x["order"], x["try"]) for x in m] == [("dev-1:ink-black:abcdef01-1", 2)]
     e.repeat_due()
     assert [x["try"] for x in e.sent()] == [3]
-    rep = contract.EXTRA["order"]({"order": "dev-1:ink-black:1", "status": "confirmed", "ref": "S-77"})
-    assert rep == {"order": "dev-1:ink-black:1", "status": "confirmed"}
+    rep = contract.EXTRA["order"]({"order": "dev-1:ink-black:abcdef01-1", "status": "confirmed", "ref": "S-77"})
+    assert rep == {"order": "dev-1:ink-black:abcdef01-1", "status": "confirmed"}
     e.repeat_due()
     e.repeat_due()
     assert e.sent() == []
@@ -141,7 +145,7 @@ def test_repeated_until_confirmed_then_quiet():
     e.boot()
     e.repeat_due()
     assert e.sent() == []
-    assert e.o.status()["ink-black"] == ("dev-1:ink-black:1", "confirmed", 3, "S-77")
+    assert e.o.status()["ink-black"] == ("dev-1:ink-black:abcdef01-1", "confirmed", 3, "S-77")
 
 
 def test_confirmation_through_the_mqtt_command_channel():
@@ -149,21 +153,21 @@ def test_confirmation_through_the_mqtt_command_channel():
     e.levels["ink.level"] = 5
     e.check()
     e.sent()
-    p = json.dumps({"id": "c1", "cmd": "order", "args": {"order": "dev-1:ink-black:1", "status": "confirmed"}})
+    p = json.dumps({"id": "c1", "cmd": "order", "args": {"order": "dev-1:ink-black:abcdef01-1", "status": "confirmed"}})
     res, action = contract.handle_cmd(p, e.cfg)
-    assert json.loads(res) == {"id": "c1", "ok": True, "order": "dev-1:ink-black:1", "status": "confirmed"}
+    assert json.loads(res) == {"id": "c1", "ok": True, "order": "dev-1:ink-black:abcdef01-1", "status": "confirmed"}
     assert action is None
     # a later delivery; then a late duplicate confirmation does not move it back
-    p = json.dumps({"id": "c2", "cmd": "order", "args": {"order": "dev-1:ink-black:1", "status": "delivered"}})
+    p = json.dumps({"id": "c2", "cmd": "order", "args": {"order": "dev-1:ink-black:abcdef01-1", "status": "delivered"}})
     assert json.loads(contract.handle_cmd(p, e.cfg)[0])["status"] == "delivered"
-    p = json.dumps({"id": "c3", "cmd": "order", "args": {"order": "dev-1:ink-black:1", "status": "confirmed"}})
-    assert json.loads(contract.handle_cmd(p, e.cfg)[0]) == {"id": "c3", "ok": True, "order": "dev-1:ink-black:1",
+    p = json.dumps({"id": "c3", "cmd": "order", "args": {"order": "dev-1:ink-black:abcdef01-1", "status": "confirmed"}})
+    assert json.loads(contract.handle_cmd(p, e.cfg)[0]) == {"id": "c3", "ok": True, "order": "dev-1:ink-black:abcdef01-1",
                                                              "status": "delivered"}
     # unknown order, bad status: error replies that say what to do, nothing changed
-    p = json.dumps({"id": "c4", "cmd": "order", "args": {"order": "dev-1:ink-black:9", "status": "confirmed"}})
+    p = json.dumps({"id": "c4", "cmd": "order", "args": {"order": "dev-1:ink-black:abcdef01-9", "status": "confirmed"}})
     r = json.loads(contract.handle_cmd(p, e.cfg)[0])
     assert r["ok"] is False and "not this device's current order" in r["error"]
-    p = json.dumps({"id": "c5", "cmd": "order", "args": {"order": "dev-1:ink-black:1", "status": "lost"}})
+    p = json.dumps({"id": "c5", "cmd": "order", "args": {"order": "dev-1:ink-black:abcdef01-1", "status": "lost"}})
     r = json.loads(contract.handle_cmd(p, e.cfg)[0])
     assert r["ok"] is False and "confirmed, rejected or delivered" in r["error"]
     assert e.o.status()["ink-black"][1] == "delivered"
@@ -175,19 +179,19 @@ def test_rejection_ends_the_repeats_and_the_need_waits_for_a_refill():
     e.check()
     e.sent()
     events.clear()
-    assert e.o.command({"order": "dev-1:ink-black:1", "status": "rejected", "ref": "out of stock"})["status"] == "rejected"
+    assert e.o.command({"order": "dev-1:ink-black:abcdef01-1", "status": "rejected", "ref": "out of stock"})["status"] == "rejected"
     ev = events.take()
-    assert ev[0] == "order.rejected" and ev[2]["order"] == "dev-1:ink-black:1" and ev[2]["ref"] == "out of stock"
+    assert ev[0] == "order.rejected" and ev[2]["order"] == "dev-1:ink-black:abcdef01-1" and ev[2]["ref"] == "out of stock"
     e.repeat_due()
     e.check()
     assert e.sent() == []
     # a rejected order is not confirmed later by a stray message
-    assert e.o.command({"order": "dev-1:ink-black:1", "status": "confirmed"})["status"] == "rejected"
+    assert e.o.command({"order": "dev-1:ink-black:abcdef01-1", "status": "confirmed"})["status"] == "rejected"
     e.levels["ink.level"] = 80
     e.check()
     e.levels["ink.level"] = 3
     e.check()
-    assert [x["order"] for x in e.sent()] == ["dev-1:ink-black:2"]
+    assert [x["order"] for x in e.sent()] == ["dev-1:ink-black:abcdef01-2"]
 
 
 def test_meter_rule_one_order_per_interval():
@@ -199,16 +203,16 @@ def test_meter_rule_one_order_per_interval():
     e.check()
     e.check()
     m = e.sent()
-    assert [(x["order"], x["reason"]) for x in m] == [("dev-1:filter:1", "pump_h 500.5 reached 500")]
+    assert [(x["order"], x["reason"]) for x in m] == [("dev-1:filter:abcdef01-1", "pump_h 500.5 reached 500")]
     e.meters["pump_h"] = 999
     e.check()
     assert e.sent() == []
     e.ob.close()
     e.boot()
-    e.o.command({"order": "dev-1:filter:1", "status": "confirmed"})
+    e.o.command({"order": "dev-1:filter:abcdef01-1", "status": "confirmed"})
     e.meters["pump_h"] = 1000
     e.check()
-    assert [x["order"] for x in e.sent()] == ["dev-1:filter:2"]
+    assert [x["order"] for x in e.sent()] == ["dev-1:filter:abcdef01-2"]
 
 
 def test_two_rules_have_their_own_state():
@@ -216,10 +220,10 @@ def test_two_rules_have_their_own_state():
     e.levels["ink.level"] = 1
     e.meters["pump_h"] = 600
     e.check()
-    assert sorted(x["order"] for x in e.sent()) == ["dev-1:filter:1", "dev-1:ink-black:1"]
-    e.o.command({"order": "dev-1:filter:1", "status": "confirmed"})
+    assert sorted(x["order"] for x in e.sent()) == ["dev-1:filter:abcdef01-1", "dev-1:ink-black:abcdef01-1"]
+    e.o.command({"order": "dev-1:filter:abcdef01-1", "status": "confirmed"})
     e.repeat_due()
-    assert [x["order"] for x in e.sent()] == ["dev-1:ink-black:1"]
+    assert [x["order"] for x in e.sent()] == ["dev-1:ink-black:abcdef01-1"]
 
 
 class _Level:
@@ -305,7 +309,7 @@ def test_meter_rule_on_running_hours_of_m2m_meter():
     assert 1 / 3600 <= h < 2 / 3600, h
     e.check()
     m = [json.loads(p) for _, k, p in e.ob.peek(100) if k == ORDER]
-    assert [x["order"] for x in m] == ["dev-1:filter:1"] and m[0]["reason"].startswith("pump_h "), m
+    assert [x["order"] for x in m] == ["dev-1:filter:abcdef01-1"] and m[0]["reason"].startswith("pump_h "), m
 
 
 def test_the_supervisor_builds_it_from_config():
@@ -322,5 +326,47 @@ def test_the_supervisor_builds_it_from_config():
     o = orders.service({"cfg": e.cfg, "id": "dev-7", "outbox": e.ob, "sampler": sm, "net": None, "board": {}})
     o.step()
     m = [json.loads(p) for _, k, p in e.ob.peek(100) if k == ORDER]
-    assert [x["order"] for x in m] == ["dev-7:ink-black:1"]
+    assert [x["order"] for x in m] == ["dev-7:ink-black:abcdef01-1"]
     assert contract.EXTRA["order"] == o.command
+
+
+def test_a_lost_state_file_never_reuses_an_id():
+    # a new filesystem: /orders.json gone, the need numbers start at 1 again, but under a new random
+    # epoch, so the host (which has the old ids) sees a new order, not a repeat of a delivered one
+    os.urandom = _urandom
+    try:
+        e = Env()
+        e.levels["ink.level"] = 5
+        e.check()
+        first = e.sent()[0]["order"]
+        with open(e.d + "/orders.json") as f:
+            ep = json.load(f)["@"]
+        assert len(ep) == 8 and first == "dev-1:ink-black:%s-1" % ep, (first, ep)
+        e.o.command({"order": first, "status": "delivered"})
+        e.ob.close()
+        os.remove(e.d + "/orders.json")
+        e.boot()
+        e.check()
+        again = e.sent()
+        assert len(again) == 1 and again[0]["order"].endswith("-1") and again[0]["order"] != first, (again, first)
+        assert e.o.status()["ink-black"][1] == "open"
+        # an unreadable state file is a lost one too
+        with open(e.d + "/orders.json", "w") as f:
+            f.write("{\"@\": \"ab")
+        e.ob.close()
+        e.boot()
+        e.check()
+        third = e.sent()
+        assert len(third) == 1 and third[0]["order"] not in (first, again[0]["order"]), third
+    finally:
+        os.urandom = lambda n: b"\xab\xcd\xef\x01"[:n]
+
+
+def test_a_state_file_from_before_epochs_keeps_its_ids():
+    d = _dir()
+    with open(d + "/orders.json", "w") as f:
+        json.dump({"ink-black": [3, 0, "open", 2, 1764547200, "ink.level 9 below 15", None]}, f)
+    e = Env(d=d)
+    e.repeat_due()
+    assert [(x["order"], x["try"]) for x in e.sent()] == [("dev-1:ink-black:3", 3)]
+    assert e.o.command({"order": "dev-1:ink-black:3", "status": "confirmed"})["status"] == "confirmed"

@@ -2,6 +2,7 @@
 endpoint gets exactly one order, the confirmation reaches the device; Ctrl-C leaves nothing behind."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def test_demo_orders_once_and_the_device_gets_the_confirmation(tmp_path):
     orders = [ln for ln in out.splitlines() if ln.startswith("supplier> new order ")]
     assert len(orders) == 1, out
     oid = orders[0].split()[3].rstrip(":")
-    assert oid.endswith(":ink-black:1") and 'Idempotency-Key "%s"' % oid in orders[0], out
+    assert re.fullmatch(r"[a-z0-9-]+:ink-black:[0-9a-f]{8}-1", oid) and 'Idempotency-Key "%s"' % oid in orders[0], out
     assert "/telemetry seq " in out and ": ink.level=" in out, out
     assert "supervisor: sensors 1, mqtt mqtt://127.0.0.1:" in out and ", orders as " in out, out
     assert '/orders {"' in out and '"order": "%s"' % oid in out, out

@@ -3,10 +3,14 @@ transmitter, the Reporter over the simulated modem) in the real MicroPython, a r
 `m2mkit commerce serve` and a real HTTP supplier. One need becomes exactly one order at the supplier
 and its confirmation reaches the device, through a broker restart (which forgets every session), two
 device reboots (SIGKILL) and a commerce service killed and started again; the device's repeated
-requests are never a second order; a refill and a new shortage are the second order."""
+requests are never a second order; a refill and a new shortage are the second order; a device that
+lost its orders state (a new filesystem) while still short orders again under a new id epoch instead
+of being answered with an old order's status."""
 
 import json
+import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -134,7 +138,7 @@ def test_one_need_one_order_through_restarts(tmp_path):
         modbus.set(1, "holding", 0, [120])  # 12.0 %
         d = dev.until(lambda d: d["status"][1] == "open" and d["requests"] >= 2)
         oid = d["status"][0]
-        assert oid == "dev-1:ink-black:1"
+        assert re.fullmatch(r"dev-1:ink-black:[0-9a-f]{8}-1", oid), oid
         broker.stop()  # forgets the service's session and the requests it held for it
         broker.port = port
         broker.start()
@@ -173,8 +177,17 @@ def test_one_need_one_order_through_restarts(tmp_path):
         modbus.set(1, "holding", 0, [900])
         time.sleep(1.5)  # a few sensor reads and rule checks at 90 % (30 s of device time)
         modbus.set(1, "holding", 0, [50])
-        d = dev.until(lambda d: d["status"][0] == "dev-1:ink-black:2" and d["status"][1] == "confirmed", timeout=60)
+        oid2 = oid[:-1] + "2"
+        d = dev.until(lambda d: d["status"][0] == oid2 and d["status"][1] == "confirmed", timeout=60)
         assert len(sup.orders) == 2 and len(sup.posts) == 2
+        # the orders state is lost (a new filesystem) while the tank is still low: the need numbers
+        # start at 1 again, under a new epoch: a third order, not the first one's old "confirmed"
+        dev.kill()
+        os.remove(tmp_path / "orders.json")
+        dev.boot()
+        d = dev.until(lambda d: d["status"][1] == "confirmed" and d["status"][0] not in (oid, oid2), timeout=60)
+        assert re.fullmatch(r"dev-1:ink-black:[0-9a-f]{8}-1", d["status"][0]), d
+        assert len(sup.orders) == 3 and len(sup.posts) == 3
     finally:
         for stop in (dev.kill, com.kill, broker.stop, sup.close, modbus.stop):
             try:

@@ -1,6 +1,7 @@
 # Replenishment orders: rules on a consumable level (a sensor reading) or a meter ask the host for
 # supplies. One need is one order with a stable id, kept in a state file so a reboot never mints a
-# second; the request goes through the outbox (kind 5 -> <prefix>/<id>/orders) again, same id, until
+# second; the id carries the state file's epoch (random, made with the file), so a device whose state
+# was lost (a new filesystem) never repeats an id the host already has for an older need; the request goes through the outbox (kind 5 -> <prefix>/<id>/orders) again, same id, until
 # the host answers on /cmd ("order": confirmed / rejected / delivered). Contract: docs/CONTRACTS.md
 # "Orders". Imported only when orders.rules is set:
 #   o = Orders(outbox, cfg, device_id, level=sampler_level(sampler), meter=meter_level(meters))
@@ -107,14 +108,24 @@ class Orders:
 
             contract.EXTRA["order"] = self.command
 
-    # ---- state on flash: {item: [n, armed, status, tries, t, reason, ref]}, written via a rename ----
+    # ---- state on flash: {"@": epoch, item: [n, armed, status, tries, t, reason, ref]}, via a rename ----
     def _load(self):
-        st = {}
+        st = None
         try:
             with open(self.path) as f:
                 st = json.load(f)
         except (OSError, ValueError):
             pass
+        if type(st) is not dict:
+            # a new (or unreadable) state: a new epoch for its ids, 32 random bits (os.urandom: the
+            # ESP32 port has MICROPY_PY_OS_URANDOM from esp_random(), the hardware RNG: micropython
+            # ports/esp32/mpconfigport.h, mphalport.c mp_hal_get_random)
+            import binascii
+            import os
+
+            st = {"@": binascii.hexlify(os.urandom(4)).decode()}
+        # a state without "@" was written before ids had an epoch: its ids stay as they were
+        self.epoch = st.get("@") or ""
         for r in self.rules:
             if r["item"] not in st:
                 st[r["item"]] = [0, 1, "", 0, 0, "", None]
@@ -129,6 +140,9 @@ class Orders:
         os.rename(tmp, self.path)
 
     def order_id(self, item, n):
+        # <device>:<item>:<epoch>-<n> (<device>:<item>:<n> for a state from before epochs)
+        if self.epoch:
+            return "%s:%s:%s-%d" % (self.id, item, self.epoch, n)
         return "%s:%s:%d" % (self.id, item, n)
 
     # ---- the loop's service ----
