@@ -136,9 +136,9 @@ def handle_cmd(payload, cfg):
     # dropped again (commands are rare; their code need not stay on the heap)
     import sys
 
-    from m2m.report import cmd
-
     try:
+        from m2m.report import cmd  # inside: a load cut short by a MemoryError is dropped too
+
         return cmd.handle(payload, cfg)
     finally:
         sys.modules.pop("m2m.report.cmd", None)

@@ -15,6 +15,7 @@ import gc
 from micropython import const
 
 from m2m import hal
+from m2m.net.sock import _is_ip
 from m2m.report import contract
 
 _DUP = const(8)  # PUBLISH fixed-header DUP bit (MQTT 3.1.1 3.3.1.1); umqtt.simple ORs `retain` in
@@ -160,8 +161,12 @@ class Reporter:
         self._mem_said = False  # the mqtt.memory event is posted once until a report goes out
         self._mem_why = None  # a MemoryError not said yet (saying it found no heap either)
         # umqtt.simple now, while the heap is young: imported at the first connect (after the
-        # network's bring-up) its load needs blocks that fragmentation may no longer leave
+        # network's bring-up) its load needs blocks that fragmentation may no longer leave; the
+        # same for the sockets' DNS and TLS part when the broker is a name or TLS
         _umqtt()
+        c = self.client
+        if stack is not None and (stack.kind == "tls" or not _is_ip(c.host)):
+            import m2m.net.sockx  # noqa: F401
 
     def _cmd_in(self, topic, msg):
         if len(self.cmds) < 4:
