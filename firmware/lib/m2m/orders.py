@@ -65,6 +65,20 @@ def check_rule(i, r):
         raise ValueError(w + ': "rearm" must lie on the far side of "%s" (the refilled side)' % lv[0])
 
 
+def new_epoch():
+    # 8 hex digits: os.urandom (the ESP32 port: MICROPY_PY_OS_URANDOM, extmod/modos.c over
+    # mp_hal_get_random = esp_random(); micropython ports/esp32/mpconfigport.h, mphalport.c) hashed
+    # with the clock: without Wi-Fi / BT the RNG is only pseudo-random after boot, from a state the
+    # bootloader seeded with noise (ESP-IDF docs "Random Number Generation"), so the clock goes in too
+    import binascii
+    import hashlib
+    import os
+
+    h = hashlib.sha256(os.urandom(8))
+    h.update(("%d %d" % (hal.epoch(), hal.ticks_ms())).encode())
+    return binascii.hexlify(h.digest()[:4]).decode()
+
+
 def sampler_level(sampler):
     # level(name) -> the sampler's newest value of that reading, or None
     def level(name):
@@ -117,13 +131,7 @@ class Orders:
         except (OSError, ValueError):
             pass
         if type(st) is not dict:
-            # a new (or unreadable) state: a new epoch for its ids, 32 random bits (os.urandom: the
-            # ESP32 port has MICROPY_PY_OS_URANDOM from esp_random(), the hardware RNG: micropython
-            # ports/esp32/mpconfigport.h, mphalport.c mp_hal_get_random)
-            import binascii
-            import os
-
-            st = {"@": binascii.hexlify(os.urandom(4)).decode()}
+            st = {"@": new_epoch()}  # a new (or unreadable) state: a new epoch for its ids
         # a state without "@" was written before ids had an epoch: its ids stay as they were
         self.epoch = st.get("@") or ""
         for r in self.rules:
