@@ -98,11 +98,10 @@ class Seen:
 def test_main_py_runs_sensors_to_mqtt_with_values_units_alarm_fault_and_ctrl_c(tmp_path, broker, subscriber):
     board = boards.load(BOARD)
     flash = tmp_path / "flash.img"
-    # the meter's count as the pulse counter last saved it to flash (slot 0) before a power cut. Edges
-    # are not driven here: the port stand-in delivers Pin.irq edges when the firmware sleeps, idles or
-    # reads a pin, and the supervisor's loop waits on the modem's UART instead (select.poll, where the
-    # ESP32 port runs scheduled handlers: extmod/modselect.c mp_event_wait_ms); edge counting on the
-    # virtual device is tests/host/test_sense_vdev.py's
+    # the meter's count as the pulse counter last saved it to flash (slot 0) before a power cut; once
+    # online, pulses are driven while the supervisor's loop waits on the modem's UART (select.poll,
+    # where the ESP32 port runs scheduled handlers, extmod/modselect.c mp_event_wait_ms, and so does
+    # the port stand-in) and the count goes on from there
     flash.write_bytes(image.build(board, extra={"/config.json": json.dumps(config(broker.url)).encode(),
                                                 "/pulses.dat.0": b"41"}))
     sub = subscriber(f"m2mkit/{DEV}/#")
@@ -119,7 +118,7 @@ def test_main_py_runs_sensors_to_mqtt_with_values_units_alarm_fault_and_ctrl_c(t
         env.ds18b20(ds, offset=-12.0)
         env.adc(bus, 35, divider=2.0)  # the board's battery divider
         env.apply(0)
-        PulseSource(bus, 13)  # idle high
+        src = PulseSource(bus, 13)  # idle high
         with VirtualDevice(BOARD, flash=flash, modem=True, time_scale=SCALE,
                            env={"M2M_BUS": bus.address_str, "M2M_UART2": mb.address_str}) as dev:
             con = Console(dev.port)
@@ -136,6 +135,12 @@ def test_main_py_runs_sensors_to_mqtt_with_values_units_alarm_fault_and_ctrl_c(t
 
             seen.until(all_right, 60, con, "every reading with its value and unit")
             assert b"online" in seen.status
+
+            # three pulses (each bouncing within debounce_ms) while online: 44 in the next telemetry
+            for _ in range(3):
+                src.pulse(1, bounce=2)
+                time.sleep(0.3)
+            seen.until(lambda: seen.values["pulses"] == (44, ""), 30, con, "the pulses counted while online")
 
             # a hot spell on the SHT4x's side: the alarm goes to /events at once, with the reading
             env.set("temperature", 33.0)

@@ -8,19 +8,26 @@ registered object is ready or the timeout ends."""
 import socket
 import subprocess
 
+import pytest
+
 from m2mkit.sim.bus import BusSim
 from m2mkit.sim.sensors import PulseSource
 from m2mkit.testing import _prelude, micropython, mpy_env
 
-DEVICE = """
-import machine, select
-u = machine.UART(1, 115200)
+HANDLER = """
 n = [0]
 def edge(pin):
     n[0] += 1
     u.write(b"edge %d\\n" % n[0])  # the handler speaks on the UART: the host sees it run
 p = machine.Pin(13, machine.Pin.IN, machine.Pin.PULL_UP)
 p.irq(edge, machine.Pin.IRQ_FALLING)
+"""
+
+# select.poll on a machine.UART, as the ESP32 hal waits (m2m/hal/esp32.py UART.wait)
+SELECT = """
+import machine, select
+u = machine.UART(1, 115200)
+""" + HANDLER + """
 pl = select.poll()
 pl.register(u, select.POLLIN)
 print("waiting")
@@ -31,6 +38,18 @@ r = pl.poll(int(u.read(1) == b"x") * 1500)
 print("timeout", r, n[0])
 """
 
+# the firmware's hal on the virtual device (m2m/hal/unix.py waits in the stand-in UART's _wait)
+HAL = """
+import machine
+from m2m import hal
+h = hal.UART(1, 115200)
+u = h.stream
+""" + HANDLER + """
+print("waiting")
+print("ready", [(True, int(h.wait(60000)))], n[0])
+print("timeout", [] if h.wait(int(u.read(1) == b"x") * 1500) else [], n[0])
+"""
+
 
 def _line(p):
     line = p.stdout.readline()
@@ -38,14 +57,15 @@ def _line(p):
     return line.split()
 
 
-def test_pulses_are_counted_while_the_firmware_waits_in_poll():
+@pytest.mark.parametrize("code", [SELECT, HAL], ids=["select.poll", "hal.UART.wait"])
+def test_pulses_are_counted_while_the_firmware_waits_in_poll(code):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     with BusSim() as bus:
         src = PulseSource(bus, 13)
         env = {"M2M_BUS": bus.address_str, "M2M_MODEM": "%s:%d" % srv.getsockname()}
-        p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + DEVICE],
+        p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + code],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
         try:
             uart, _ = srv.accept()

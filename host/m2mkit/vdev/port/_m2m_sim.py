@@ -197,6 +197,66 @@ def watch_drain():
             _watch = None
 
 
+# A wait in poll runs the Pin.irq handlers of the edges that come meanwhile, as the ESP32 port's poll
+# runs scheduled handlers while it waits (see select.py): select.poll() and the UART's own wait (the
+# virtual device's hal waits through UART._wait) both use this.
+class Poll:
+    def __init__(self):
+        self._p = select.poll()
+        self._w = None  # the bus's watch connection while it is registered here
+
+    def register(self, obj, eventmask=select.POLLIN | select.POLLOUT):
+        self._p.register(obj, eventmask)
+
+    def unregister(self, obj):
+        self._p.unregister(obj)
+
+    def modify(self, obj, eventmask):
+        self._p.modify(obj, eventmask)
+
+    def _watch(self):
+        w = watch() if irqs else None
+        if w is not self._w:
+            if self._w is not None:
+                try:
+                    self._p.unregister(self._w)
+                except (OSError, KeyError):
+                    pass
+            if w is not None:
+                self._p.register(w, select.POLLIN)
+            self._w = w
+        return w
+
+    def poll(self, timeout=-1):
+        w = self._watch()
+        if w is None:
+            return self._p.poll(timeout)
+        start = utime.ticks_ms()
+        while True:
+            left = -1
+            if timeout >= 0:
+                left = timeout - utime.ticks_diff(utime.ticks_ms(), start)
+                if left < 0:
+                    left = 0
+            r = self._p.poll(left)
+            for e in r:
+                if e[0] is w:
+                    watch_drain()
+                    poll_irqs()
+                    r = [e for e in r if e[0] is not w]
+                    w = self._watch()  # a hang-up closed it, or the last handler went
+                    break
+            if r or left == 0:
+                return r
+            if w is None:
+                return self._p.poll(-1 if timeout < 0 else max(0, timeout - utime.ticks_diff(utime.ticks_ms(), start)))
+
+    def ipoll(self, timeout=-1, flags=0):
+        if flags or self._watch() is None:
+            return self._p.ipoll(timeout, flags)
+        return iter(self.poll(timeout))
+
+
 def bus_call(op, **kw):
     # None when no bus answers (nothing attached) or the bus reports an error
     kw["op"] = op
@@ -211,7 +271,7 @@ class Wire:
     def __init__(self, env="M2M_MODEM"):
         self.addr = env_addr(env)
         self.sock = None
-        self.poll = select.poll()
+        self.poll = Poll()
 
     def connect(self):
         if self.sock is not None or self.addr is None:
