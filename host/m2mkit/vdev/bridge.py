@@ -23,6 +23,7 @@ Input that arrives while the interpreter restarts is held and delivered to the n
 
 import errno
 import fcntl
+import functools
 import os
 import select
 import signal
@@ -134,18 +135,124 @@ def _catches_sigint(pid):
     return False
 
 
-PORT_HEAP = 48 * 1024  # the ESP32 port's stand-in (vdev/port/, ~31 KB loaded) is ROM on a board
+# The heap the firmware gets: a board's. What the machinery holds before the firmware runs (the
+# ESP32 port's stand-in in vdev/port/, vboot.py with its mounted image, or the `-c` prelude of
+# m2mkit.testing) is ROM on a board, so -X heapsize is raised by exactly that much: measured once per
+# process and heap size by running the interpreter, not a constant. The reference is a bare
+# interpreter (`-c` with nothing imported) at the heap asked for: the firmware's first line sees the
+# same free heap (gc.mem_free() after gc.collect()) as it would there. The GC's allocation tables grow
+# with -X heapsize, so the figure is found by trying (two or three runs of well under a second).
+# The firmware then gets at most 127 bytes more than the bare interpreter. No allowance is added for the holes the machinery's loading leaves between its objects (see README
+# "The virtual device"): they are free heap the firmware's small objects fill.
+_TAIL = "import gc\ngc.collect()\nprint('m2m-free', gc.mem_free())\n"
 
 
-def _with_port(heap):
-    """The heap asked for plus room for the port stand-in, so the firmware keeps a board's budget."""
+def _heap_bytes(heap):
     h = str(heap).strip().upper()
     mult = {"K": 1024, "M": 1024 * 1024}.get(h[-1:], 1)
+    return int(h.rstrip("KM")) * mult
+
+
+def _free(micropython, args, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([micropython] + args, capture_output=True, text=True, timeout=60, env=e,
+                       stdin=subprocess.DEVNULL)
+    for line in p.stdout.splitlines():
+        if line.startswith("m2m-free "):
+            return int(line.split()[1])
+    raise RuntimeError("cannot measure the port stand-in's heap (%s): %s" % (
+        " ".join(args[:3]), (p.stdout + p.stderr).strip()[-400:]))
+
+
+@functools.lru_cache(maxsize=None)
+def _free_at_start(micropython, heap, machinery, frozen, state_len):
+    """gc.mem_free() where the firmware starts, at -X heapsize=heap (bytes): machinery None is a bare
+    interpreter, "prelude" m2mkit.testing's `-c` prelude, "vboot" vboot.py at boot.py (frozen: the
+    M2M_FROZEN folder, or None; state_len: the length of the device's state folder's path, whose text
+    the machinery holds)."""
+    args = ["-X", "heapsize=%d" % heap]
+    if machinery is None:
+        return _free(micropython, args + ["-c", _TAIL])
+    if machinery == "prelude":
+        from ..testing import _prelude
+
+        return _free(micropython, args + ["-c", _prelude() + _TAIL])
+    import tempfile
+
+    from littlefs import LittleFS
+
+    with tempfile.TemporaryDirectory(prefix="m2mkit-port-heap-") as d:
+        blocks = 32
+        fs = LittleFS(block_count=blocks, block_size=4096, read_size=32, prog_size=32, lookahead_size=32)
+        with fs.open("/boot.py", "w") as f:
+            f.write(_TAIL)
+        Path(d, "flash.img").write_bytes(bytes(fs.context.buffer))
+        state = d
+        while len(state) < state_len:  # a folder whose path is as long as the device's
+            state += "/" + "s" * min(200, max(1, state_len - len(state) - 1))
+        os.makedirs(state, exist_ok=True)
+        env = {"M2M_FLASH": str(Path(d, "flash.img")), "M2M_FLASH_BLOCKS": str(blocks), "M2M_STATE_DIR": state,
+               "M2M_REPL_MODE": "raw", "M2M_FROZEN": frozen or "", "M2M_MODEM": "", "M2M_BUS": "",
+               "M2M_GPIO": ""}
+        return _free(micropython, args + [str(VBOOT)], env)
+
+
+_MOUNT = """import gc, vfs
+class B:
+    def __init__(s): s.d = bytearray(32 * 4096)
+    def readblocks(s, n, buf, off=0): buf[:] = s.d[n * 4096 + off:n * 4096 + off + len(buf)]
+    def writeblocks(s, n, buf, off=0): s.d[n * 4096 + off:n * 4096 + off + len(buf)] = buf
+    def ioctl(s, op, arg): return 32 if op == 4 else 4096 if op == 5 else 0
+b = B()
+vfs.VfsLfs2.mkfs(b, readsize=32, progsize=32, lookahead=32)
+gc.collect()
+a = gc.mem_free()
+vfs.mount(vfs.VfsLfs2(b, readsize=32, progsize=32, lookahead=32), "/mnt")
+gc.collect()
+print("m2m-free", a - gc.mem_free())
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _mount_heap(micropython):
+    """What a mounted VfsLfs2 with the ESP32 port's settings holds (about 0.9 KB on the unix port):
+    a board holds it too (its _boot.py mounts the flash), so vboot's mount is not left out."""
+    return _free(micropython, ["-X", "heapsize=256K", "-c", _MOUNT])
+
+
+@functools.lru_cache(maxsize=None)
+def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_len=0):
+    """Bytes to add to -X heapsize=heap so that the firmware starts with the free heap of a bare
+    interpreter at `heap` (see above)."""
+    if micropython is None:
+        from ..testing import micropython as find
+
+        micropython = find()
+    n = _heap_bytes(heap)
+    want = _free_at_start(micropython, n, None, None, 0)
+    if machinery == "vboot":
+        want -= _mount_heap(micropython)
+    extra = 48 * 1024
+    for _ in range(8):
+        # the free heap moves in steps of 128 bytes (the GC's blocks and their table): the smallest
+        # step that leaves at least `want` free
+        got = _free_at_start(micropython, n + extra, machinery, frozen, state_len)
+        if want <= got < want + 128:
+            return extra
+        extra += (want - got + 127) // 128 * 128 if got < want else -((got - want) // 128 * 128)
+    raise RuntimeError("the port stand-in's heap does not settle (%d bytes free, %d wanted)" % (got, want))
+
+
+def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_len=0):
+    """-X heapsize for `heap` plus the machinery's own heap (port_heap), so the firmware keeps a
+    board's budget. machinery: "prelude" (m2mkit.testing's `-c` prelude: the benches, test_net) or
+    "vboot" (the bridge)."""
     try:
-        n = int(h.rstrip("KM")) * mult
+        n = _heap_bytes(heap)
     except ValueError:
         return heap  # not a size: the interpreter says so
-    return f"{(n + PORT_HEAP) // 1024}K"
+    return str(n + port_heap(heap, machinery, micropython, frozen, state_len))
 
 
 def _nonblock(fd):
@@ -239,7 +346,9 @@ class Bridge:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         self.proc = subprocess.Popen(
-            [self.micropython, "-X", f"heapsize={_with_port(self.heapsize)}", "-i", str(VBOOT)],
+            [self.micropython, "-X", "heapsize=" + _with_port(self.heapsize, "vboot", self.micropython,
+                                                              env.get("M2M_FROZEN") or None, len(str(self.state))),
+             "-i", str(VBOOT)],
             stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ctty, close_fds=True,
             cwd=str(self.state),
         )

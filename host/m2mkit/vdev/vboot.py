@@ -84,6 +84,7 @@ def _m2m_boot():
         os.system("kill -9 $PPID")
         while True:
             time.sleep(1)
+    step = None  # its text holds the image's path: not kept while boot.py and main.py run
     sys.modules["_m2m_host"] = host
     _raw_stdout(sys)
     if os.getenv("M2M_FROZEN"):
