@@ -2,15 +2,25 @@
 
 verify: every device's chain and signatures against the inventory's usage keys; each finding names
 the device, the record number and what is wrong (bad_signature, gap, broken_chain, counter_backwards,
-counter_reset, fork, malformed, unknown_device). An exact copy of a record already seen (same
+counter_reset, fork, malformed, unknown_device, start). An exact copy of a record already seen (same
 signature, hence same device, number and content) is a `duplicate`: what MQTT QoS 1 and the outbox's
 resend after a lost PUBACK deliver in normal operation. It is dropped before the chain is checked, so
 it can change neither the chain nor what is billed, and is reported as a notice, not a failure
 (`--strict`: a failure too). A replay that could change either is not an exact copy of a record in
 the same input and shows as what it does: a fork (its number is taken), a gap or broken_chain (out of
-its place), a counter_reset. report: per-device, per-period totals of the records that
-verify, priced by a tariff file, as CSV and JSON. Records come from JSON-lines files (each a record
-with "d", the device id) and / or from a broker (`--broker`: `<prefix>/+/usage` while it runs).
+its place), a counter_reset.
+
+A slice (one month's file, records collected from mid-life): `--from-state FILE` (what `verify
+--save-state FILE` wrote: each device's last record's n and s and each meter's last end) or `--after
+DEVICE:N:HASH` checks it as the continuation of what was verified before: the next record must be
+n+1 naming that s (and start each meter where it ended); records at or before it are an `overlap`
+notice (not checked again, not billed). Without either, a device whose first record is not n=1 has a
+`start` finding (a failure: records 1..n-1 are not in the input), which says how to continue.
+
+report: per-device, per-period totals of the records that verify, priced by a tariff file, as CSV and
+JSON; each finding on stderr says whether its record is billed (bill_label). Records come from
+JSON-lines files (each a record with "d", the device id) and / or from a broker (`--broker`:
+`<prefix>/+/usage` while it runs).
 
 Tariff file (JSON): {"currency": "EUR", "decimals": 2, "meters": {"<meter name or *>": {
   "price": "0.002", "tiers": [{"upto": "1000", "price": "0.002"}, {"upto": null, "price": "0.0015"}],
@@ -35,8 +45,9 @@ from .errors import UserError
 
 FIELDS = ("m", "n", "a", "b", "k", "u", "t0", "t1", "p", "s")
 KINDS = ("bad_signature", "gap", "broken_chain", "counter_backwards", "counter_reset", "fork",
-         "malformed", "unknown_device", "duplicate")
-NOTICES = ("duplicate",)  # reported, not a failure (but with strict)
+         "malformed", "unknown_device", "duplicate", "start", "overlap")
+NOTICES = ("duplicate", "overlap")  # reported, not a failure
+STRICT = ("duplicate",)  # the notices that --strict makes failures
 PERIODS = ("hour", "day", "month", "all")
 
 
@@ -78,14 +89,54 @@ class Finding(dict):
 
 
 def failures(findings, strict=False):
-    """The findings that make verify fail: all of them with strict, else all but the notices."""
-    return [f for f in findings if strict or f["kind"] not in NOTICES]
+    """The findings that make verify fail: all but the notices; with strict, duplicates too."""
+    return [f for f in findings if f["kind"] not in NOTICES or (strict and f["kind"] in STRICT)]
 
 
-def verify(records, keys):
+def billed(f, accepted):
+    """Whether the record a finding names is billed (in accepted; a duplicate: the record it copies)."""
+    r = f["record"]
+    recs = accepted.get(f["device"]) or ()
+    if f["kind"] in ("bad_signature", "malformed", "unknown_device", "overlap"):
+        return False  # never in the chain (an edited copy can carry a billed record's s)
+    if f["kind"] == "duplicate":
+        return any(x["s"] == r["s"] for x in recs)
+    return any(x is r for x in recs)
+
+
+def bill_label(f, accepted):
+    """What a finding means for the bill, as `report` prints it after the finding's line."""
+    k = f["kind"]
+    if k == "unknown_device":
+        return "none of its records billed"
+    if k == "overlap":
+        return "not billed: at or before the last record verified before"
+    if k == "duplicate":
+        return "billed once: this copy dropped" if billed(f, accepted) else "not billed, nor the record it copies"
+    if k == "fork":
+        return f"not billed, nor the other records with n={f['n']}"
+    if not billed(f, accepted):
+        return "not billed"
+    if k == "gap":
+        return "this record billed; what is missing is in no record: not billed"
+    if k == "start":
+        return "billed; what comes before it is not in this input"
+    return "billed"
+
+
+def verify(records, keys, after=None, heads=None):
     """(findings, accepted): records is an iterable of (device id, record dict or raw text) in arrival
     order; keys: device id -> key bytes. accepted: device id -> [record, ...] (each record once, in
-    chain order) that carry a good signature, are not forks and do not run backwards: what is billed."""
+    chain order) that carry a good signature, are not forks and do not run backwards: what is billed.
+
+    after: device id -> {"n", "s", "meters": {meter: b} (optional)}: the last record of that device
+    verified before (a saved state, or --after); its records are checked as their continuation: the
+    next one must be n+1 with p = s (each meter's first record must start at its "meters" end), and
+    those at or before it are an `overlap` notice (verified before: not checked again, not billed).
+    Without it a device whose first record is not n=1 has a `start` finding (a failure: what comes
+    before is not in the input). heads: a dict, filled with device id -> {"n", "s", "meters"} after
+    this input (the chain's last record and each meter's last end): what save_state writes."""
+    after = after or {}
     findings = []
     by_dev = {}
     for dev, r in records:
@@ -133,18 +184,63 @@ def verify(records, keys):
             if r["n"] == 1 or not chains:
                 chains.append([])
             chains[-1].append(r)
+        st = after.get(dev)
+        cont = False  # chains[0] continues the saved state
+        before = None  # the n the next chain that starts at 1 starts again after
+        if st is not None:
+            sn, ss = st["n"], st["s"]
+            before = sn
+            old = []
+            # the chain that holds the saved record continues it (chains before it were verified
+            # before); without it, the first chain does, unless it starts again at n=1
+            hi = next((i for i, c in enumerate(chains) if any(r["n"] == sn and r["s"] == ss for r in c)), None)
+            if hi is not None:
+                for c in chains[:hi]:
+                    old += c
+                chains = chains[hi:]
+                cont = True
+            elif chains and chains[0][0]["n"] != 1:
+                cont = True
+            if cont:
+                keep = []
+                for r in chains[0]:
+                    if r["n"] < sn or r["s"] == ss:
+                        old.append(r)
+                    elif r["n"] == sn:
+                        find(dev, r, "fork", f"the record n={sn} verified before (--from-state / --after) has "
+                                             "another signature: this one is not billed")
+                    else:
+                        keep.append(r)
+                chains[0] = keep
+            if old:
+                find(dev, old[0], "overlap", f"{len(old)} records at or before n={sn}, the last record verified "
+                                             "before (--from-state / --after): not checked again")
+                findings[-1]["count"] = len(old)
         out = []
+        final = None  # (head record, meters) of the last chain
         for ci, chain in enumerate(chains):
-            last_b = {}  # meter -> its previous record's end in this chain
+            if not chain:
+                continue
+            continuing = cont and ci == 0
+            last_b = dict(st.get("meters") or {}) if continuing else {}  # meter -> its previous record's end
+            prev = {"n": st["n"], "s": st["s"]} if continuing else None
+            head = prev
             by_n = {}
             for r in chain:
                 by_n.setdefault(r["n"], []).append(r)
-            prev = None
-            if ci:
-                find(dev, chain[0], "counter_reset", f"the chain starts again at n=1 after n={chains[ci - 1][-1]['n']}: "
-                                                     "the device lost its meter state")
-            elif chain[0]["n"] != 1:
-                find(dev, chain[0], "gap", f"records 1-{chain[0]['n'] - 1} are missing before it")
+            if continuing:
+                pass
+            elif chain[0]["n"] == 1:
+                if before is not None:
+                    find(dev, chain[0], "counter_reset", f"the chain starts again at n=1 after n={before}"
+                         + (", the last record verified before" if ci == 0 else "")
+                         + ": the device lost its meter state")
+            else:
+                n0 = chain[0]["n"]
+                find(dev, chain[0], "start", f"the input starts here: records 1-{n0 - 1} are not in it. If they "
+                     "were verified before, give --from-state FILE (what verify --save-state wrote) to check this "
+                     f"as their continuation; to take this record as the first, give --after {dev}:{n0 - 1}:"
+                     f"{chain[0]['p']}")
             for n in sorted(by_n):
                 rs = by_n[n]
                 if len(rs) > 1:
@@ -160,7 +256,7 @@ def verify(records, keys):
                         find(dev, r, "broken_chain", f"it does not follow record {prev['n']} (p is not its s)")
                 elif n == 1 and r["p"] != "":
                     find(dev, r, "broken_chain", "record 1 names a previous record")
-                prev = r
+                prev = head = r
                 if r["b"] < r["a"]:
                     find(dev, r, "counter_backwards", f"meter {r['m']} ends at {r['b']}, below its start {r['a']}")
                     continue
@@ -174,8 +270,65 @@ def verify(records, keys):
                                             f"{lb}: {r['a'] - lb} counts in no record")
                 last_b[r["m"]] = r["b"]
                 out.append(r)
+            before = chain[-1]["n"]
+            if head is not None:
+                final = (head, last_b)
         accepted[dev] = out
+        if heads is not None:
+            if final is not None:
+                heads[dev] = {"n": final[0]["n"], "s": final[0]["s"], "meters": final[1]}
+            elif st is not None:
+                heads[dev] = st
     return findings, accepted
+
+
+# ---- state: the last record verified per device ----
+
+def parse_after(values):
+    """--after DEVICE:N:HASH (repeatable) -> {device: {"n", "s"}}."""
+    out = {}
+    for v in values:
+        parts = v.rsplit(":", 2)
+        if (len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) < 1
+                or not re.fullmatch(r"[0-9a-f]{32}", parts[2])):
+            raise UserError(f"--after {v}: give DEVICE:N:HASH, the device id, the n of its last record verified "
+                            "before and that record's s (32 hex digits)")
+        out[parts[0]] = {"n": int(parts[1]), "s": parts[2]}
+    return out
+
+
+def load_state(path):
+    """A state file (save_state's) -> {device: {"n", "s", "meters"}}."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise UserError(f"--from-state {path}: cannot read it ({e.strerror}); it is what "
+                        "m2mkit usage verify --save-state FILE wrote") from None
+    except ValueError:
+        raise UserError(f"--from-state {path}: not JSON; give the file m2mkit usage verify --save-state "
+                        "wrote") from None
+    devs = d.get("devices") if isinstance(d, dict) and d.get("usage_state") == 1 else None
+    if not isinstance(devs, dict):
+        raise UserError(f"--from-state {path}: not a usage state (no \"usage_state\": 1 and \"devices\"); give the "
+                        "file m2mkit usage verify --save-state wrote")
+    out = {}
+    for dev, h in devs.items():
+        ok = (isinstance(h, dict) and type(h.get("n")) is int and h["n"] >= 1 and isinstance(h.get("s"), str)
+              and isinstance(h.get("meters", {}), dict)
+              and all(type(b) is int for b in h.get("meters", {}).values()))
+        if not ok:
+            raise UserError(f"--from-state {path}: device {dev}: give {{\"n\": <int>, \"s\": \"<hex>\", "
+                            "\"meters\": {\"<meter>\": <int>}}")
+        out[dev] = {"n": h["n"], "s": h["s"], "meters": dict(h.get("meters", {}))}
+    return out
+
+
+def save_state(path, heads):
+    """Write {device: {"n", "s", "meters"}} (through a temporary file and a rename)."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps({"usage_state": 1, "devices": dict(sorted(heads.items()))}, indent=1) + "\n")
+    tmp.replace(p)
 
 
 # ---- input ----
@@ -373,7 +526,17 @@ def _commands():
         f = click.option("--save", default=None, help="append what --broker collected to this JSON-lines file")(f)
         f = click.option("--keys", default=None, help="credentials.csv with device_id and usage_key columns "
                                                       "(m2mkit image fleet's), over the inventory's keys")(f)
+        f = click.option("--from-state", "from_state", default=None,
+                         help="check the records as the continuation of what verify --save-state wrote here")(f)
+        f = click.option("--after", "after", multiple=True, metavar="DEVICE:N:HASH",
+                         help="DEVICE's last record verified before: its n and s (over --from-state; repeatable)")(f)
         return click.argument("files", nargs=-1)(f)
+
+    def state_in(from_state, after):
+        st = load_state(from_state) if from_state else {}
+        for dev, h in parse_after(after).items():
+            st[dev] = dict(h, meters={})
+        return st
 
     def gather(files, broker, prefix, seconds, idle, ca_file, save):
         recs = read_files(files)
@@ -397,11 +560,16 @@ def _commands():
     @inputs
     @click.option("--json", "as_json", is_flag=True, help="findings as JSON lines")
     @click.option("--strict", is_flag=True, help="exact duplicates (repeated deliveries) fail too")
-    def verify_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, keys, as_json, strict):
+    @click.option("--save-state", "save_to", default=None,
+                  help="write each device's last record (n, s, meters' ends) here, for --from-state next time")
+    def verify_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, keys, from_state, after, as_json,
+                   strict, save_to):
         """Check every device's record chain and signatures; exit 1 when anything is wrong (an exact
         duplicate is a note, dropped and billed once, unless --strict)."""
+        st = state_in(from_state, after)
         recs = gather(files, broker, prefix, seconds, idle, ca_file, save)
-        findings, accepted = verify(recs, inventory_keys(db, keys))
+        heads = {}
+        findings, accepted = verify(recs, inventory_keys(db, keys), st, heads)
         bad = failures(findings, strict)
         for f in findings:
             if as_json:
@@ -410,8 +578,14 @@ def _commands():
                 click.echo(f.line() if f in bad else "note: " + f.line())
         n = sum(len(v) for v in accepted.values())
         dups = sum(1 for f in findings if f["kind"] == "duplicate")
+        old = sum(f["count"] for f in findings if f["kind"] == "overlap")
         click.echo(f"{len(recs)} records from {len(accepted)} devices: {n} verified, {len(bad)} findings"
-                   + (f", {dups} duplicates dropped" if dups else ""), err=as_json)
+                   + (f", {dups} duplicates dropped" if dups else "")
+                   + (f", {old} verified before skipped" if old else ""), err=as_json)
+        if save_to:
+            save_state(save_to, dict(st, **heads))
+            click.echo(f"state of {len(heads)} devices saved to {save_to} (next time: --from-state {save_to})",
+                       err=as_json)
         if bad:
             raise SystemExit(1)
 
@@ -421,13 +595,16 @@ def _commands():
     @click.option("--period", type=click.Choice(PERIODS), default="month", show_default=True)
     @click.option("--csv", "csv_out", default=None, help="write the CSV here (default: stdout)")
     @click.option("--json", "json_out", default=None, help="also write the rows as JSON here")
-    def report_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, keys, tariff, period, csv_out, json_out):
-        """Per-device, per-period totals of the records that verify (findings go to stderr)."""
+    def report_cmd(files, db, broker, prefix, seconds, idle, ca_file, save, keys, from_state, after, tariff, period,
+                   csv_out, json_out):
+        """Per-device, per-period totals of the records that verify (findings go to stderr, each saying
+        whether its record is billed)."""
+        st = state_in(from_state, after)
         recs = gather(files, broker, prefix, seconds, idle, ca_file, save)
         t = load_tariff(tariff) if tariff else None
-        findings, accepted = verify(recs, inventory_keys(db, keys))
+        findings, accepted = verify(recs, inventory_keys(db, keys), st)
         for f in findings:
-            click.echo("warning: " + f.line() + " (not billed)" if f["kind"] not in NOTICES else "note: " + f.line(),
+            click.echo(("note: " if f["kind"] in NOTICES else "warning: ") + f"{f.line()} ({bill_label(f, accepted)})",
                        err=True)
         rows = report(accepted, t, period)
         text = to_csv(rows)
