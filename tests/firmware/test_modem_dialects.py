@@ -493,8 +493,10 @@ def test_detection_imports_only_the_matching_dialect():
 
     for mod in ("m2m.modem.simcom", "m2m.modem.quectel", "m2m.modem.sequans"):
         sys.modules.pop(mod, None)
-    assert modem._match("BG95-M3") == "bg95"
-    assert modem.model_class(modem._match("BG95-M3")).NAME == "bg95"
+    from m2m.modem import up
+
+    assert up._match("BG95-M3") == "bg95"
+    assert modem.model_class(up._match("BG95-M3")).NAME == "bg95"
     assert "m2m.modem.quectel" in sys.modules
     assert "m2m.modem.simcom" not in sys.modules and "m2m.modem.sequans" not in sys.modules
 
@@ -517,7 +519,7 @@ def test_secure_sockets_use_a_valid_ssl_context_on_every_socket_id():
 
 # ---- identity values are validated (issue 6: an out-of-sync modem's echo is no IMEI) ----
 def test_identity_validators():
-    from m2m.modem import valid_iccid, valid_imei, valid_imsi
+    from m2m.modem.up import valid_iccid, valid_imei, valid_imsi
 
     assert valid_imei("866349041749536") and valid_imei("016169006438084")
     assert not valid_imei("866349041749537")  # Luhn check digit wrong

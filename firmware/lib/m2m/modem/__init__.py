@@ -50,8 +50,6 @@ USER = const(4)
 
 _EVENTS_MAX = const(16)
 _PROBE_MS = const(300)
-_STATUS_PROBE_MS = const(100)  # STATUS says off: the check that it is not miswired
-_PROBE_EVERY_MS = const(500)
 _BUSY_WAIT_MS = const(200)
 # what a script step asks its driver loop for (see Modem._steps)
 _IO_CMD = const(0)
@@ -100,95 +98,24 @@ def _text(line):
     return line.strip()
 
 
-def _match(answer, ati=False):
-    # the model whose CGMM string (or ATI string, for the ATI fallback) equals the answer or is
-    # its longest prefix
-    best = None
-    n = -1
-    for name, entry in MODELS.items():
-        for ident in (entry[2] + entry[3] if ati else entry[2]):
-            if (answer == ident or answer.startswith(ident)) and len(ident) > n:
-                best = name
-                n = len(ident)
-    return best
+def _up():
+    # m2m.modem.up, the bring-up code (detection, identity checks, init, power, network settings):
+    # loaded when first needed, dropped by the network once attached (a load cut short by a
+    # MemoryError leaves nothing in sys.modules: the next call loads it again)
+    from m2m.modem import up
+
+    return up
 
 
 def detect(at, timeout_ms=2000):
     # The dialect class of the modem on this AT driver, from its AT+CGMM answer (ATI as fallback).
-    answers = []
-    for cmd in ("AT+CGMM", "ATI"):
-        try:
-            r = at.cmd(cmd, resp=(), timeout_ms=timeout_ms, retries=1, idempotent=True)
-        except OSError:
-            continue
-        if not r.ok:
-            continue
-        for ln in r.lines:
-            t = _text(ln)
-            if t.startswith("+CGMM:"):
-                t = t[6:].strip()
-            if not t:
-                continue
-            answers.append(t)
-            name = _match(t, cmd == "ATI")
-            if name is not None:
-                return model_class(name)
-    if not answers:
-        raise ModemError("no answer to AT+CGMM or ATI: check the modem's power, UART pins and baud rate")
-    known = []
-    for name in sorted(MODELS):
-        known.append("%s (%s)" % (name, "/".join(MODELS[name][2])))
-    raise ModemError("unknown modem %r: known models are %s; add a dialect to m2m.modem.MODELS"
-                     % (" | ".join(answers), ", ".join(known)))
+    return _up().detect(at, timeout_ms)
 
 
 def create(at, board=None, model=None):
     # A Modem for this AT driver: the model named, else the board's modem.model, else detected.
     # board: the board dict (m2m.board.load()) or its "modem" part.
-    if board is not None and "modem" in board:
-        board = board["modem"]
-    if model is None and board:
-        model = board.get("model")
-    cls = model_class(model) if model else detect(at)
-    return cls(at, board)
-
-
-def luhn_ok(s):
-    # the Luhn check digit (3GPP TS 23.003 Annex B, the IMEI's check digit)
-    t = 0
-    n = len(s)
-    for i in range(n):
-        d = ord(s[n - 1 - i]) - 48
-        if i & 1:
-            d += d
-            if d > 9:
-                d -= 9
-        t += d
-    return t % 10 == 0
-
-
-def valid_imei(s):
-    # 15 digits, the last a Luhn check digit (3GPP TS 23.003 6.2.1 and Annex B)
-    return len(s) == 15 and s.isdigit() and luhn_ok(s)
-
-
-def valid_iccid(s):
-    # ITU-T E.118: the telecom major industry identifier 89, then digits; 18-22 long as modems
-    # print it. A 19-digit ICCID keeps the SIM's BCD padding nibble as a trailing F: public
-    # embedded-Rust SIMCom drivers decode AT+CCID as 20 characters whose last is a hex digit
-    # (their example "8901260862291477114f") and reject a first pair other than 89 ("MII").
-    if s and s[-1] in "Ff":
-        s = s[:-1]
-    return 18 <= len(s) <= 22 and s.isdigit() and s.startswith("89")
-
-
-def valid_imsi(s):
-    # 15 digits: MCC (3) + MNC (2-3) + MSIN (3GPP TS 23.003 2.2 allows at most 15; in practice
-    # every IMSI is 15 long)
-    return len(s) == 15 and s.isdigit()
-
-
-_VALID = {"imei": valid_imei, "iccid": valid_iccid, "imsi": valid_imsi}
+    return _up().create(at, board, model)
 
 
 def band_number(field):
@@ -353,16 +280,6 @@ class Modem:
         self.events.insert(0, e)
         return True
 
-    async def await_event(self, names=None, timeout_ms=1000, prefix=None):
-        # wait_event for the asyncio driver (its reader task dispatches the URCs)
-        deadline = hal.ticks_add(hal.ticks_ms(), timeout_ms)
-        while True:
-            e = self.take_event(names, prefix)
-            if e is not None:
-                return e
-            if hal.ticks_diff(deadline, hal.ticks_ms()) <= 0:
-                return None
-            await hal.asleep_ms(20)
 
     # ---- the script engine ----
     def _step(self, step, params):
@@ -391,24 +308,6 @@ class Modem:
             setattr(self, key, self.answer(r, key))
         return True
 
-    def answer(self, r, key=None):
-        # the first field of the command's first line (its prefix removed, quotes stripped); for
-        # an identity key (imei, iccid, imsi) the first line whose value is a valid one, else None
-        # (an out-of-sync modem must never leave an echo or a stray line stored as an identity)
-        check = _VALID.get(key)
-        for ln in r.lines:
-            t = _text(ln)
-            p = t.find(":")
-            if p > 0 and (t[0] == "+" or t.startswith("Revision:")):
-                # "+QCCID: 8944..." / "+SQNCCID: "8944...","" / SIMCom's "Revision:1951B16SIM7080"
-                t = t[p + 1:]
-            f = _fields(t, False)  # identities keep their leading zeros: strings, never ints
-            v = f[0] if f and f[0] else None
-            if check is None:
-                return v
-            if v is not None and check(v):
-                return v
-        return None
 
     # The script loop is written once, as a generator that yields the I/O it needs and is sent the
     # result back: run() performs it on the synchronous driver, arun() awaits it on AsyncAT.
@@ -449,21 +348,6 @@ class Modem:
         except StopIteration as e:
             return e.value
 
-    async def arun(self, script, **params):
-        # run() for the asyncio AT driver (AsyncAT)
-        g = self._steps(script, params)
-        res = None
-        try:
-            while True:
-                io = g.send(res)
-                if io[0] == _IO_CMD:
-                    res = await self.at.cmd(io[1], resp=io[2], timeout_ms=io[3])
-                elif io[0] == _IO_SLEEP:
-                    res = await hal.asleep_ms(io[1])
-                else:
-                    res = await self.await_event(None, io[2], io[1])
-        except StopIteration as e:
-            return e.value
 
     def _busy(self, r, deadline):
         # a "try again" error (SIM still starting) while the step's time lasts
@@ -476,72 +360,66 @@ class Modem:
                 return True
         return False
 
-    # ---- identity and init ----
+    # ---- identity and init, power, network settings: the bodies are in m2m.modem.up ----
+    def answer(self, r, key=None):
+        # the first field of the command's first line; for an identity key (imei, iccid, imsi) the
+        # first line whose value is a valid one, else None
+        return _up().answer(self, r, key)
+
+    def await_event(self, names=None, timeout_ms=1000, prefix=None):
+        # wait_event for the asyncio driver (its reader task dispatches the URCs); awaitable
+        return _up().await_event(self, names, timeout_ms, prefix)
+
+    def arun(self, script, **params):
+        # run() for the asyncio AT driver (AsyncAT); awaitable
+        return _up().arun(self, script, **params)
+
     def init(self, **params):
         # the dialect's init script: echo off, error codes, registration URCs, identity reads
-        self.run(self.INIT, **params)
-        return self.identity()
+        return _up().init(self, **params)
 
     def identity(self):
-        return {"model": self.NAME, "cgmm": self.cgmm, "imei": self.imei, "imsi": self.imsi,
-                "iccid": self.iccid, "firmware": self.firmware}
+        return _up().identity(self)
 
-    # ---- power ----
     def power_config(self):
-        # (pin, active level, on pulse ms, off pulse ms, boot ms); pin None when the board has no
-        # PWRKEY or RESET line (then only the AT power-down command and waiting are possible)
-        b = self.board
-        on, off, boot = self.PWRKEY_MS
-        pk = b.get("pwrkey")
-        if pk:
-            return (pk["pin"], pk.get("active", 0), pk.get("on_pulse_ms", on),
-                    pk.get("off_pulse_ms", off), pk.get("boot_ms", boot))
-        rs = b.get("reset")
-        if rs:
-            # a RESET line (Walter): the same pulse restarts the modem; it cannot switch it off
-            p = rs.get("pulse_ms", 100)
-            return (rs["pin"], rs.get("active", 0), p, p, rs.get("boot_ms", boot))
-        return (None, 0, on, off, boot)
+        # (pin, active level, on pulse ms, off pulse ms, boot ms)
+        return _up().power_config(self)
 
     def _held(self):
-        # a RESET line (no PWRKEY) with modem.reset.hold_in_sleep: Walter's GPIO45 is a strapping
-        # pin with a weak pull-down and the reset is active low, so the line is driven inactive and
-        # pad-held through ESP32 resets and deep sleep (walter-micropython walter_modem/core.py:
-        # Pin(45, Pin.OUT, value=1, hold=True); hold=False / True around its reset pulse). hold= is
-        # the ESP32 port's Pin keyword (ports/esp32/machine_pin.c, gpio_hold_en / gpio_hold_dis).
-        b = self.board
-        return not b.get("pwrkey") and bool((b.get("reset") or {}).get("hold_in_sleep"))
+        return _up()._held(self)
 
     def _power_pin(self):
-        # the PWRKEY / RESET pin, driven inactive when first used (held when _held()); None if none
-        if self._pin is None:
-            pin, active = self.power_config()[:2]
-            if pin is None:
-                return None
-            if self._held():
-                self._pin = hal.Pin(pin, hal.Pin.OUT, value=1 - active, hold=True)
-                # a digital (non-RTC) pad such as Walter's GPIO45 keeps its hold through deep sleep
-                # only with this (MicroPython docs/esp32/quickref.rst, "pad hold in deep-sleep")
-                hal.gpio_deep_sleep_hold(True)
-            else:
-                self._pin = hal.Pin(pin, hal.Pin.OUT, value=1 - active)
-        return self._pin
+        return _up()._power_pin(self)
 
     def _pulse(self, ms):
-        p = self._power_pin()
-        if p is None:
-            return False
-        active = self.power_config()[1]
-        held = self._held()
-        if held:
-            p.init(hold=False)  # a held pad ignores level changes
-        p.value(active)
-        hal.sleep_ms(ms)
-        p.value(1 - active)
-        if held:
-            p.init(hold=True)
-        return True
+        return _up()._pulse(self, ms)
 
+    def wait_ready(self, boot_ms):
+        return _up().wait_ready(self, boot_ms)
+
+    def status(self):
+        # the modem's STATUS output where the board wires it: True running, False off, None without
+        return _up().status(self)
+
+    def power_on(self, known_off=False):
+        return _up().power_on(self, known_off)
+
+    def power_off(self):
+        return _up().power_off(self)
+
+    def power_cycle(self):
+        return _up().power_cycle(self)
+
+    def set_rat(self, rat):
+        return _up().set_rat(self, rat)
+
+    def set_bands(self, bands):
+        return _up().set_bands(self, bands)
+
+    def set_apn(self, apn, user="", password="", auth=None):
+        return _up().set_apn(self, apn, user, password, auth)
+
+    # ---- power ----
     def _unresponsive(self, driver):
         # the AT driver's callback after consecutive timeouts: report it to the one recovery path
         # (m2m.net.link_failed), never act here; ensure_responsive() reads recovery_needed
@@ -563,117 +441,6 @@ class Modem:
         except OSError:
             return False
 
-    def wait_ready(self, boot_ms):
-        # after a power-on pulse: the ready banner, or an answer to AT, within boot_ms
-        self._powering = True
-        try:
-            deadline = hal.ticks_add(hal.ticks_ms(), boot_ms)
-            ready = self.BANNERS[-1]
-            while hal.ticks_diff(deadline, hal.ticks_ms()) > 0:
-                if self.wait_event(("boot",), _PROBE_EVERY_MS, ready) is not None:
-                    # banner seen; the first AT after it may still be early on some modems
-                    if self.ping(1000, 2):
-                        return True
-                elif self.ping():
-                    return True
-            return self.ping(1000)
-        finally:
-            self._settled()
-
-    def _settled(self):
-        self._powering = False
-        self.at.reset()  # drop the timeout streak and half-read lines from the boot
-        self.recovery_needed = False
-
-    def status(self):
-        # the modem's STATUS output where the board wires it (modem.status_pin): True running, False
-        # off, None without the pin. BG95: STATUS is at VIL <= 0.45 V once the module is OFF (BG95
-        # Series Hardware Design 3.6.2.1, Figure 9 power-off timing) and high while it runs; Quectel
-        # examples read it the same way (mbed pimco01 BG96_Modem_PowerOFF: STATUS 0 = "Module Power
-        # Off"). Its rise at the end of the boot and a level shifter that keeps its sense:
-        # ASSUMED docs/ASSUMED.md#A-STATUS-RISE
-        pin = self.board.get("status_pin")
-        if pin is None:
-            return None
-        if self._status is None:
-            self._status = hal.Pin(pin, hal.Pin.IN)
-        return bool(self._status.value())
-
-    def power_on(self, known_off=False):
-        # switch the modem on (no pulse when it already answers); True when it answers AT.
-        # known_off: the caller has just cut the modem's supply (a PMU cold cycle), so the AT
-        # probes, which cost two probe timeouts on a modem that is off, are skipped. A board that
-        # wires the STATUS line says the same with its level: low, the modem is off and is pulsed
-        # after one 100 ms probe; high, it runs and is never pulsed (the key would switch it off), only waited
-        # for if it does not answer yet (still booting; a hung one goes to recovery). Without the
-        # line: after the ESP32's own power-on one probe is enough (a modem sharing its supply was
-        # off too; one on a supply of its own still answers it); after any other reset a modem may
-        # have been left running, so a lost byte must not get it pulsed off: the probe is retried
-        _, _, on_ms, _, boot = self.power_config()
-        st = None if known_off else self.status()
-        if st is not None:
-            self._sync()
-            if st:
-                return self.ping(_PROBE_MS, 1) or self.wait_ready(boot)
-            # low: one short probe still, so that a line wired wrong (or not driven at all)
-            # cannot get a running modem pulsed off; a modem that is off costs _STATUS_PROBE_MS
-            if self.ping(_STATUS_PROBE_MS):
-                from m2m import events
-                events.post("modem.status_mismatch", pin=self.board.get("status_pin"))
-                return True
-            known_off = True
-        retry = 0 if hal.reset_cause() == hal.PWRON_RESET else 1
-        if not known_off and self.ping(_PROBE_MS, retry):
-            return True
-        if not known_off and not self.board.get("pwrkey") and self.wait_ready(boot):
-            # a modem on a fixed supply (a RESET line at most, e.g. Walter) that was still booting
-            # with the ESP32: a reset pulse would only start its boot again
-            return True
-        self.events = []
-        # without a key or reset line (a modem on a plain supply) there is nothing to pulse: wait
-        self._pulse(on_ms)
-        return self.wait_ready(boot)
-
-    def power_off(self):
-        # the power-down command, then the key; True when the modem confirmed or was pulsed off
-        po = self.POWER_OFF
-        if po is not None:
-            self.events = []
-            try:
-                # some modems answer with the goodbye line instead of OK (SIM7080: AT+CPOWD=1)
-                r = self.at.cmd(po[0], timeout_ms=po[2], finals=(po[1],))
-                if r.ok and (r.final == po[1] or self._urc_in(r, po[1]) or
-                             self.wait_event(("power_down",), po[2]) is not None):
-                    self._settled()
-                    return True
-            except OSError:
-                pass
-        pin, _, _, off_ms, _ = self.power_config()
-        if self.board.get("pwrkey") and self._pulse(off_ms):
-            self.wait_event(("power_down",), self.OFF_MS)
-            self._settled()
-            return True
-        return False
-
-    def power_cycle(self):
-        # a hung modem: hard off with the key (or a reset pulse), then on; True when it answers
-        self._powering = True
-        try:
-            pin, _, on_ms, off_ms, boot = self.power_config()
-            if pin is None:
-                return False
-            self.events = []
-            if self.board.get("pwrkey"):
-                self._pulse(off_ms)
-                # the power-down line, if the hung firmware still prints it, ends the wait early
-                self.wait_event(("power_down",), self.OFF_MS)
-                hal.sleep_ms(500)
-                self.at.reset()
-            self._pulse(on_ms)
-            return self.wait_ready(boot)
-        finally:
-            self._settled()
-
     def ensure_responsive(self, retries=2):
         # AT with short retries; a silent (or reported unresponsive) modem is power-cycled
         if not self.recovery_needed and self.ping(_PROBE_MS * 2, retries):
@@ -681,26 +448,8 @@ class Modem:
         return self.power_cycle()
 
     # ---- network settings (templates in each dialect) ----
-    def set_rat(self, rat):
-        # rat: "lte-m", "nb-iot" or "auto"
-        try:
-            script = self.RAT[rat]
-        except KeyError:
-            raise ModemError("unknown RAT %r: use one of %s" % (rat, ", ".join(sorted(self.RAT))))
-        return self.run(script)
-
-    def set_bands(self, bands):
-        # bands: LTE band numbers, applied to LTE-M and NB-IoT alike
-        return self.run(self.BANDS, **self.band_args(bands))
-
     def band_args(self, bands):
         return {"bands": ",".join(str(b) for b in bands)}
-
-    def set_apn(self, apn, user="", password="", auth=None):
-        # auth: 0 none, 1 PAP, 2 CHAP, 3 PAP or CHAP (3GPP numbering); default PAP/CHAP with a user
-        if auth is None:
-            auth = 3 if user else 0
-        return self.run(self.APN, apn=apn, user=user, password=password, auth=auth)
 
     def pdp_up(self, **params):
         return self.run(self.PDP_UP, **params)

@@ -305,17 +305,17 @@ class Network:
 
     def _config(self):
         # the current profile's settings, in m2m.net.netcfg: loaded for this step and dropped again
-        from m2m.net import netcfg
-
         try:
+            from m2m.net import netcfg
+
             return netcfg.configure(self)
         finally:
             loop.drop("m2m.net.netcfg")
 
     def _select(self, op):
-        from m2m.net import netcfg
-
         try:
+            from m2m.net import netcfg
+
             return netcfg.select(self, op)
         finally:
             loop.drop("m2m.net.netcfg")
@@ -436,6 +436,9 @@ class Network:
     def _pdp(self):
         m = self.modem
         m.pdp_up(apn=self.apn)
+        # the modem's bring-up code (detection, init, power, settings) leaves the heap: an attached
+        # device does not need it; recovery loads it again
+        loop.drop("m2m.modem.up")
         self._go(ATTACHED, rat=self.rat, plmn=self.plmn, profile=self.profile)
         self._t_check = hal.ticks_ms()
         self.read_signal()

@@ -23,10 +23,14 @@ def _post(kind, **f):
 
 def check(modem, cfg):
     # the SIM step of the network state machine: identity, PIN, binding; returns the SIM's state
+    # the import inside the try: a MemoryError while loading still drops what was loaded (MicroPython
+    # itself takes a module whose load failed out of sys.modules since v1.21, py/builtinimport.c
+    # commit a79a6ab364), so the next SIM step loads it whole again
     from m2m import loop
-    from m2m.net import simpin
 
     try:
+        from m2m.net import simpin
+
         return simpin.check(modem, cfg)
     finally:
         loop.drop("m2m.net.simpin")
