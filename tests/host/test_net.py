@@ -90,8 +90,10 @@ def test_attach_on_each_dialect(model, tmp_path):
         assert sig["band"] == 20
         assert sig["sinr"] == -6
         assert sim.status()["boots"] == 1
-        # the bring-up steps' code (SIM step, configuration) is not held once attached
+        # the bring-up steps' code (SIM step, configuration, the modem's detection / init / power
+        # code) is not held once attached
         assert "m2m.net.simpin" not in r["held"] and "m2m.net.netcfg" not in r["held"], r["held"]
+        assert "m2m.modem.up" not in r["held"], r["held"]
 
 
 def test_denied_then_the_fallback_profile_registers(tmp_path):
