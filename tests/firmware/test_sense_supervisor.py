@@ -263,6 +263,15 @@ def test_plugins_join_when_their_key_is_set_and_close_at_stop():
         del sys.modules["m2m_test_plugin"]
 
 
+def test_the_outbox_gets_the_configs_write_back():
+    # outbox.sync_every / sync_s reach the supervisor's outbox (m2m.outbox.from_config)
+    cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False},
+                           "outbox": {"sync_every": 8, "sync_s": 5}})
+    r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+    assert r.outbox.sync_every == 8 and r.outbox.sync_ms == 5000, (r.outbox.sync_every, r.outbox.sync_ms)
+    r.stop()
+
+
 def test_the_loop_feeds_the_watchdog_and_stop_stretches_it():
     from m2m import loop
 

@@ -41,7 +41,7 @@ def build(r, cfg, b, outbox_path):
         r.sense.sampler = sense_build.sampler(cfg, r.sense.sink, b)
         r.services.append(S.Guard("sense", r.sense))
         gc.collect()
-    r.outbox = outbox.Outbox(outbox_path)
+    r.outbox = outbox.from_config(cfg, outbox_path)  # with the write-back of outbox.sync_every / sync_s
     if r.sense is not None:
         r.sense.outbox = r.outbox
     gc.collect()
