@@ -357,10 +357,10 @@ def test_register_read_write_execute_discover_deregister(server, device):
     assert server.wait("deregister", 2, timeout=5), out
 
 
-def _observe(server, path, n, accept=0, timeout=30):
+def _observe(server, path, n, accept=0, timeout=30, **opts):
     """Observe path; the first response and n notifications as (time, payload, observe seq)."""
     async def go():
-        m = Message(code=Code.GET, uri=server.uri(path), observe=0, accept=accept)
+        m = Message(code=Code.GET, uri=server.uri(path), observe=0, accept=accept, **opts)
         req = server.ctx.request(m)
         first = await req.response
         notes = []

@@ -7,11 +7,33 @@ import json
 import subprocess
 import time
 
+import aiocoap
+from aiocoap.numbers.constants import TransportTuning
+
 from m2mkit import testing
 from m2mkit.sim.modem import ModemSim
 from test_lwm2m_client import Code, Server, _observe, config
 
 SCALE = 10
+
+
+class Scaled(TransportTuning):
+    # the server's retransmissions on the device's clock (RFC 7252 4.8 timing, SCALE times faster),
+    # so that they all fall within the device's EXCHANGE_LIFETIME as they would unscaled
+    ACK_TIMEOUT = 2.0 / SCALE
+
+
+def ask(server, code, path, tries=5):
+    """One request, asked again (a new exchange) when all its retransmissions were lost; the
+    answer and how many exchanges failed."""
+    failed = 0
+    for _ in range(tries):
+        try:
+            return server.request(code, path, timeout=60, transport_tuning=Scaled()), failed
+        except aiocoap.error.Error:
+            failed += 1
+    raise AssertionError("%s %s: no answer in %d exchanges" % (code, path, tries))
+
 
 DEVICE = r"""
 import json, os
@@ -64,21 +86,33 @@ def test_registration_notifications_and_execute_once_under_20_percent_loss(tmp_p
             try:
                 server.wait("register", timeout=120)
                 # notifications: pmax 1 s of device time; 6 of them arrive through the loss
-                assert server.request(Code.PUT, "/3303/0/5700?pmax=1", timeout=120).code == Code.CHANGED
-                first, notes = _observe(server, "/3303/0/5700", 6, timeout=120)
+                assert ask(server, Code.PUT, "/3303/0/5700?pmax=1")[0].code == Code.CHANGED
+                for attempt in range(3):  # the Observe itself may be lost whole, as any exchange
+                    try:
+                        first, notes = _observe(server, "/3303/0/5700", 6, timeout=120, transport_tuning=Scaled())
+                        break
+                    except aiocoap.error.Error:
+                        assert attempt < 2
                 assert first.code == Code.CONTENT and len(notes) == 6
                 vals = [float(n[1]) for n in notes]
                 assert vals == sorted(vals)
-                # 15 Executes of Reset Error Code: each runs once, retransmitted ones are answered
-                for _ in range(15):
-                    assert server.request(Code.POST, "/3/0/12", timeout=120).code == Code.CHANGED
+                # 12 Executes of Reset Error Code: a retransmitted one is answered from the dedup
+                # cache, not run again; an exchange that failed whole may or may not have run
+                ok = failed = 0
+                for _ in range(12):
+                    r, f = ask(server, Code.POST, "/3/0/12")
+                    assert r.code == Code.CHANGED
+                    ok += 1
+                    failed += f
                 lost = sim.request({"op": "udp_loss", "probability": 0})
             finally:
                 stop.write_text("")
                 out, _ = p.communicate(timeout=120)
         assert lost["dropped_up"] > 0 and lost["dropped_down"] > 0, lost
-        assert out.count("event: lwm2m.execute arg= path=/3/0/12") == 15, out[-3000:]
+        runs = out.count("event: lwm2m.execute arg= path=/3/0/12")
+        assert ok <= runs <= ok + failed, (ok, failed, runs, out[-3000:])
         stats = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{") and "dups" in ln][-1]
+        print("loss test:", ok, failed, runs, stats, lost)
         assert stats["dups"] >= 1 and stats["retransmits"] >= 1, stats
     finally:
         server.stop()
