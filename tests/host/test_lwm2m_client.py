@@ -531,6 +531,8 @@ def test_bootstrap_then_register(tmp_path, device):
         assert srv.wait("bs_finish")[0]["code"] == "2.04 Changed"
         reg = srv.wait("register")[0]
         assert reg["ep"] == "dev-bs" and reg["lt"] == 300
+        assert srv.request(Code.POST, "/1/0/8").code == Code.CHANGED  # the written account's trigger
+        srv.wait("update")
         dev.stop()
     finally:
         srv.stop()

@@ -219,6 +219,9 @@ class Client:
         sec = self.model.objs[0]
         if not any(not i.get(1) for i in sec.inst.values()):
             return coap.NOT_ACCEPTABLE  # 4.06: no server account written (OMA core 6.1.7.6)
+        for ins in self.model.objs[1].inst.values():  # the Server object's actions are ours
+            ins.setdefault(4, self._disable)
+            ins.setdefault(8, self._update_trigger)
         # after our answer, the next step registers with the server the bootstrap server wrote
         self.state = _REGISTER
         self.due = hal.ticks_add(hal.ticks_ms(), 100)
