@@ -320,6 +320,9 @@ def test_register_read_write_execute_discover_deregister(server, device):
     r = server.request(Code.PUT, "/3/0/14", b"+01:00", content_format=0)
     assert r.code == Code.CHANGED
     assert server.request(Code.GET, "/3/0/14").payload == b"+01:00"
+    assert server.request(Code.PUT, "/3/0/14", b"", content_format=0).code == Code.CHANGED  # empty text
+    assert server.request(Code.GET, "/3/0/14").payload == b""
+    assert server.request(Code.PUT, "/3/0/14", b"+01:00", content_format=0).code == Code.CHANGED
     assert server.request(Code.PUT, "/3/0/0", b"x", content_format=0).code == Code.METHOD_NOT_ALLOWED
     # Current Time written: the device's clock goes on from it
     assert server.request(Code.PUT, "/3/0/13", b"1000000000", content_format=0).code == Code.CHANGED

@@ -416,7 +416,7 @@ class Client:
                 self._cancel(m.token)
             return coap.CONTENT, payload, fmt, extra
         if code == coap.PUT:
-            if not m.payload:
+            if not m.payload and cf is None:  # Write-Attributes: a query, no content format
                 if not path:
                     raise Err(coap.BAD_REQUEST)
                 model.obj(path[0])
