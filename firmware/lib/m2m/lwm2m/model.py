@@ -250,6 +250,8 @@ class Model:
             out.append((path[0], path[1], path[2], None, v))
         else:
             raise Err(coap.UNSUPPORTED_CF)
+        if not out:
+            raise Err(coap.BAD_REQUEST, "no values")
         return out
 
     def _from_tlv(self, path, items, out):
