@@ -246,6 +246,7 @@ class Endpoint:
         self.seen = []  # [(mid, ticks, answer bytes or None)] of requests answered (dedup)
         self.b1 = None  # (token-less key: path tuple, bytearray) of an incoming Block1 upload
         self.on_reset = None  # on_reset(token): the peer refused a notification (RFC 7641 3.6)
+        self.failed = None  # the socket's last OSError (send or receive), for the owner to act on
         self.tx = self.rx = self.retransmits = self.dups = self.bad = 0
 
     def next_mid(self):
@@ -256,8 +257,8 @@ class Endpoint:
         self.tx += 1
         try:
             self.sock.send(data)
-        except OSError:
-            pass  # datagram lost: the retransmission timer covers it
+        except OSError as e:
+            self.failed = e  # the owner decides (a new socket); retransmission covers the datagram
 
     # ---- requests out ----
     def request(self, code, path=(), query=(), payload=b"", cf=None, accept=None, on_done=None,
@@ -328,9 +329,10 @@ class Endpoint:
         # read what is waiting, retransmit what is due; ms until the next timer
         for _ in range(8):
             try:
-                d = self.sock.recv()
-            except OSError:
-                d = None
+                d = self.sock.recv()  # None when nothing waits; OSError: the socket is gone
+            except OSError as e:
+                self.failed = e
+                break
             if not d:
                 break
             self.rx += 1

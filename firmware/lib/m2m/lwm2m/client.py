@@ -165,10 +165,17 @@ class Client:
                 if st == _BOOTSTRAP:
                     self._bs_request()
             wait = self.ep.step() if st != _SLEEP else 60000
+            if self.ep.failed is not None:
+                raise self.ep.failed
         except OSError as e:
             print("lwm2m: transport failed (%s): trying again" % e)
             self._close_ep()
-            self._retry(_BOOTSTRAP if st == _BOOTSTRAP else _REGISTER)
+            self.sending = None
+            if st in (_REGISTERED, _SLEEP) and self.loc:
+                # still registered: a new socket and an Update (the server learns the new port)
+                self._retry(_REGISTERED)
+            else:
+                self._retry(_BOOTSTRAP if st == _BOOTSTRAP else _REGISTER)
             return 1000
         st = self.state
         left = hal.ticks_diff(self.due, now)
