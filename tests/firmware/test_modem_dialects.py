@@ -8,6 +8,7 @@ from m2m.modem import MODELS, ModemError, Modem, OPT, URC, USER, detect, model_c
 from m2m.modem.quectel import BG95, BG96
 from m2m.modem.sequans import GM02S
 from m2m.modem.simcom import SIM7000G, SIM7080G
+from m2m.modem.up import scripts as S  # a dialect's bring-up scripts (INIT, RAT, BANDS, APN)
 
 ALL = (SIM7080G, SIM7000G, BG95, BG96, GM02S)
 OK = b"\r\nOK\r\n"
@@ -142,10 +143,10 @@ def test_create_prefers_the_board_model():
 
 # ---- the dialects' data ----
 def _scripts(cls):
-    out = [("INIT", cls.INIT), ("BANDS", cls.BANDS), ("APN", cls.APN), ("PDP_UP", cls.PDP_UP),
+    out = [("INIT", S(cls).INIT), ("BANDS", S(cls).BANDS), ("APN", S(cls).APN), ("PDP_UP", cls.PDP_UP),
            ("PDP_DOWN", cls.PDP_DOWN)]
-    for k in cls.RAT:
-        out.append(("RAT " + k, cls.RAT[k]))
+    for k in S(cls).RAT:
+        out.append(("RAT " + k, S(cls).RAT[k]))
     for k in cls.SOCKET_SETUP or {}:
         out.append(("SOCKET_SETUP " + k, cls.SOCKET_SETUP[k]))
     return out
@@ -177,10 +178,10 @@ def test_scripts_are_well_formed():
 
 def test_init_echo_off_first_and_reads_the_identity():
     for cls in ALL:
-        cmds = [s[0] for s in cls.INIT]
+        cmds = [s[0] for s in S(cls).INIT]
         assert cmds[0] == "ATE0", cls.NAME
         assert "AT+CMEE=1" in cmds and any(c.startswith("AT+CEREG=") for c in cmds), cls.NAME
-        keys = [s[4] for s in cls.INIT if len(s) > 4]
+        keys = [s[4] for s in S(cls).INIT if len(s) > 4]
         assert sorted(keys) == ["cgmm", "firmware", "iccid", "imei", "imsi"], cls.NAME
 
 
@@ -198,8 +199,8 @@ def test_tables_are_data():
         lte = {"lte-m", "nb-iot", "auto"}
         gsm = {"gsm", "lte-m+gsm", "nb-iot+gsm", "auto+gsm"}
         # GSM where the modem has a 2G radio: all four keys, or none (SIM7080G, GM02S)
-        assert set(cls.RAT) in (lte, lte | gsm), cls.NAME
-        assert ("gsm" in cls.RAT) == (cls.NAME in ("bg95", "bg96", "sim7000g")), cls.NAME
+        assert set(S(cls).RAT) in (lte, lte | gsm), cls.NAME
+        assert ("gsm" in S(cls).RAT) == (cls.NAME in ("bg95", "bg96", "sim7000g")), cls.NAME
         rule = cls.RECV_DATA if isinstance(cls.RECV_DATA, tuple) else cls.RECV_DATA["tcp"]
         assert isinstance(rule[0], bytes) and rule[0].endswith(b":") and rule[1] >= 0
 
@@ -214,21 +215,28 @@ def test_no_identity_string_is_claimed_twice():
 
 def test_siblings_override_only_what_differs():
     # SIM7000G vs SIM7080G and BG96 vs BG95: everything else is inherited, not copied
+    # (the bring-up scripts, in m2m.modem.<module>_up, follow the same rule)
     allowed = {
-        SIM7000G: {"NAME", "CGMM", "ATI", "URCS", "APN", "PDP_UP", "PDP_DOWN", "SOCKET_IDS", "SOCKET_SETUP", "OPEN",
-                   "RAT"},  # RAT: the SIM7080's plus GSM
+        SIM7000G: {"NAME", "CGMM", "ATI", "URCS", "PDP_UP", "PDP_DOWN", "SOCKET_IDS", "SOCKET_SETUP", "OPEN"},
         BG96: {"NAME", "CGMM", "ATI", "BANNERS", "SOCKET_SETUP", "OPEN"},  # CGMM, ATI: its registry entry
+        S(SIM7000G): {"APN", "RAT"},  # RAT: the SIM7080's plus GSM
+        S(BG96): set(),
     }
     for cls, names in allowed.items():
         own = set(k for k in cls.__dict__ if not k.startswith("__"))
-        assert own <= names, (cls.NAME, own - names)
+        assert own <= names, (cls, own - names)
         parent = cls.__bases__[0]
-        for k in ("INIT", "RAT", "BANDS", "SEND", "RECV", "RECV_DATA", "CLOSE", "PWRKEY_MS"):
-            if k == "RAT" and cls is SIM7000G:
-                for r in parent.RAT:
-                    assert cls.RAT[r] is parent.RAT[r], r
-                continue
+        if not hasattr(cls, "NAME"):
+            for k in ("INIT", "RAT", "BANDS"):
+                if k == "RAT" and cls is S(SIM7000G):
+                    for r in parent.RAT:
+                        assert cls.RAT[r] is parent.RAT[r], r
+                    continue
+                assert getattr(cls, k) is getattr(parent, k), (cls, k)
+            continue
+        for k in ("SEND", "RECV", "RECV_DATA", "CLOSE", "PWRKEY_MS"):
             assert getattr(cls, k) is getattr(parent, k), (cls.NAME, k)
+    assert S(BG96).__bases__[0] is S(BG95) and S(SIM7000G).__bases__[0] is S(SIM7080G)
     assert BG96.BANNERS == (b"RDY",) and BG95.BANNERS[-1] == b"APP RDY"
 
 
@@ -293,7 +301,7 @@ def test_set_bands_rat_apn_send_the_templates():
 def _identity_table(cls):
     # answers in each vendor's format
     t = {b"ATE0": [b"ATE0\r\r\nOK\r\n"]}
-    for step in cls.INIT:
+    for step in S(cls).INIT:
         t.setdefault(step[0].encode(), [OK])
     return t
 

@@ -316,7 +316,9 @@ async def main():
     aat = AsyncAT(uart, timeout_ms=3000)   # ... then the asyncio driver takes the UART over
     aat.start()
     m = cls(aat)
-    await m.arun(m.INIT)
+    from m2m.modem import up
+
+    await m.arun(up.data(m, "INIT"))
     await aat.cmd("AT+CFUN=1", timeout_ms=15000)  # the GM02S boots in CFUN=0
     answers = []
 

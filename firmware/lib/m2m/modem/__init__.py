@@ -158,7 +158,9 @@ class Modem:
     # the power-down command (command, line that confirms it, timeout_ms) or None
     POWER_OFF = None
     POWER_DOWN_URC = b"POWERED DOWN"
-    INIT = ()
+    # INIT (init script with the identity reads), RAT ({name: script}), BANDS and APN: bring-up
+    # scripts, in m2m.modem.<module>_up (read through m2m.modem.up.data); a class of its own may
+    # still carry them
     # errors that mean "not yet, ask again" (27.007 CME 14 "SIM busy" in the first seconds after
     # boot, numeric and verbose forms): a step retries them until its timeout has passed
     BUSY = (("CME", 14), ("CME", "SIM busy"))

@@ -10,7 +10,6 @@
 from m2m.modem import MODELS, Modem, OPT, band_number
 
 _T = 1000
-_CFG = 5000  # AT+QCFG writes NV: allow a little longer
 
 
 class BG95(Modem):
@@ -23,21 +22,6 @@ class BG95(Modem):
     BANNERS = (b"RDY", b"APP RDY")  # "APP RDY": the application core takes AT commands
     POWER_OFF = ("AT+QPOWD=1", b"POWERED DOWN", 5000)  # OK, then POWERED DOWN
     POWER_DOWN_URC = b"POWERED DOWN"
-
-    INIT = (
-        ("ATE0", (), _T),
-        ("AT+CMEE=1", (), _T),
-        ("AT+CEREG=2", (), _T),
-        # URCs go to the main UART only when told so (the factory default may be the USB AT port),
-        # ASSUMED docs/ASSUMED.md#A-QUECTEL-URCPORT; harmless where the setting does not exist
-        ('AT+QURCCFG="urcport","uart1"', (), _T, OPT),
-        ("AT+CTZR=1", (), _T, OPT),  # time-zone URCs (+CTZV)
-        ("AT+CGMM", (), _T, 0, "cgmm"),
-        ("AT+CGMR", (), _T, 0, "firmware"),  # "BG95M3LAR02A03"
-        ("AT+CGSN", (), _T, 0, "imei"),
-        ("AT+QCCID", (), 2000, OPT, "iccid"),  # "+QCCID: 8944..."
-        ("AT+CIMI", (), 2000, OPT, "imsi"),
-    )
 
     URCS = (
         (b"+CEREG:", "reg"),
@@ -56,29 +40,6 @@ class BG95(Modem):
         (b"+CTZE:", "time"),
     )
 
-    # "nwscanmode",3: LTE only. "iotopmode": 0 eMTC, 1 NB-IoT, 2 both. "nwscanseq": 02 eMTC,
-    # 03 NB-IoT, 01 GSM, in search order. The trailing 1 applies the setting at once.
-    RAT = {
-        "lte-m": (('AT+QCFG="nwscanmode",3,1', (), _CFG), ('AT+QCFG="iotopmode",0,1', (), _CFG),
-                  ('AT+QCFG="nwscanseq",02,1', (), _CFG)),
-        "nb-iot": (('AT+QCFG="nwscanmode",3,1', (), _CFG), ('AT+QCFG="iotopmode",1,1', (), _CFG),
-                   ('AT+QCFG="nwscanseq",03,1', (), _CFG)),
-        "auto": (('AT+QCFG="nwscanmode",3,1', (), _CFG), ('AT+QCFG="iotopmode",2,1', (), _CFG),
-                 ('AT+QCFG="nwscanseq",0203,1', (), _CFG)),
-    }
-    # with GSM: "nwscanmode",0 (all RATs) or 1 (GSM only) and 01 in the search order (mbed-os
-    # QUECTEL_BG96_CellularNetwork.cpp set_access_technology_impl: GSM 010203 + mode 1, all 020301 +
-    # mode 0 + iotopmode 2); the network's order follows the config's list: LTE first
-    RAT.update({
-        "gsm": (('AT+QCFG="nwscanmode",1,1', (), _CFG), ('AT+QCFG="nwscanseq",010203,1', (), _CFG)),
-        "lte-m+gsm": (('AT+QCFG="nwscanmode",0,1', (), _CFG), ('AT+QCFG="iotopmode",0,1', (), _CFG),
-                      ('AT+QCFG="nwscanseq",0201,1', (), _CFG)),
-        "nb-iot+gsm": (('AT+QCFG="nwscanmode",0,1', (), _CFG), ('AT+QCFG="iotopmode",1,1', (), _CFG),
-                       ('AT+QCFG="nwscanseq",0301,1', (), _CFG)),
-        "auto+gsm": (('AT+QCFG="nwscanmode",0,1', (), _CFG), ('AT+QCFG="iotopmode",2,1', (), _CFG),
-                     ('AT+QCFG="nwscanseq",020301,1', (), _CFG)),
-    })
-
     def select_slot(self, slot):
         # the SIM slot (0 or 1): AT+QDSIM? / AT+QDSIM=<slot> (Particle device-os's Quectel client
         # selects slot 1 with AT+QDSIM=0); the card is read at the next start, so a change restarts
@@ -94,10 +55,6 @@ class BG95(Modem):
         self.wait_event(("boot",), self.power_config()[4], self.BANNERS[-1])
         return True
 
-    # AT+QCFG="band",<gsm mask>,<eMTC mask>,<NB-IoT mask>[,<effect>]: hex masks, band n = bit n-1
-    BANDS = (('AT+QCFG="band",0,{mask},{mask},1', (), _CFG),)
-    # AT+QICSGP=<contextID>,<type 1 IPv4>,<APN>,<user>,<password>,<auth>
-    APN = (('AT+QICSGP=1,1,"{apn}","{user}","{password}",{auth}', (), 5000),)
     PDP_UP = (("AT+QIACT=1", (), 150000),)  # up to 150 s (TCP/IP AN maximum response time)
     PDP_DOWN = (("AT+QIDEACT=1", (), 40000),)
 

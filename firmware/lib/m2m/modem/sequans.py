@@ -6,7 +6,7 @@
 # TinyGSM's Sequans Monarch client (AT+SQNCCID), the gm02s and monarch transcripts in
 # shared/at-transcripts and the dptechnics-walter board file. The rest cites docs/ASSUMED.md.
 
-from m2m.modem import MODELS, Modem, OPT, USER
+from m2m.modem import MODELS, Modem, OPT
 
 _T = 1000
 
@@ -36,19 +36,6 @@ class GM02S(Modem):
     # AT+SQNSSHDN: OK, then "+SQNSSHDN" when the modem may lose power
     POWER_OFF = ("AT+SQNSSHDN", b"+SQNSSHDN", 10000)
     POWER_DOWN_URC = b"+SQNSSHDN"
-
-    INIT = (
-        ("ATE0", (), _T),  # echo is already off on Walter; harmless
-        ("AT+CMEE=1", (), _T),
-        # n=5: stat, tac, ci, AcT, cause and the PSM timers (the Walter library's default)
-        ("AT+CEREG=5", (), _T),
-        ("AT+CTZR=1", (), _T, OPT),
-        ("AT+CGMM", (), _T, 0, "cgmm"),
-        ("AT+CGMR", (), _T, 0, "firmware"),
-        ("AT+CGSN", (), _T, 0, "imei"),
-        ("AT+SQNCCID", (), 2000, OPT, "iccid"),  # +SQNCCID: "<iccid>","<operator>"
-        ("AT+CIMI", (), 2000, OPT, "imsi"),
-    )
 
     URCS = (
         (b"+CEREG:", "reg"),
@@ -92,26 +79,6 @@ class GM02S(Modem):
     # TinyGsmClientSequansMonarch.h sleepEnableImpl); optional, the network reports a refusal
     SLEEP = (("AT+SQNIPSCFG=1", (), _T, OPT),)
 
-    # AT+SQNMODEACTIVE=1 LTE-M, 2 NB-IoT (Walter library); "auto" is not offered, so it means
-    # LTE-M (ASSUMED docs/ASSUMED.md#A-GM02S-RAT-AUTO); the new RAT is used after the next reset
-    # (Walter docs: switching RAT needs one)
-    RAT = {
-        "lte-m": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=1", (), 5000)),
-        "nb-iot": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=2", (), 5000)),
-        "auto": (("AT+CFUN=0", (), 15000), ("AT+SQNMODEACTIVE=1", (), 5000)),
-    }
-    # AT+SQNBANDSEL=<mode 0 LTE-M | 1 NB-IoT>,<operator profile>,"<bands>" (read form in the gm02s
-    # transcript: +SQNBANDSEL: 0,standard,"1,2,3,..."), written with the radio off (CFUN=0):
-    # ASSUMED docs/ASSUMED.md#A-GM02S-BANDSEL-CFUN0
-    BANDS = (
-        ('AT+SQNBANDSEL=0,"standard","{bands}"', (), 5000),
-        ('AT+SQNBANDSEL=1,"standard","{bands}"', (), 5000, OPT),
-    )
-    # the GM02S attaches with context 1 as defined: the APN must be set before AT+CFUN=1
-    APN = (
-        ('AT+CGDCONT=1,"IP","{apn}"', (), 5000),
-        ('AT+CGAUTH=1,{auth},"{user}","{password}"', (), 5000, USER),
-    )
     # the default bearer comes up with the attach; AT+CFUN=1 starts it, AT+CGACT makes sure
     PDP_UP = (("AT+CFUN=1", (), 15000), ("AT+CGACT=1,1", (), 150000, OPT))
     PDP_DOWN = (("AT+CGACT=0,1", (), 40000),)

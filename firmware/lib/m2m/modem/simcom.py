@@ -6,7 +6,7 @@
 # TCP/UDP example "AT+CAOPEN=0,0,"TCP",...  +CAOPEN: 0,0  OK"), LilyGO T-SIM7080G / T-SIM7000G boards
 # and the transcripts in shared/at-transcripts. The rest cites docs/ASSUMED.md.
 
-from m2m.modem import MODELS, Modem, ModemError, OPT, URC, USER, band_number
+from m2m.modem import MODELS, Modem, ModemError, OPT, URC, band_number
 
 _T = 1000  # plain settings answer at once
 
@@ -42,18 +42,6 @@ class SIM7080G(Modem):
     POWER_OFF = ("AT+CPOWD=1", b"NORMAL POWER DOWN", 5000)
     POWER_DOWN_URC = b"NORMAL POWER DOWN"
 
-    INIT = (
-        ("ATE0", (), _T),
-        ("AT+CMEE=1", (), _T),  # numeric +CME ERROR codes
-        ("AT+CEREG=2", (), _T),  # registration URCs with tac / ci / AcT
-        ("AT+CLTS=1", (), _T, OPT),  # network time URCs (*PSUTTZ, DST, +CTZV)
-        ("AT+CGMM", (), _T, 0, "cgmm"),
-        ("AT+CGMR", (), _T, 0, "firmware"),  # "Revision:1951B16SIM7080"
-        ("AT+CGSN", (), _T, 0, "imei"),
-        ("AT+CCID", (), 2000, OPT, "iccid"),  # bare number, no "+CCID:" (TinyGSM note)
-        ("AT+CIMI", (), 2000, OPT, "imsi"),  # +CME ERROR without a SIM: identity stays None
-    )
-
     URCS = _URCS + (
         (b"+APP PDP: 0,ACTIVE", "pdp_up"),  # bearer 0 of AT+CNACT=<pdpidx>,<action>
         (b"+APP PDP: 0,DEACTIVE", "pdp_down"),
@@ -80,24 +68,6 @@ class SIM7080G(Modem):
                 return out
         return {}
 
-    # AT+CNMP: 38 = LTE only. AT+CMNB: 1 Cat-M, 2 NB-IoT, 3 both. No GSM keys: the SIM7080 has
-    # no 2G radio (ASSUMED docs/ASSUMED.md#A-SIM7080-NOGSM), the SIM7000G adds them
-    RAT = {
-        "lte-m": (("AT+CNMP=38", (), 5000), ("AT+CMNB=1", (), 5000)),
-        "nb-iot": (("AT+CNMP=38", (), 5000), ("AT+CMNB=2", (), 5000)),
-        "auto": (("AT+CNMP=38", (), 5000), ("AT+CMNB=3", (), 5000)),
-    }
-    # AT+CBANDCFG="CAT-M"|"NB-IOT",<band>[,<band>...]
-    BANDS = (
-        ('AT+CBANDCFG="CAT-M",{bands}', (), 5000),
-        ('AT+CBANDCFG="NB-IOT",{bands}', (), 5000),
-    )
-    # PDP context 1 for the attach; AT+CNCFG gives application bearer 0 (ip_type 1 = IPv4) a user
-    # and password "if needed" (SIMCom TCP/UDP note), so it runs only when a user is given
-    APN = (
-        ('AT+CGDCONT=1,"IP","{apn}"', (), 5000),
-        ('AT+CNCFG=0,1,"{apn}","{user}","{password}",{auth}', (), 5000, USER),
-    )
     # activation is confirmed by the URC "+APP PDP: 0,ACTIVE" (SIMCom TCP/UDP application note)
     PDP_UP = (("AT+CNACT=0,1", b"+APP PDP: 0,ACTIVE", 150000, URC),)
     PDP_DOWN = (("AT+CNACT=0,0", (), 40000),)
@@ -159,14 +129,6 @@ class SIM7080G(Modem):
 
 class SIM7000G(SIM7080G):
     NAME = "sim7000g"
-    # GSM fallback: AT+CNMP 13 GSM only, 51 GSM and LTE only (2 automatic, 38 LTE only; TinyGSM's
-    # SIM7000 examples and Adafruit FONA setPreferredMode list these), AT+CMNB as for LTE
-    RAT = dict(SIM7080G.RAT, **{
-        "gsm": (("AT+CNMP=13", (), 5000),),
-        "lte-m+gsm": (("AT+CNMP=51", (), 5000), ("AT+CMNB=1", (), 5000)),
-        "nb-iot+gsm": (("AT+CNMP=51", (), 5000), ("AT+CMNB=2", (), 5000)),
-        "auto+gsm": (("AT+CNMP=51", (), 5000), ("AT+CMNB=3", (), 5000)),
-    })
     CGMM, ATI = MODELS[NAME][2:]
     # board data (LilyGO: >= 1 s on; SIM7000 Hardware Design V1.04 table 9: Toff >= 1.2 s) is the
     # same as the SIM7080's
@@ -177,9 +139,6 @@ class SIM7000G(SIM7080G):
         (b"+APP PDP: DEACTIVE", "pdp_down"),
     )
 
-    # the SIM7000 has no AT+CNCFG bearer profile here: AT+CNACT=1,"<apn>" carries the APN.
-    # user / password are not supported on this path: ASSUMED docs/ASSUMED.md#A-SIM7000-APN-AUTH
-    APN = (('AT+CGDCONT=1,"IP","{apn}"', (), 5000),)
     PDP_UP = (('AT+CNACT=1,"{apn}"', b"+APP PDP: ACTIVE", 150000, URC),)
     PDP_DOWN = (("AT+CNACT=0", (), 40000),)
 

@@ -15,6 +15,29 @@ _IO_CMD = const(0)
 _IO_SLEEP = const(1)
 
 
+def scripts(cls):
+    # the class holding a dialect class's bring-up scripts (INIT, RAT, BANDS, APN): the class of the
+    # same name in m2m.modem.<module>_up, found through the registry by the dialect's NAME
+    e = MODELS.get(cls.NAME)
+    if e is None:
+        return None
+    return getattr(__import__("m2m.modem.%s_up" % e[0], None, None, (e[1],)), e[1])
+
+
+def data(m, name):
+    # a bring-up script of this modem: its class's own (a class that carries it), else its
+    # dialect's in m2m.modem.<module>_up; a modem without one (the generic Modem) has no INIT
+    v = getattr(m, name, None)
+    if v is None:
+        s = scripts(type(m))
+        v = getattr(s, name, None) if s is not None else None
+        if v is None:
+            if name == "INIT":
+                return ()
+            raise ModemError("%s has no %s script" % (m.NAME, name))
+    return v
+
+
 def _match(answer, ati=False):
     # the model whose CGMM string (or ATI string, for the ATI fallback) equals the answer or is
     # its longest prefix
@@ -157,7 +180,7 @@ async def arun(m, script, **params):
 
 def init(m, **params):
     # the dialect's init script: echo off, error codes, registration URCs, identity reads
-    m.run(m.INIT, **params)
+    m.run(data(m, "INIT"), **params)
     return m.identity()
 
 
@@ -345,19 +368,19 @@ def power_cycle(m):
 def set_rat(m, rat):
     # rat: "lte-m", "nb-iot" or "auto"
     try:
-        script = m.RAT[rat]
+        script = data(m, "RAT")[rat]
     except KeyError:
-        raise ModemError("unknown RAT %r: use one of %s" % (rat, ", ".join(sorted(m.RAT))))
+        raise ModemError("unknown RAT %r: use one of %s" % (rat, ", ".join(sorted(data(m, "RAT")))))
     return m.run(script)
 
 
 def set_bands(m, bands):
     # bands: LTE band numbers, applied to LTE-M and NB-IoT alike
-    return m.run(m.BANDS, **m.band_args(bands))
+    return m.run(data(m, "BANDS"), **m.band_args(bands))
 
 
 def set_apn(m, apn, user="", password="", auth=None):
     # auth: 0 none, 1 PAP, 2 CHAP, 3 PAP or CHAP (3GPP numbering); default PAP/CHAP with a user
     if auth is None:
         auth = 3 if user else 0
-    return m.run(m.APN, apn=apn, user=user, password=password, auth=auth)
+    return m.run(data(m, "APN"), apn=apn, user=user, password=password, auth=auth)

@@ -47,7 +47,12 @@ def configure(self):
                 self._go(N.SYNC, after="sim_slot")
                 return 0
     rat = self._rat_name(p["rat"] or ["lte-m"])
-    rats = getattr(m, "RAT", None)
+    from m2m.modem import ModemError, _up
+
+    try:
+        rats = _up().data(m, "RAT")  # the dialect's RAT scripts (m2m.modem.<module>_up)
+    except ModemError:
+        rats = None
     if rats:
         if rat not in rats and "gsm" in rat:  # a dialect without GSM scripts (SIM7080G, GM02S)
             events.post("net.rat_unsupported", rat=rat, model=m.NAME)

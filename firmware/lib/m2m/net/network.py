@@ -436,9 +436,12 @@ class Network:
     def _pdp(self):
         m = self.modem
         m.pdp_up(apn=self.apn)
-        # the modem's bring-up code (detection, init, power, settings) leaves the heap: an attached
-        # device does not need it; recovery loads it again
-        loop.drop("m2m.modem.up")
+        # the modem's bring-up code (detection, init, power, settings) and its dialect's bring-up
+        # scripts leave the heap: an attached device does not need them; recovery loads them again
+        import sys
+
+        for k in [k for k in sys.modules if k.startswith("m2m.modem.") and k.endswith("up")]:
+            loop.drop(k)
         self._go(ATTACHED, rat=self.rat, plmn=self.plmn, profile=self.profile)
         self._t_check = hal.ticks_ms()
         self.read_signal()

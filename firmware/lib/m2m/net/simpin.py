@@ -75,7 +75,9 @@ def pin_tries(modem):
 def _read(modem, key):
     # an identity through the dialect's own validated read (its INIT step that stores `key`)
     if getattr(modem, key, None) is None:
-        for step in modem.INIT:
+        from m2m.modem import _up
+
+        for step in _up().data(modem, "INIT"):
             if len(step) > 4 and step[4] == key:
                 try:
                     modem.run((step,))
