@@ -59,7 +59,7 @@ if cfg["lwm2m"].get("send"):
     ob = Outbox(%(obdir)r)
     for i in range(3):
         ob.append(1, pack_readings([("temperature", 20.5 + i, "Cel", 1767225600 + i)]))
-c = Client(cfg, sampler=smp, outbox=ob)
+c = Client(cfg, sampler=smp, outbox=ob%(kw)s)
 %(extra)s
 while not exists(STOP):
     w = min(c.step(), smp.step(), 50)
@@ -87,6 +87,7 @@ class Server:
         self.sends = []
         self.files = {}
         self.bootstrap_writes = bootstrap_writes
+        self.refuse = 0  # Register requests to refuse (4.03) before accepting
         self.queued = []  # (coroutine factory, future) held until the device wakes (queue mode)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -157,6 +158,10 @@ class _Rd(resource.Resource):
         srv = self.srv
         path = request.opt.uri_path
         q = dict(x.partition("=")[::2] for x in request.opt.uri_query)
+        if request.code == Code.POST and not path and srv.refuse:
+            srv.refuse -= 1
+            srv.log.append(("register_refused", {"ep": q.get("ep")}))
+            return Message(code=Code.FORBIDDEN)
         if request.code == Code.POST and not path:
             loc = "r%d" % (len(srv.regs) + 1)
             srv.regs[loc] = {"ep": q.get("ep"), "lt": int(q.get("lt", 86400)), "b": q.get("b"),
@@ -235,12 +240,12 @@ class _Files(resource.Resource):
 
 
 class Device:
-    def __init__(self, tmp_path, cfg, extra="", scale=1.0, temp=21.0):
+    def __init__(self, tmp_path, cfg, extra="", scale=1.0, temp=21.0, kw=""):
         self.tfile = str(tmp_path / "temp")
         self.stop_file = str(tmp_path / "stop")
         self.set_temp(temp)
         code = DEVICE % {"cfg": json.dumps(cfg), "tfile": self.tfile, "stop": self.stop_file,
-                         "obdir": str(tmp_path / "outbox"), "extra": extra}
+                         "obdir": str(tmp_path / "outbox"), "extra": extra, "kw": kw}
         env = testing.mpy_env({"M2M_TIME_SCALE": str(scale)})
         self.p = subprocess.Popen([testing.micropython(), "-X", "heapsize=512K", "-c", testing._prelude() + code],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -536,6 +541,54 @@ def test_bootstrap_then_register(tmp_path, device):
         assert reg["ep"] == "dev-bs" and reg["lt"] == 300
         assert srv.request(Code.POST, "/1/0/8").code == Code.CHANGED  # the written account's trigger
         srv.wait("update")
+        dev.stop()
+    finally:
+        srv.stop()
+
+
+def test_bootstrap_kept_across_reboot(tmp_path, device):
+    # a device that bootstrapped registers with the server it was given after a reboot (objects 0
+    # and 1 kept in a file, the key never printed), and bootstraps again when that server refuses
+    srv = Server()
+    try:
+        key = b"K3pt-s3cret-PSK!"
+        uri = ("coap://127.0.0.1:%d" % srv.port).encode()
+        sec = (_tlv(3, 0, uri) + _tlv(3, 1, b"\x00") + _tlv(3, 2, b"\x03") + _tlv(3, 3, b"dev-kept")
+               + _tlv(3, 5, key) + _tlv(3, 10, b"\x01"))
+        server_obj = _tlv(3, 0, b"\x01") + _tlv(3, 1, (300).to_bytes(2, "big")) + _tlv(3, 7, b"U")
+        srv.bootstrap_writes = [(Code.DELETE, "/0", b"", None), (Code.DELETE, "/1", b"", None),
+                                (Code.PUT, "/0/1", sec, ACCEPT_TLV), (Code.PUT, "/1/0", server_obj, ACCEPT_TLV)]
+        cfg = {"device": {"id": "dev-kept"}, "lwm2m": {"bootstrap": "coap://127.0.0.1:%d" % srv.port}}
+        state = tmp_path / "lwm2m_bs.cbor"
+        kw = ", state=%r" % str(state)
+
+        def boot():
+            if os.path.exists(tmp_path / "stop"):
+                os.remove(tmp_path / "stop")
+            return device(cfg, kw=kw)
+
+        dev = boot()
+        srv.wait("bs_finish")
+        assert srv.wait("register")[0]["lt"] == 300
+        out = dev.stop()
+        assert state.exists() and key in state.read_bytes()
+        assert key.decode() not in out and key.hex() not in out
+
+        dev = boot()  # the reboot: no bootstrap, the kept account registers
+        reg = srv.wait("register", 2)[1]
+        assert reg["ep"] == "dev-kept" and reg["lt"] == 300
+        assert len(srv.wait("bootstrap_request")) == 1
+        assert srv.request(Code.POST, "/1/0/8").code == Code.CHANGED  # the kept account's trigger
+        srv.wait("update")
+        out = dev.stop()
+        assert key.decode() not in out and key.hex() not in out
+
+        srv.refuse = 1  # the kept server refuses: bootstrap again, then register
+        dev = boot()
+        srv.wait("register_refused")
+        assert len(srv.wait("bootstrap_request", 2)) == 2
+        srv.wait("bs_finish", 2)
+        assert srv.wait("register", 3)[2]["lt"] == 300
         dev.stop()
     finally:
         srv.stop()

@@ -35,7 +35,8 @@ class _OnNet:
 
             st = sock.Stack(net.modem, kind="udp", timeout_ms=10000, on_fail=link_failed)
             c = self.client = Client(self.ctx["cfg"], network=net, sampler=self.ctx.get("sampler"),
-                                     outbox=self.ctx.get("outbox"), stack=st, name=self.ctx.get("id"))
+                                     outbox=self.ctx.get("outbox"), stack=st, name=self.ctx.get("id"),
+                                     state="/lwm2m_bs.cbor")
         c.stack.modem = self.ctx["net"].modem  # the network may have opened the modem again
         return c.step()
 

@@ -36,7 +36,7 @@ def _event(kind, **f):
 
 
 class Client:
-    def __init__(self, cfg, network=None, sampler=None, outbox=None, stack=None, name=None):
+    def __init__(self, cfg, network=None, sampler=None, outbox=None, stack=None, name=None, state=None):
         from m2m.lwm2m import objects
 
         lw = cfg.get("lwm2m", {})
@@ -78,10 +78,15 @@ class Client:
         server = lw.get("server")
         bs = lw.get("bootstrap")
         psk = self._psk(lw)
+        self.state_file = state  # objects 0 and 1 as the bootstrap server wrote them (kept across reboots)
+        self.bs_uri = bs
+        self.bootstrapped = False  # the server account came from a bootstrap (this boot or kept)
         if bs:
             m.objs[0].add(0, {0: bs, 1: True, 2: 0 if psk else 3, 3: psk[0] if psk else b"",
                               5: psk[1] if psk else b"", 10: 0})
             self.state = _BOOTSTRAP
+            if state and self._bs_load():
+                self.state = _REGISTER
         elif server:
             self._account(0, server, 1, psk)
             self.state = _REGISTER
@@ -229,11 +234,72 @@ class Client:
         for ins in self.model.objs[1].inst.values():  # the Server object's actions are ours
             ins.setdefault(4, self._disable)
             ins.setdefault(8, self._update_trigger)
+        self.bootstrapped = True
+        self._bs_save()
         # after our answer, the next step registers with the server the bootstrap server wrote
         self.state = _REGISTER
         self.due = hal.ticks_add(hal.ticks_ms(), 100)
         self._close_later = True
         return coap.CHANGED
+
+    # The bootstrap's result, kept across reboots in state_file (CBOR: [bootstrap URI, {iid: {rid: v}}
+    # of /0, of /1]; the PSKs are in it and never printed): a device that bootstrapped registers with
+    # that server after a reboot and bootstraps again only when that registration fails.
+    def _bs_save(self):
+        if not self.state_file:
+            return
+        from m2m.lwm2m import cbor
+
+        objs = self.model.objs
+        kept = [self.bs_uri] + [{i: {r: v for r, v in ins.items() if not callable(v)} for i, ins in objs[o].inst.items()}
+                                for o in (0, 1)]
+        try:
+            with open(self.state_file + ".new", "wb") as f:
+                f.write(cbor.dumps(kept))
+            import os
+
+            os.rename(self.state_file + ".new", self.state_file)
+        except OSError as e:
+            print("lwm2m: bootstrap result not kept (%s): the next boot bootstraps again" % e)
+
+    def _bs_load(self):
+        from m2m.lwm2m import cbor
+
+        try:
+            with open(self.state_file, "rb") as f:
+                kept = cbor.loads(f.read())
+            if kept[0] != self.bs_uri:
+                return False  # bootstrapped from another server than the one configured now
+            sec, srv = kept[1], kept[2]
+            if not any(not ins.get(1) for ins in sec.values()) or not srv:
+                return False
+        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
+            return False  # none yet, or not ours: bootstrap
+        m = self.model
+        m.objs[0].inst = sec
+        m.objs[1].inst = srv
+        for ins in srv.values():
+            ins[4] = self._disable
+            ins[8] = self._update_trigger
+        self.bootstrapped = True
+        return True
+
+    def _bs_again(self, why):
+        # OMA Server object resource 16, Bootstrap on Registration Failure (true when absent):
+        # registration refused, or failed Communication Retry Count (/1/x/17, 5 when absent) times
+        srv = self.model.objs[1].inst
+        ins = srv[min(srv)] if srv else {}
+        if not self.bootstrapped or ins.get(16) is False or (why is None and self.tries < (ins.get(17) or 5)):
+            return False
+        print("lwm2m: the kept server account fails (%s): bootstrapping again" % (why or "no answer"))
+        self.bootstrapped = False
+        self._close_ep()
+        self._close_later = False
+        self.tries = 0
+        self.state = _BOOTSTRAP
+        self.pending = None
+        self.due = hal.ticks_ms()
+        return True
 
     # ---- registration (OMA transport 6.2) ----
     def _links(self):
@@ -273,6 +339,7 @@ class Client:
             print("lwm2m: register refused (%s): trying again" % why)
             _event("lwm2m.register_failed", why=why)
             self._retry(_REGISTER)
+            self._bs_again(why if r else None)
             return
         self.loc = [v.decode() for n, v in r.opts if n == coap.LOCATION_PATH]
         self.reg = (self._lifetime(), self._binding())  # what the server was told
