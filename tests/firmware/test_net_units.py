@@ -78,7 +78,7 @@ def test_recovery_ladder_order_and_capped_waits():
     events.log = False
     cfg = config.validate({"net": {"reg_timeout_s": 120, "recovery_max_s": 900}})
     n = network.Network(_Modem(), cfg, state_dir="/tmp/")
-    n.state = network.REGISTER
+    n.state = network.NAMES.index("register")
     seen = []
     for i in range(7):
         n._recover("test")
@@ -106,7 +106,7 @@ def test_a_failed_power_step_sets_the_modem_up_again():
     m = _Modem()
     m.power_cycle = lambda: False
     n = network.Network(m, cfg, state_dir="/tmp/")
-    n.state = network.REGISTER
+    n.state = network.NAMES.index("register")
     n.level = 2
     n._recover("test")
     kinds = []
@@ -116,7 +116,7 @@ def test_a_failed_power_step_sets_the_modem_up_again():
             break
         kinds.append(x[0])
     events.log = True
-    assert "net.recovery_failed" in kinds and n.state == network.SYNC, kinds
+    assert "net.recovery_failed" in kinds and n.state == network.NAMES.index("sync"), kinds
     assert n.level == 3  # the hard reset comes next if the sync fails too
 
 
@@ -125,7 +125,7 @@ def test_one_at_timeout_is_retried_a_streak_calls_for_recovery():
     # timeouts (at.unresponsive) goes to the recovery path, which starts at the power key
     events.log = False
     n = network.Network(_Modem(), config.validate({}), state_dir="/tmp/")
-    n.state = network.ATTACHED
+    n.state = network.NAMES.index("attached")
 
     def boom():
         raise OSError(110, "no answer to AT+CSQ")

@@ -1,8 +1,13 @@
 # The configuration step of m2m.net.network (CONFIG: the profile's SIM slot, RAT, bands, APN, PSM /
 # eDRX, operator), loaded for the step and dropped afterwards (m2m.loop.drop): an attached device
 # does not hold this code. Functions take the Network.
+from micropython import const
+
 from m2m import creg, events, hal
-from m2m.net import network as N
+
+# the network's states (the same numbers as in m2m.net.network)
+_SYNC = const(2)
+_REGISTER = const(5)
 
 # APN by the IMSI's MCC-MNC, for SIMs whose APN the config does not give. Small on purpose.
 # ASSUMED docs/ASSUMED.md#A-APN-TABLE (carrier IoT pages not reachable from here)
@@ -21,8 +26,10 @@ def apn_for(imsi):
 
 def edrx_code(seconds):
     # the 4-bit code of the shortest cycle >= seconds (the longest when above all)
-    for i in range(len(N._EDRX)):
-        if N._EDRX[i] >= seconds - 0.005:
+    from m2m.net.netup import _EDRX  # the cycle table (m2m.net.netup: the bring-up steps)
+
+    for i in range(len(_EDRX)):
+        if _EDRX[i] >= seconds - 0.005:
             return "{:04b}".format(i)
     return "1111"
 
@@ -44,7 +51,7 @@ def configure(self):
             if sel(slot):  # another card: the modem restarts with it, then SIM again
                 events.post("net.sim_slot", slot=slot, profile=self.profile)
                 m.wait_ready(2000)
-                self._go(N.SYNC, after="sim_slot")
+                self._go(_SYNC, after="sim_slot")
                 return 0
     rat = self._rat_name(p["rat"] or ["lte-m"])
     from m2m.modem import ModemError, _up
@@ -79,7 +86,7 @@ def configure(self):
         at.cmd("AT+CFUN=1", timeout_ms=20000)
     op = p["operator"]
     select(self, op)
-    self._go(N.REGISTER, profile=self.profile, apn=apn, rat=rat, operator=op or "auto")
+    self._go(_REGISTER, profile=self.profile, apn=apn, rat=rat, operator=op or "auto")
     self.deadline = hal.ticks_add(hal.ticks_ms(), n["reg_timeout_s"] * 1000)
     return 0
 

@@ -20,31 +20,20 @@ from micropython import const
 from m2m import events, hal, loop
 from m2m import creg
 
-OFF = const(0)
-POWER = const(1)
-SYNC = const(2)
-SIM = const(3)
-CONFIG = const(4)
-REGISTER = const(5)
-PDP = const(6)
-ATTACHED = const(7)
-RECOVER = const(8)
-WAIT_SIM = const(9)  # the SIM refused / absent: retried after a long wait
+_OFF = const(0)
+_POWER = const(1)
+_SYNC = const(2)
+_SIM = const(3)
+_CONFIG = const(4)
+_REGISTER = const(5)
+_PDP = const(6)
+_ATTACHED = const(7)
+_RECOVER = const(8)
+_WAIT_SIM = const(9)  # the SIM refused / absent: retried after a long wait
 
 NAMES = ("off", "power", "sync", "sim", "config", "register", "pdp", "attached", "recover", "wait_sim")
-STEPS = ("reselect", "radio", "powerkey", "hardreset")
 
-_SIM_MS = const(20000)  # a SIM not ready within this (after boot) counts as absent
-_SIM_RETRY_MS = const(900000)
-_POLL_MS = const(5000)  # AT+CEREG? while waiting for registration (URCs end the wait sooner)
 _DAY = const(86400)
-
-# AcT of +CEREG / +COPS (27.007 7.3): 0 GSM, 7 E-UTRAN (LTE-M), 9 E-UTRAN NB-S1
-_ACT = {0: "gsm", 3: "gsm", 7: "lte-m", 8: "lte-m", 9: "nb-iot"}
-
-# eDRX cycle codes, WB-S1 mode (3GPP TS 24.008 table 10.5.5.32): code -> seconds
-_EDRX = (5.12, 10.24, 20.48, 40.96, 61.44, 81.92, 102.4, 122.88, 143.36, 163.84, 327.68, 655.36,
-         1310.72, 2621.44, 5242.88, 10485.76)
 
 
 def quality(sig):
@@ -63,6 +52,13 @@ def quality(sig):
     return lin(sig.get("rssi"), -113, -63)
 
 
+def _up():
+    # m2m.net.netup: the bring-up and recovery steps, loaded for them and dropped once attached
+    from m2m.net import netup
+
+    return netup
+
+
 class Network:
     def __init__(self, modem_or_board, cfg=None, state_dir="/"):
         if cfg is None:
@@ -79,7 +75,7 @@ class Network:
             self.modem = None
         self.profiles = self._profiles(n)
         self.profile = 0
-        self.state = OFF
+        self.state = _OFF
         self.want = True
         self.deadline = 0
         self.level = 0  # recovery steps taken since the last registration
@@ -132,7 +128,7 @@ class Network:
         events.post("net.link_failed", reason=reason)
 
     def attached(self):
-        return self.state == ATTACHED
+        return self.state == _ATTACHED
 
     # ---- the loop's interface ----
     def up(self, timeout_ms=300000):
@@ -151,7 +147,7 @@ class Network:
             events.post("net.at_timeout", state=NAMES[self.state], error=e.args[-1] if e.args else e)
             return 1000
         except Exception as e:  # ModemError: a command refused
-            if self.state in (SYNC, CONFIG, PDP):
+            if self.state in (_SYNC, _CONFIG, _PDP):
                 self.link_failed("%s: %s" % (NAMES[self.state], e))
                 return 0
             raise
@@ -161,7 +157,7 @@ class Network:
             w = self.esim.step()  # a wait for the SIM refresh after a profile switch, else None
             if w is not None:
                 return w
-        if self.failed is not None and self.state not in (OFF, POWER):
+        if self.failed is not None and self.state not in (_OFF, _POWER):
             reason = self.failed
             self.failed = None
             m = self.modem
@@ -169,125 +165,35 @@ class Network:
                 self.level = 2 if self.level < 2 else self.level  # straight to the power key
             return self._recover(reason)
         st = self.state
-        if st == OFF:
+        if st == _OFF:
             if not self.want:
                 return 60000
-            self._go(POWER)
+            self._go(_POWER)
             return 0
-        if st == POWER:
-            return self._power()
-        if st == SYNC:
-            return self._sync()
-        if st == WAIT_SIM:
+        if st == _POWER:
+            return _up()._power(self)
+        if st == _SYNC:
+            return _up()._sync(self)
+        if st == _WAIT_SIM:
             left = hal.ticks_diff(self._sim_t0, hal.ticks_ms())
             if left > 0:
                 return left
             self._sim_t0 = hal.ticks_ms()
-            return self._sim()
-        if st == SIM:
-            return self._sim()
-        if st == CONFIG:
+            return _up()._sim(self)
+        if st == _SIM:
+            return _up()._sim(self)
+        if st == _CONFIG:
             return self._config()
-        if st == REGISTER:
-            return self._register()
-        if st == PDP:
-            return self._pdp()
-        if st == ATTACHED:
+        if st == _REGISTER:
+            return _up()._register(self)
+        if st == _PDP:
+            return _up()._pdp(self)
+        if st == _ATTACHED:
             return self._attached()
         return 0
 
     # ---- power-off to responsive ----
-    def _open(self):
-        # the board's modem: supply rails, UART (guarded: the loop's hooks run while AT waits),
-        # then the dialect named by the board or detected
-        from m2m import board, modem
-        from m2m.at import AT
-        b = self._board
-        pe = (b.get("modem") or {}).get("power_enable") or {}
-        # a cold boot of a PMU board cuts the modem's supply first: then it is known to be off
-        cold = bool(pe.get("rails")) and not board._cycled and hal.reset_cause() not in (
-            hal.DEEPSLEEP_RESET, hal.SOFT_RESET)
-        board.modem_supply(b, cold=cold)
-        self._known_off = cold and pe.get("type") == "pmu"
-        at = AT(loop.Guarded(board.modem_uart(b)), timeout_ms=5000)
-        mb = b.get("modem") or {}
-        if mb.get("model"):
-            self.modem = modem.create(at, mb)
-        else:
-            self.modem = modem.Modem(at, mb)
 
-    def _power(self):
-        if self.modem is None:
-            self._open()
-        m = self.modem
-        off = self._known_off
-        self._known_off = False
-        if not m.power_on(off):
-            self._go(RECOVER, reason="no answer after power-on")
-            self.level = 2
-            return self._recover("no answer after power-on")
-        if m.NAME is None:  # a generic Modem: now detect the dialect
-            from m2m import modem
-            self.modem = m = modem.detect(m.at)(m.at, m.board)
-        self._go(SYNC, model=m.NAME)
-        return 0
-
-    def _sync(self):
-        m = self.modem
-        ident = m.init()
-        events.post("net.modem", model=ident["model"], imei=ident["imei"], iccid=ident["iccid"])
-        self._sim_t0 = hal.ticks_ms()
-        self._go(SIM)
-        return 0
-
-    def _sim(self):
-        m = self.modem
-        try:
-            from m2m.net import sim
-        except ImportError:
-            sim = None
-        if sim is not None:
-            st = sim.check(m, self.cfg)
-        else:
-            st = self._cpin()
-        self.sim_state = st
-        if st == "ready":
-            self._sim_waits = 0
-            self._go(CONFIG, imsi=m.imsi)
-            return 0
-        if st == "busy":
-            if hal.ticks_diff(hal.ticks_ms(), self._sim_t0) < _SIM_MS:
-                # +CPIN: READY (or Quectel's +QUSIM) ends the wait early
-                m.pending(("sim",), 1000)
-                return 0
-            st = "absent"
-        if st == "tamper":  # N2's binding alarm: register anyway, the reporters refuse telemetry
-            self._go(CONFIG, imsi=m.imsi, sim="tamper")
-            return 0
-        # a refused PIN, a missing or blocked card: asked again later (sim.check never retries a
-        # refused PIN), after 1, 2, 4 ... minutes up to 15, so a transient answer costs little
-        k = self._sim_waits
-        self._sim_waits = k + 1
-        w = _SIM_RETRY_MS if k >= 4 else 60000 << k
-        self._go(WAIT_SIM, sim=st, retry_s=w // 1000)
-        self._sim_t0 = hal.ticks_add(hal.ticks_ms(), w)
-        return w
-
-    def _cpin(self):
-        # without m2m.net.sim: READY, busy while the SIM starts, or the state it reports
-        r = self.modem.at.cmd("AT+CPIN?", timeout_ms=5000)
-        if r.ok:
-            for ln in r.lines:
-                if b"READY" in ln:
-                    if self.modem.imsi is None:
-                        self.modem.run((("AT+CIMI", (), 2000, 1, "imsi"),))
-                    return "ready"
-            return "pin_required"
-        if r.error in self.modem.BUSY or r.error == ("CME", 14):
-            return "busy"
-        if r.error in (("CME", 10), ("CME", "SIM not inserted")):
-            return "absent"
-        return "busy"
 
     # ---- configuration of the current profile ----
     def _rat_name(self, rats):
@@ -353,41 +259,6 @@ class Network:
                 return h
         return g
 
-    def _register(self):
-        m = self.modem
-        reg = self._reg_now()
-        if reg is None:
-            now = hal.ticks_ms()
-            if hal.ticks_diff(now, self._t_check) >= _POLL_MS:
-                self._t_check = now
-                reg = self._ask_reg()
-        if reg is not None:
-            self.reg = reg
-            if reg.registered:
-                return self._registered(reg)
-            if reg.stat == creg.DENIED:
-                self.counts["denied"] += 1
-                events.post("net.denied", cause=reg.reject_cause, profile=self.profile)
-                if len(self.profiles) > 1:
-                    return self._next_profile("denied")
-        now = hal.ticks_ms()
-        if (len(self.profiles) > 1 and hal.ticks_diff(now, self._t_profile)
-                >= self.ncfg["profile_after_s"] * 1000):
-            return self._next_profile("no registration")
-        if hal.ticks_diff(self.deadline, now) <= 0:
-            return self._recover("registration stalled")
-        m.pending(("reg",), 1000)  # a registration URC ends the wait; the next step reads it
-        return 0
-
-    def _next_profile(self, why):
-        self.profile = (self.profile + 1) % len(self.profiles)
-        self.counts["profile"] += 1
-        events.post("net.profile", index=self.profile, reason=why)
-        if self.esim is not None and self.esim.fallback(self.profile, why):
-            return 0  # the eUICC enables the profile's ICCID; its refresh leads back to resim()
-        self.modem.at.cmd("AT+CFUN=0", timeout_ms=20000)
-        self._go(CONFIG)
-        return 0
 
     def resim(self, profile=None, **why):
         # the SIM was refreshed (another eSIM profile): read it again from the SIM step, then
@@ -395,58 +266,15 @@ class Network:
         if profile is not None:
             self.profile = profile
         self._sim_t0 = hal.ticks_ms()
-        self._go(SIM, **why)
+        self._go(_SIM, **why)
 
-    def _registered(self, reg):
-        m = self.modem
-        self.t_registered = hal.ticks_ms()
-        self.level = 0
-        self.counts["registered"] += 1
-        self.rat = _ACT.get(reg.act, self.rat)
-        self.plmn = None
-        r = m.at.cmd("AT+COPS?", timeout_ms=5000)
-        for ln in r.lines:
-            f = ln.split(b",")
-            if len(f) >= 3:
-                self.plmn = f[2].strip(b'"').decode()
-                if len(f) >= 4 and self.rat is None:
-                    self.rat = _ACT.get(int(f[3]))
-        self.roaming = reg.stat == creg.ROAMING or bool(
-            self.plmn and m.imsi and self.plmn[:3] != m.imsi[:3])
-        self.psm = (reg.active_time_s, reg.periodic_tau_s) if reg.periodic_tau else None
-        if self.ncfg["edrx_s"]:
-            self._edrx_read()
-        self._go(PDP, rat=self.rat, plmn=self.plmn, roaming=self.roaming, tac=reg.tac, ci=reg.ci)
-        if self.psm:
-            events.post("net.psm", active_s=self.psm[0], tau_s=self.psm[1])
-        return 0
 
-    def _edrx_read(self):
-        r = self.modem.at.cmd("AT+CEDRXRDP", timeout_ms=5000)
-        for ln in r.lines:
-            f = ln.split(b",")
-            if len(f) >= 3:
-                try:
-                    self.edrx = _EDRX[int(f[2].strip(b'" '), 2)]
-                except (ValueError, IndexError):
-                    pass
-        if self.edrx:
-            events.post("net.edrx", cycle_s=self.edrx)
+    # ---- bring-up and recovery: the bodies are in m2m.net.netup ----
+    def _next_profile(self, why):
+        return _up()._next_profile(self, why)
 
-    def _pdp(self):
-        m = self.modem
-        m.pdp_up(apn=self.apn)
-        # the modem's bring-up code (detection, init, power, settings) and its dialect's bring-up
-        # scripts leave the heap: an attached device does not need them; recovery loads them again
-        import sys
-
-        for k in [k for k in sys.modules if k.startswith("m2m.modem.") and k.endswith("up")]:
-            loop.drop(k)
-        self._go(ATTACHED, rat=self.rat, plmn=self.plmn, profile=self.profile)
-        self._t_check = hal.ticks_ms()
-        self.read_signal()
-        self._roam_tick()
-        return 0
+    def _recover(self, reason):
+        return _up()._recover(self, reason)
 
     # ---- attached ----
     def _attached(self):
@@ -461,7 +289,7 @@ class Network:
             self.reg = reg
             if not reg.registered:
                 self.counts["lost"] += 1
-                self._go(REGISTER, stat=reg.stat)
+                self._go(_REGISTER, stat=reg.stat)
                 self.deadline = hal.ticks_add(now, self.ncfg["reg_timeout_s"] * 1000)
                 self._t_profile = now
                 return 0
@@ -479,66 +307,7 @@ class Network:
                 self._next_profile("permanent roaming")
 
     # ---- recovery ----
-    def _recover(self, reason):
-        m = self.modem
-        k = self.level
-        step = STEPS[k if k < 3 else 3]
-        self.level = k + 1
-        self.counts["recovery"] += 1
-        self.counts[step] += 1
-        wait_s = self.ncfg["reg_timeout_s"] << (k if k < 10 else 10)
-        cap = self.ncfg["recovery_max_s"]
-        if wait_s > cap:
-            wait_s = cap
-        events.post("net.recovery", step=step, level=k, reason=reason, wait_s=wait_s,
-                    count=self.counts["recovery"])
-        self.state = RECOVER
-        try:
-            if step == "reselect":
-                m.at.cmd("AT+COPS=2", timeout_ms=30000)
-                self._select(self.profiles[self.profile]["operator"])
-            elif step == "radio":
-                m.at.cmd("AT+CFUN=0", timeout_ms=30000)
-                m.at.cmd("AT+CFUN=1", timeout_ms=30000)
-            else:
-                if step == "hardreset":
-                    self._hard_reset()
-                elif not m.power_cycle():
-                    raise OSError(110, "no answer after the power-key cycle")
-                m.at.reset()
-                m.init()
-                self._go(CONFIG, after=step)
-                self._config()
-        except OSError as e:
-            # the step itself failed (a silent modem): the next step, after a short pause
-            events.post("net.recovery_failed", step=step, error=str(e))
-            if self.level < 2:
-                self.level = 2
-            if k >= 2:
-                # the modem was restarted but not set up again: from the AT sync on, with the
-                # next step of the ladder if that fails too
-                self._go(SYNC, after=step)
-                return 0
-            self.deadline = hal.ticks_add(hal.ticks_ms(), 5000)
-            self.state = REGISTER
-            return 5000
-        self.state = REGISTER
-        self.deadline = hal.ticks_add(hal.ticks_ms(), wait_s * 1000)
-        return 0
 
-    def _hard_reset(self):
-        # the supply rail (PMU boards) or the RESET line; a plain power-key cycle otherwise
-        m = self.modem
-        b = self._board
-        if b is not None and (b.get("modem") or {}).get("power_enable"):
-            from m2m import board
-            board.modem_supply(b, cold=True)
-            m.at.reset()
-            if not m.power_on():
-                raise OSError(110, "no answer after the supply cycle")
-            return
-        if not m.power_cycle():
-            raise OSError(110, "no answer after the hard reset")
 
     # ---- signal and cell ----
     def read_signal(self):
