@@ -193,3 +193,29 @@ def test_observe_notifications_rise_and_reset_cancels():
     last = coap.decode(s.sent[-1])
     ep.datagram(coap.encode(coap.Msg(coap.RST, 0, last.mid)))
     assert reset == [b"ob"]
+
+
+def test_request_tokens_random_without_dtls_short_over_dtls():
+    # RFC 7252 5.3.1: without (D)TLS a request carries a random token of at least 32 bits; over DTLS
+    # one byte of a rolling counter (unique among the requests in use), and its answer still matches
+    s = Sock()
+    ep = coap.Endpoint(s)
+    ep.request(coap.POST, ("dp",))
+    ep.request(coap.POST, ("dp",))
+    a, b = coap.decode(s.sent[0]), coap.decode(s.sent[1])
+    assert len(a.token) == 4 and len(b.token) == 4 and a.token != b.token
+    s = Sock()
+    ep = coap.Endpoint(s, secure=True)
+    toks = []
+    for _ in range(256):
+        ep.cancel(ep.request(coap.POST, ("dp",)))
+        toks.append(coap.decode(s.sent.pop()).token)
+    assert all(len(t) == 1 for t in toks)
+    assert len(set(toks)) == 256  # 256 requests in a row: all distinct
+    done = []
+    ep.request(coap.POST, ("dp",), on_done=done.append)
+    m = coap.decode(s.sent[-1])
+    s.inbox.append(coap.encode(coap.Msg(coap.ACK, coap.CHANGED, m.mid, m.token)))
+    ep.step()
+    assert len(done) == 1 and done[0].code == coap.CHANGED
+    assert coap.encode(m)[0] & 15 == 1  # TKL 1: the datagram is 3 bytes shorter than with 4

@@ -217,6 +217,8 @@ def block_val(num, more, size):
 
 
 def token():
+    # RFC 7252 5.3.1: a request sent without (D)TLS SHOULD carry a nontrivial random token, at least
+    # 32 bits on the general Internet (not being directly on it is no protection against spoofing)
     return os.urandom(4)
 
 
@@ -236,8 +238,11 @@ class _Out:
 
 
 class Endpoint:
-    def __init__(self, sock, handler=None, block_size=512, max_body=4096):
+    def __init__(self, sock, handler=None, block_size=512, max_body=4096, secure=False):
         self.sock = sock
+        # over DTLS a spoofed response cannot get in, so a request's token only has to be unique
+        # among those in use (RFC 7252 5.3.1): one byte of a rolling counter, 3 bytes less a request
+        self.tok = random.getrandbits(8) if secure else None
         self.handler = handler
         self.bsize = block_size
         self.max_body = max_body  # bytes a Block1 upload may collect before 4.13
@@ -263,6 +268,9 @@ class Endpoint:
     # ---- requests out ----
     def request(self, code, path=(), query=(), payload=b"", cf=None, accept=None, on_done=None,
                 on_block=None, confirmable=True, opts=None, tok=None):
+        if tok is None and self.tok is not None:
+            self.tok = (self.tok + 1) & 0xFF
+            tok = bytes((self.tok,))
         m = Msg(CON if confirmable else NON, code, self.next_mid(), tok or token())
         for p in path:
             m.add(URI_PATH, p)

@@ -134,7 +134,7 @@ class Client:
             raise ValueError("lwm2m: %s needs a PSK (lwm2m.psk_key)" % ins[0])
         self._close_ep()
         self.tr = Udp(host, port, self.stack, psk if secure else None)
-        self.ep = coap.Endpoint(self.tr, self._handle, _BLOCK)
+        self.ep = coap.Endpoint(self.tr, self._handle, _BLOCK, secure=secure)
         self.ep.on_reset = self._reset
 
     def _close_ep(self):
