@@ -71,7 +71,7 @@ gc.collect()
 print(json.dumps({"phase": 0, "heap": gc.mem_alloc() - BASE, "registered": cl.registered()}))
 flag(1)
 for i in range(int(os.getenv("REPORTS"))):
-    t = hal.epoch()
+    t = int(hal.epoch())  # whole seconds, as the ESP32's hal.epoch() (time.time(): an int there)
     sent = cl.sent
     ob.append(outbox.TELEMETRY, contract.pack_readings([("temperature", 21.5, "Cel", t),
               ("humidity", 40 + i % 9, "%RH", t), ("battery", 3.71, "V", t)]))
