@@ -93,6 +93,30 @@ def test_senml_cbor_labels_and_json():
     assert m.values_in((3, 0), SENML_JSON, b'[{"bn":"/3/0/","n":"14","vs":"+01:00"}]') == [(3, 0, 14, None, "+01:00")]
 
 
+def test_send_payload_byte_for_byte():
+    # the Send of the bench's three readings (m2m.lwm2m.send.encode), every byte: RFC 8428 6 integer
+    # labels, names after a common base name (4.5.1), an integer base time once, values in the
+    # shortest exact CBOR form (RFC 8949 4.2.2: 21.5 a half float, 40 an integer, 3.71 a single: the
+    # ESP32's float) -> 61 bytes; the server's decoder reads them back (bn + n, bt + t)
+    from m2m.lwm2m import send
+
+    t = 1767225600
+    b = send.encode([(3303, 0, 5700, send._f32(21.5), t), (3304, 0, 5700, 40, t),
+                     (3316, 0, 5700, send._f32(3.71), t)])
+    want = (H("83")  # array of 3 records
+            + H("a4") + H("00") + H("69") + b"03/0/5700"  # map(4); n (0): text(9)
+            + H("22") + H("1a") + t.to_bytes(4, "big")  # bt (-3): uint32
+            + H("02") + H("f94d60")  # v (2): half 21.5
+            + H("21") + H("63") + b"/33"  # bn (-2): text(3)
+            + H("a2") + H("00") + H("69") + b"04/0/5700" + H("02") + H("1828")  # n, v: uint8 40
+            + H("a2") + H("00") + H("69") + b"16/0/5700" + H("02") + H("fa406d70a4"))  # n, v: single 3.71
+    assert b == want, binascii.hexlify(b)
+    assert len(b) == 61
+    got = senml.decode(b, True)
+    assert [(n, v) for n, v, _ in got] == [("/3303/0/5700", 21.5), ("/3304/0/5700", 40), ("/3316/0/5700", send._f32(3.71))]
+    assert all(x[2] == t for x in got)
+
+
 def test_read_formats_agree():
     m = _device_model()
     j = senml.decode(m.read((3, 0), SENML_JSON), False)
