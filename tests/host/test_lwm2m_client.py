@@ -66,6 +66,8 @@ while not exists(STOP):
     hal.sleep_ms(w)
 c.close()
 print("closed", c.state)
+import sys
+print("held", " ".join(sorted(k for k in sys.modules if k.startswith("m2m.lwm2m"))))
 """
 
 
@@ -582,6 +584,8 @@ def test_bootstrap_kept_across_reboot(tmp_path, device):
         srv.wait("update")
         out = dev.stop()
         assert key.decode() not in out and key.hex() not in out
+        held = [x for x in out.splitlines() if x.startswith("held ")][0].split()
+        assert "m2m.lwm2m.client" in held and "m2m.lwm2m.bs" not in held  # bootstrap code dropped once registered
 
         srv.refuse = 1  # the kept server refuses: bootstrap again, then register
         dev = boot()

@@ -9,7 +9,7 @@
 #   loop.run([c])  or  ms = c.step();  c.close() deregisters
 from micropython import const
 
-from m2m import coap, hal
+from m2m import coap, hal, loop
 from m2m.lwm2m import LINK, OPAQUE, SENML_CBOR, SENML_JSON, TEXT, TLV
 from m2m.lwm2m.model import Err, parse_path
 
@@ -28,6 +28,13 @@ _CLOSED = const(6)
 NAMES = ("idle", "bootstrap", "register", "registering", "registered", "sleep", "closed")
 _FORMATS = (TLV, SENML_JSON, SENML_CBOR, TEXT, OPAQUE)
 _BLOCK = const(512)
+
+
+def _bs():
+    # the bootstrap's code (m2m.lwm2m.bs): loaded when lwm2m.bootstrap is set, dropped once registered
+    from m2m.lwm2m import bs
+
+    return bs
 
 
 def _event(kind, **f):
@@ -85,7 +92,7 @@ class Client:
             m.objs[0].add(0, {0: bs, 1: True, 2: 0 if psk else 3, 3: psk[0] if psk else b"",
                               5: psk[1] if psk else b"", 10: 0})
             self.state = _BOOTSTRAP
-            if state and self._bs_load():
+            if state and _bs().load(self):
                 self.state = _REGISTER
         elif server:
             self._account(0, server, 1, psk)
@@ -168,7 +175,7 @@ class Client:
             if self.ep is None and st != _SLEEP:
                 self._open(st == _BOOTSTRAP)
                 if st == _BOOTSTRAP:
-                    self._bs_request()
+                    _bs().request(self)
             wait = self.ep.step() if st != _SLEEP else 60000
             if self.ep.failed is not None:
                 raise self.ep.failed
@@ -216,91 +223,6 @@ class Client:
         self.pending = None
         self.due = hal.ticks_add(hal.ticks_ms(), min(5000 << min(self.tries, 6), 300000))
 
-    # ---- bootstrap (OMA core 6.1, transport 6.1) ----
-    def _bs_request(self):
-        def done(r):
-            if r is None or r.code >= 0x80:
-                print("lwm2m: bootstrap request refused (%s): trying again" % (coap.code_str(r.code) if r else "no answer"))
-                self._close_ep()
-                self._retry(_BOOTSTRAP)
-
-        self.ep.request(coap.POST, ("bs",), ("ep=" + self.name,), on_done=done)
-        _event("lwm2m.bootstrap", ep=self.name)
-
-    def _bs_finish(self):
-        sec = self.model.objs[0]
-        if not any(not i.get(1) for i in sec.inst.values()):
-            return coap.NOT_ACCEPTABLE  # 4.06: no server account written (OMA core 6.1.7.6)
-        for ins in self.model.objs[1].inst.values():  # the Server object's actions are ours
-            ins.setdefault(4, self._disable)
-            ins.setdefault(8, self._update_trigger)
-        self.bootstrapped = True
-        self._bs_save()
-        # after our answer, the next step registers with the server the bootstrap server wrote
-        self.state = _REGISTER
-        self.due = hal.ticks_add(hal.ticks_ms(), 100)
-        self._close_later = True
-        return coap.CHANGED
-
-    # The bootstrap's result, kept across reboots in state_file (CBOR: [bootstrap URI, {iid: {rid: v}}
-    # of /0, of /1]; the PSKs are in it and never printed): a device that bootstrapped registers with
-    # that server after a reboot and bootstraps again only when that registration fails.
-    def _bs_save(self):
-        if not self.state_file:
-            return
-        from m2m.lwm2m import cbor
-
-        objs = self.model.objs
-        kept = [self.bs_uri] + [{i: {r: v for r, v in ins.items() if not callable(v)} for i, ins in objs[o].inst.items()}
-                                for o in (0, 1)]
-        try:
-            with open(self.state_file + ".new", "wb") as f:
-                f.write(cbor.dumps(kept))
-            import os
-
-            os.rename(self.state_file + ".new", self.state_file)
-        except OSError as e:
-            print("lwm2m: bootstrap result not kept (%s): the next boot bootstraps again" % e)
-
-    def _bs_load(self):
-        from m2m.lwm2m import cbor
-
-        try:
-            with open(self.state_file, "rb") as f:
-                kept = cbor.loads(f.read())
-            if kept[0] != self.bs_uri:
-                return False  # bootstrapped from another server than the one configured now
-            sec, srv = kept[1], kept[2]
-            if not any(not ins.get(1) for ins in sec.values()) or not srv:
-                return False
-        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
-            return False  # none yet, or not ours: bootstrap
-        m = self.model
-        m.objs[0].inst = sec
-        m.objs[1].inst = srv
-        for ins in srv.values():
-            ins[4] = self._disable
-            ins[8] = self._update_trigger
-        self.bootstrapped = True
-        return True
-
-    def _bs_again(self, why):
-        # OMA Server object resource 16, Bootstrap on Registration Failure (true when absent):
-        # registration refused, or failed Communication Retry Count (/1/x/17, 5 when absent) times
-        srv = self.model.objs[1].inst
-        ins = srv[min(srv)] if srv else {}
-        if not self.bootstrapped or ins.get(16) is False or (why is None and self.tries < (ins.get(17) or 5)):
-            return False
-        print("lwm2m: the kept server account fails (%s): bootstrapping again" % (why or "no answer"))
-        self.bootstrapped = False
-        self._close_ep()
-        self._close_later = False
-        self.tries = 0
-        self.state = _BOOTSTRAP
-        self.pending = None
-        self.due = hal.ticks_ms()
-        return True
-
     # ---- registration (OMA transport 6.2) ----
     def _links(self):
         parts = []
@@ -339,12 +261,14 @@ class Client:
             print("lwm2m: register refused (%s): trying again" % why)
             _event("lwm2m.register_failed", why=why)
             self._retry(_REGISTER)
-            self._bs_again(why if r else None)
+            if self.bootstrapped:
+                _bs().again(self, why if r else None)
             return
         self.loc = [v.decode() for n, v in r.opts if n == coap.LOCATION_PATH]
         self.reg = (self._lifetime(), self._binding())  # what the server was told
         self.tries = 0
         self.state = _REGISTERED
+        loop.drop("m2m.lwm2m.bs")
         self._next_update()
         self.wake = hal.ticks_ms()
         _event("lwm2m.registered", loc="/".join(self.loc), lt=self._lifetime())
@@ -463,7 +387,7 @@ class Client:
         if p == ["bs"] and code == coap.POST:
             if not bootstrapping:
                 raise Err(coap.NOT_ALLOWED)
-            return self._bs_finish(), None, None, None
+            return _bs().finish(self), None, None, None
         try:
             path = parse_path("/".join(p))
         except ValueError:
