@@ -9,7 +9,7 @@ import random
 import binascii
 
 from m2m import coap
-from m2m.lwm2m import SENML_CBOR, SENML_JSON, TEXT, TLV, cbor, model, senml, tlv
+from m2m.lwm2m import SENML_CBOR, SENML_JSON, TEXT, TLV, cbor, model, parse, senml, tlv
 
 H = binascii.unhexlify
 DEVICE = H("C800144F70656E204D6F62696C6520416C6C69616E6365C801164c69676874776569676874204d324d20436c69656e74"
@@ -47,11 +47,11 @@ def test_tlv_server_and_acl_examples():
     assert items[0][0] == tlv.INSTANCE and items[0][1] == 0
     res = {i: v for _, i, v in items[0][2]}
     assert res[0] == b"\x01" and res[1] == b"\x00\x01\x51\x80" and res[6] == b"\x01" and res[7] == b"U"
-    assert model.from_bytes("i", res[1]) == 86400 and model.from_bytes("b", res[6]) is True
+    assert parse.from_bytes("i", res[1]) == 86400 and parse.from_bytes("b", res[6]) is True
     acl = tlv.decode(ACL)
     assert [x[1] for x in acl] == [0, 2]
     multi = [r for r in acl[1][2] if r[0] == tlv.MULTIPLE][0]
-    assert [(ri, model.from_bytes("i", b)) for _, ri, b in multi[2]] == [(127, 7), (310, 1)]  # 16-bit id
+    assert [(ri, parse.from_bytes("i", b)) for _, ri, b in multi[2]] == [(127, 7), (310, 1)]  # 16-bit id
     # the encoder gives the same bytes back
     out = b"".join(tlv.enc(tlv.INSTANCE, i, b"".join(
         tlv.enc(k, rid, v if not isinstance(v, list) else b"".join(tlv.enc(tlv.RES_INSTANCE, a, c) for _, a, c in v))
