@@ -365,6 +365,9 @@ def test_register_read_write_execute_discover_deregister(server, device):
     assert "closed 6" in out
     assert "event: lwm2m.deregistered ok=True" in out, out
     assert server.wait("deregister", 2, timeout=5), out
+    # what loads per operation is not held after it: the Write / Discover parser, the bootstrap
+    held = [x for x in out.splitlines() if x.startswith("held ")][0].split()
+    assert "m2m.lwm2m.model" in held and "m2m.lwm2m.parse" not in held and "m2m.lwm2m.bs" not in held, held
 
 
 def _observe(server, path, n, accept=0, timeout=30, **opts):
