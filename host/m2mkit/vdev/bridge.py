@@ -25,6 +25,7 @@ import errno
 import fcntl
 import functools
 import os
+import platform
 import select
 import signal
 import subprocess
@@ -86,7 +87,22 @@ def _in_syscall(pid):
     return first.isdigit()
 
 
-def interrupt(pid, force=False):
+_READ = {"x86_64": 0, "aarch64": 63}.get(platform.machine())  # read(2)'s system call number
+
+
+def _reads_input(pid):
+    # /proc/PID/syscall: read(0, ...), the REPL waiting for a line (unknown arch: assume so)
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            parts = f.read().split()
+    except OSError:
+        return True
+    if _READ is None:
+        return True
+    return len(parts) > 1 and parts[0] == str(_READ) and parts[1] in ("0x0", "0")
+
+
+def interrupt(pid, force=False, interruptible=False):
     """Ctrl-C for the interpreter: SENT when it was running Python code and got a SIGINT, AS_BYTE when
     no Python code runs (the Ctrl-C is an ordinary byte then), LATER when it should be tried again.
 
@@ -98,7 +114,10 @@ def interrupt(pid, force=False):
     Python loop that never makes one gets it after INTR_GRACE_S (force).
     The interpreter changes its SIGINT handler between executions, so it is frozen first (SIGSTOP
     cannot be caught): its handler cannot change between the look and the signal, and the signal is
-    taken, by the handler, before it runs another instruction."""
+    taken, by the handler, before it runs another instruction.
+    interruptible: the boot scripts run (vboot.py said so); a missing handler then, while the REPL
+    does not read its input, is vboot.py's flash access (it takes the handler away for it), so the
+    Ctrl-C waits (LATER) for the handler instead of becoming a byte nobody reads, until force."""
     try:
         os.kill(pid, signal.SIGSTOP)
     except ProcessLookupError:
@@ -110,6 +129,8 @@ def interrupt(pid, force=False):
                 return AS_BYTE
             time.sleep(0.0005)
         if not _catches_sigint(pid):
+            if interruptible and not force and not _reads_input(pid):
+                return LATER
             return AS_BYTE
         if not force and not _in_syscall(pid):
             return LATER
@@ -153,11 +174,11 @@ def _heap_bytes(heap):
     return int(h.rstrip("KM")) * mult
 
 
-def _free(micropython, args, env=None):
+def _free(micropython, args, env=None, cwd=None):
     e = dict(os.environ)
     e.update(env or {})
     p = subprocess.run([micropython] + args, capture_output=True, text=True, timeout=60, env=e,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, cwd=cwd)
     for line in p.stdout.splitlines():
         if line.startswith("m2m-free "):
             return int(line.split()[1])
@@ -195,7 +216,7 @@ def _free_at_start(micropython, heap, machinery, frozen, state_len):
         env = {"M2M_FLASH": str(Path(d, "flash.img")), "M2M_FLASH_BLOCKS": str(blocks), "M2M_STATE_DIR": state,
                "M2M_REPL_MODE": "raw", "M2M_FROZEN": frozen or "", "M2M_MODEM": "", "M2M_BUS": "",
                "M2M_GPIO": ""}
-        return _free(micropython, args + [str(VBOOT)], env)
+        return _free(micropython, args + [str(VBOOT)], env, cwd=state)  # in the state folder, as _spawn
 
 
 _MOUNT = """import gc, vfs
@@ -503,7 +524,7 @@ class Bridge:
             self._flush_input()
             r = AS_BYTE
             if self.proc is not None and not self.pending_in:
-                r = interrupt(self.proc.pid)
+                r = interrupt(self.proc.pid, interruptible=self._interruptible())
             if r == LATER:
                 self.intr_wait = [time.monotonic() + INTR_GRACE_S, data]
                 return
@@ -517,7 +538,8 @@ class Bridge:
     def _retry_interrupt(self):
         # a Ctrl-C waiting for the interpreter to reach a system call (see interrupt())
         due, rest = self.intr_wait
-        r = interrupt(self.proc.pid, force=time.monotonic() > due) if self.proc is not None else AS_BYTE
+        r = (interrupt(self.proc.pid, force=time.monotonic() > due, interruptible=self._interruptible())
+             if self.proc is not None else AS_BYTE)
         if r == LATER:
             return
         self.intr_wait = None
@@ -526,6 +548,9 @@ class Bridge:
         else:
             self.pending_in += b"\x03"
         self._from_user(rest)
+
+    def _interruptible(self):
+        return (self.state / T.INTERRUPTIBLE).exists()
 
     def _flush_input(self):
         if self.proc is None or not self.pending_in:

@@ -105,6 +105,9 @@ def _m2m_boot():
 
     g = globals()
     host.flash.intr = 3
+    # tell the bridge: a Ctrl-C from now on waits out a flash access (see Flash) instead of becoming
+    # a byte, as a board's Ctrl-C during a flash write is raised once the write is done
+    host.state.open(sys.modules["_m2m_table"].INTERRUPTIBLE, "w").close()
     micropython.kbd_intr(3)
     for name in ("boot.py", "main.py"):
         if name == "main.py" and os.getenv("M2M_REPL_MODE") == "raw":

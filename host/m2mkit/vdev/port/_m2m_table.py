@@ -18,5 +18,8 @@ WDT = "wdt"  # watchdog deadline, host ms since 1970
 RESET = "reset"  # machine.reset() request
 DEEPSLEEP = "deepsleep"  # machine.deepsleep(ms) request (ms)
 BOOTLOADER = "bootloader"  # machine.bootloader() request
+# written by vboot.py before boot.py: from here on Python code may be interrupted, and a SIGINT handler
+# that is missing while no input is read is vboot.py's flash access (the bridge waits for it)
+INTERRUPTIBLE = "interruptible"
 POWER_ON_CLEARED = (RTC_MEMORY, RTC_OFFSET)  # gone with the power, like the RTC domain
-TRANSIENT = (WDT, RESET, DEEPSLEEP, BOOTLOADER)  # cleared whenever an interpreter starts
+TRANSIENT = (WDT, RESET, DEEPSLEEP, BOOTLOADER, INTERRUPTIBLE)  # cleared whenever an interpreter starts
