@@ -8,7 +8,6 @@ import struct
 from m2m import coap
 from m2m.loop import drop
 from m2m.lwm2m import OPAQUE, SENML_CBOR, SENML_JSON, TEXT, TLV
-from m2m.lwm2m import tlv as _tlv
 
 
 class Err(Exception):
@@ -219,6 +218,8 @@ def parse_path(s):
 
 
 def _tlv_of(path, lv):
+    from m2m.lwm2m import tlv as _tlv  # loaded at the first TLV read
+
     enc = _tlv.enc
     # group leaves: instance -> resource -> [riid, value bytes]
     inst = []

@@ -6,7 +6,6 @@ import struct
 
 from m2m import coap
 from m2m.lwm2m import OPAQUE, SENML_CBOR, SENML_JSON, TEXT, TLV
-from m2m.lwm2m import tlv as _tlv
 from m2m.lwm2m.model import Err, parse_path
 
 
@@ -68,6 +67,8 @@ def values_in(self, path, fmt, payload):
     # payload -> [(oid, iid, rid, riid or None, value)] (absolute), checked against the specs
     out = []
     if fmt == TLV:
+        from m2m.lwm2m import tlv as _tlv
+
         try:
             items = _tlv.decode(payload)
         except ValueError:
@@ -113,6 +114,8 @@ def values_in(self, path, fmt, payload):
 
 
 def _from_tlv(self, path, items, out):
+    from m2m.lwm2m import tlv as _tlv
+
     o = self.obj(path[0])
     for kind, ident, val in items:
         if kind == _tlv.INSTANCE:
