@@ -88,3 +88,21 @@ def test_dead_socket_while_registering_registers_again():
         assert [m.path() for m in opened[1].sent if m.code == coap.POST] == [["rd"]]  # Register again
     finally:
         hal.ticks_ms = real
+
+
+def test_a_new_client_holds_no_per_operation_code():
+    # what loads per operation (bootstrap, Write / Discover parsing, TLV, SenML, CBOR, the notifier,
+    # the firmware pull) is not imported by building a client for a server
+    import sys
+
+    from m2m import loop
+
+    for k in list(sys.modules):
+        if k.startswith("m2m.lwm2m.") or k == "m2m.coap":
+            loop.drop(k)
+    from m2m.lwm2m.client import Client
+
+    Client({"device": {"id": "u"}, "lwm2m": {"server": "coap://127.0.0.1:9"}})
+    held = [k for k in sys.modules if k.startswith("m2m.lwm2m.")]
+    for k in ("bs", "parse", "tlv", "senml", "cbor", "notify", "fw", "send", "objects"):
+        assert "m2m.lwm2m." + k not in held, held
