@@ -106,3 +106,6 @@ def test_a_new_client_holds_no_per_operation_code():
     held = [k for k in sys.modules if k.startswith("m2m.lwm2m.")]
     for k in ("bs", "parse", "tlv", "senml", "cbor", "notify", "fw", "send", "objects"):
         assert "m2m.lwm2m." + k not in held, held
+    import m2m.lwm2m
+
+    assert not hasattr(m2m.lwm2m, "objects")  # the package does not keep the built objects' module

@@ -70,9 +70,9 @@ class Client:
         self.sent = 0
         self.fw_job = None
         self.model = m = objects.build(cfg, self, network, sampler)
-        import sys
-
-        sys.modules.pop("m2m.lwm2m.objects", None)  # built: its code can go (heap)
+        # built: its code can go (heap); the module's globals stay, read by the resources' lambdas
+        del objects.build
+        loop.drop("m2m.lwm2m.objects")
         del objects
         self.attrs = None  # Write-Attributes, once a server writes some (m2m.lwm2m.notify)
         self.names = {}  # reading name -> (oid, iid) of its IPSO object (Send)
