@@ -87,7 +87,9 @@ def _in_syscall(pid):
     return first.isdigit()
 
 
-_READ = {"x86_64": 0, "aarch64": 63}.get(platform.machine())  # read(2)'s system call number
+# read(2)'s system call number: Linux arch/x86 unistd_64.h __NR_read 0 (seen here in /proc/PID/syscall
+# of the REPL waiting for a line), include/uapi/asm-generic/unistd.h __NR_read 63 (arm64)
+_READ = {"x86_64": 0, "aarch64": 63}.get(platform.machine())
 
 
 def _reads_input(pid):
