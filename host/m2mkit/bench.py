@@ -403,3 +403,11 @@ def usage_records():
     from .bench_usage import usage_figures
 
     yield from usage_figures()
+
+
+@figure
+def vdev_port_heap():
+    """The virtual device's machinery heap, left out of the firmware's budget (bench_vdev.py)."""
+    from .bench_vdev import port_heap_figures
+
+    yield from port_heap_figures()
