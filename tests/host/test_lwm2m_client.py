@@ -596,6 +596,9 @@ def test_bootstrap_kept_across_reboot(tmp_path, device):
         assert len(srv.wait("bootstrap_request", 2)) == 2
         srv.wait("bs_finish", 2)
         assert srv.wait("register", 3)[2]["lt"] == 300
+        assert state.exists()
+        assert srv.request(Code.POST, "/3/0/5").code == Code.CHANGED  # Factory Reset: bootstrap next start
+        assert not state.exists()
         dev.stop()
     finally:
         srv.stop()

@@ -530,6 +530,14 @@ class Client:
         self._after = hal.reset
 
     def factory_reset(self, arg):
+        # back to the initial deployment (OMA 3.xml, resource 5): the next start bootstraps again
+        if self.state_file:
+            import os
+
+            try:
+                os.remove(self.state_file)
+            except OSError:
+                pass
         _event("lwm2m.factory_reset")
 
     def reset_errors(self, arg):
