@@ -83,7 +83,8 @@ def load(self):
 
 def again(self, why):
     # OMA Server object resource 16, Bootstrap on Registration Failure (true when absent):
-    # registration refused, or failed Communication Retry Count (/1/x/17, 5 when absent) times
+    # registration refused, or failed Communication Retry Count (/1/x/17) times: 5 when absent,
+    # ASSUMED docs/ASSUMED.md#A-LWM2M-RETRY-COUNT
     srv = self.model.objs[1].inst
     ins = srv[min(srv)] if srv else {}
     if ins.get(16) is False or (why is None and self.tries < (ins.get(17) or 5)):
