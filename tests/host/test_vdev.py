@@ -504,3 +504,26 @@ def test_raw_frames_cut_anywhere_are_reassembled(tmp_path):
         b._split_raw(stream[cut:], out)
         b._split_raw(b"", out)
         assert bytes(out) == b"t\r\n\n\x10\nu\r\n" + RAW_FRAME[:3] + b"v\r\n", cut
+
+
+def test_the_state_files_never_land_in_the_working_directory(tmp_path):
+    # vboot.py and the port stand-in write their state files (interruptible, rtcmem, nvs.json) through
+    # a VfsPosix rooted at the state folder, which joins its root to absolute paths only
+    # (extmod/vfs_posix.c vfs_posix_get_path_str): run vboot from another directory
+    from littlefs import LittleFS
+
+    from m2mkit.vdev.bridge import VBOOT, _free
+
+    fs = LittleFS(block_count=32, block_size=4096, read_size=32, prog_size=32, lookahead_size=32)
+    with fs.open("/boot.py", "w") as f:
+        f.write("import machine, esp32\nmachine.RTC().memory(b'x')\nn = esp32.NVS('t')\nn.set_i32('n', 1)\n"
+                "n.commit()\nimport gc\nprint('m2m-free', gc.mem_free())\n")
+    (tmp_path / "flash.img").write_bytes(bytes(fs.context.buffer))
+    state, cwd = tmp_path / "state", tmp_path / "elsewhere"
+    state.mkdir()
+    cwd.mkdir()
+    env = {"M2M_FLASH": str(tmp_path / "flash.img"), "M2M_FLASH_BLOCKS": "32", "M2M_STATE_DIR": str(state),
+           "M2M_REPL_MODE": "raw", "M2M_FROZEN": "", "M2M_MODEM": "", "M2M_BUS": "", "M2M_GPIO": ""}
+    _free(micropython(), ["-X", "heapsize=256K", str(VBOOT)], env, cwd=str(cwd))
+    assert os.listdir(cwd) == []
+    assert {"interruptible", "rtcmem", "nvs.json"} <= set(os.listdir(state)), os.listdir(state)

@@ -107,7 +107,9 @@ def _m2m_boot():
     host.flash.intr = 3
     # tell the bridge: a Ctrl-C from now on waits out a flash access (see Flash) instead of becoming
     # a byte, as a board's Ctrl-C during a flash write is raised once the write is done
-    host.state.open(sys.modules["_m2m_table"].INTERRUPTIBLE, "w").close()
+    # "/" + name: VfsPosix puts its root before absolute paths only (vfs_posix_get_path_str in
+    # extmod/vfs_posix.c); a relative one would land in the working directory
+    host.state.open("/" + sys.modules["_m2m_table"].INTERRUPTIBLE, "w").close()
     micropython.kbd_intr(3)
     for name in ("boot.py", "main.py"):
         if name == "main.py" and os.getenv("M2M_REPL_MODE") == "raw":

@@ -39,7 +39,9 @@ def env_addr(name):
 def _open(name, mode):
     host = sys.modules.get("_m2m_host")  # installed by the virtual device's boot script
     if host is not None:
-        return host.state.open(name, mode)
+        # absolute: VfsPosix joins its root to absolute paths only (extmod/vfs_posix.c
+        # vfs_posix_get_path_str); a relative name would land in the working directory
+        return host.state.open("/" + name, mode)
     if _STATE:
         return open(_STATE + "/" + name, mode)
     return None
