@@ -41,15 +41,18 @@ PORT = Path(__file__).parent / "vdev" / "port"
 PORT_MODULES = ("_m2m_table", "_m2m_sim", "time", "os", "machine", "esp32", "onewire", "select")
 
 
-def _prelude(test_dir=FW_TESTS):
-    # the ESP32 port's stand-in (machine, esp32, onewire, time, os) first, as on the virtual device
+def _prelude(test_dir=FW_TESTS, fill=0):
+    # the ESP32 port's stand-in (machine, esp32, onewire, time, os) first, as on the virtual device;
+    # fill: that many placeholder names interned after it (vdev/bridge.py qstr_fill: the qstr pools
+    # made before the firmware runs)
     return (
         "import sys\n"
         f"sys.path.insert(0, {str(PORT)!r})\n"
         f"for _m in {PORT_MODULES!r}:\n"
         "    __import__(_m)\n"
         "sys.path.pop(0)\n"
-        f"sys.path[:0] = [{str(test_dir)!r}, {str(FIRMWARE / 'lib')!r}]\n"
+        + (f"for _q in range({fill}):\n    getattr(sys, '_q%d' % _q, None)\ndel _q\n" if fill else "")
+        + f"sys.path[:0] = [{str(test_dir)!r}, {str(FIRMWARE / 'lib')!r}]\n"
         # what a board has frozen (umqtt.simple), after the firmware as on a board: umqtt_setup.py
         + (f"sys.path.append({_frozen()!r})\n" if _frozen() else "")
     )
@@ -68,10 +71,11 @@ def _frozen():
         return None
 
 
-def run_micropython(code, env=None, heapsize=DEFAULT_HEAP, timeout=DEFAULT_TIMEOUT):
-    """Run code in MicroPython with firmware/lib importable; returns (returncode, stdout, stderr)."""
+def run_micropython(code, env=None, heapsize=DEFAULT_HEAP, timeout=DEFAULT_TIMEOUT, fill=0):
+    """Run code in MicroPython with firmware/lib importable; returns (returncode, stdout, stderr).
+    fill: see _prelude."""
     p = subprocess.run(
-        [micropython(), "-X", f"heapsize={heapsize}", "-c", _prelude() + code],
+        [micropython(), "-X", f"heapsize={heapsize}", "-c", _prelude(fill=fill) + code],
         capture_output=True, text=True, timeout=timeout, env=mpy_env(env),
         errors="backslashreplace",
     )

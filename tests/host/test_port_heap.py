@@ -48,3 +48,48 @@ def test_the_virtual_device_leaves_the_firmware_a_boards_heap(tmp_path):
     got = int(seen.split(b"free ")[1].split()[0])
     want = _free("256K", FREE) - bridge._mount_heap(micropython())
     assert want <= got < want + 128, (want, got, seen[-300:])
+
+
+# the qstr pools (vdev/bridge.py qstr_heap): code that interns n names of its own and uses a few the
+# port stand-in interned too (Pin, freq, ...: firmware names the machinery interns first)
+NAMES = ("import gc, sys, micropython\nfor _i in range(%d):\n    getattr(sys, '_n%%d' %% _i, None)\n"
+         "for _s in ('Pin', 'freq', 'irq', 'init', 'deinit'):\n    getattr(sys, _s, None)\n"
+         "gc.collect()\nprint('free', gc.mem_free())\nmicropython.qstr_info()\n")
+
+
+def _run(heap, code):
+    out = subprocess.run([micropython(), "-X", "heapsize=" + heap, "-c", code], capture_output=True,
+                         text=True, timeout=60).stdout
+    return int(out.split("free ")[1].split()[0]), out
+
+
+def test_pool_bytes_are_what_the_interpreter_counts():
+    # qstr_info: n_total_bytes is the pools' gc_nbytes plus n_str_data_bytes (py/qstr.c qstr_pool_info)
+    for n in (0, 17, 300, 700, 1300):
+        line = _run("1M", NAMES % n)[1].split("qstr pool: ")[1].splitlines()[0]
+        info = dict(kv.split("=") for kv in line.split(", "))
+        pools = int(info["n_total_bytes"]) - int(info["n_str_data_bytes"])
+        assert pools == bridge.pool_bytes(int(info["n_qstr"])), (n, info)
+
+
+def test_the_pools_prelude_makes_the_1280_entry_pool_before_the_firmware_runs():
+    fill = bridge.qstr_fill()
+    for n in (0, 1000):
+        line = _run("1M", _prelude(fill=fill) + NAMES % n)[1].split("qstr pool: ")[1]
+        assert line.startswith("n_pool=7,"), (n, line)  # 20, 40, ... 640 and 1280: none made after
+    # and no more placeholders than that takes (20 + 40 + ... + 640 = 1260 names, then one)
+    assert bridge._dump(micropython(), _prelude(fill=fill))[0] == 1261
+
+
+def test_with_its_names_the_firmware_keeps_at_most_a_boards_heap():
+    # a bare interpreter at 160K is the board; the firmware ends with at most its free heap (the GC's
+    # 128-byte steps), and not much less: the names of all of firmware/ count as the firmware's, used
+    # by this run or not (the conservative side), about 2.5 KB here
+    for machinery, n in (("pools", 700), ("pools", 1100), ("prelude", 1100)):
+        code = NAMES % n
+        bare = _run("160K", code)[0]
+        pre = _prelude(fill=bridge.qstr_fill() if machinery == "pools" else 0)
+        n_end = bridge.qstr_count(_run("1M", pre + code)[1])
+        extra = bridge.qstr_heap(n_end, code, machinery=machinery)
+        got = _run(bridge._with_port("160K", machinery, qstr_extra=extra), pre + code)[0]
+        assert bare - 3072 <= got < bare + 128, (machinery, n, bare, got, extra)

@@ -198,10 +198,11 @@ def _free_at_start(micropython, heap, machinery, frozen, state_len):
     args = ["-X", "heapsize=%d" % heap]
     if machinery is None:
         return _free(micropython, args + ["-c", _TAIL])
-    if machinery == "prelude":
+    if machinery in ("prelude", "pools"):
         from ..testing import _prelude
 
-        return _free(micropython, args + ["-c", _prelude() + _TAIL])
+        fill = qstr_fill(micropython) if machinery == "pools" else 0
+        return _free(micropython, args + ["-c", _prelude(fill=fill) + _TAIL])
     import tempfile
 
     from littlefs import LittleFS
@@ -268,15 +269,125 @@ def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_le
     raise RuntimeError("the port stand-in's heap does not settle (%d bytes free, %d wanted)" % (got, want))
 
 
-def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_len=0):
+def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, qstr_extra=0):
     """-X heapsize for `heap` plus the machinery's own heap (port_heap), so the firmware keeps a
-    board's budget. machinery: "prelude" (m2mkit.testing's `-c` prelude: the benches, test_net) or
-    "vboot" (the bridge)."""
+    board's budget. machinery: "prelude" (m2mkit.testing's `-c` prelude: the benches, test_net),
+    "pools" (that prelude with its qstr pools made: qstr_fill, below) or "vboot" (the bridge).
+    qstr_extra: qstr_heap() for the run."""
     try:
         n = _heap_bytes(heap)
     except ValueError:
         return heap  # not a size: the interpreter says so
-    return str(n + port_heap(heap, machinery, micropython, frozen, state_len))
+    return str(n + port_heap(heap, machinery, micropython, frozen, state_len) + qstr_extra)
+
+
+# The qstr pools. Every name a module loads is interned (py/qstr.c qstr_add) in pools that double:
+# the first after the ROM pool has 2 * MICROPY_ALLOC_QSTR_ENTRIES_INIT = 20 entries, then 40, 80 ...
+# 640 (1260 in all), then 1280, one allocation each of a qstr_pool_t header (6 words: py/qstr.h) and
+# per entry a pointer, a 2-byte hash (MICROPY_QSTR_BYTES_IN_HASH at the unix port's EXTRA_FEATURES
+# level: py/mpconfig.h) and a 1-byte length, in GC blocks of 4 words (MICROPY_BYTES_PER_GC_BLOCK).
+# port_heap covers the pools the machinery's ~300 names fill before the firmware starts, but not what
+# they do to the pools the firmware's names need after: a board (those names in ROM) stays within the
+# 640-entry pool where the plain prelude pushes the firmware into the 1280-entry one, 14 KB in one
+# piece that a fragmented heap does not have (the MemoryError's "allocating 1280 bytes" is that count).
+# So the "pools" prelude interns placeholder names until the 1280-entry pool is made (qstr_fill),
+# before the firmware runs, where port_heap counts it; the firmware then makes no pool of its own
+# (up to 2540 names), and its heap is cut by the pools a board's firmware would make, from counts
+# (qstr_heap): the run's names are counted once (n_qstr at its end), the machinery's and the bare
+# interpreter's are dumped (micropython.qstr_info(1)), and every name the firmware's sources use (all
+# of firmware/ and the run's code, compiled in a bare interpreter: more than one run loads) counts as
+# the firmware's even where the machinery interned it first, so a board's count is never
+# underestimated (Pin, init and the like are even ROM on the ESP32 port: a board pays less). The
+# characters of those shared names, which port_heap gave back, are cut too. The one thing this does
+# not reproduce is when a board makes its pools (the largest, 7 KB, once its firmware has interned
+# about 620 names, during the first imports): README "The virtual device".
+_POOL_HEAD = 6 * 8
+_POOL_ENTRY = 8 + 2 + 1
+_GC_BLOCK = 4 * 8
+_POOLS_MADE = 1261  # names that make the 1280-entry pool: 20 + 40 + ... + 640 = 1260, plus one
+_QSTR_DUMP = "import micropython\nprint('m2m-qstr')\nmicropython.qstr_info(1)\nprint('m2m-qstr-end')\n"
+
+
+def pool_bytes(n):
+    """Heap bytes of the qstr pools holding n interned names (64-bit unix port, see above)."""
+    total, alloc = 0, 20
+    while n > 0:
+        total += -(-(_POOL_HEAD + _POOL_ENTRY * alloc) // _GC_BLOCK) * _GC_BLOCK
+        n -= alloc
+        alloc *= 2
+    return total
+
+
+def qstr_count(text):
+    """n_qstr of the last `micropython.qstr_info()` line in text, or None."""
+    n = None
+    for line in text.splitlines():
+        if line.startswith("qstr pool:") and "n_qstr=" in line:
+            n = int(line.split("n_qstr=")[1].split(",")[0])
+    return n
+
+
+def _dump(micropython, code):
+    p = subprocess.run([micropython, "-X", "heapsize=8M", "-c", code + _QSTR_DUMP], capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if "m2m-qstr\n" not in p.stdout:
+        raise RuntimeError("cannot list the interned names: %s" % (p.stdout + p.stderr).strip()[-400:])
+    body = p.stdout.split("m2m-qstr\n", 1)[1].split("m2m-qstr-end", 1)[0]
+    return qstr_count(body), frozenset(ln[2:-1] for ln in body.splitlines()[1:]
+                                       if ln.startswith("Q(") and ln.endswith(")"))
+
+
+def _find(micropython):
+    if micropython is None:
+        from ..testing import micropython as find
+
+        micropython = find()
+    return micropython
+
+
+@functools.lru_cache(maxsize=None)
+def qstr_fill(micropython=None):
+    """Placeholder names the "pools" prelude interns so that the 1280-entry pool exists when the
+    firmware starts (found by counting: one or two runs)."""
+    from ..testing import _prelude
+
+    micropython = _find(micropython)
+    fill = max(1, _POOLS_MADE - _dump(micropython, _prelude(fill=1))[0] + 1)  # the loop's own names too
+    while _dump(micropython, _prelude(fill=fill))[0] < _POOLS_MADE:
+        fill += 1
+    return fill
+
+
+@functools.lru_cache(maxsize=None)
+def _firmware_names(micropython, code):
+    from ..paths import FIRMWARE
+    from ..testing import _frozen
+
+    files = sorted(str(p) for p in FIRMWARE.rglob("*.py"))
+    if _frozen():
+        files += sorted(str(p) for p in Path(_frozen()).rglob("*.py"))
+    load = "for _p in %r:\n    with open(_p) as _f:\n        compile(_f.read(), _p, 'exec')\ncompile(%r, 'c', 'exec')\n"
+    return _dump(micropython, load % (files, code))[1] - _dump(micropython, load % ([], ""))[1]
+
+
+@functools.lru_cache(maxsize=None)
+def qstr_heap(n_end, code="", micropython=None, machinery="pools"):
+    """Bytes to add to the prelude's heap (_with_port's qstr_extra) for a run whose interpreter ends
+    with n_end interned names (micropython.qstr_info()'s n_qstr) after the prelude `machinery`
+    ("pools" or "prelude"; code: the run's own code after it, whose names are the firmware's): the
+    pool bytes the run makes beyond those a board's count would make, less the characters of the
+    names both use. Negative for "pools": the firmware makes no pool there, a board does."""
+    from ..testing import _prelude
+
+    micropython = _find(micropython)
+    n_bare, bare = _dump(micropython, "")
+    n_start, names = _dump(micropython, _prelude(fill=qstr_fill(micropython) if machinery == "pools" else 0))
+    names = names - bare
+    fw = _firmware_names(micropython, code)
+    only, shared = names - fw, names & fw
+    n_board = n_end - len(only)
+    return (pool_bytes(n_end) - pool_bytes(n_start) - (pool_bytes(n_board) - pool_bytes(n_bare))
+            - sum(len(s.encode()) + 1 for s in shared))
 
 
 def _nonblock(fd):
