@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .broker import Broker
 from .testing import _prelude, micropython, mpy_env
-from .vdev.bridge import _with_port
+from .vdev.bridge import _with_port, qstr_count, qstr_fill, qstr_heap
 
 SCALE = 20
 KEPT = 10  # kept reports measured
@@ -94,6 +94,8 @@ while n < int(os.getenv("READINGS")):
     sample()
     if n % 99 == 0:
         print(json.dumps({"progress": n}))
+import micropython
+micropython.qstr_info()  # the interned names' count, for the qstr pools' share (vdev/bridge.py qstr_heap)
 print(json.dumps({"phase": 3, "peak": peak[0] - BASE, "readings": n}))
 """
 
@@ -102,9 +104,10 @@ def _counters(sim):
     return {k: dict(v) for k, v in sim.counters().items()}
 
 
-def _session(model, heap, phases):
-    """Run the bench device through `phases` ([(n, fn(sim, reply))]); returns the replies, or raises
-    RuntimeError with the device's last lines and how many readings it had made."""
+def _session(model, heap, phases, readings=READINGS, qstr_extra=0):
+    """Run the bench device through `phases` ([(n, fn(sim, reply))]); returns the replies (phase 3's
+    with "qstr": the names interned at its end), or raises RuntimeError with the device's last lines
+    and how many readings it had made. qstr_extra: bridge.qstr_heap's bytes."""
     from . import mpy, umqtt_setup
     from .bench import heap_trees, unix_arch
     from .sim.modem import ModemSim
@@ -122,9 +125,9 @@ def _session(model, heap, phases):
             raise RuntimeError(msg)
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": b.url, "DIR": str(d),
-               "KEPT": str(KEPT), "READINGS": str(READINGS)}
-        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap), "-c",
-                              _prelude() + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
+               "KEPT": str(KEPT), "READINGS": str(readings)}
+        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap, "pools", qstr_extra=qstr_extra), "-c",
+                              _prelude(fill=qstr_fill()) + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
         lines = []
         made = [0]
@@ -139,6 +142,7 @@ def _session(model, heap, phases):
                 lines.append(line)
                 if line.startswith("{"):
                     r = json.loads(line)
+                    r["qstr"] = qstr_count("".join(lines[-3:]))
                     made[0] = r.get("progress", made[0])
                     if r.get("phase") == n:
                         return r
@@ -191,17 +195,33 @@ def mqtt_figures(model="bg95"):
     heap = HEAP
     note = ""
     steps = [(n, lambda sim, r: r) for n in range(4)]
-    try:
-        last = _session(model, heap, steps)[-1]
-    except RuntimeError as e:
-        got = getattr(e, "readings", 0)
-        where = [ln.strip() for ln in str(e).splitlines() if ln.strip().startswith(("File ", "MemoryError"))]
-        heap = "224K"
-        last = _session(model, heap, steps)[-1]
-        note = "; did NOT fit %s: %s after %d readings (%s), measured at %s" % (
-            HEAP, where[-1] if where else "stopped", got, where[-2] if len(where) > 1 else "?", heap)
-    yield {"name": "mqtt_heap_high_water", "value": last["peak"], "unit": "bytes", "model": model,
+    # two passes: the names a run interns, counted on a short one with room to spare, give the qstr
+    # pools a board's firmware would make, cut from the heap of the prelude that made its pools
+    # before (vdev/bridge.py qstr_heap); the run's own count is checked after
+    qstrs = qstr_heap(_session(model, "512K", steps, readings=60)[-1]["qstr"], DEVICE)
+    for heap in (HEAP, "176K", "192K", "224K"):
+        try:
+            last = _session(model, heap, steps, qstr_extra=qstrs)[-1]
+            break
+        except RuntimeError as e:
+            if heap != HEAP:
+                continue
+            got = getattr(e, "readings", 0)
+            where = [ln.strip() for ln in str(e).splitlines() if ln.strip().startswith(("File ", "MemoryError"))]
+            note = "; did NOT fit %s: %s after %d readings (%s)" % (
+                HEAP, where[-1] if where else "stopped", got, where[-2] if len(where) > 1 else "?")
+    if heap != HEAP:
+        note += ", measured at %s" % heap
+    own = qstr_heap(last["qstr"], DEVICE)
+    if own != qstrs:  # the short run's count was not the whole run's: say so
+        note += "; the qstr pools' share for the run's own %d names is %d B" % (last["qstr"], own)
+    yield {"name": "mqtt_heap_qstr_share", "value": qstrs, "unit": "bytes", "model": model,
+           "note": "added to the heap (negative: cut) for the qstr pools: the prelude makes its pools before "
+                   "the firmware runs, a board's firmware makes them as it goes (%d names interned by the "
+                   "run with the prelude's; vdev/bridge.py qstr_heap)" % last["qstr"]}
+    yield {"name": "mqtt_heap_high_water", "value": last["peak"] - qstrs, "unit": "bytes", "model": model,
            "note": "highest gc.mem_alloc() after gc.collect() between reports (what stays live) while "
                    "reporting %d readings with the network, sockets, umqtt.simple and the outbox loaded, "
-                   "firmware as .mpy, the port stand-in left out; unix port (about 2x ESP32 objects)%s"
+                   "firmware as .mpy, the port stand-in left out, the qstr pools a board's firmware makes "
+                   "counted in (mqtt_heap_qstr_share); unix port (about 2x ESP32 objects)%s"
                    % (last["readings"], note)}
