@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .testing import _prelude, micropython, mpy_env
-from .vdev.bridge import _with_port
+from .vdev.bridge import _with_port, qstr_count, qstr_fill, qstr_heap
 
 SCALE = 20
 REPORTS = 5
@@ -67,6 +67,8 @@ def flag(n):
             loop.run([net, cl], max_ms=100)
 loop.run([net], until=net.attached, max_ms=120000)
 loop.run([net, cl], until=cl.registered, max_ms=120000)
+import micropython
+micropython.qstr_info()  # the interned names' count, for the qstr pools' share (vdev/bridge.py qstr_heap)
 gc.collect()
 print(json.dumps({"phase": 0, "heap": gc.mem_alloc() - BASE, "registered": cl.registered()}))
 flag(1)
@@ -82,7 +84,8 @@ print(json.dumps({"phase": 1, "sent": cl.sent, "heap": gc.mem_alloc() - BASE}))
 """
 
 
-def _session(model, heap, mqtt_loaded, phases):
+def _session(model, heap, mqtt_loaded, phases, qstr_extra=None):
+    # qstr_extra: with the "pools" prelude, bridge.qstr_heap's bytes (replies carry "qstr", the count)
     from .bench import heap_trees, unix_arch
     from .lwm2m.runner import ServerThread
     from .sim.modem import ModemSim
@@ -101,8 +104,11 @@ def _session(model, heap, mqtt_loaded, phases):
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "SERVER": f"coap://{host}:{port}", "DIR": str(d),
                "REPORTS": str(REPORTS), "MQTT": "1" if mqtt_loaded else ""}
-        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap), "-c",
-                              _prelude() + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
+        pools = qstr_extra is not None
+        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(
+                                  heap, "pools" if pools else "prelude", qstr_extra=qstr_extra or 0), "-c",
+                              _prelude(fill=qstr_fill() if pools else 0) + "sys.path.insert(0, %r)\n" % str(tree)
+                              + DEVICE],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
         lines = []
 
@@ -117,6 +123,7 @@ def _session(model, heap, mqtt_loaded, phases):
                 lines.append(line)
                 if line.startswith("{"):
                     r = json.loads(line)
+                    r["qstr"] = qstr_count("".join(lines[-3:]))
                     if r.get("phase") == n:
                         return r
             raise RuntimeError("the bench device stopped:\n%s" % "".join(lines[-12:]))
@@ -195,9 +202,12 @@ def lwm2m_figures(model="bg95"):
 
     note = ""
     steps = [(0, lambda sim, srv, r: r)]
-    for heap in (HEAP, "224K", "320K", "512K"):
+    # two passes, as bench_mqtt: the names the run interns give the qstr pools a board's firmware would
+    # make, cut from the heap of the prelude that made its pools before (vdev/bridge.py qstr_heap)
+    qstrs = qstr_heap(_session(model, "512K", True, steps, qstr_extra=0)[-1]["qstr"], DEVICE)
+    for heap in (HEAP, "176K", "192K", "224K", "320K", "512K"):
         try:
-            last = _session(model, heap, True, steps)[-1]
+            last = _session(model, heap, True, steps, qstr_extra=qstrs)[-1]
             break
         except RuntimeError as e:
             if heap == "512K":
@@ -206,11 +216,18 @@ def lwm2m_figures(model="bg95"):
             note = note or "; did NOT fit %s (%s)" % (HEAP, why)
     if note:
         note += ", measured at %s" % heap
-    yield {"name": "lwm2m_heap_registered", "value": last["heap"], "unit": "bytes", "model": model,
+    own = qstr_heap(last["qstr"], DEVICE)
+    if own != qstrs:  # the first pass's count was not this run's: say so
+        note += "; the qstr pools' share for the run's own %d names is %d B" % (last["qstr"], own)
+    yield {"name": "lwm2m_heap_qstr_share", "value": qstrs, "unit": "bytes", "model": model,
+           "note": "added to the heap (negative: cut) for the qstr pools: the prelude makes its pools before "
+                   "the firmware runs, a board's firmware makes them as it goes (%d names interned by the "
+                   "run with the prelude's; vdev/bridge.py qstr_heap)" % last["qstr"]}
+    yield {"name": "lwm2m_heap_registered", "value": last["heap"] - qstrs, "unit": "bytes", "model": model,
            "note": "gc.mem_alloc() after gc.collect() with the LwM2M client registered, the network, UDP "
                    "sockets, the outbox, a sampler and MQTT (m2m.report.mqtt, umqtt.simple, a Reporter) "
-                   "loaded, firmware as .mpy, the port stand-in left out; unix port (about 2x ESP32 "
-                   "objects)%s" % note}
+                   "loaded, firmware as .mpy, the port stand-in left out, the qstr pools a board's firmware "
+                   "makes counted in (lwm2m_heap_qstr_share); unix port (about 2x ESP32 objects)%s" % note}
 
 
 async def _sent(server):
