@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .testing import _prelude, micropython, mpy_env
-from .vdev.bridge import _with_port, qstr_count, qstr_fill, qstr_heap
+from .testing import micropython, mpy_env
+from .vdev.bridge import _machinery_prelude, _with_port, qstr_count, qstr_heap, qstr_plan
 
 SCALE = 20
 REPORTS = 5
@@ -84,8 +84,8 @@ print(json.dumps({"phase": 1, "sent": cl.sent, "heap": gc.mem_alloc() - BASE}))
 """
 
 
-def _session(model, heap, mqtt_loaded, phases, qstr_extra=None):
-    # qstr_extra: with the "pools" prelude, bridge.qstr_heap's bytes (replies carry "qstr", the count)
+def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude"):
+    # machinery, qstr_extra: bridge.qstr_plan's (the replies carry "qstr", the names' count)
     from .bench import heap_trees, unix_arch
     from .lwm2m.runner import ServerThread
     from .sim.modem import ModemSim
@@ -104,11 +104,9 @@ def _session(model, heap, mqtt_loaded, phases, qstr_extra=None):
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "SERVER": f"coap://{host}:{port}", "DIR": str(d),
                "REPORTS": str(REPORTS), "MQTT": "1" if mqtt_loaded else ""}
-        pools = qstr_extra is not None
-        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(
-                                  heap, "pools" if pools else "prelude", qstr_extra=qstr_extra or 0), "-c",
-                              _prelude(fill=qstr_fill() if pools else 0) + "sys.path.insert(0, %r)\n" % str(tree)
-                              + DEVICE],
+        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap, machinery, qstr_extra=qstr_extra),
+                              "-c", _machinery_prelude(micropython(), machinery)
+                              + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
         lines = []
 
@@ -204,10 +202,10 @@ def lwm2m_figures(model="bg95"):
     steps = [(0, lambda sim, srv, r: r)]
     # two passes, as bench_mqtt: the names the run interns give the qstr pools a board's firmware would
     # make, cut from the heap of the prelude that made its pools before (vdev/bridge.py qstr_heap)
-    qstrs = qstr_heap(_session(model, "512K", True, steps, qstr_extra=0)[-1]["qstr"], DEVICE)
+    pools, qstrs = qstr_plan(_session(model, "512K", True, steps, machinery="pools")[-1]["qstr"], DEVICE)
     for heap in (HEAP, "176K", "192K", "224K", "320K", "512K"):
         try:
-            last = _session(model, heap, True, steps, qstr_extra=qstrs)[-1]
+            last = _session(model, heap, True, steps, qstr_extra=qstrs, machinery=pools)[-1]
             break
         except RuntimeError as e:
             if heap == "512K":
@@ -216,7 +214,7 @@ def lwm2m_figures(model="bg95"):
             note = note or "; did NOT fit %s (%s)" % (HEAP, why)
     if note:
         note += ", measured at %s" % heap
-    own = qstr_heap(last["qstr"], DEVICE)
+    own = qstr_heap(last["qstr"], DEVICE, machinery=pools)
     if own != qstrs:  # the first pass's count was not this run's: say so
         note += "; the qstr pools' share for the run's own %d names is %d B" % (last["qstr"], own)
     yield {"name": "lwm2m_heap_qstr_share", "value": qstrs, "unit": "bytes", "model": model,

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from .broker import Broker
-from .testing import _prelude, micropython, mpy_env
-from .vdev.bridge import _with_port, qstr_count, qstr_fill, qstr_heap
+from .testing import micropython, mpy_env
+from .vdev.bridge import _machinery_prelude, _with_port, qstr_count, qstr_heap, qstr_plan
 
 SCALE = 20
 KEPT = 10  # kept reports measured
@@ -104,10 +104,10 @@ def _counters(sim):
     return {k: dict(v) for k, v in sim.counters().items()}
 
 
-def _session(model, heap, phases, readings=READINGS, qstr_extra=0):
+def _session(model, heap, phases, readings=READINGS, qstr_extra=0, machinery="pools"):
     """Run the bench device through `phases` ([(n, fn(sim, reply))]); returns the replies (phase 3's
     with "qstr": the names interned at its end), or raises RuntimeError with the device's last lines
-    and how many readings it had made. qstr_extra: bridge.qstr_heap's bytes."""
+    and how many readings it had made. machinery, qstr_extra: bridge.qstr_plan's."""
     from . import mpy, umqtt_setup
     from .bench import heap_trees, unix_arch
     from .sim.modem import ModemSim
@@ -126,8 +126,9 @@ def _session(model, heap, phases, readings=READINGS, qstr_extra=0):
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": b.url, "DIR": str(d),
                "KEPT": str(KEPT), "READINGS": str(readings)}
-        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap, "pools", qstr_extra=qstr_extra), "-c",
-                              _prelude(fill=qstr_fill()) + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
+        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap, machinery, qstr_extra=qstr_extra),
+                              "-c", _machinery_prelude(micropython(), machinery)
+                              + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
         lines = []
         made = [0]
@@ -198,10 +199,10 @@ def mqtt_figures(model="bg95"):
     # two passes: the names a run interns, counted on a short one with room to spare, give the qstr
     # pools a board's firmware would make, cut from the heap of the prelude that made its pools
     # before (vdev/bridge.py qstr_heap); the run's own count is checked after
-    qstrs = qstr_heap(_session(model, "512K", steps, readings=60)[-1]["qstr"], DEVICE)
+    pools, qstrs = qstr_plan(_session(model, "512K", steps, readings=60)[-1]["qstr"], DEVICE)
     for heap in (HEAP, "176K", "192K", "224K"):
         try:
-            last = _session(model, heap, steps, qstr_extra=qstrs)[-1]
+            last = _session(model, heap, steps, qstr_extra=qstrs, machinery=pools)[-1]
             break
         except RuntimeError as e:
             if heap != HEAP:
@@ -212,7 +213,7 @@ def mqtt_figures(model="bg95"):
                 HEAP, where[-1] if where else "stopped", got, where[-2] if len(where) > 1 else "?")
     if heap != HEAP:
         note += ", measured at %s" % heap
-    own = qstr_heap(last["qstr"], DEVICE)
+    own = qstr_heap(last["qstr"], DEVICE, machinery=pools)
     if own != qstrs:  # the short run's count was not the whole run's: say so
         note += "; the qstr pools' share for the run's own %d names is %d B" % (last["qstr"], own)
     yield {"name": "mqtt_heap_qstr_share", "value": qstrs, "unit": "bytes", "model": model,

@@ -51,7 +51,9 @@ def _prelude(test_dir=FW_TESTS, fill=0):
         f"for _m in {PORT_MODULES!r}:\n"
         "    __import__(_m)\n"
         "sys.path.pop(0)\n"
-        + (f"for _q in range({fill}):\n    getattr(sys, '_q%d' % _q, None)\ndel _q\n" if fill else "")
+        # (collecting as it goes: the names' text and pools packed, not strewn between the garbage)
+        + (f"import gc\nfor _q in range({fill}):\n    getattr(sys, '_q%d' % _q, None)\n"
+           "    if not _q % 32:\n        gc.collect()\ndel _q\n" if fill else "")
         + f"sys.path[:0] = [{str(test_dir)!r}, {str(FIRMWARE / 'lib')!r}]\n"
         # what a board has frozen (umqtt.simple), after the firmware as on a board: umqtt_setup.py
         + (f"sys.path.append({_frozen()!r})\n" if _frozen() else "")

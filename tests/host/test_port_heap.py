@@ -93,3 +93,20 @@ def test_with_its_names_the_firmware_keeps_at_most_a_boards_heap():
         extra = bridge.qstr_heap(n_end, code, machinery=machinery)
         got = _run(bridge._with_port("160K", machinery, qstr_extra=extra), pre + code)[0]
         assert bare - 3072 <= got < bare + 128, (machinery, n, bare, got, extra)
+
+
+def test_a_run_with_more_names_gets_the_prelude_that_holds_them_all():
+    # 1400 names of its own do not fit the 1280-entry pool the "pools" prelude made: the firmware would
+    # make a 2560-entry one (28 KB in one piece) where a board makes the 1280-entry one
+    code = NAMES % 1400
+    bare = _run("160K", code)[0]
+    n_end = bridge.qstr_count(_run("1M", bridge._machinery_prelude(micropython(), "pools") + code)[1])
+    assert bridge.qstr_plan(bridge.qstr_count(_run("1M", bridge._machinery_prelude(micropython(), "pools")
+                                                   + NAMES % 700)[1]), NAMES % 700)[0] == "pools"
+    machinery, extra = bridge.qstr_plan(n_end, code)
+    assert machinery == "pools8"
+    pre = bridge._machinery_prelude(micropython(), machinery)
+    out = _run(bridge._with_port("160K", machinery, qstr_extra=extra), pre + code)[1]
+    assert "n_pool=8," in out  # the firmware made no pool
+    got = int(out.split("free ")[1].split()[0])
+    assert bare - 3072 <= got < bare + 128, (bare, got, extra)

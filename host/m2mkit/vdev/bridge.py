@@ -198,11 +198,8 @@ def _free_at_start(micropython, heap, machinery, frozen, state_len):
     args = ["-X", "heapsize=%d" % heap]
     if machinery is None:
         return _free(micropython, args + ["-c", _TAIL])
-    if machinery in ("prelude", "pools"):
-        from ..testing import _prelude
-
-        fill = qstr_fill(micropython) if machinery == "pools" else 0
-        return _free(micropython, args + ["-c", _prelude(fill=fill) + _TAIL])
+    if machinery == "prelude" or machinery.startswith("pools"):
+        return _free(micropython, args + ["-c", _machinery_prelude(micropython, machinery) + _TAIL])
     import tempfile
 
     from littlefs import LittleFS
@@ -259,6 +256,8 @@ def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_le
     if machinery == "vboot":
         want -= _mount_heap(micropython)
     extra = 48 * 1024
+    if _level(machinery):  # the pools made and the placeholders' characters: more than that
+        extra += pool_bytes(_capacity(_level(machinery))) + 16 * qstr_fill(micropython, _level(machinery))
     for _ in range(8):
         # the free heap moves in steps of 128 bytes (the GC's blocks and their table): the smallest
         # step that leaves at least `want` free
@@ -272,7 +271,8 @@ def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_le
 def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, qstr_extra=0):
     """-X heapsize for `heap` plus the machinery's own heap (port_heap), so the firmware keeps a
     board's budget. machinery: "prelude" (m2mkit.testing's `-c` prelude: the benches, test_net),
-    "pools" (that prelude with its qstr pools made: qstr_fill, below) or "vboot" (the bridge).
+    "pools" (that prelude with its qstr pools made: qstr_fill, below; "pools8" one pool more) or
+    "vboot" (the bridge).
     qstr_extra: qstr_heap() for the run."""
     try:
         n = _heap_bytes(heap)
@@ -304,7 +304,6 @@ def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_l
 _POOL_HEAD = 6 * 8
 _POOL_ENTRY = 8 + 2 + 1
 _GC_BLOCK = 4 * 8
-_POOLS_MADE = 1261  # names that make the 1280-entry pool: 20 + 40 + ... + 640 = 1260, plus one
 _QSTR_DUMP = "import micropython\nprint('m2m-qstr')\nmicropython.qstr_info(1)\nprint('m2m-qstr-end')\n"
 
 
@@ -345,17 +344,46 @@ def _find(micropython):
     return micropython
 
 
+def _capacity(pools):
+    return 20 * (2 ** pools - 1)  # names the first `pools` pools hold: 20 + 40 + ...
+
+
+def _level(machinery):
+    # pools made by the prelude `machinery`: "pools" 7 (the 1280-entry one), "pools8" 8, else none
+    return int(machinery[5:] or 7) if machinery.startswith("pools") else 0
+
+
 @functools.lru_cache(maxsize=None)
-def qstr_fill(micropython=None):
-    """Placeholder names the "pools" prelude interns so that the 1280-entry pool exists when the
-    firmware starts (found by counting: one or two runs)."""
+def qstr_fill(micropython=None, pools=7):
+    """Placeholder names the "pools" prelude interns so that its 7th pool (1280 entries; `pools`:
+    another) exists when the firmware starts (found by counting: one or two runs)."""
     from ..testing import _prelude
 
     micropython = _find(micropython)
-    fill = max(1, _POOLS_MADE - _dump(micropython, _prelude(fill=1))[0] + 1)  # the loop's own names too
-    while _dump(micropython, _prelude(fill=fill))[0] < _POOLS_MADE:
+    made = _capacity(pools - 1) + 1
+    fill = max(1, made - _dump(micropython, _prelude(fill=1))[0] + 1)  # the loop's own names too
+    while _dump(micropython, _prelude(fill=fill))[0] < made:
         fill += 1
     return fill
+
+
+def _machinery_prelude(micropython, machinery):
+    from ..testing import _prelude
+
+    return _prelude(fill=qstr_fill(micropython, _level(machinery)) if _level(machinery) else 0)
+
+
+def qstr_plan(n_end, code="", micropython=None, machinery="pools"):
+    """(machinery, qstr_extra) for a run that ended with n_end names after the prelude `machinery`:
+    the "pools" prelude whose pools hold all the run's names (the firmware then makes no pool: a
+    larger one in a fragmented heap is what a board would not need), and its qstr_heap."""
+    micropython = _find(micropython)
+    own = n_end - _dump(micropython, _machinery_prelude(micropython, machinery))[0]
+    pools = 7
+    while _capacity(pools - 1) + 1 + own > _capacity(pools):
+        pools += 1
+    m = "pools" if pools == 7 else "pools%d" % pools
+    return m, qstr_heap(_dump(micropython, _machinery_prelude(micropython, m))[0] + own, code, micropython, m)
 
 
 @functools.lru_cache(maxsize=None)
@@ -377,11 +405,9 @@ def qstr_heap(n_end, code="", micropython=None, machinery="pools"):
     ("pools" or "prelude"; code: the run's own code after it, whose names are the firmware's): the
     pool bytes the run makes beyond those a board's count would make, less the characters of the
     names both use. Negative for "pools": the firmware makes no pool there, a board does."""
-    from ..testing import _prelude
-
     micropython = _find(micropython)
     n_bare, bare = _dump(micropython, "")
-    n_start, names = _dump(micropython, _prelude(fill=qstr_fill(micropython) if machinery == "pools" else 0))
+    n_start, names = _dump(micropython, _machinery_prelude(micropython, machinery))
     names = names - bare
     fw = _firmware_names(micropython, code)
     only, shared = names - fw, names & fw
