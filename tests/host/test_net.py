@@ -50,7 +50,7 @@ def sim_for(model, scale, **kw):
                     pwrkey_active=line["active"], **kw)
 
 
-def run(code, sim, scale, cfg, tmp_path, model, heapsize="512K", timeout=120, **extra):
+def run(code, sim, scale, cfg, tmp_path, model, heapsize="512K", timeout=120, fill=0, raw=False, **extra):
     board = dict(LINES[model], model=model)
     env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address),
            "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
@@ -58,11 +58,11 @@ def run(code, sim, scale, cfg, tmp_path, model, heapsize="512K", timeout=120, **
            "M2M_TIME_SCALE": str(scale), "CFG": json.dumps(cfg), "BOARD": json.dumps(board),
            "STATE": str(tmp_path)}
     env.update(extra)
-    rc, out, err = run_micropython(code, env=env, heapsize=heapsize, timeout=timeout)
+    rc, out, err = run_micropython(code, env=env, heapsize=heapsize, timeout=timeout, fill=fill)
     assert rc == 0, out + err
     res = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
     evs = [ln[len("event: "):].split(" ", 1) for ln in out.splitlines() if ln.startswith("event: ")]
-    return res, [(e[0], e[1] if len(e) > 1 else "") for e in evs]
+    return (res, [(e[0], e[1] if len(e) > 1 else "") for e in evs]) + ((out,) if raw else ())
 
 
 def kinds(evs):
@@ -291,13 +291,20 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
     # 24 hours of modem time at 500x (about three minutes): coverage drops for an hour every four
     # hours; the firmware must be attached whenever coverage has lasted five minutes, from .mpy in a
     # board's 160 KB heap plus room for the port stand-in (ROM on a board), the one allowance the
-    # virtual device also adds (vdev/bridge.py _with_port)
+    # virtual device also adds (vdev/bridge.py _with_port), its qstr pools made before and those a
+    # board's firmware makes cut (qstr_plan: the names counted on the day's first hour at 512K)
     from m2mkit.bench import heap_trees
-    from m2mkit.vdev.bridge import _with_port
+    from m2mkit.vdev.bridge import _with_port, fill_for, qstr_count, qstr_heap, qstr_plan
 
     scale = 500
     cfg = {"net": {"apn": "internet", "check_s": 60}}
     tree = heap_trees(tmp_path / "lib")["mpy"]  # .mpy files, as a board with a tight heap gets them
+    day = DAY + "import micropython\nmicropython.qstr_info()\n"
+    (tmp_path / "hour").mkdir()
+    with sim_for("bg95", scale) as sim:
+        out = run(day.replace("24 * 3600 * 1000", "3600 * 1000"), sim, scale, cfg, tmp_path / "hour", "bg95",
+                  fill=fill_for("pools"), raw=True, MPY_TREE=str(tree))[2]
+    pools, share = qstr_plan(qstr_count(out), day)
     with sim_for("bg95", scale) as sim:
         stop = threading.Event()
 
@@ -313,8 +320,8 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
         t = threading.Thread(target=outages, daemon=True)
         t.start()
         try:
-            (r,), evs = run(DAY, sim, scale, cfg, tmp_path, "bg95", heapsize=_with_port("160K"), timeout=400,
-                            MPY_TREE=str(tree))
+            (r,), evs, out = run(day, sim, scale, cfg, tmp_path, "bg95", heapsize=_with_port(
+                "160K", pools, qstr_extra=share), timeout=400, fill=fill_for(pools), raw=True, MPY_TREE=str(tree))
         finally:
             stop.set()
         (tmp_path / "events.txt").write_text("\n".join(" ".join(e) for e in evs))
@@ -329,6 +336,7 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
         assert len(other) <= 5, other
         assert k.count("net.recovery") <= 9 * 5, k.count("net.recovery")
         assert r["status"]["state"] == "attached"
+        assert qstr_heap(qstr_count(out), day, machinery=pools) >= share  # the first hour's count was not short
 
 
 def test_psm_and_edrx_requested_and_the_grant_reported(tmp_path):

@@ -367,10 +367,15 @@ def qstr_fill(micropython=None, pools=7):
     return fill
 
 
+def fill_for(machinery, micropython=None):
+    """The placeholder names (m2mkit.testing._prelude's fill) of the prelude `machinery`."""
+    return qstr_fill(_find(micropython), _level(machinery)) if _level(machinery) else 0
+
+
 def _machinery_prelude(micropython, machinery):
     from ..testing import _prelude
 
-    return _prelude(fill=qstr_fill(micropython, _level(machinery)) if _level(machinery) else 0)
+    return _prelude(fill=fill_for(machinery, micropython))
 
 
 def qstr_plan(n_end, code="", micropython=None, machinery="pools"):
