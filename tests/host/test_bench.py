@@ -30,7 +30,7 @@ EXPECTED |= {"fleet_images_per_s", "deploy_first_s", "deploy_unchanged_s"}  # is
 EXPECTED |= {"lwm2m_send_bytes", "lwm2m_send_bytes_both_ways", "lwm2m_send_ratio_mqtt_naive",
              "lwm2m_send_ratio_mqtt_kept", "lwm2m_round_trips_per_report", "lwm2m_heap_registered"}  # issue #10
 EXPECTED |= {"usage_record_bytes_on_air", "usage_sign_us"}  # issue #14, usage records
-EXPECTED |= {"vdev_port_heap_vboot", "vdev_port_heap_prelude"}  # the virtual device's own heap
+EXPECTED |= {"vdev_port_heap_vboot", "vdev_port_heap_prelude", "vdev_port_heap_pools"}  # the vdev's own heap
 EXPECTED |= {"lwm2m_heap_qstr_share"}  # the qstr pools a board's firmware makes (bench_lwm2m.py)
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions", "usage_sign_instructions"}  # valgrind
