@@ -217,15 +217,15 @@ def lwm2m_figures(model="bg95"):
     own = qstr_heap(last["qstr"], DEVICE, machinery=pools)
     if own != qstrs:  # the first pass's count was not this run's: say so
         note += "; the qstr pools' share for the run's own %d names is %d B" % (last["qstr"], own)
-    yield {"name": "lwm2m_heap_qstr_share", "value": qstrs, "unit": "bytes", "model": model,
-           "note": "added to the heap (negative: cut) for the qstr pools: the prelude makes its pools before "
+    yield {"name": "lwm2m_heap_qstr_cut", "value": -qstrs, "unit": "bytes", "model": model,
+           "note": "cut from the heap for the qstr pools: the prelude makes its pools before "
                    "the firmware runs, a board's firmware makes them as it goes (%d names interned by the "
                    "run with the prelude's; vdev/bridge.py qstr_heap)" % last["qstr"]}
     yield {"name": "lwm2m_heap_registered", "value": last["heap"] - qstrs, "unit": "bytes", "model": model,
            "note": "gc.mem_alloc() after gc.collect() with the LwM2M client registered, the network, UDP "
                    "sockets, the outbox, a sampler and MQTT (m2m.report.mqtt, umqtt.simple, a Reporter) "
                    "loaded, firmware as .mpy, the port stand-in left out, the qstr pools a board's firmware "
-                   "makes counted in (lwm2m_heap_qstr_share); unix port (about 2x ESP32 objects)%s" % note}
+                   "makes counted in (lwm2m_heap_qstr_cut); unix port (about 2x ESP32 objects)%s" % note}
 
 
 async def _sent(server):

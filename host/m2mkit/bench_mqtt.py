@@ -216,13 +216,13 @@ def mqtt_figures(model="bg95"):
     own = qstr_heap(last["qstr"], DEVICE, machinery=pools)
     if own != qstrs:  # the short run's count was not the whole run's: say so
         note += "; the qstr pools' share for the run's own %d names is %d B" % (last["qstr"], own)
-    yield {"name": "mqtt_heap_qstr_share", "value": qstrs, "unit": "bytes", "model": model,
-           "note": "added to the heap (negative: cut) for the qstr pools: the prelude makes its pools before "
+    yield {"name": "mqtt_heap_qstr_cut", "value": -qstrs, "unit": "bytes", "model": model,
+           "note": "cut from the heap for the qstr pools: the prelude makes its pools before "
                    "the firmware runs, a board's firmware makes them as it goes (%d names interned by the "
                    "run with the prelude's; vdev/bridge.py qstr_heap)" % last["qstr"]}
     yield {"name": "mqtt_heap_high_water", "value": last["peak"] - qstrs, "unit": "bytes", "model": model,
            "note": "highest gc.mem_alloc() after gc.collect() between reports (what stays live) while "
                    "reporting %d readings with the network, sockets, umqtt.simple and the outbox loaded, "
                    "firmware as .mpy, the port stand-in left out, the qstr pools a board's firmware makes "
-                   "counted in (mqtt_heap_qstr_share); unix port (about 2x ESP32 objects)%s"
+                   "counted in (mqtt_heap_qstr_cut); unix port (about 2x ESP32 objects)%s"
                    % (last["readings"], note)}

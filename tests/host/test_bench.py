@@ -23,7 +23,7 @@ EXPECTED |= {"outbox_append_us", "outbox_drain_us", "outbox_heap_bytes", "outbox
              "outbox_erases_per_record", "outbox_prog_bytes_per_record", "outbox_prog_bytes_per_ack",
              "outbox_erases_per_record_write_back"}  # issue #9
 EXPECTED |= {"mqtt_report_bytes_kept", "mqtt_report_bytes_naive", "mqtt_report_bytes_ratio",
-             "mqtt_round_trips_per_report", "mqtt_heap_high_water", "mqtt_heap_qstr_share"}  # issue #9
+             "mqtt_round_trips_per_report", "mqtt_heap_high_water", "mqtt_heap_qstr_cut"}  # issue #9
 EXPECTED |= {"net_bringup_overhead_bg95", "net_attached_heap"}  # issue #8, network
 EXPECTED |= {"esim_switch_overhead_bg95", "esim_heap"}  # issue #13, eSIM
 EXPECTED |= {"fleet_images_per_s", "deploy_first_s", "deploy_unchanged_s"}  # issue #12, host tools
@@ -31,7 +31,7 @@ EXPECTED |= {"lwm2m_send_bytes", "lwm2m_send_bytes_both_ways", "lwm2m_send_ratio
              "lwm2m_send_ratio_mqtt_kept", "lwm2m_round_trips_per_report", "lwm2m_heap_registered"}  # issue #10
 EXPECTED |= {"usage_record_bytes_on_air", "usage_sign_us"}  # issue #14, usage records
 EXPECTED |= {"vdev_port_heap_vboot", "vdev_port_heap_prelude", "vdev_port_heap_pools"}  # the vdev's own heap
-EXPECTED |= {"lwm2m_heap_qstr_share"}  # the qstr pools a board's firmware makes (bench_lwm2m.py)
+EXPECTED |= {"lwm2m_heap_qstr_cut"}  # the qstr pools a board's firmware makes (bench_lwm2m.py)
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions", "usage_sign_instructions"}  # valgrind
 OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
