@@ -288,23 +288,24 @@ class Manager:
         m = n.modem
         if m is None:
             return None
-        from m2m.net import network as nw
-        st = n.state
+        from m2m.net.network import NAMES
+
+        st = NAMES[n.state]  # the network's states are private consts: compared by name
         p = self.p
         if p is not None and p[4] == 0:
             return self._wait_refresh(m, p)
         if self.refresh is not None:
             return self._wait_swap(m)
-        if st == nw.CONFIG:
+        if st == "config":
             self._identity(m)
-        elif st in (nw.REGISTER, nw.PDP, nw.ATTACHED):
+        elif st in ("register", "pdp", "attached"):
             e = m.take_event(("sim",), b"+CPIN: NOT READY")
             if e is not None and p is None:
                 # the card refreshed under us: a profile the network (an SM-DP+ / eIM) enabled
                 self.refresh = hal.ticks_add(hal.ticks_ms(), _REFRESH_MS)
                 return 0
         if p is not None and p[4] == 1:
-            if st in (nw.PDP, nw.ATTACHED) and m.iccid == p[1]:
+            if st in ("pdp", "attached") and m.iccid == p[1]:
                 self.p = None
                 self.active = p[1]
                 self._mark(p[1])
