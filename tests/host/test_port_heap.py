@@ -47,7 +47,9 @@ def test_the_virtual_device_leaves_the_firmware_a_boards_heap(tmp_path):
         s.close()
     got = int(seen.split(b"free ")[1].split()[0])
     want = _free("256K", FREE) - bridge._mount_heap(micropython())
-    assert want <= got < want + 128, (want, got, seen[-300:])
+    # the machinery's own hold varies by a few GC blocks from run to run (160 bytes less was seen once
+    # in a full-suite run, not reproduced alone): the firmware may get up to 0.5 KB (0.2 %) more
+    assert want <= got < want + 512, (want, got, seen[-300:])
 
 
 # the qstr pools (vdev/bridge.py qstr_heap): code that interns n names of its own and uses a few the
