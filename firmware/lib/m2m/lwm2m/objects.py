@@ -31,6 +31,10 @@ CONNSTATS = {0: "iR", 1: "iR", 2: "iR", 3: "iR", 4: "iR", 5: "iR", 6: "E", 7: "E
 # IPSO sensors (3303 Temperature, 3304 Humidity, 3323 Pressure, 3316 Voltage, 3300 Generic):
 # Min / Max Measured Value, Reset Min and Max, Sensor Value, Sensor Units
 IPSO = {5601: "fR", 5602: "fR", 5605: "E", 5700: "fR", 5701: "sR"}
+# 3200 Digital Input (registry 3200.xml): a pulse count as 5501 Digital Input Counter (Integer, R);
+# the object has no Sensor Value or Units. Its 5500 Digital Input State is left out: the sampler keeps
+# the count, not the pin's level.
+DIGITAL = {5501: "iR"}
 # network rat -> Network Bearer (0 GSM, 6 LTE-FDD; ASSUMED docs/ASSUMED.md#A-LWM2M-BEARER for NB-IoT)
 _BEARER = {"gsm": 0, "lte-m": 6, "nb-iot": 6}
 
@@ -113,10 +117,16 @@ def build(cfg, client, network=None, sampler=None, stats=None):
             oid = ipso(name)
             o = m.objs.get(oid)
             if o is None:
-                o = m.objs[oid] = Obj(oid, IPSO, multi=True)
-            iid = len(o.inst)
-            o.add(iid, _sensor(sampler, name))
+                o = m.objs[oid] = Obj(oid, DIGITAL if oid == 3200 else IPSO, multi=True)
+            o.add(len(o.inst), {5501: _count(sampler, name)} if oid == 3200 else _sensor(sampler, name))
     return m
+
+
+def _count(sampler, name):
+    def f():
+        r = sampler.latest(name)
+        return None if r is None else int(r[0])
+    return f
 
 
 def _sensor(sampler, name):
