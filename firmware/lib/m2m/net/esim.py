@@ -11,8 +11,10 @@
 # came. The MT puts the channel number into the CLA byte (27.007 8.45 as quoted there; Telit ME310G1
 # AT reference), so APDUs go with CLA 0x80. A modem that answers AT+CCHO=? with ERROR has no logical
 # channels (lpac driver/apdu/at_etsi.c probes the same); a card without the ISD-R answers the open
-# with a bare ERROR, a +CME ERROR is the card or modem busy (openpilot PR #37847, on its modems);
-# which of our modems have them: ASSUMED docs/ASSUMED.md#A-ESIM-CCHO.
+# with a bare ERROR, a +CME ERROR is the card or modem busy (openpilot PR #37847, on its modems).
+# Which of our modems have them is not decided here but probed: the SIM7080 (V1.05), SIM7000 (V1.06)
+# and BG96 (V2.2) AT manuals list none of the three, so those report esim.unsupported; the BG95 and
+# GM02S: ASSUMED docs/ASSUMED.md#A-ESIM-CCHO.
 #
 # ES10 (GSMA SGP.22; ASN.1 as in lpac's docs/asn1/rsp.asn): STORE DATA 80 E2 91 00 <Lc> <BER-TLV>
 # to the ISD-R (AID A0000005591010FFFFFFFF8900000100); 61xx: GET RESPONSE 80 C0 00 00 xx for the

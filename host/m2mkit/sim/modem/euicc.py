@@ -14,7 +14,9 @@ Sources (the firmware cites its own; nothing here is taken from the firmware):
   length, 61xx more data for GET RESPONSE, 6Cxx wrong Le.
 - Logical channels: channels 1-3 besides the basic channel 0, closed by a UICC reset, and a T=0
   card's 61xx for every ES10 answer (ASSUMED docs/ASSUMED.md#A-UICC-CHANNELS).
-Assumed (docs/ASSUMED.md): which modems implement the commands (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO),
+Which dialects implement the commands: each dialect's LOGICAL_CHANNELS (core.py); the SIM7080, SIM7000
+and BG96 AT manuals list none of them (simcom.py, quectel.py cite the pages), so those answer ERROR.
+Assumed (docs/ASSUMED.md): that the BG95 and GM02S have them (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO),
 the ERROR for an AID the card lacks, +CME ERROR for no free channel (ASSUMED docs/ASSUMED.md#A-ESIM-CCHO),
 the URCs of a refresh and its duration (ASSUMED docs/ASSUMED.md#A-ESIM-REFRESH).
 

@@ -472,6 +472,12 @@ class BG96(BG95):
     CGMR = "BG96MAR02A07M1G"  # bg96 transcript
     ATI = ("Quectel", "BG96", "Revision: BG96MAR02A07M1G")
     BOOT_TIME = 4.9  # ASSUMED docs/ASSUMED.md#A-BG96-PWRKEY
+    # No 3GPP TS 27.007 logical-channel commands: the BG96 AT Commands Manual V2.2 (2018-09-25;
+    # wwxxyx/Quectel_BG96 BG96/Software/) lists in chapter 5 "(U)SIM Related Commands" AT+CIMI,
+    # +CLCK, +CPIN, +CPWD, +CRSM, +QCCID, +QPINC, +QINISTAT, +QSIMDET, +QSIMSTAT, and AT+CCHO /
+    # AT+CGLA / AT+CCHC nowhere (V2.1 also deleted AT+CSIM). Unknown commands answer ERROR
+    # (euicc.py _supported): the firmware reports esim.unsupported.
+    LOGICAL_CHANNELS = False
     # bg96 transcript shows RDY only before the first AT; BG96 also reports the SIM and
     # SMS init as URCs after it: ASSUMED docs/ASSUMED.md#A-BG96-BANNER
     BANNER = ((0, "RDY"), (1.0, "+CFUN: {cfun}"), (0.3, "+CPIN: {cpin}"), (0.2, "+QUSIM: 1"),

@@ -34,6 +34,12 @@ class SIM7080G(Modem):
     # +CAOPEN <result> codes (SIM7080 manual): 0 ok, 20 DNS, 21 network not active, 23 remote
     # refused, 27 connect failed. A failed TLS verification: 27, ASSUMED docs/ASSUMED.md#A-SIMCOM-CAOPEN-TLS
     CAOPEN_RESULT = {"refused": 23, "timeout": 27, "dns": 20, "tls": 27, "no_pdp": 21}
+    # No 3GPP TS 27.007 logical-channel commands: the SIM7070_SIM7080_SIM7090 Series AT Command
+    # Manual V1.05 (2022-01-21; Xinyuan-LilyGO/LilyGO-T-SIM7000G docs/SIM7070/) lists in 3.1 its
+    # 27.007 commands, of the SIM-access ones only AT+CRSM and AT+CSIM; AT+CCHO / AT+CGLA / AT+CCHC
+    # appear nowhere in it. An unknown command answers a bare ERROR (euicc.py _supported), so the
+    # firmware's AT+CCHO=? probe reports esim.unsupported.
+    LOGICAL_CHANNELS = False
 
     def reset_dialect(self):
         self.cnmp = 2
@@ -423,6 +429,9 @@ class SIM7000G(SIM7080G):
     PWRKEY_ON_MIN = 1.0
     PWRKEY_OFF_MIN = 1.2  # Toff >= 1.2 s (SIM7000 Hardware Design V1.04, table 9)
     MAX_SOCKETS = 8  # CA* <cid> 0..7: ASSUMED docs/ASSUMED.md#A-SIM7000-SOCKETS
+    # SIM7000 Series AT Command Manual V1.06 (2020-07-28; Xinyuan-LilyGO/LilyGO-T-SIM7000G
+    # docs/SIM7000/): its 27.007 list (3.1) has AT+CRSM and AT+CSIM, no AT+CCHO / AT+CGLA / AT+CCHC.
+    LOGICAL_CHANNELS = False
 
     def reset_dialect(self):
         super().reset_dialect()
