@@ -144,8 +144,20 @@ def test_profiles_enable_refresh_and_control_ops(sim):
 
 
 def test_a_plain_uicc_has_no_isdr():
-    with ModemSim("sim7080g", time_scale=50) as s:
+    with ModemSim("bg95", time_scale=50) as s:  # a dialect with the commands: the card says no
         w = Wire(s)
         wait_ready(w)
+        assert w.cmd("AT+CCHO=?").endswith("\r\nOK\r\n")
         assert w.cmd('AT+CCHO="%s"' % ISDR).endswith("\r\nERROR\r\n")
         assert s.request({"op": "euicc", "action": "status"})["euicc"] is None
+
+
+@pytest.mark.parametrize("model,has", [("sim7080g", False), ("sim7000g", False), ("bg96", False),
+                                       ("bg95", True), ("gm02s", True)])
+def test_logical_channels_per_dialect(model, has):
+    # SIM7080 V1.05, SIM7000 V1.06 and BG96 V2.2 AT manuals list no AT+CCHO / +CGLA / +CCHC
+    # (simcom.py, quectel.py); BG95 and GM02S: ASSUMED docs/ASSUMED.md#A-ESIM-CCHO
+    with ModemSim(model, time_scale=50) as s:
+        w = Wire(s)
+        for c in ("AT+CCHO=?", "AT+CGLA=?", "AT+CCHC=?"):
+            assert w.cmd(c).endswith("\r\nOK\r\n" if has else "\r\nERROR\r\n"), (model, c)
