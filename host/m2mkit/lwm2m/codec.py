@@ -53,6 +53,10 @@ TYPES = {
     5: {0: O, 1: S, 2: E, 3: I, 5: I, 6: S, 7: S, 8: I, 9: I},
     7: {0: I, 1: I, 2: I, 3: I, 4: I, 5: I, 6: E, 7: E, 8: I},
     3303: _IPSO, 3304: _IPSO, 3315: _IPSO,
+    # 3316.xml Voltage (5821 Current Calibration), 3300.xml Generic Sensor (5751 Sensor Type),
+    # 3200.xml Digital Input (lwm2m-registry 125e5b1; no 5700 / 5701)
+    3316: {**_IPSO, 5821: F}, 3300: {**_IPSO, 5751: S},
+    3200: {5500: B, 5501: I, 5502: B, 5503: I, 5504: I, 5505: E, 5750: S, 5751: S, 5518: T, 6050: F},
 }
 
 
