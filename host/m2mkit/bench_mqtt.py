@@ -51,9 +51,9 @@ ob = outbox.Outbox(D + "/outbox")
 if not net.up():
     raise SystemExit("no attach")
 gc.collect()
-from m2m.net import sock
+from m2m.net import link_failed, sock
 from m2m.report import mqtt, contract
-st = sock.Stack(m, timeout_ms=8000)
+st = sock.Stack(m, timeout_ms=8000, on_fail=link_failed)  # as the supervisor's: a failed socket calls the recovery
 rep = mqtt.Reporter(st, ob, cfg, "dev-1", up=net.attached)
 peak = [0]
 def sample():
