@@ -145,3 +145,38 @@ def test_one_at_timeout_is_retried_a_streak_calls_for_recovery():
         kinds.append((x[0], x[2].get("step")))
     events.log = True
     assert ("net.recovery", "powerkey") in kinds, kinds
+
+
+class _NameFirstAT(_AT):
+    # +COPS? answers the long name until AT+COPS=3,2 (the format a restarted modem forgot)
+    def __init__(self):
+        super().__init__()
+        self.numeric = False
+
+    def cmd(self, c, **kw):
+        self.sent.append(c)
+        r = _R()
+        if c == "AT+COPS=3,2":
+            self.numeric = True
+        elif c == "AT+COPS?":
+            r = _R()
+            r.lines = [b'+COPS: 0,2,"00101",7' if self.numeric else b'+COPS: 0,0,"Test Network",7']
+        return r
+
+
+def test_a_plmn_given_as_a_name_is_asked_again_as_a_number_and_is_not_roaming():
+    from m2m import creg
+    from m2m.net import netup
+
+    events.log = False
+    m = _Modem()
+    m.at = _NameFirstAT()
+    m.imsi = "001010123456789"
+    n = network.Network(m, config.validate({}), state_dir="/tmp/")
+    reg = creg.parse(b'+CEREG: 1,1,"0001","00000001",7')
+    netup._registered(n, reg)
+    while events.take() is not None:
+        pass
+    events.log = True
+    assert n.plmn == "00101" and n.roaming is False, (n.plmn, n.roaming)
+    assert m.at.sent.count("AT+COPS=3,2") == 1

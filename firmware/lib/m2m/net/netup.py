@@ -171,13 +171,23 @@ def _registered(n, reg):
     n.counts["registered"] += 1
     n.rat = _ACT.get(reg.act, n.rat)
     n.plmn = None
-    r = m.at.cmd("AT+COPS?", timeout_ms=5000)
-    for ln in r.lines:
-        f = ln.split(b",")
-        if len(f) >= 3:
-            n.plmn = f[2].strip(b'"').decode()
-            if len(f) >= 4 and n.rat is None:
-                n.rat = _ACT.get(int(f[3]))
+    for again in (0, 1):
+        r = m.at.cmd("AT+COPS?", timeout_ms=5000)
+        for ln in r.lines:
+            f = ln.split(b",")
+            if len(f) >= 3:
+                n.plmn = f[2].strip(b'"').decode()
+                if len(f) >= 4 and n.rat is None:
+                    n.rat = _ACT.get(int(f[3]))
+        if n.plmn is None or n.plmn.isdigit() or again:
+            break
+        # a name, not the numeric PLMN: the modem restarted and forgot AT+COPS=3,2 (27.007 7.3:
+        # <format> is not kept across a restart); ask for numeric again, never compare a name's
+        # first letters with the IMSI's MCC
+        n.plmn = None
+        m.at.cmd("AT+COPS=3,2", timeout_ms=5000)
+    if n.plmn is not None and not n.plmn.isdigit():
+        n.plmn = None
     n.roaming = reg.stat == creg.ROAMING or bool(
         n.plmn and m.imsi and n.plmn[:3] != m.imsi[:3])
     n.psm = (reg.active_time_s, reg.periodic_tau_s) if reg.periodic_tau else None
