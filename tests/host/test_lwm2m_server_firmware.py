@@ -11,46 +11,9 @@ import pytest
 from m2mkit import testing
 from m2mkit.lwm2m import ServerThread
 
-DEVICE = r"""
-import json, os
-from m2m import hal
-from m2m.sense.sampler import Sampler
-from m2m.lwm2m.client import Client
-cfg = json.loads(%(cfg)r)
-TFILE = %(tfile)r
-STOP = %(stop)r
-
-class Thermo:  # the sensor hardware: its value is what the test writes to a file
-    QUANT = ("temperature",)
-    RANGE = None
-    def start(self):
-        return 0
-    def read(self):
-        with open(TFILE) as f:
-            return (float(f.read()),)
-
-def exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-
-smp = Sampler(lambda readings, urgent: None)
-smp.add("t", Thermo(), interval_s=0.2)
-ob = None
-if cfg["lwm2m"].get("send"):
-    from m2m.outbox import Outbox
-    from m2m.report.contract import pack_readings
-    ob = Outbox(%(obdir)r)
-    for i in range(3):
-        ob.append(1, pack_readings([("temperature", 20.5 + i, "Cel", 1767225600 + i)]))
-c = Client(cfg, sampler=smp, outbox=ob)
-while not exists(STOP):
-    hal.sleep_ms(min(c.step(), smp.step(), 50))
-c.close()
-print("closed", c.state)
-"""
+# the device side: the client tests' own (a simulated thermometer read by the real sampler, the
+# client stepped until the stop file appears)
+from test_lwm2m_client import DEVICE  # noqa: E402
 
 
 class Device:
@@ -59,7 +22,7 @@ class Device:
         self.stop_file = str(tmp_path / "stop")
         self.set_temp(21.0)
         code = DEVICE % {"cfg": json.dumps(cfg), "tfile": self.tfile, "stop": self.stop_file,
-                         "obdir": str(tmp_path / "outbox")}
+                         "obdir": str(tmp_path / "outbox"), "kw": "", "extra": ""}
         self.p = subprocess.Popen([testing.micropython(), "-X", "heapsize=512K", "-c", testing._prelude() + code],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   env=testing.mpy_env({"M2M_TIME_SCALE": str(scale)}))
