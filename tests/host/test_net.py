@@ -288,7 +288,7 @@ print(json.dumps({"status": n.status(), "samples": j.samples, "covered": j.cover
 
 
 def test_a_day_with_coverage_coming_and_going(tmp_path):
-    # 24 hours of modem time at 500x (about three minutes): coverage drops for an hour every four
+    # 24 hours of modem time at 750x (about two minutes): coverage drops for an hour every four
     # hours; the firmware must be attached whenever coverage has lasted five minutes, from .mpy in a
     # board's 160 KB heap plus room for the port stand-in (ROM on a board), the one allowance the
     # virtual device also adds (vdev/bridge.py _with_port), its qstr pools made before and those a
@@ -296,7 +296,7 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
     from m2mkit.bench import heap_trees
     from m2mkit.vdev.bridge import _with_port, fill_for, qstr_count, qstr_heap, qstr_plan
 
-    scale = 500
+    scale = 750
     cfg = {"net": {"apn": "internet", "check_s": 60}}
     tree = heap_trees(tmp_path / "lib")["mpy"]  # .mpy files, as a board with a tight heap gets them
     day = DAY + "import micropython\nmicropython.qstr_info()\n"
