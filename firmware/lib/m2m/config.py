@@ -134,6 +134,7 @@ SCHEMA = {
         "batch": (int, 8, (1, 32)),  # outbox records per telemetry message
         "ha_discovery": (bool, False, None),  # announce the readings to Home Assistant
         "ha_prefix": (str, "homeassistant", None),  # Home Assistant's discovery prefix
+        "units": (str, "status", ("status", "each")),  # readings' units: once in /status, or in each record
     },
     # the durable outbox's write-back (m2m.outbox; README "Durable outbox")
     "outbox": {
