@@ -172,6 +172,8 @@ SCHEMA = {
         "pmin": (int, 0, (0, 86400)),  # default minimum / maximum notification period
         "pmax": (int, 0, (0, 86400)),
         "send": (bool, False, None),  # telemetry from the outbox goes by Send (POST /dp)
+        # a Send carries its readings' time only when the oldest is this old (s); 0: always
+        "send_time_after_s": (int, 5, (0, 3600)),
         "fw_file": (str, "/fw.bin", None),  # where a firmware package is pulled to
     },
 }
