@@ -117,6 +117,91 @@ def test_send_payload_byte_for_byte():
     assert all(x[2] == t for x in got)
 
 
+def test_fresh_send_payload_without_time_byte_for_byte():
+    # readings younger than lwm2m.send_time_after_s go without bt (RFC 8428 4.5.3: no time is
+    # "roughly now" at the receiver): the 61 bytes above less bt's 6 -> 55
+    from m2m.lwm2m import send
+
+    t = 1767225600
+    b = send.encode([(3303, 0, 5700, send._f32(21.5), t), (3304, 0, 5700, 40, t + 1),
+                     (3316, 0, 5700, send._f32(3.71), t)], False)
+    want = (H("83")
+            + H("a3") + H("00") + H("69") + b"03/0/5700" + H("02") + H("f94d60") + H("21") + H("63") + b"/33"
+            + H("a2") + H("00") + H("69") + b"04/0/5700" + H("02") + H("1828")  # no t either
+            + H("a2") + H("00") + H("69") + b"16/0/5700" + H("02") + H("fa406d70a4"))
+    assert b == want, binascii.hexlify(b)
+    assert len(b) == 55
+    assert [x[2] for x in senml.decode(b, True)] == [0, 0, 0]
+
+
+class _Outbox:
+    def __init__(self, recs):
+        self.recs = recs
+        self.acked = None
+
+    def peek(self, n, kinds=None):
+        return self.recs[:n]
+
+    def ack(self, seq):
+        self.acked = seq
+
+
+class _Ep:
+    def __init__(self):
+        self.bodies = []
+
+    def busy(self):
+        return False
+
+    def request(self, code, path, query, body, cf=None, on_done=None):
+        self.bodies.append(bytes(body))
+        self.on_done = on_done
+
+
+class _Sender:
+    # what m2m.lwm2m.send.step reads of the Client
+    def __init__(self, after, ages):
+        from m2m import hal
+        from m2m.report.contract import pack_readings
+
+        now = int(hal.epoch())
+        self.times = [now - a for a in ages]
+        recs = [(i + 1, 1, pack_readings([("temperature", 20.5 + i, "Cel", t)])) for i, t in enumerate(self.times)]
+        lw = {"send": True} if after is None else {"send": True, "send_time_after_s": after}
+        self.cfg = {"lwm2m": lw}
+        self.send_telemetry = True
+        self.outbox = _Outbox(recs)
+        self.sending = None
+        self.ep = _Ep()
+        self.names = {"temperature": (3303, 0)}
+        self.sent = 0
+
+
+def _send_step(after, ages):
+    from m2m.lwm2m import send
+
+    c = _Sender(after, ages)
+    send.step(c)
+    assert len(c.ep.bodies) == 1 and c.sending == len(ages)
+    return c, cbor.loads(c.ep.bodies[0])
+
+
+def test_send_carries_the_time_only_for_readings_that_waited():
+    # default 5 s: readings of this second go without a time; one that waited 60 s in the outbox
+    # carries its own, and so does every other reading of that Send (bt the oldest, t the offsets)
+    c, recs = _send_step(None, (0, 0))
+    assert all(-3 not in r and 6 not in r for r in recs), recs
+    c, recs = _send_step(None, (60, 0))
+    assert recs[0][-3] == c.times[0] and recs[1][6] == 60, recs
+    got = senml.decode(c.ep.bodies[0], True)
+    assert [x[2] for x in got] == c.times
+    # the threshold is the config's: 120 s keeps a 60 s old reading time-less; 0 always sends it
+    c, recs = _send_step(120, (60, 0))
+    assert all(-3 not in r and 6 not in r for r in recs), recs
+    c, recs = _send_step(0, (0,))
+    assert recs[0][-3] == c.times[0], recs
+
+
 def test_read_formats_agree():
     m = _device_model()
     j = senml.decode(m.read((3, 0), SENML_JSON), False)

@@ -474,7 +474,7 @@ def test_observe_notify_and_cancel(fmt):
 
 def test_send_in_senml_cbor_and_json():
     async def go():
-        srv, addr, peer, lines = await _setup()
+        srv, addr, peer, lines = await _setup(wall=lambda: 1800000000.5)
         peer.server = addr
         r = await peer.send([{0: "/3303/0/5700", 2: 1.5}])
         assert r.code == Code.FORBIDDEN  # not registered
@@ -484,10 +484,14 @@ def test_send_in_senml_cbor_and_json():
         assert r.code == Code.CHANGED
         r = await peer.send([{"bn": "/3304/0/", "n": "5700", "v": 40}], cbor=False)
         assert r.code == Code.CHANGED
+        r = await peer.send([{-2: "/3304/0/", 0: "5700", 2: 41, 6: -60}])  # a minute before "now"
+        assert r.code == Code.CHANGED
         sent = srv.find("dev1").sent
         assert sent[0] == [("/3303/0/5700", 21.5, 1700000000.0), ("/3303/0/5701", "Cel", 1700000000.0),
                            ("/3/0/9", 98, 1700000000.0)]
-        assert sent[1] == [("/3304/0/5700", 40, 0)]
+        # no time: "roughly now" at the receiver (RFC 8428 4.5.3), the server's clock at its arrival
+        assert sent[1] == [("/3304/0/5700", 40, 1800000000.5)]
+        assert sent[2] == [("/3304/0/5700", 41, 1800000000.5 - 60)]
         assert any("send dev1 cbor" in line for line in lines)
         await peer.stop()
         await srv.stop()

@@ -338,6 +338,16 @@ def senml_cbor_records(payload):
     return _resolve(named, "SenML CBOR", _vd_cbor)
 
 
+REL_TIME_LIMIT = 2 ** 28
+
+
+def senml_absolute(records, now):
+    """Records' times as absolute epoch seconds: RFC 8428 §4.5.3, "Values less than 268,435,456
+    (2**28) represent time relative to the current time": a record without a time (0) was made
+    "roughly now", a negative one that many seconds before; `now` is the receiver's time."""
+    return [(name, value, t if t >= REL_TIME_LIMIT else now + t) for name, value, t in records]
+
+
 def senml_to_values(records):
     return {name: value for name, value, _ in records}
 

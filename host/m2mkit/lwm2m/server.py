@@ -52,7 +52,7 @@ class Registration:
         self.pending = []  # queued requests: (description, coroutine factory, future)
         self.observations = {}  # path -> aiocoap request
         self.notifications = []  # (path, value)
-        self.sent = []  # [(name, value, time)] per Send
+        self.sent = []  # [(name, value, epoch time)] per Send
 
     def objects(self):
         return [u for u, _ in self.links if u != "/"]
@@ -85,13 +85,14 @@ class LwM2MError(Exception):
 
 class Server(resource.Resource):
     def __init__(self, log=print, bootstrap=None, awake_s=AWAKE_S, write_format=codec.TLV,
-                 clock=time.monotonic):
+                 clock=time.monotonic, wall=time.time):
         super().__init__()
         self.log = log or (lambda line: None)
         self.bootstrap = dict(bootstrap or {})  # ep -> {"uri", "lifetime", "short_id", "binding"}
         self.awake_s = awake_s
         self.write_format = write_format
         self.clock = clock
+        self.wall = wall  # epoch seconds: "now" for a Send's records that carry no time
         self.registrations = {}  # location -> Registration
         self.firmware = {}  # name -> bytes
         self.blocks_served = {}  # name -> count of Block2 responses
@@ -281,6 +282,8 @@ class Server(resource.Resource):
         if reg is None:
             self.log(f"lwm2m: <- send from {request.remote.hostinfo}: 4.03 not registered")
             return Message(code=Code.FORBIDDEN)
+        # a record without a time (or a relative one) is "now" here: the Send's arrival (RFC 8428 §4.5.3)
+        records = codec.senml_absolute(records, self.wall())
         reg.sent.append(records)
         self.log(f"lwm2m: <- send {reg.ep} {codec.NAMES[fmt]} {len(request.payload)} B "
                  f"{codec.show(codec.senml_to_values(records))} -> 2.04")

@@ -35,7 +35,8 @@ def step(self):
     if not leaves:
         ob.ack(last)
         return
-    body = encode(leaves)
+    after = self.cfg["lwm2m"].get("send_time_after_s", 5)
+    body = encode(leaves, not after or hal.epoch() - min(x[4] for x in leaves) >= after)
 
     def done(r):
         self.sending = None
@@ -49,11 +50,23 @@ def step(self):
     self.ep.request(coap.POST, ("dp",), (), body, cf=SENML_CBOR, on_done=done)
 
 
-def encode(leaves):
+# The readings' time (RFC 8428 4.5.3: "If either the Base Time or Time value is missing, the missing
+# attribute is considered to have a value of zero"; a time below 2**28 is relative to "now", zero
+# meaning the measurement "was made roughly 'now'" at the receiver). A Send whose readings are all
+# younger than lwm2m.send_time_after_s (5 s) when it is built goes without bt / t, 6 bytes less
+# (README "Figures"); one that carries a reading that waited (the outbox's backlog after an outage, a
+# Send built again after a timeout) carries every reading's own time.
+# Bound: the server takes "now" when the copy it accepts arrives. A lost datagram is retransmitted
+# as the same message (RFC 7252 4.2: same Message ID, processed once, 4.5), so no time can be added
+# on a retry, and the last retransmission leaves at most MAX_TRANSMIT_SPAN (45 s, RFC 7252 4.8.2)
+# after the first: a reading sent without its time is stamped at most send_time_after_s + 45 s + the
+# path's latency late (one ACK or none lost: send_time_after_s + the latency). A Send left unanswered
+# for MAX_TRANSMIT_WAIT (93 s) is built again from the outbox, by then with its time.
+def encode(leaves, timed=True):
     from m2m.lwm2m import senml
 
     # the names' common start goes once as the base name (SenML names are bn + n, RFC 8428 4.5)
-    bt = min(x[4] for x in leaves)
+    bt = min(x[4] for x in leaves) if timed else None
     names = ["/%d/%d/%d" % x[:3] for x in leaves]
     bn = names[0]
     for n in names:
@@ -67,10 +80,11 @@ def encode(leaves):
         if len(names[i]) > len(bn):  # one name for all: the base name alone names them
             r["n"] = names[i][len(bn):]
         if not recs:
-            r["bt"] = bt
+            if timed:
+                r["bt"] = bt
             if bn:
                 r["bn"] = bn
-        if t != bt:
+        if timed and t != bt:
             r["t"] = t - bt
         recs.append(r)
     return senml.encode(recs, True)
