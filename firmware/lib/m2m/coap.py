@@ -217,8 +217,16 @@ def block_val(num, more, size):
 
 
 def token():
-    # RFC 7252 5.3.1: a request sent without (D)TLS SHOULD carry a nontrivial random token, at least
-    # 32 bits on the general Internet (not being directly on it is no protection against spoofing)
+    # RFC 7252 5.3.1: "A client sending a request without using Transport Layer Security (Section 9)
+    # SHOULD use a nontrivial, randomized token to guard against spoofing of responses (Section
+    # 11.4). [...] A client that is connected to the general Internet SHOULD use at least 32 bits of
+    # randomness, keeping in mind that not being directly connected to the Internet is not
+    # necessarily sufficient protection against spoofing." 11.4: "Response spoofing by off-path
+    # attackers can be detected and mitigated even without transport layer security by choosing a
+    # nontrivial, randomized token in the request". Without DTLS (NoSec) a cellular device is on the
+    # general Internet (a public APN) or behind an operator's network, which the RFC says is not
+    # sufficient protection (a private APN); a spoofed 2.04 to a Send would lose its readings (the
+    # outbox acknowledged). Nothing in our case allows less: 4 random bytes, the SHOULD kept.
     return os.urandom(4)
 
 
@@ -240,8 +248,12 @@ class _Out:
 class Endpoint:
     def __init__(self, sock, handler=None, block_size=512, max_body=4096, secure=False):
         self.sock = sock
-        # over DTLS a spoofed response cannot get in, so a request's token only has to be unique
-        # among those in use (RFC 7252 5.3.1): one byte of a rolling counter, 3 bytes less a request
+        # over DTLS a spoofed response cannot get in (the SHOULD above is for requests "without
+        # using Transport Layer Security"), and 5.3.1 asks only: "The client SHOULD generate tokens
+        # in such a way that tokens currently in use for a given source/destination endpoint pair are
+        # unique." One byte of a rolling counter does (a Send and an Update can be in flight together,
+        # and a separate response comes later: not the empty token 5.3.1 allows "when requests are
+        # made serially per destination and receive piggybacked responses"): 3 bytes less a request
         self.tok = random.getrandbits(8) if secure else None
         self.handler = handler
         self.bsize = block_size
