@@ -9,7 +9,8 @@ Units (5701).
 Objects and resources: OMA lwm2m-registry 3303.xml Temperature, 3304.xml Humidity, 3315.xml Barometer
 (its Sensor Value has no fixed unit: "an example measurement unit is pascals"), 3316.xml Voltage,
 3300.xml Generic Sensor (5701 "e.g. Cel"), each with 5700 Sensor Value and 5701 Sensor Units; 3200.xml
-Digital Input with 5501 Digital Input Counter (Integer, no units resource)."""
+Digital Input with 5500 Digital Input State (Boolean: the pulse pin's level, high when idle) and 5501
+Digital Input Counter (Integer, no units resource)."""
 
 import json
 import time
@@ -99,7 +100,7 @@ def test_every_reading_reaches_the_lwm2m_server_as_an_ipso_instance_with_value_a
                     for name, (oid, iid, v, unit) in EXPECT.items():
                         p = "/%d/%d/" % (oid, iid)
                         if oid == 3200:
-                            if vals[name] != {p + "5501": pulses}:
+                            if vals[name] != {p + "5500": True, p + "5501": pulses}:
                                 bad.append((name, vals[name]))
                         elif (vals[name].get(p + "5701") != unit or p + "5700" not in vals[name]
                               or abs(vals[name][p + "5700"] - v) > TOL[name]):
@@ -116,11 +117,11 @@ def test_every_reading_reaches_the_lwm2m_server_as_an_ipso_instance_with_value_a
                 tlv = read_all("tlv")
                 assert not wrong(tlv), wrong(tlv)  # the same in TLV
 
-                # Discover: the value and its units, the counter alone in the Digital Input
+                # Discover: the value and its units, the state and the counter in the Digital Input
                 d = server.call("discover", DEV, "/3303/2", timeout=30)
                 assert {"/3303/2/5700", "/3303/2/5701"} <= {p for p, _ in d.value}, d.value
                 d = server.call("discover", DEV, "/3200/0", timeout=30)
-                assert [p for p, _ in d.value if p.count("/") == 3] == ["/3200/0/5501"], d.value
+                assert [p for p, _ in d.value if p.count("/") == 3] == ["/3200/0/5500", "/3200/0/5501"], d.value
 
                 # three pulses while registered: the counter follows
                 for _ in range(3):

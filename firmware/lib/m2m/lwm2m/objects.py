@@ -31,10 +31,12 @@ CONNSTATS = {0: "iR", 1: "iR", 2: "iR", 3: "iR", 4: "iR", 5: "iR", 6: "E", 7: "E
 # IPSO sensors (3303 Temperature, 3304 Humidity, 3323 Pressure, 3316 Voltage, 3300 Generic):
 # Min / Max Measured Value, Reset Min and Max, Sensor Value, Sensor Units
 IPSO = {5601: "fR", 5602: "fR", 5605: "E", 5700: "fR", 5701: "sR"}
-# 3200 Digital Input (registry 3200.xml): a pulse count as 5501 Digital Input Counter (Integer, R);
-# the object has no Sensor Value or Units. Its 5500 Digital Input State is left out: the sampler keeps
-# the count, not the pin's level.
-DIGITAL = {5501: "iR"}
+# 3200 Digital Input (registry 3200.xml): 5500 Digital Input State (Boolean, R, the one Mandatory
+# resource: "The current state of a digital input") and a pulse count as 5501 Digital Input Counter
+# (Integer, R); the object has no Sensor Value or Units. The state is the pulse pin's level read
+# through the hal when asked (Polarity 5502 not served: False, "Normal"): an S0 / reed output idles
+# high on the pull-up (True) and pulls the pin low while a pulse lasts (False).
+DIGITAL = {5500: "bR", 5501: "iR"}
 # network rat -> Network Bearer (0 GSM, 6 LTE-FDD; ASSUMED docs/ASSUMED.md#A-LWM2M-BEARER for NB-IoT)
 _BEARER = {"gsm": 0, "lte-m": 6, "nb-iot": 6}
 
@@ -113,20 +115,30 @@ def build(cfg, client, network=None, sampler=None, stats=None):
     if sampler is not None:
         from m2m.sense import ipso
 
+        pins = {}  # a pulse input's reading name (as m2m.sense.build names it) -> its GPIO
+        for e in (cfg.get("sense") or {}).get("sensors") or ():
+            if type(e) is dict and e.get("type") == "pulses" and "pin" in e:
+                pins[(e["id"] + ".pulses") if e.get("id") else "pulses"] = e["pin"]
         for name in sampler.names():
             oid = ipso(name)
             o = m.objs.get(oid)
             if o is None:
                 o = m.objs[oid] = Obj(oid, DIGITAL if oid == 3200 else IPSO, multi=True)
-            o.add(len(o.inst), {5501: _count(sampler, name)} if oid == 3200 else _sensor(sampler, name))
+            o.add(len(o.inst), _digital(sampler, name, pins.get(name)) if oid == 3200 else _sensor(sampler, name))
     return m
 
 
-def _count(sampler, name):
-    def f():
+def _digital(sampler, name, pin):
+    def count():
         r = sampler.latest(name)
         return None if r is None else int(r[0])
-    return f
+
+    def state():
+        # Pin(id) alone does not configure the pad (ports/esp32/machine_pin.c mp_pin_make_new: "pin
+        # mode given, so configure this GPIO" only with more arguments); value() is gpio_get_level
+        return bool(hal.Pin(pin).value())
+
+    return {5501: count} if pin is None else {5500: state, 5501: count}
 
 
 def _sensor(sampler, name):
