@@ -190,11 +190,11 @@ def _free(micropython, args, env=None, cwd=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _free_at_start(micropython, heap, machinery, frozen, state_len):
+def _free_at_start(micropython, heap, machinery, frozen, state_len, romfs=None):
     """gc.mem_free() where the firmware starts, at -X heapsize=heap (bytes): machinery None is a bare
     interpreter, "prelude" m2mkit.testing's `-c` prelude, "vboot" vboot.py at boot.py (frozen: the
     M2M_FROZEN folder, or None; state_len: the length of the device's state folder's path, whose text
-    the machinery holds)."""
+    the machinery holds; romfs: (path, image length) of a ROMFS partition file, M2M_ROMFS)."""
     args = ["-X", "heapsize=%d" % heap]
     if machinery is None:
         return _free(micropython, args + ["-c", _TAIL])
@@ -216,7 +216,7 @@ def _free_at_start(micropython, heap, machinery, frozen, state_len):
         os.makedirs(state, exist_ok=True)
         env = {"M2M_FLASH": str(Path(d, "flash.img")), "M2M_FLASH_BLOCKS": str(blocks), "M2M_STATE_DIR": state,
                "M2M_REPL_MODE": "raw", "M2M_FROZEN": frozen or "", "M2M_MODEM": "", "M2M_BUS": "",
-               "M2M_GPIO": ""}
+               "M2M_GPIO": "", "M2M_ROMFS": romfs[0] if romfs else ""}
         return _free(micropython, args + [str(VBOOT)], env, cwd=state)  # in the state folder, as _spawn
 
 
@@ -244,9 +244,10 @@ def _mount_heap(micropython):
 
 
 @functools.lru_cache(maxsize=None)
-def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_len=0):
+def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, romfs=None):
     """Bytes to add to -X heapsize=heap so that the firmware starts with the free heap of a bare
-    interpreter at `heap` (see above)."""
+    interpreter at `heap` (see above). romfs: (path, image length) of the vboot's ROMFS partition:
+    the image read into the heap (a board maps it from flash) is the machinery's too."""
     if micropython is None:
         from ..testing import micropython as find
 
@@ -255,20 +256,20 @@ def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_le
     want = _free_at_start(micropython, n, None, None, 0)
     if machinery == "vboot":
         want -= _mount_heap(micropython)
-    extra = 48 * 1024
+    extra = 48 * 1024 + (romfs[1] if romfs else 0)
     if _level(machinery):  # the pools made and the placeholders' characters: more than that
         extra += pool_bytes(_capacity(_level(machinery))) + 16 * qstr_fill(micropython, _level(machinery))
     for _ in range(8):
         # the free heap moves in steps of 128 bytes (the GC's blocks and their table): the smallest
         # step that leaves at least `want` free
-        got = _free_at_start(micropython, n + extra, machinery, frozen, state_len)
+        got = _free_at_start(micropython, n + extra, machinery, frozen, state_len, romfs)
         if want <= got < want + 128:
             return extra
         extra += (want - got + 127) // 128 * 128 if got < want else -((got - want) // 128 * 128)
     raise RuntimeError("the port stand-in's heap does not settle (%d bytes free, %d wanted)" % (got, want))
 
 
-def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, qstr_extra=0):
+def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, qstr_extra=0, romfs=None):
     """-X heapsize for `heap` plus the machinery's own heap (port_heap), so the firmware keeps a
     board's budget. machinery: "prelude" (m2mkit.testing's `-c` prelude: the benches, test_net),
     "pools" (that prelude with its qstr pools made: qstr_fill, below; "pools8" one pool more) or
@@ -278,7 +279,7 @@ def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_l
         n = _heap_bytes(heap)
     except ValueError:
         return heap  # not a size: the interpreter says so
-    return str(n + port_heap(heap, machinery, micropython, frozen, state_len) + qstr_extra)
+    return str(n + port_heap(heap, machinery, micropython, frozen, state_len, romfs) + qstr_extra)
 
 
 # The qstr pools. Every name a module loads is interned (py/qstr.c qstr_add) in pools that double:
@@ -378,7 +379,7 @@ def _machinery_prelude(micropython, machinery):
     return _prelude(fill=fill_for(machinery, micropython))
 
 
-def qstr_plan(n_end, code="", micropython=None, machinery="pools"):
+def qstr_plan(n_end, code="", micropython=None, machinery="pools", rom=False):
     """(machinery, qstr_extra) for a run that ended with n_end names after the prelude `machinery`:
     the "pools" prelude whose pools hold all the run's names (the firmware then makes no pool: a
     larger one in a fragmented heap is what a board would not need), and its qstr_heap."""
@@ -388,7 +389,7 @@ def qstr_plan(n_end, code="", micropython=None, machinery="pools"):
     while _capacity(pools - 1) + 1 + own > _capacity(pools):
         pools += 1
     m = "pools" if pools == 7 else "pools%d" % pools
-    return m, qstr_heap(_dump(micropython, _machinery_prelude(micropython, m))[0] + own, code, micropython, m)
+    return m, qstr_heap(_dump(micropython, _machinery_prelude(micropython, m))[0] + own, code, micropython, m, rom)
 
 
 @functools.lru_cache(maxsize=None)
@@ -404,12 +405,15 @@ def _firmware_names(micropython, code):
 
 
 @functools.lru_cache(maxsize=None)
-def qstr_heap(n_end, code="", micropython=None, machinery="pools"):
+def qstr_heap(n_end, code="", micropython=None, machinery="pools", rom=False):
     """Bytes to add to the prelude's heap (_with_port's qstr_extra) for a run whose interpreter ends
     with n_end interned names (micropython.qstr_info()'s n_qstr) after the prelude `machinery`
     ("pools" or "prelude"; code: the run's own code after it, whose names are the firmware's): the
     pool bytes the run makes beyond those a board's count would make, less the characters of the
-    names both use. Negative for "pools": the firmware makes no pool there, a board does."""
+    names both use. Negative for "pools": the firmware makes no pool there, a board does.
+    rom: the firmware runs from a ROMFS image, whose names keep their characters in it on a board as
+    here (py/persistentcode.c load_qstr, qstr_from_strn_static; only pool entries are made): the
+    shared names' characters are not cut."""
     micropython = _find(micropython)
     n_bare, bare = _dump(micropython, "")
     n_start, names = _dump(micropython, _machinery_prelude(micropython, machinery))
@@ -418,7 +422,7 @@ def qstr_heap(n_end, code="", micropython=None, machinery="pools"):
     only, shared = names - fw, names & fw
     n_board = n_end - len(only)
     return (pool_bytes(n_end) - pool_bytes(n_start) - (pool_bytes(n_board) - pool_bytes(n_bare))
-            - sum(len(s.encode()) + 1 for s in shared))
+            - (0 if rom else sum(len(s.encode()) + 1 for s in shared)))
 
 
 def _nonblock(fd):
@@ -429,7 +433,7 @@ class Bridge:
     """One virtual board. `start()` returns the port path; `serve()` runs until `stop()`."""
 
     def __init__(self, micropython, flash, blocks, state_dir, env=None, heapsize="256K",
-                 time_scale=1.0, on_event=None):
+                 time_scale=1.0, on_event=None, romfs=None):
         self.micropython = micropython
         # absolute: the interpreter runs in the state folder, and must never fall back to the host's /
         self.flash = os.path.abspath(flash)
@@ -439,6 +443,7 @@ class Bridge:
         self.heapsize = heapsize
         self.time_scale = time_scale
         self.on_event = on_event or (lambda kind, **kw: None)
+        self.romfs = os.path.abspath(romfs) if romfs else None  # the ROMFS partition's file (vboot.py)
         self.proc = None
         self.raw = False
         self.cause = PWRON_RESET
@@ -501,7 +506,14 @@ class Bridge:
             "M2M_SOFT_RESET": "1" if soft else "",  # machine.reset_cause() is SOFT_RESET (modmachine.c)
             "M2M_TIME_SCALE": repr(float(self.time_scale)),
             "M2M_REPL_MODE": "raw" if raw else "friendly",
+            "M2M_ROMFS": self.romfs or "",
         })
+        romfs = None
+        if self.romfs:
+            from ..romfs import image_size
+
+            with open(self.romfs, "rb") as f:
+                romfs = (self.romfs, image_size(f.read(16)))
 
         def ctty():
             os.setsid()
@@ -513,7 +525,8 @@ class Bridge:
 
         self.proc = subprocess.Popen(
             [self.micropython, "-X", "heapsize=" + _with_port(self.heapsize, "vboot", self.micropython,
-                                                              env.get("M2M_FROZEN") or None, len(str(self.state))),
+                                                              env.get("M2M_FROZEN") or None, len(str(self.state)),
+                                                              romfs=romfs),
              "-i", str(VBOOT)],
             stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ctty, close_fds=True,
             cwd=str(self.state),

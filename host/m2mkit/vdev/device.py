@@ -104,10 +104,13 @@ class VirtualDevice:
 
     modem=True also starts a simulator of the board's modem on the device's UART and power line
     (`dev.modem`); env adds or overrides the hal's M2M_* variables. download=True starts the chip in
-    its ROM download mode (vdev/download.py), as with GPIO0 held low at power-on."""
+    its ROM download mode (vdev/download.py), as with GPIO0 held low at power-on.
+    romfs: the board runs a MicroPython built with ROMFS and has a "romfs" partition (host/m2mkit/
+    romfs.py): True for one (FILE.state/romfs.bin, kept; erased when new), or the bytes of an image
+    to write into it; None (stock builds) for none: `vfs.rom_ioctl` is missing then."""
 
     def __init__(self, board="esp32-devkitc-bg95", flash=None, heapsize=None, time_scale=1.0,
-                 env=None, on_event=None, modem=False, micropython=None, download=False):
+                 env=None, on_event=None, modem=False, micropython=None, download=False, romfs=None):
         self.board = boards.load(board) if isinstance(board, str) else board  # a name, or board data
         self.download = download
         self.modem = None
@@ -120,12 +123,12 @@ class VirtualDevice:
         self._tmp = None
         self.bridge = None
         try:
-            self._setup(flash, env, heapsize, time_scale, on_event, modem)
+            self._setup(flash, env, heapsize, time_scale, on_event, modem, romfs)
         except BaseException:
             self._cleanup()
             raise
 
-    def _setup(self, flash, env, heapsize, time_scale, on_event, modem):
+    def _setup(self, flash, env, heapsize, time_scale, on_event, modem, romfs=None):
         if flash is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="m2mkit-vdev-"))
             flash = self._tmp / "flash.img"
@@ -138,6 +141,18 @@ class VirtualDevice:
             except OSError as e:
                 raise UserError(f"--flash {flash}: cannot write it ({e.strerror}); give another path") from e
         self.state_dir = self.flash.with_name(self.flash.name + ".state")
+        self.romfs = None
+        if romfs is not None:
+            from ..romfs import VDEV_PARTITION
+
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.romfs = self.state_dir / "romfs.bin"
+            if romfs is not True:
+                if len(romfs) > VDEV_PARTITION:
+                    raise UserError(f"the ROMFS image is {len(romfs)} bytes, the romfs partition {VDEV_PARTITION}")
+                self.romfs.write_bytes(bytes(romfs) + b"\xff" * (VDEV_PARTITION - len(romfs)))
+            elif not self.romfs.exists():
+                self.romfs.write_bytes(b"\xff" * VDEV_PARTITION)
         self.events = []
         self.boots = []
         self._cond = threading.Condition()
@@ -165,6 +180,7 @@ class VirtualDevice:
         self.bridge = Bridge(
             micropython(), self.flash, self.blocks, self.state_dir, env=env,
             heapsize=heapsize or heap_for(self.board), time_scale=time_scale, on_event=self._event,
+            romfs=self.romfs,
         )
         self.bridge.rom_factory = self._rom
         self.port = None

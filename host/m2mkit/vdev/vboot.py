@@ -15,6 +15,10 @@ def _m2m_boot():
     # a Ctrl-C sent now waits as a byte for boot.py / main.py or the REPL
     micropython.kbd_intr(-1)
     kbd_intr = micropython.kbd_intr
+    # a board built with ROMFS and a "romfs" partition (M2M_ROMFS, its file): the image is read
+    # first, one block near the heap's start (bridge.py port_heap counts it as the machinery's: a
+    # board maps it from flash), and mounted at /rom as MicroPython's startup does
+    rom = _romfs(sys, vfs, os.getenv("M2M_ROMFS")) if os.getenv("M2M_ROMFS") else None
 
     class Flash:
         # block device over the image file (block size 4096, erase is a no-op like esp32.Partition)
@@ -101,7 +105,9 @@ def _m2m_boot():
 
     sys.atexit(soft_reset_exit)
     os.chdir("/")
-    sys.path[:] = ["", ".frozen", "/lib"]
+    # mp_init (py/runtime.c) appends "/rom", "/rom/lib" when it mounted a ROMFS, then
+    # ports/esp32/main.c appends "/lib": the ROMFS copy of a module shadows the flash's
+    sys.path[:] = ["", ".frozen"] + (["/rom", "/rom/lib"] if rom else []) + ["/lib"]
 
     g = globals()
     host.flash.intr = 3
@@ -130,6 +136,85 @@ def _m2m_boot():
             micropython.kbd_intr(-1)
             sys.print_exception(e)
             micropython.kbd_intr(3)
+
+
+def _romfs(sys, vfs, path):
+    # The ROMFS partition of a board built with MICROPY_VFS_ROM (host/m2mkit/romfs.py has the facts):
+    # extmod/vfs.c mp_vfs_mount_romfs_protected mounts segment 0 at /rom when it holds an image (else
+    # skips it silently), and `vfs.rom_ioctl` gives ports/esp32/esp32_partition.c's segment: an
+    # esp32.Partition over the partition (ioctl 4 / 5 / 6 blocks, size, erase; writeblocks). The unix
+    # port cannot map a file, so the image is a bytes object; a rewritten partition is mounted at the
+    # next start, and the bytes mounted now stay referenced until then (names point into them).
+    real = vfs
+    f = open(path, "rb")
+    head = f.read(16)
+    n, i = 0, 3
+    while head[:3] == b"\xd2\xcd\x31" and i < len(head):
+        n = (n << 7) | (head[i] & 0x7F)
+        i += 1
+        if not head[i - 1] & 0x80:
+            n += i
+            break
+    f.seek(0, 2)
+    size = f.tell()
+    f.seek(0)
+    buf = f.read(n) if n and n <= size else None
+    f.close()
+    f = head = None
+    if buf is not None:
+        try:
+            vfs.mount(vfs.VfsRom(buf), "/rom")
+        except OSError:
+            buf = None
+    folder, name = path.rsplit("/", 1)
+    name = "/" + name  # VfsPosix joins its root to absolute paths only (extmod/vfs_posix.c)
+
+    class Partition:
+        def ioctl(self, op, arg):
+            if op == 4:
+                return size // 4096
+            if op == 5:
+                return 4096
+            if op == 6:  # erase a block: flash reads 0xff after it
+                self.writeblocks(arg, b"\xff" * 4096, None, True)
+            return 0
+
+        def readblocks(self, block, b, off=0):
+            with real.VfsPosix(folder).open(name, "rb") as f:
+                f.seek(block * 4096 + off)
+                f.readinto(b)
+
+        def writeblocks(self, block, b, off=None, erase=False):
+            # without an offset a block is erased first (esp32_partition.c writeblocks); flash
+            # writes only clear bits: the result is what was there AND the data
+            at = block * 4096 + (off or 0)
+            if at + len(b) > size:
+                raise OSError(22)
+            with real.VfsPosix(folder).open(name, "r+b") as f:
+                f.seek(at)
+                old = f.read(len(b)) if off is not None and not erase else b"\xff" * len(b)
+                v = int.from_bytes(old, "big") & int.from_bytes(bytes(b), "big")
+                f.seek(at)
+                f.write(v.to_bytes(len(b), "big"))
+
+    part = Partition()
+
+    class Vfs:
+        # the built-in vfs with rom_ioctl (extmod/vfs.h MP_VFS_ROM_IOCTL_*: 1 segments, 2 segment)
+        mounted = buf
+
+        def rom_ioctl(self, op, *args):
+            if op == 1:
+                return 1
+            if op == 2:
+                return part
+            return -22  # -MP_EINVAL
+
+        def __getattr__(self, attr):
+            return getattr(real, attr)
+
+    sys.modules["vfs"] = Vfs()
+    return buf is not None
 
 
 def _frozen(host, sys, vfs, folder):
@@ -214,4 +299,4 @@ def _mount(host, Flash, os, vfs):
 
 
 _m2m_boot()
-del _m2m_boot, _mount, _frozen, _raw_stdout
+del _m2m_boot, _mount, _frozen, _raw_stdout, _romfs
