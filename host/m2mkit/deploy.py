@@ -209,8 +209,12 @@ def _batches(changes):
         yield "\n".join(script), size
 
 
-def deploy(port, board=None, source=False, progress=True, reset=True, firmware=FIRMWARE):
-    """Deploy; returns {"copied": [...], "removed": [...], "unchanged": n, "arch": ...}."""
+def deploy(port, board=None, source=False, progress=True, reset=True, firmware=FIRMWARE, romfs=False):
+    """Deploy; returns {"copied": [...], "removed": [...], "unchanged": n, "arch": ...}.
+    romfs: firmware/lib goes into the device's ROMFS partition as one image (host/m2mkit/romfs.py,
+    written by mpremote's romfs deploy) and its LittleFS copy under /lib/m2m is removed, so that one
+    copy is imported; boot.py, main.py and /board.json stay on the LittleFS ("romfs" in the result:
+    the image's bytes)."""
     transport = open_port(port)
     try:
         raw_repl(transport, port)
@@ -223,7 +227,16 @@ def deploy(port, board=None, source=False, progress=True, reset=True, firmware=F
             if board is not None and platform != "linux" and CHIP_ARCH.get(board["chip"]) != arch:
                 raise UserError(f"--board {board['name']} is an {board['chip']} ({CHIP_ARCH.get(board['chip'])}) "
                                 f"but the device on {port} reports native arch {arch}; give its own board")
-        want = plan_files(arch, platform, source=source, board=board, firmware=firmware)
+        if romfs and source:
+            raise UserError("--romfs runs compiled .mpy in place from flash: leave out --source")
+        want = plan_files(arch, platform, source=source or romfs, board=board, firmware=firmware)
+        image = None
+        if romfs:
+            from . import romfs as rom
+
+            image = rom.build(arch, Path(firmware) / "lib", unix=platform == "linux")
+            rom.write(transport, port, image, progress)
+            want = {p: d for p, d in want.items() if not p.startswith(MANAGED + "/")}
         changes = [(p, d) for p, d in want.items() if have.get(p) != hashlib.sha256(d).hexdigest()]
         removed = sorted(p for p in have if p.startswith(MANAGED + "/") and p not in want)
         total = sum(len(d) for _, d in changes)
@@ -235,7 +248,8 @@ def deploy(port, board=None, source=False, progress=True, reset=True, firmware=F
         else:
             transport.exit_raw_repl()
         return {"copied": [p for p, _ in changes], "removed": removed,
-                "unchanged": len(want) - len(changes), "arch": arch or "py", "bytes": total}
+                "unchanged": len(want) - len(changes), "arch": arch or "py", "bytes": total,
+                "romfs": len(image) if image else None}
     finally:
         transport.close()
 
@@ -270,10 +284,14 @@ def _command():
     @click.option("--board", default=None, help="also write this board's file as /board.json")
     @click.option("--source", is_flag=True, help="copy .py sources instead of compiled .mpy files")
     @click.option("--no-reset", is_flag=True, help="leave the device at its REPL instead of soft-resetting it")
-    def deploy_cmd(port, board, source, no_reset):
+    @click.option("--romfs", is_flag=True, help="the firmware as a ROMFS image in the device's romfs partition "
+                  "(run in place from flash: needs a MicroPython built with ROMFS)")
+    def deploy_cmd(port, board, source, no_reset, romfs):
         """Copy the compiled firmware to a device: only what changed, then soft-reset it."""
         b = boards.load(board) if board else None
-        r = deploy(port, board=b, source=source, reset=not no_reset)
+        r = deploy(port, board=b, source=source, reset=not no_reset, romfs=romfs)
+        if r["romfs"]:
+            click.echo(f"deploy: ROMFS image of {r['romfs']} bytes written ({r['arch']}), mounted at /rom")
         click.echo(f"deploy: {len(r['copied'])} copied ({r['bytes']} bytes, {r['arch']}), "
                    f"{r['unchanged']} unchanged, {len(r['removed'])} removed")
         for p in r["removed"]:
