@@ -132,8 +132,10 @@ def _check_scale(option):
               help="start in the ROM's download mode (GPIO0 held low): esptool / m2mkit flash talk to it")
 @click.option("--rfc2217", "rfc2217_port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
               help="also offer the device on this RFC 2217 TCP port (0: a free one); DTR/RTS drive EN and GPIO0")
+@click.option("--romfs", is_flag=True, help="a MicroPython built with ROMFS and a romfs partition (FILE.state/romfs.bin, "
+              "kept): its image is mounted at /rom (`m2mkit deploy --romfs` writes it)")
 def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, no_modem, mp_version, download,
-               rfc2217_port):
+               rfc2217_port, romfs):
     """Start a virtual board on a pseudo-terminal. The first line printed is `port: /dev/pts/N`."""
     from .vdev.device import VirtualDevice
 
@@ -173,7 +175,8 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
 
     _sigterm_interrupts()  # until the bridge serves: a SIGTERM while setting up still cleans up
     dev = VirtualDevice(board, flash=flash, heapsize=heap, time_scale=time_scale, env=env, on_event=event,
-                        modem=not (no_modem or modem_addr), micropython=mp_version, download=download)
+                        modem=not (no_modem or modem_addr), micropython=mp_version, download=download,
+                        romfs=True if romfs else None)
     dev.rfc2217_port = rfc2217_port
     try:
         _serve_device(dev)
@@ -204,6 +207,12 @@ def _serve_device(dev):
         click.echo(f"modem: {dev.modem.model} simulator, uart {dev.env['M2M_MODEM']}, control {dev.env['M2M_GPIO']}")
     if dev.bus is not None:
         click.echo(f"bus: {dev.bus.address_str} (the simulated I2C bus holding the modem's PMU)")
+    if dev.romfs is not None:
+        from .romfs import image_size
+
+        n = image_size(dev.romfs.read_bytes()[:16])
+        click.echo(f"romfs: partition {dev.romfs} ({dev.romfs.stat().st_size} bytes), "
+                   + (f"an image of {n} bytes mounted at /rom" if n else "erased (m2mkit deploy --romfs writes it)"))
     sys.stdout.flush()
     install_sigterm_handler(dev.bridge)
     dev.power_on()
