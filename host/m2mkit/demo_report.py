@@ -2,13 +2,13 @@
 given), a paho subscriber that prints what arrives as any subscriber sees it, and the line the demo
 types at the device's REPL to start reporting (m2m.report.mqtt.run)."""
 
-import json
 import sys
 import threading
 
 from . import boards
 from .broker import Broker, Subscriber
 from .errors import UserError
+from .senml import SenMLError, Units, resolve
 
 
 # a modem no board file carries, fitted where its pin-compatible sibling sits (BG95 & BG96:
@@ -60,6 +60,7 @@ class Reporting:
         self._stop = threading.Event()
         self._thread = None
         self.seen = 0
+        self.units = Units()  # from the retained status, joined to the telemetry shown
 
     def start(self):
         if self.url is None:
@@ -77,7 +78,7 @@ class Reporting:
         while not self._stop.is_set():
             for topic, payload, retained in self.sub.wait(1, timeout=0.5):
                 self.seen += 1
-                self.write(describe(topic, payload, retained))
+                self.write(describe(topic, payload, retained, self.units))
 
     def stop(self):
         self._stop.set()
@@ -94,17 +95,32 @@ class Reporting:
             self.broker = None
 
 
-def describe(topic, payload, retained=False):
-    """One line for a message as a subscriber sees it; SenML telemetry shown as name=value unit."""
+def describe(topic, payload, retained=False, units=None):
+    """One line for a message as a subscriber sees it; SenML telemetry shown as name=value unit, the
+    units joined from the device's retained status (`units`, a senml.Units that status messages
+    feed) where the records leave them out (mqtt.units "status")."""
     text = payload.decode("utf-8", "replace")
-    if topic.endswith("/telemetry"):
+    units = units if units is not None else Units()
+    if topic.endswith("/status"):
         try:
-            recs = json.loads(payload)
-            seq = [r.get("v") for r in recs if r.get("n", "seq") == "seq"]  # the record without a name
-            vals = [f"{r['n']}={r.get('v', r.get('vs', r.get('vb')))}{r.get('u', '')}" for r in recs
-                    if r.get("n", "seq") != "seq"]
+            state = units.feed(topic, payload)
+            if text.startswith("{"):
+                dev = topic.rsplit("/", 2)[1] + ":"
+                names = sorted((n[len(dev):], u) for n, u in units.names.items() if n.startswith(dev))
+                text = state + (", units " + " ".join(f"{n}={u}" for n, u in names) if names else "")
+        except SenMLError:
+            pass
+    elif topic.endswith("/telemetry"):
+        try:
+            seq, vals = [], []
+            for name, value, unit, _ in resolve(payload, units.names):
+                short = name.partition(":")[2]
+                if short in ("", "seq"):  # the record without a name: the outbox sequence number
+                    seq.append(value)
+                else:
+                    vals.append(f"{short}={value}{unit}")
             text = f"seq {','.join(str(s) for s in seq)}: {' '.join(vals)}"
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (SenMLError, ValueError, KeyError, TypeError, AttributeError):
             text = "not SenML: " + text
     return f"broker> {topic}{' (retained)' if retained else ''} {text}"
 

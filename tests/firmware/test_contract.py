@@ -107,6 +107,46 @@ def test_senml_leaves_out_non_finite_values_and_refuses_bad_names():
             raise AssertionError("name %r accepted" % bad)
 
 
+def test_units_learnt_once_and_left_out_of_the_records():
+    # mqtt.units "status": the status carries the units, a record whose unit it holds has no "u"
+    r = [("temperature", 21.5, "Cel", T0), ("humidity", 40, "%RH", T0), ("pulses", 3, "", T0)]
+    units = {}
+    assert c.learn(units, r) is True
+    assert units == {"temperature": "Cel", "humidity": "%RH"}  # no unit: nothing to carry
+    assert c.learn(units, r) is False  # nothing new: the status is not published again
+    p = c.senml("dev-1", [(5, r)], units)
+    assert [rec for rec in json.loads(p) if "u" in rec] == []
+    assert [x[:3] for x in check_senml(p)[1:]] == [("dev-1:temperature", 21.5, ""), ("dev-1:humidity", 40, ""),
+                                                   ("dev-1:pulses", 3, "")]
+    # a new name, or a unit that changed, is news; a unit gone takes the name out
+    assert c.learn(units, [("pressure", 1e5, "Pa", T0)]) is True and units["pressure"] == "Pa"
+    assert c.learn(units, [("temperature", 294.65, "K", T0)]) is True and units["temperature"] == "K"
+    assert c.learn(units, [("humidity", 40, "", T0)]) is True and "humidity" not in units
+    # a record whose unit the map does not hold (or holds another) keeps its "u"
+    recs = json.loads(c.senml("d", [(1, [("temperature", 21.5, "Cel", T0), ("pressure", 1e5, "Pa", T0)])], units))
+    assert recs[1] == {"n": "temperature", "u": "Cel", "v": 21.5} and "u" not in recs[2]
+    # without a map (mqtt.units "each"): "u" in every record, as before
+    assert [rec.get("u") for rec in json.loads(c.senml("d", [(1, r)]))[1:]] == ["Cel", "%RH", None]
+
+
+def test_units_map_is_bounded():
+    units = {}
+    many = [("s%d" % i, i, "Cel", T0) for i in range(c.MAX_UNITS + 5)]
+    assert c.learn(units, many) is True
+    assert len(units) == c.MAX_UNITS and "s%d" % c.MAX_UNITS not in units
+    # the names left out carry their unit in every record: nothing is lost
+    recs = json.loads(c.senml("d", [(1, many)], units))
+    assert [rec["n"] for rec in recs if "u" in rec] == ["s%d" % i for i in range(c.MAX_UNITS, c.MAX_UNITS + 5)]
+
+
+def test_status_payloads():
+    assert c.status() == b"online"  # mqtt.units "each"
+    d = json.loads(c.status({"temperature": "Cel", "battery": "V"}))
+    assert d == {"state": "online", "units": {"temperature": "Cel", "battery": "V"}}
+    assert b" " not in c.status({"temperature": "Cel"})
+    assert json.loads(c.status({})) == {"state": "online", "units": {}}
+
+
 def test_readings_round_trip_through_the_outbox_payload():
     r = [("temperature", 21.5, "Cel", T0), ("pulses", 3, "", T0 + 1)]
     assert c.unpack_readings(c.pack_readings(r)) == r
@@ -188,6 +228,7 @@ def test_home_assistant_discovery():
     d = json.loads(p)
     assert d["unique_id"] == "dev-1_temperature" and d["state_topic"] == "m2mkit/dev-1/telemetry"
     assert d["availability_topic"] == "m2mkit/dev-1/status"
+    assert "value_json.state" in d["availability_template"]  # the status is JSON with its units
     assert d["device_class"] == "temperature" and d["unit_of_measurement"] == "\u00b0C"
     assert "'temperature'" in d["value_template"] and d["device"]["identifiers"] == ["dev-1"]
     t, p = ha.discovery("m2mkit", "dev-1", "bme.battery", "/", ha_prefix="ha")

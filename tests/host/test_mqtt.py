@@ -31,7 +31,8 @@ from m2m.net.network import Network
 from m2m.report import mqtt, contract
 import m2m.net
 cfg = config.validate({"device": {"id": "dev-1"}, "net": {"apn": "internet"},
-                       "mqtt": {"broker": os.getenv("BROKER"), "keepalive": 60, "batch": 4}})
+                       "mqtt": {"broker": os.getenv("BROKER"), "keepalive": 60, "batch": 4,
+                                "units": os.getenv("UNITS") or "status"}})
 at = AT(loop.Guarded(hal.UART(1, 115200)), timeout_ms=3000)
 m = modem.create(at, {"model": os.getenv("MODEL")})
 net = Network(m, cfg, state_dir=os.getenv("DIR") + "/")
@@ -98,9 +99,11 @@ while True:
         made.append(ob.append(outbox.ALARM, json.dumps({"kind": "alarm", "t": hal.epoch(), "name": "temperature", "level": "high"})))
     for i in range(K):
         n += 1
-        seq = ob.append(outbox.TELEMETRY, contract.pack_readings(
-            [("temperature", 20 + n / 10, "Cel", hal.epoch()), ("humidity", 40 + n % 7, "%RH", hal.epoch()),
-             ("battery", 3.7, "V", hal.epoch())]))
+        rs = [("temperature", 20 + n / 10, "Cel", hal.epoch()), ("humidity", 40 + n % 7, "%RH", hal.epoch()),
+              ("battery", 3.7, "V", hal.epoch())]
+        if os.getenv("NEWNAME") and phase >= 1:  # a reading name that appears only now
+            rs.append(("pressure", 99870.0, "Pa", hal.epoch()))
+        seq = ob.append(outbox.TELEMETRY, contract.pack_readings(rs))
         made.append(seq)
     print(json.dumps({"phase": phase, "made": made}))
     limit = int(os.getenv("PHASE_MS"))
@@ -119,12 +122,12 @@ print(json.dumps({"done": True}))
 
 class Device:
     def __init__(self, tmp, sim, broker_url, model, phases, k=5, phase_ms=120000, ca=None, cmds=0, alarm=False, bad=False,
-                 squeeze=0):
+                 squeeze=0, units="status", newname=False):
         self.dir = tmp
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": broker_url, "DIR": str(tmp),
                "K": str(k), "PHASES": str(phases), "PHASE_MS": str(phase_ms), "CMDS": str(cmds), "ALARM": "1" if alarm else "", "BAD": "1" if bad else "",
-               "SQUEEZE": str(squeeze)}
+               "SQUEEZE": str(squeeze), "UNITS": units, "NEWNAME": "1" if newname else ""}
         if ca:
             env["CA"] = ca
         self.p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + DEVICE],
@@ -155,8 +158,13 @@ class Device:
         self.p.wait()
 
 
-def senml_groups(messages):
-    """{seq: [records]} from telemetry messages, checking each is valid SenML JSON (RFC 8428)."""
+UNITS = {"temperature": "Cel", "humidity": "%RH", "battery": "V", "pressure": "Pa"}
+
+
+def senml_groups(messages, each=False):
+    """{seq: [records]} from telemetry messages, checking each is valid SenML JSON (RFC 8428); the
+    readings carry no unit (mqtt.units "status", the default: the status has them) or, with `each`,
+    their own."""
     out = []
     for topic, payload, _ in messages:
         assert topic == "m2mkit/dev-1/telemetry"
@@ -170,7 +178,8 @@ def senml_groups(messages):
             if "n" not in r:  # the group's sequence number: the device's own record
                 out.append((r["v"], []))
             else:
-                assert isinstance(r["v"], (int, float)) and r["u"] in ("Cel", "%RH", "V")
+                assert isinstance(r["v"], (int, float))
+                assert r.get("u") == (UNITS[r["n"]] if each else None), r
                 out[-1][1].append(r["n"])
     return out
 
@@ -206,8 +215,10 @@ def test_readings_reach_a_subscriber_as_senml(model, broker, subscriber, tmp_pat
             made, end = dev.go(0)
             assert end["pending"] == 0, dev.lines
             exactly_once_in_order(collect(sub, made), made)
-            live = [m[1] for m in status.wait(3, timeout=3) if not m[2]]  # not a retained replay
-            assert live == [b"online"]
+            # not a retained replay: one status, at the connect, with the units of the readings waiting
+            # in the outbox (learnt before the status went out)
+            live = [json.loads(m[1]) for m in status.wait(3, timeout=3) if not m[2]]
+            assert live == [{"state": "online", "units": {"temperature": "Cel", "humidity": "%RH", "battery": "V"}}]
         finally:
             dev.stop()  # a power cut: the broker publishes the last will
     assert [m[1] for m in status.wait(1, timeout=10) if not m[2]] == [b"offline"]

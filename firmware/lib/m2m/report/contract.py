@@ -7,11 +7,17 @@
 # the device itself, a record without a name ({"bn": "dev-1:", "bt": 1767225600, "v": 42}; RFC 8428
 # 4.2: "The name is optional, if the Base Name is present"); the readings follow with their time
 # relative to bt. Receivers drop a group whose (bn, seq) they have seen.
+#
+# Units (mqtt.units "status", the default) are a property of a sensor, not of a reading: the
+# retained status carries them once, {"state":"online","units":{"temperature":"Cel",...}}, and the
+# records leave "u" out (RFC 8428 4.2: Unit is optional; 4.5.2: with no Unit and no Base Unit the
+# application context gives it). A record whose unit the status does not hold (a name beyond
+# MAX_UNITS) keeps its "u". With mqtt.units "each": "u" in every record, status plain "online".
 import json
 import math
 
 TELEMETRY = "telemetry"
-STATUS = "status"  # retained: "online", and the last will "offline"
+STATUS = "status"  # retained: "online" (with the units: status()), and the last will "offline"
 EVENTS = "events"
 CMD = "cmd"
 CMD_RES = "cmd/res"
@@ -22,6 +28,7 @@ RAW_TOPICS = {4: USAGE, 5: ORDERS}
 ONLINE = b"online"
 OFFLINE = b"offline"
 
+MAX_UNITS = 32  # reading names whose unit the status carries (the map stays small on the heap)
 MAX_CMD = 512  # bytes of a /cmd payload
 MAX_ID = 64  # characters of a command id
 COMMANDS = ("ping", "report", "set", "reboot")
@@ -84,8 +91,33 @@ def _value(rec, v):
     return True
 
 
-def senml_records(device_id, seq, readings):
-    # One group of SenML records (a list of dicts) for outbox record `seq`.
+def learn(units, readings):
+    # Take the readings' units into `units` (name -> unit, the status's map): True when it changed,
+    # so the status is to be published again. A name beyond MAX_UNITS is not taken: its records
+    # keep their "u". A name whose unit became "" leaves the map.
+    changed = False
+    for r in readings:
+        name, unit = r[0], r[2]
+        if unit:
+            if units.get(name) != unit and (name in units or len(units) < MAX_UNITS):
+                units[name] = unit
+                changed = True
+        elif name in units:
+            del units[name]
+            changed = True
+    return changed
+
+
+def status(units=None):
+    # The retained status payload: "online" (mqtt.units "each": units=None), or with the units map
+    if units is None:
+        return ONLINE
+    return json.dumps({"state": "online", "units": units}, separators=_SEP).encode()
+
+
+def senml_records(device_id, seq, readings, units=None):
+    # One group of SenML records (a list of dicts) for outbox record `seq`; a reading whose unit
+    # `units` (the status's map) holds goes without "u".
     bt = None
     for r in readings:
         if bt is None or r[3] < bt:
@@ -98,7 +130,7 @@ def senml_records(device_id, seq, readings):
         if not _name_ok(name, "-:./_"):
             raise ValueError("reading name %r: use letters, digits and - : . / _" % (name,))
         rec = {"n": name}
-        if unit:
+        if unit and (units is None or units.get(name) != unit):
             rec["u"] = unit
         if not _value(rec, value):
             continue
@@ -108,11 +140,11 @@ def senml_records(device_id, seq, readings):
     return out
 
 
-def senml(device_id, groups):
+def senml(device_id, groups, units=None):
     # The telemetry payload (bytes) for [(seq, readings), ...] taken from the outbox.
     recs = []
     for seq, readings in groups:
-        recs.extend(senml_records(device_id, seq, readings))
+        recs.extend(senml_records(device_id, seq, readings, units))
     return pack(recs)
 
 

@@ -20,6 +20,10 @@ def discovery(prefix, device_id, name, unit, ha_prefix="homeassistant"):
         "unique_id": "%s_%s" % (check_id(device_id), oid),
         "state_topic": topic(prefix, device_id, TELEMETRY),
         "availability_topic": topic(prefix, device_id, STATUS),
+        # the status is JSON with its units (mqtt.units "status") or plain "online"; the last will is
+        # plain "offline". HA sets value_json only for a JSON payload (helpers/template.py
+        # async_render_with_possible_json_value) and compares the result with "online" / "offline"
+        "availability_template": "{{ value_json.state if value_json is defined else value }}",
         "device": {"identifiers": [device_id], "name": device_id, "manufacturer": "m2mkit"},
     }
     scale = 1

@@ -3,8 +3,9 @@
 # "MQTT reporting"; topics and payloads: m2m.report.contract.
 #
 #   c = Client(stack, device_id, mqtt_cfg)   umqtt.simple around an m2m.net.sock.Stack
-#   c.connect()        CONNECT with the last will <prefix>/<id>/status "offline" (retained), status
-#                      "online" (retained), /cmd subscribed again on every connect
+#   c.connect(st)      CONNECT with the last will <prefix>/<id>/status "offline" (retained), status
+#                      st (retained: "online", or with the units, contract.status), /cmd subscribed
+#                      again on every connect
 #   c.publish(t, m)    QoS 1 returns after PUBACK; a publish cut by a lost link is sent again after
 #                      the reconnect with the same packet id and the DUP flag
 #   c.poll()           one non-blocking look for an incoming message (commands), PINGREQ on time
@@ -70,7 +71,7 @@ class Client:
             t = self._topics[leaf] = contract.topic(self.prefix, self.id, leaf)
         return t
 
-    def connect(self):
+    def connect(self, status=contract.ONLINE):
         simple = _umqtt()
         simple.socket = self.stack  # its socket() / getaddrinfo() go to the modem
         cfg = self.cfg
@@ -82,7 +83,7 @@ class Client:
         try:
             # clean_session=False: the broker keeps the subscription and QoS 1 state across links
             c.connect(clean_session=False)
-            c.publish(self.topic(contract.STATUS), contract.ONLINE, retain=True, qos=1)
+            c.publish(self.topic(contract.STATUS), status, retain=True, qos=1)
             c.subscribe(self.topic(contract.CMD), qos=1)
         except BaseException:
             self.close()
@@ -148,6 +149,9 @@ class Reporter:
         self.up = up  # up() -> True when the network is attached (None: always)
         self.client = Client(stack, device_id, cfg["mqtt"], self._cmd_in)
         self.batch = cfg["mqtt"].get("batch") or 8
+        # mqtt.units "status": the readings' units in the retained status (name -> unit, learnt from
+        # the records drained), telemetry without "u"; "each": None, a "u" in every record
+        self.units = None if cfg["mqtt"].get("units") == "each" else {}
         self.cmds = []
         self.wait_until = hal.ticks_ms()
         self.backoff = _BACKOFF_MIN
@@ -221,7 +225,9 @@ class Reporter:
             self._say_memory()
         try:
             if not cl.connected():
-                cl.connect()
+                if self.units == {}:
+                    self._learn(self.outbox.peek(self.batch))  # after a reboot: the units before the status
+                cl.connect(contract.status(self.units))
                 self.backoff = _BACKOFF_MIN
                 self.last_error = None
                 print("mqtt: connected to %s:%d" % (cl.host, cl.port))
@@ -231,6 +237,19 @@ class Reporter:
         except Exception as e:  # OSError from the socket, MQTTException, umqtt's asserts
             return self._fail(e)
         return 0 if more else _POLL_MS
+
+    def _learn(self, recs):
+        # the units of telemetry records into self.units: True when the map changed
+        changed = False
+        for seq, kind, payload in recs:
+            if kind == 1:
+                try:
+                    rs = contract.unpack_readings(payload)
+                    contract.senml_records(self.client.id, seq, rs)  # only readings SenML takes
+                except (ValueError, TypeError, IndexError):
+                    continue
+                changed = contract.learn(self.units, rs) or changed
+        return changed
 
     def _drain(self):
         # one batch: telemetry records in one SenML message, alarms / events one message each;
@@ -243,11 +262,18 @@ class Reporter:
         senml = []
         n = 0
         last = None
+        units = self.units
+        fresh = False  # a reading name (or unit) the status did not carry yet
         for seq, kind, payload in recs:
             if kind != 1:  # outbox.TELEMETRY
                 break
             try:
-                senml.extend(contract.senml_records(cl.id, seq, contract.unpack_readings(payload)))
+                rs = contract.unpack_readings(payload)
+                g = contract.senml_records(cl.id, seq, rs, units)
+                if units is not None and contract.learn(units, rs):
+                    fresh = True
+                    g = contract.senml_records(cl.id, seq, rs, units)
+                senml.extend(g)
             except (ValueError, TypeError, IndexError):
                 # a record that is no list of readings (or a reading SenML refuses) must not block
                 # the outbox: it goes on its own to /events, as it is
@@ -256,7 +282,9 @@ class Reporter:
             last = seq
         if n:
             msg = contract.pack(senml)
-            senml = None
+            senml = g = rs = None
+            if fresh:  # the units first: a receiver has them before the records that leave them out
+                cl.publish(cl.topic(contract.STATUS), contract.status(units), retain=True, qos=1)
             cl.publish(cl.topic(contract.TELEMETRY), msg, qos=1)
         else:
             seq, kind, payload = recs[0]
