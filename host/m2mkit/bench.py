@@ -2,11 +2,16 @@
 
 A figure function is decorated with `@figure` and yields {"name", "value", "unit"} dicts. Timings
 live here, never in test assertions.
+
+`m2mkit bench --quick` (run(quick=True)) runs every figure through the same code with fewer
+iterations, readings and bisection steps (`sized(full, short)`): what tests/host/test_bench.py runs to
+check that every figure comes out; its values are rougher, so the figures in README come from full runs.
 """
 
 import time
 
 FIGURES = []
+QUICK = False  # set by run(quick=True) while it runs
 
 
 def figure(fn):
@@ -14,11 +19,21 @@ def figure(fn):
     return fn
 
 
-def run(only=()):
+def sized(full, short):
+    """full, or short under `m2mkit bench --quick`."""
+    return short if QUICK else full
+
+
+def run(only=(), quick=False):
+    global QUICK
     for fn in FIGURES:
         if only and not any(fn.__name__.startswith(o) for o in only):
             continue
-        yield from fn()
+        QUICK = quick
+        try:
+            yield from fn()
+        finally:
+            QUICK = False
 
 
 @figure
@@ -88,16 +103,16 @@ def virtual_device_boot():
 def at_parser():
     from .bench_at import parser_instructions, parser_throughput
 
-    yield from parser_throughput()
-    yield from parser_instructions()
+    yield from parser_throughput(lines=sized(2000, 200), passes=sized(10, 2))
+    yield from parser_instructions(lines=sized(400, 100))
 
 
 @figure
 def at_round_trip():
     from .bench_at import command_round_trip, sim_command_round_trip
 
-    yield command_round_trip()
-    yield sim_command_round_trip()
+    yield command_round_trip(sized(2000, 200))
+    yield sim_command_round_trip(sized(200, 20))
 
 
 # ---- heap figures: what a board's heap holds, without the virtual device's own machinery ----------
@@ -240,32 +255,32 @@ def stack_heap(model, tree, heapsize="256K"):
     return held - base, marks["M2M_HEAP_END"][0] - held
 
 
-def _fits(code, model, heapsize):
+def _fits(code, model, heapsize, tries=_HEAP_TRIES):
     # near the limit a run fits or not by how the collector meets garbage and fragments: a heap
-    # fits only when _HEAP_TRIES runs in a row get through
-    for _ in range(_HEAP_TRIES):
+    # fits only when `tries` runs in a row get through
+    for _ in range(tries):
         fits, marks = _heap_run(code, model, heapsize)
         if not fits:
             break
     return fits, marks
 
 
-def _smallest_heap(code, model, lo):
-    """Smallest -X heapsize (to _HEAP_STEP) with which the script runs to its end _HEAP_TRIES times
+def _smallest_heap(code, model, lo, step=_HEAP_STEP, tries=_HEAP_TRIES):
+    """Smallest -X heapsize (to step bytes) with which the script runs to its end `tries` times
     in a row; lo is a heap too small. Returns (marks of that run, whether the largest failing run
     failed inside the hal)."""
     hi = lo + 64 * 1024
     while True:
-        fits, marks = _fits(code, model, hi)
+        fits, marks = _fits(code, model, hi, tries)
         if fits:
             break
         lo, hi = hi, hi * 2
         if hi > 4 << 20:
             raise RuntimeError("the modem stack did not fit in 4 MB of heap")
     best, hal_bound = marks, False
-    while hi - lo > _HEAP_STEP:
+    while hi - lo > step:
         mid = (lo + hi) // 2
-        fits, marks = _fits(code, model, mid)
+        fits, marks = _fits(code, model, mid, tries)
         if fits:
             hi, best = mid, marks
         else:
@@ -283,6 +298,7 @@ def modem_stack_heap():
     from . import mpy
     from .paths import FIRMWARE
 
+    step, tries = sized(_HEAP_STEP, 16 * 1024), sized(_HEAP_TRIES, 1)  # --quick: a coarse bisection
     with tempfile.TemporaryDirectory() as tmp:
         trees = heap_trees(tmp)
         arch = unix_arch()
@@ -296,7 +312,7 @@ def modem_stack_heap():
                            "unix port's arch); unix port, 64-bit objects: about 2x ESP32" % arch}
             for kind in ("mpy", "py"):
                 best, hal_bound = _smallest_heap(_STACK_HEAP.format(tree=str(trees[kind])), model,
-                                                 lo=hal_heap + steady)
+                                                 lo=hal_heap + steady, step=step, tries=tries)
                 _, held_at, total_at = best["M2M_HEAP_BASE"]
                 yield {"name": f"modem_stack_heap_peak_{kind}_{model}", "value": total_at - held_at,
                        "unit": "bytes",
@@ -304,7 +320,7 @@ def modem_stack_heap():
                                "init succeed %d times in a row, found by bisecting -X heapsize to %d "
                                "bytes (so it includes fragmentation); firmware modules from %s; unix "
                                "port, 64-bit objects: about 2x ESP32%s"
-                               % (_HEAP_TRIES, _HEAP_STEP,
+                               % (tries, step,
                                   ".mpy (mpy-cross -march=%s)" % arch if kind == "mpy"
                                   else ".py, compiled on the device as after `mpremote fs cp -r lib`",
                                   "; WARNING: the smallest failing heap failed inside the hal import, "
@@ -337,9 +353,9 @@ def sensing():
     under the supervisor (bench_sense.py)."""
     from .bench_sense import sampler_cycle, sense_heap, supervisor_heap
 
-    yield from sampler_cycle()
+    yield from sampler_cycle(sized(300, 30))
     yield from sense_heap()
-    yield from supervisor_heap()
+    yield from supervisor_heap(reports=sized(20, 5))
 
 
 @figure
@@ -375,7 +391,7 @@ def host_tools():
     """Issue #12: deploy against mpremote, per-device images per second (bench_hosttools.py)."""
     from .bench_hosttools import deploy_vs_mpremote, fleet_images
 
-    yield from fleet_images()
+    yield from fleet_images(sized(50, 5))
     yield from deploy_vs_mpremote()
 
 

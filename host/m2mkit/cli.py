@@ -282,7 +282,9 @@ def image_cat(path, file):
 
 @main.command()
 @click.option("--only", multiple=True, help="run only figures whose name starts with this")
-def bench(only):
+@click.option("--quick", is_flag=True, help="fewer iterations and readings, the same code (what the tests "
+                                            "run): rougher values, not the README's figures")
+def bench(only, quick):
     """Print the project's figures, one JSON object per line."""
     from .bench import FIGURES, run
 
@@ -291,7 +293,7 @@ def bench(only):
         if not any(n.startswith(o) for n in names):
             raise UserError(f"--only {o!r} matches no figure function; they are: {', '.join(names)}")
 
-    for fig in run(only):
+    for fig in run(only, quick=quick):
         click.echo(json.dumps(fig))
         sys.stdout.flush()
 

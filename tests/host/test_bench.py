@@ -2,6 +2,7 @@
 figures are measurements, not pass/fail)."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -37,9 +38,13 @@ OPTIONAL |= {"sampler_cycle_instructions", "usage_sign_instructions"}  # valgrin
 OPTIONAL |= {"at_parser_instructions_1b", "at_parser_instructions_64b", "at_parser_bytewise_ratio_instr"}  # valgrind
 
 
+M2MKIT = str(Path(sys.executable).parent / "m2mkit")
+
+
 def test_bench_prints_every_figure_as_json_lines():
-    p = subprocess.run([str(Path(sys.executable).parent / "m2mkit"), "bench"], capture_output=True, text=True,
-                       timeout=600)
+    # --quick: every figure through the same code with fewer iterations (bench.sized); `m2mkit bench`
+    # alone runs them in full (test_quick_is_only_asked_for below)
+    p = subprocess.run([M2MKIT, "bench", "--quick"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     figs = [json.loads(line) for line in p.stdout.splitlines()]
     names = {f["name"] for f in figs}
@@ -52,6 +57,23 @@ def test_bench_prints_every_figure_as_json_lines():
         # a peak holds the steady state plus what import and init throw away
         assert by[f"modem_stack_heap_peak_mpy_{m}"] >= by[f"modem_stack_heap_{m}"], m
         assert by[f"modem_stack_heap_peak_py_{m}"] >= by[f"modem_stack_heap_{m}"], m
+
+
+def test_quick_is_only_asked_for():
+    # the same figure in full and with --quick: the quick run makes fewer exchanges, the full one as many
+    # as always; the flag does not outlive its run
+    def exchanges(*opts):
+        p = subprocess.run([M2MKIT, "bench", "--only", "at_round_trip", *opts], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+        fig = [f for f in map(json.loads, p.stdout.splitlines()) if f["name"] == "at_command_round_trip"][0]
+        assert fig["value"] > 0 and fig["unit"] == "us", fig
+        return int(re.search(r"mean of (\d+) ", fig["note"]).group(1))
+
+    assert exchanges() == 200
+    assert exchanges("--quick") == 20
+    assert list(bench.run(only=("firmware_size",), quick=True)) and not bench.QUICK
+    assert bench.sized(2000, 200) == 2000
 
 
 def test_stack_heap_leaves_the_hal_out(tmp_path):
