@@ -237,6 +237,7 @@ def deploy(port, board=None, source=False, progress=True, reset=True, firmware=F
             image = rom.build(arch, Path(firmware) / "lib", unix=platform == "linux")
             rom.write(transport, port, image, progress)
             want = {p: d for p, d in want.items() if not p.startswith(MANAGED + "/")}
+            dirs = dirs + [MANAGED]  # left empty, it would import as a namespace package "m2m"
         changes = [(p, d) for p, d in want.items() if have.get(p) != hashlib.sha256(d).hexdigest()]
         removed = sorted(p for p in have if p.startswith(MANAGED + "/") and p not in want)
         total = sum(len(d) for _, d in changes)

@@ -158,6 +158,23 @@ def heap_extra(heap, path, micropython=None):
     return _extra(micropython, int(heap), str(path), st.st_size, st.st_mtime_ns)
 
 
+# the benches: the firmware tree's package (.mpy for the unix port) as an image, mounted first
+ROM_PATH = "sys.path[:0] = ['/rom', '/rom/lib']\n"  # ahead of the rest, as on a board (see above)
+
+
+def bench_image(tree, folder):
+    """Write a ROMFS image of `tree` (a folder of .mpy: bench.heap_trees) to folder/firmware.romfs."""
+    path = Path(folder) / "firmware.romfs"
+    path.write_bytes(build("x64", lib=tree, unix=True))
+    return path
+
+
+def bench_start(path, heapsize):
+    """(-X heapsize, code to run first) for a `-c` run of the firmware from the image `path`:
+    heapsize (bytes, as bridge._with_port gives it) raised by the image's hold (heap_extra)."""
+    return str(int(heapsize) + heap_extra(int(heapsize), path)), prelude(path)
+
+
 # ---- deploy to a device (mpremote's romfs deploy, through its Python API) ----
 
 NO_ROMFS = ("the MicroPython on {port} has no ROMFS ({why}): `--romfs` needs a build with "

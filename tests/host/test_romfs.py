@@ -1,0 +1,147 @@
+"""The firmware in ROMFS (host/m2mkit/romfs.py): the image builds and mounts in the real micropython,
+a module run in place from it holds less heap than the same .mpy from a filesystem, the virtual
+device with a ROMFS partition boots the firmware from /rom, `m2mkit deploy --romfs` writes it, and a
+device without ROMFS (stock firmware: no vfs.rom_ioctl) gets an error that says what is needed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from m2mkit import deploy, romfs
+from m2mkit.errors import UserError
+from m2mkit.paths import FIRMWARE
+from m2mkit.testing import run_micropython
+from m2mkit.vdev.device import VirtualDevice
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """The firmware compiled once for the unix port (x64) as a folder of .mpy, and its ROMFS image."""
+    d = tmp_path_factory.mktemp("romfs")
+    for rel, data in romfs._files(FIRMWARE / "lib", "x64", True).items():
+        p = d / "lib" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    image = romfs.build("x64", lib=d / "lib")
+    (d / "fw.romfs").write_bytes(image)
+    return d
+
+
+def test_image_is_mpremotes_format_with_the_package_under_lib(tree):
+    image = (tree / "fw.romfs").read_bytes()
+    assert image.startswith(b"\xd2\xcd\x31") and romfs.image_size(image + b"\xff" * 64) == len(image)
+    assert romfs.image_size(b"\xff" * 16) == 0  # an erased partition holds no image
+    board = romfs.build("xtensawin")
+    code = ("import vfs, os\nvfs.mount(vfs.VfsRom(open(%r, 'rb').read()), '/rom')\n"
+            "print(os.listdir('/rom'), sorted(os.listdir('/rom/lib/m2m/hal')))\n")
+    p = tree / "board.romfs"
+    p.write_bytes(board)
+    rc, out, err = run_micropython(code % str(p))
+    assert rc == 0, out + err
+    # a board's image leaves the virtual device's hal out, as deploy does
+    assert "['lib']" in out and "'esp32.mpy'" in out and "unix.mpy" not in out, out
+    rc, out, err = run_micropython(code % str(tree / "fw.romfs"))
+    assert rc == 0 and "unix.mpy" in out, out + err
+
+
+# the import's hold after `from m2m import hal` (its baseline), in a fresh interpreter per source
+HOLD = """
+{first}
+import gc
+import m2m.hal
+gc.collect()
+a = gc.mem_alloc()
+import {module}
+gc.collect()
+print('hold', gc.mem_alloc() - a, {module}.__file__)
+"""
+
+
+def _hold(module, first, path):
+    rc, out, err = run_micropython(HOLD.format(first=first + "sys.path.insert(0, %r)\n" % path, module=module))
+    assert rc == 0, out + err
+    _, n, f = out.split()[-3:]
+    return int(n), f
+
+
+@pytest.mark.parametrize("module", ["m2m.coap", "m2m.report.mqtt"])
+def test_module_run_in_place_from_romfs_holds_less_heap(tree, module):
+    # the same .mpy bytes, from a filesystem (copied to the heap) and from the mounted image (bytecode,
+    # constants and names' text referenced in place: py/persistentcode.c)
+    on_fs, f1 = _hold(module, "", str(tree / "lib"))
+    in_rom, f2 = _hold(module, romfs.prelude(tree / "fw.romfs"), "/rom/lib")
+    assert f1.startswith(str(tree)) and f2.startswith("/rom/lib/m2m/"), (f1, f2)
+    assert in_rom < on_fs * 0.7, (module, on_fs, in_rom)
+
+
+def test_heap_extra_gives_the_image_back(tree):
+    # a run that mounts the image first keeps the free heap it has without it, at the heap raised by
+    # heap_extra (the image sits on the unix port's heap; a board maps it from flash)
+    heap = 160 * 1024
+    free = "import gc\ngc.collect()\nprint('free', gc.mem_free())\n"
+    mp = [sys.executable.rsplit("/", 1)[0] + "/micropython"]
+    bare = subprocess.run(mp + ["-X", "heapsize=%d" % heap, "-c", free], capture_output=True, text=True).stdout
+    hs, first = romfs.bench_start(tree / "fw.romfs", heap)
+    with_rom = subprocess.run(mp + ["-X", "heapsize=" + hs, "-c", first + free], capture_output=True, text=True)
+    a, b = int(bare.split()[-1]), int(with_rom.stdout.split()[-1])
+    assert a <= b < a + 128, (a, b, with_rom.stderr)
+    assert int(hs) - heap > len((tree / "fw.romfs").read_bytes())
+
+
+def _exec(port, code):
+    t = deploy.open_port(port)
+    try:
+        deploy.raw_repl(t, port)
+        return t.exec(code).decode()
+    finally:
+        t.close()
+
+
+MODULES = ("import sys\nexec(open('main.py').read())\n"
+           "print('files', sorted(set(m.__file__.rsplit('/', 1)[0] for m in sys.modules.values()"
+           " if getattr(m, '__file__', '').endswith('.mpy'))))\n"
+           "import m2m\nprint('m2m', m2m.__file__, sys.path)\n")
+
+
+def test_virtual_device_boots_the_firmware_from_romfs(tree, tmp_path):
+    # a flash image that also holds the firmware's .py on the LittleFS: /rom/lib comes first
+    with VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "f.img", romfs=(tree / "fw.romfs").read_bytes()) as dev:
+        dev.wait_boot(1, timeout=30)
+        out = _exec(dev.port, MODULES)
+    assert "m2mkit" in out and "health:" in out, out  # main.py's banner and health line ran
+    dirs = eval(out.split("files ", 1)[1].splitlines()[0])
+    assert dirs and all(d.startswith("/rom/lib/m2m") for d in dirs), out
+    assert "m2m /rom/lib/m2m/__init__.mpy ['', '.frozen', '/rom', '/rom/lib', '/lib']" in out, out
+
+
+def test_deploy_romfs_writes_the_partition_and_removes_the_littlefs_copy(tmp_path):
+    with VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "f.img", romfs=True) as dev:
+        dev.wait_boot(1, timeout=30)
+        r = deploy.deploy(dev.port, progress=False, romfs=True)
+        assert r["romfs"] and r["arch"] == "x64" and "/lib/m2m/atparse.py" in r["removed"], r
+        dev.wait_boot(2, timeout=30)  # the soft reset mounts the new image
+        out = _exec(dev.port, "import os, m2m.atparse\nprint(m2m.atparse.__file__, os.listdir('/lib'),"
+                              " sorted(os.listdir('/')))")
+        assert out.split()[0] == "/rom/lib/m2m/atparse.mpy", out
+        assert "[]" in out and "'main.py'" in out and "'boot.py'" in out, out
+        again = deploy.deploy(dev.port, progress=False, romfs=True)
+        assert again["copied"] == [] and again["removed"] == [], again
+        part = Path(str(tmp_path / "f.img") + ".state") / "romfs.bin"
+        data = part.read_bytes()
+        # mpremote writes whole 4 KB chunks (the last one padded with zeros); the rest stays erased
+        end = -(-again["romfs"] // 4096) * 4096  # (the second image: firmware/ may change meanwhile)
+        assert romfs.image_size(data) == again["romfs"] and data[end:] == b"\xff" * (len(data) - end)
+
+
+def test_deploy_romfs_on_stock_firmware_says_what_is_needed_and_changes_nothing(tmp_path):
+    with VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "f.img") as dev:
+        dev.wait_boot(1, timeout=30)
+        with pytest.raises(UserError) as e:
+            deploy.deploy(dev.port, progress=False, romfs=True)
+        msg = str(e.value)
+        assert "no vfs.rom_ioctl" in msg and "MICROPY_VFS_ROM" in msg and '"romfs"' in msg, msg
+        assert "\n" not in msg and "without --romfs" in msg, msg
+        out = _exec(dev.port, "import os\nprint(len(os.listdir('/lib/m2m')))")
+        assert int(out) > 10, out  # the LittleFS firmware is untouched
