@@ -84,8 +84,10 @@ print(json.dumps({"phase": 1, "sent": cl.sent, "heap": gc.mem_alloc() - BASE}))
 """
 
 
-def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude"):
-    # machinery, qstr_extra: bridge.qstr_plan's (the replies carry "qstr", the names' count)
+def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude", romfs=False):
+    # machinery, qstr_extra: bridge.qstr_plan's (the replies carry "qstr", the names' count); romfs:
+    # the firmware from a ROMFS image mounted at /rom (host/m2mkit/romfs.py), umqtt as before
+    from . import romfs as romfs_mod
     from .bench import heap_trees, unix_arch
     from .lwm2m.runner import ServerThread
     from .sim.modem import ModemSim
@@ -95,6 +97,7 @@ def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude"
             ModemSim(model=model, time_scale=SCALE) as sim, ServerThread(log=None) as srv:
         d = Path(d)
         tree = heap_trees(d / "lib")["mpy"]
+        rom = romfs and romfs_mod.bench_image(tree, d)
         (tree / "umqtt").mkdir()
         ok, msg, _ = mpy.compile_file(umqtt_setup.path() / "umqtt" / "simple.py", unix_arch(),
                                       out=tree / "umqtt" / "simple.mpy")
@@ -104,9 +107,13 @@ def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude"
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "SERVER": f"coap://{host}:{port}", "DIR": str(d),
                "REPORTS": str(REPORTS), "MQTT": "1" if mqtt_loaded else ""}
-        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap, machinery, qstr_extra=qstr_extra),
-                              "-c", _machinery_prelude(micropython(), machinery)
-                              + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
+        heapsize, first = _with_port(heap, machinery, qstr_extra=qstr_extra), ""
+        if rom:
+            heapsize, first = romfs_mod.bench_start(rom, heapsize)
+        p = subprocess.Popen([micropython(), "-X", "heapsize=" + heapsize,
+                              "-c", first + _machinery_prelude(micropython(), machinery)
+                              + "sys.path.insert(0, %r)\n" % str(tree) + (romfs_mod.ROM_PATH if rom else "")
+                              + DEVICE],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
         lines = []
 
@@ -230,3 +237,27 @@ def lwm2m_figures(model="bg95"):
 
 async def _sent(server):
     return sum(len(r.sent) for r in server.registrations.values())
+
+
+def romfs_figures(model="bg95"):
+    """lwm2m_heap_registered's run with the firmware from a ROMFS image (host/m2mkit/romfs.py; see
+    bench_mqtt.romfs_figures): the image's own hold left out as a board maps it from flash."""
+    steps = [(0, lambda sim, srv, r: r)]
+    pools, qstrs = qstr_plan(_session(model, "512K", True, steps, machinery="pools", romfs=True)[-1]["qstr"],
+                             DEVICE, rom=True)
+    note = ""
+    for heap in (HEAP, "176K", "192K", "224K", "320K", "512K"):
+        try:
+            last = _session(model, heap, True, steps, qstr_extra=qstrs, machinery=pools, romfs=True)[-1]
+            break
+        except RuntimeError as e:
+            if heap == "512K":
+                raise
+            note = note or "; did NOT fit %s (%s)" % (HEAP, str(e).strip().splitlines()[-1][:80])
+    if note:
+        note += ", measured at %s" % heap
+    yield {"name": "lwm2m_heap_registered_romfs", "value": last["heap"] - qstrs, "unit": "bytes", "model": model,
+           "note": "lwm2m_heap_registered's run (client registered, MQTT loaded beside it) with the firmware "
+                   "from a ROMFS image mounted at /rom (a board built with ROMFS: bytecode, constants and the "
+                   "names' text in flash), umqtt.simple as .mpy on the heap as in lwm2m_heap_registered; qstr "
+                   "pools counted in (%d B); unix port%s" % (-qstrs, note)}

@@ -112,13 +112,15 @@ def _counters(sim):
     return {k: dict(v) for k, v in sim.counters().items()}
 
 
-def _session(model, heap, phases, readings=READINGS, qstr_extra=0, machinery="pools", faults=()):
+def _session(model, heap, phases, readings=READINGS, qstr_extra=0, machinery="pools", faults=(), romfs=False):
     """Run the bench device through `phases` ([(n, fn(sim, reply))]); returns the replies (phase 3's
     with "qstr": the names interned at its end), or raises RuntimeError with the device's last lines
     and how many readings it had made. machinery, qstr_extra: bridge.qstr_plan's. faults: [(readings,
     kind)], the simulator's fault `kind` once the device has made that many readings (its progress
-    lines), so that the heap is measured through a recovery with the reporting stack loaded."""
+    lines), so that the heap is measured through a recovery with the reporting stack loaded.
+    romfs: the firmware from a ROMFS image mounted at /rom (host/m2mkit/romfs.py), umqtt as before."""
     from . import mpy, umqtt_setup
+    from . import romfs as romfs_mod
     from .bench import heap_trees, unix_arch
     from .sim.modem import ModemSim
 
@@ -128,6 +130,7 @@ def _session(model, heap, phases, readings=READINGS, qstr_extra=0, machinery="po
         # the firmware as .mpy (what a board runs; compiling .py needs more heap than 160K leaves) and
         # umqtt.simple as .mpy too (a board has it frozen: its code is not on the heap at all)
         tree = heap_trees(d / "lib")["mpy"]
+        rom = romfs and romfs_mod.bench_image(tree, d)
         (tree / "umqtt").mkdir()
         ok, msg, _ = mpy.compile_file(umqtt_setup.path() / "umqtt" / "simple.py", unix_arch(),
                                       out=tree / "umqtt" / "simple.mpy")
@@ -136,9 +139,13 @@ def _session(model, heap, phases, readings=READINGS, qstr_extra=0, machinery="po
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": b.url, "DIR": str(d),
                "KEPT": str(KEPT), "READINGS": str(readings)}
-        p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap, machinery, qstr_extra=qstr_extra),
-                              "-c", _machinery_prelude(micropython(), machinery)
-                              + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
+        heapsize, first = _with_port(heap, machinery, qstr_extra=qstr_extra), ""
+        if rom:
+            heapsize, first = romfs_mod.bench_start(rom, heapsize)
+        p = subprocess.Popen([micropython(), "-X", "heapsize=" + heapsize,
+                              "-c", first + _machinery_prelude(micropython(), machinery)
+                              + "sys.path.insert(0, %r)\n" % str(tree) + (romfs_mod.ROM_PATH if rom else "")
+                              + DEVICE],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
         lines = []
         made = [0]
@@ -243,3 +250,32 @@ def mqtt_figures(model="bg95"):
                    "firmware as .mpy, the port stand-in left out, the qstr pools a board's firmware makes "
                    "counted in (mqtt_heap_qstr_cut); unix port (about 2x ESP32 objects)%s"
                    % (last["readings"], FAULTS[0][0], note)}
+
+
+def romfs_figures(model="bg95"):
+    """mqtt_heap_high_water's run (1000 readings, the modem rebooted halfway) with the firmware from a
+    ROMFS image (host/m2mkit/romfs.py): bytecode, constants and names' text stay in the image, which a
+    board maps from flash; on the unix port it is read into the heap and left out like the port
+    stand-in (romfs.heap_extra). The qstr pools as for the LittleFS figure, the names' characters not
+    cut (bridge.qstr_heap rom=)."""
+    steps = [(n, lambda sim, r: r) for n in range(4)]
+    pools, qstrs = qstr_plan(_session(model, "512K", steps, readings=60, romfs=True)[-1]["qstr"], DEVICE, rom=True)
+    note = ""
+    for heap in (HEAP, "176K", "192K", "224K"):
+        try:
+            last = _session(model, heap, steps, qstr_extra=qstrs, machinery=pools, faults=FAULTS, romfs=True)[-1]
+            break
+        except RuntimeError as e:
+            if heap == "224K":
+                raise
+            where = [ln.strip() for ln in str(e).splitlines() if ln.strip().startswith(("File ", "MemoryError"))]
+            note = note or "; did NOT fit %s: %s after %d readings" % (HEAP, where[-1] if where else "stopped",
+                                                                       getattr(e, "readings", 0))
+    if heap != HEAP:
+        note += ", measured at %s" % heap
+    yield {"name": "mqtt_heap_high_water_romfs", "value": last["peak"] - qstrs, "unit": "bytes", "model": model,
+           "note": "mqtt_heap_high_water's run (%d readings, the modem rebooted after %d) with the firmware "
+                   "from a ROMFS image mounted at /rom (a board built with ROMFS: bytecode, constants and the "
+                   "names' text in flash), umqtt.simple as .mpy on the heap as in mqtt_heap_high_water; the image's own hold "
+                   "left out as a board maps it; qstr pools counted in (%d B); unix port%s"
+                   % (last["readings"], FAULTS[0][0], -qstrs, note)}
