@@ -414,6 +414,22 @@ def lwm2m_send():
 
 
 @figure
+def romfs_heap():
+    """The firmware in ROMFS (host/m2mkit/romfs.py): the image a board's romfs partition must hold, and
+    the MQTT and LwM2M heap figures with the firmware run in place from it (bench_mqtt.py,
+    bench_lwm2m.py romfs_figures)."""
+    from . import romfs
+    from .bench_lwm2m import romfs_figures as lwm2m_romfs
+    from .bench_mqtt import romfs_figures as mqtt_romfs
+
+    yield {"name": "romfs_image_bytes", "value": len(romfs.build("xtensawin")), "unit": "bytes", "arch": "xtensawin",
+           "note": "the ROMFS image of firmware/lib for a board (hal/unix.py left out): its romfs partition "
+                   "must hold it (ports/esp32/partitions-4MiB-romfs.csv's holds 131072)"}
+    yield from mqtt_romfs()
+    yield from lwm2m_romfs()
+
+
+@figure
 def usage_records():
     """Issue #14: bytes on air per signed usage record and the device time to sign one (bench_usage.py)."""
     from .bench_usage import usage_figures
