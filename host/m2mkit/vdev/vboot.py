@@ -185,8 +185,9 @@ def _romfs(sys, vfs, path):
                 f.readinto(b)
 
         def writeblocks(self, block, b, off=None, erase=False):
-            # without an offset a block is erased first (esp32_partition.c writeblocks); flash
-            # writes only clear bits: the result is what was there AND the data
+            # without an offset a block is erased first (esp32_partition.c writeblocks); a write
+            # only clears bits ("SPI NOR flash can only write bits 1->0", ESP-IDF esp_flash_write):
+            # the result is what was there AND the data
             at = block * 4096 + (off or 0)
             if at + len(b) > size:
                 raise OSError(22)
