@@ -13,7 +13,7 @@ import time
 import serial
 
 from m2mkit import boards, image
-from m2mkit.senml import resolve
+from m2mkit.senml import Units, resolve, status
 from m2mkit.sim.bus import BusSim
 from m2mkit.sim.environment import Environment
 from m2mkit.sim.modbus import ModbusServer
@@ -66,24 +66,27 @@ class Console:
 
 
 class Seen:
-    """What the subscriber got: the newest SenML value and unit per name, alarms and events."""
+    """What the subscriber got: the newest SenML value and unit per name (the units from the retained
+    status, mqtt.units "status"), alarms and events."""
 
     def __init__(self, sub):
         self.sub = sub
         self.values = {}
         self.events = []
         self.status = []
+        self.units = Units()
 
     def pump(self, timeout=0.5):
         for topic, payload, retained in self.sub.wait(50, timeout=timeout):
             leaf = topic.split("/", 2)[2]
             if leaf == "telemetry":
-                for name, v, u, t in resolve(payload):  # RFC 8428 resolution: checks the pack
+                for name, v, u, t in resolve(payload, self.units.names):  # RFC 8428 resolution: checks the pack
                     assert name.startswith(DEV + ":") and t > 1.7e9
                     self.values[name[len(DEV) + 1:]] = (v, u)
             elif leaf == "events":
                 self.events.append(json.loads(payload))
             elif leaf == "status":
+                self.units.feed(topic, payload)
                 self.status.append(payload)
 
     def until(self, pred, timeout, con, what):
@@ -134,7 +137,7 @@ def test_main_py_runs_sensors_to_mqtt_with_values_units_alarm_fault_and_ctrl_c(t
                            for n, (v, u) in expect.items())
 
             seen.until(all_right, 60, con, "every reading with its value and unit")
-            assert b"online" in seen.status
+            assert "online" in [status(p)[0] for p in seen.status]  # with the units: the values' were joined
 
             # three pulses (each bouncing within debounce_ms) while online: 44 in the next telemetry
             for _ in range(3):
