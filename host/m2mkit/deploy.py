@@ -229,6 +229,12 @@ def deploy(port, board=None, source=False, progress=True, reset=True, firmware=F
                                 f"but the device on {port} reports native arch {arch}; give its own board")
         if romfs and source:
             raise UserError("--romfs runs compiled .mpy in place from flash: leave out --source")
+        if not romfs and b"rom" in transport.exec("import os\ntry:\n if 'm2m' in os.listdir('/rom/lib'):print('rom')\n"
+                                                   "except OSError:pass\n"):
+            # /rom/lib is ahead of /lib on sys.path (romfs.py): files copied to /lib would not run
+            raise UserError(f"the device on {port} runs the firmware from its ROMFS (/rom/lib/m2m), which "
+                            f"shadows /lib: deploy with --romfs, or first erase the ROMFS image "
+                            f"(`mpremote romfs deploy EMPTY_FOLDER`)")
         want = plan_files(arch, platform, source=source or romfs, board=board, firmware=firmware)
         image = None
         if romfs:

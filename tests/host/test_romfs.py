@@ -128,6 +128,9 @@ def test_deploy_romfs_writes_the_partition_and_removes_the_littlefs_copy(tmp_pat
         assert "[]" in out and "'main.py'" in out and "'boot.py'" in out, out
         again = deploy.deploy(dev.port, progress=False, romfs=True)
         assert again["copied"] == [] and again["removed"] == [], again
+        with pytest.raises(UserError) as e:  # a LittleFS copy would be shadowed by the ROMFS one
+            deploy.deploy(dev.port, progress=False)
+        assert "shadows /lib" in str(e.value) and "--romfs" in str(e.value)
         part = Path(str(tmp_path / "f.img") + ".state") / "romfs.bin"
         data = part.read_bytes()
         # mpremote writes whole 4 KB chunks (the last one padded with zeros); the rest stays erased
