@@ -59,11 +59,11 @@ def save(self):
 
 
 def load(self):
-    from m2m.lwm2m import cbor
+    from m2m.lwm2m import cbordec
 
     try:
         with open(self.state_file, "rb") as f:
-            kept = cbor.loads(f.read())
+            kept = cbordec.loads(f.read())
         if kept[0] != self.bs_uri:
             return False  # bootstrapped from another server than the one configured now
         sec, srv = kept[1], kept[2]

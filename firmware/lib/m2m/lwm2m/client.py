@@ -1,7 +1,7 @@
 # The LwM2M client: client-initiated bootstrap, registration (Register / Update / Deregister,
 # lifetime, binding, queue mode), the server's operations (Read, Write replace / partial, Execute,
-# Create, Delete, Discover, Write-Attributes, Observe / cancel), the notifier, Send of telemetry
-# from the outbox and the firmware pull. Interfaces: OMA-TS-LightweightM2M_Transport-V1_1 6 (the
+# Create, Delete, Discover, Write-Attributes, Observe / cancel: m2m.lwm2m.ops, loaded per request),
+# the notifier, Send of telemetry from the outbox and the firmware pull. Interfaces: OMA-TS-LightweightM2M_Transport-V1_1 6 (the
 # CoAP mapping: POST /bs, POST /rd, POST /rd/<loc>, DELETE /rd/<loc>, POST /dp, GET / PUT / POST /
 # DELETE on /oid/iid/rid) and OMA-TS-LightweightM2M_Core-V1_1 (operations and attributes).
 #
@@ -10,8 +10,8 @@
 from micropython import const
 
 from m2m import coap, hal, loop
-from m2m.lwm2m import LINK, OPAQUE, SENML_CBOR, SENML_JSON, TEXT, TLV
-from m2m.lwm2m.model import Err, parse_path
+from m2m.lwm2m import LINK, TEXT
+from m2m.lwm2m.model import Err
 
 try:
     from m2m.events import post as _post
@@ -26,7 +26,6 @@ _REGISTERED = const(4)
 _SLEEP = const(5)  # queue mode: radio off, nothing read
 _CLOSED = const(6)
 NAMES = ("idle", "bootstrap", "register", "registering", "registered", "sleep", "closed")
-_FORMATS = (TLV, SENML_JSON, SENML_CBOR, TEXT, OPAQUE)
 _BLOCK = const(512)
 
 
@@ -374,119 +373,16 @@ class Client:
 
     # ---- the server's requests ----
     def _handle(self, m):
+        # the operations' code (m2m.lwm2m.ops) is loaded for each request and dropped after (heap)
         self.wake = hal.ticks_ms()
+        from m2m.lwm2m import ops
+
         try:
-            return self._op(m)
+            return ops.op(self, m)
         except Err as e:
             return e.code, str(e).encode() if str(e) else None, TEXT if str(e) else None, None
-
-    def _op(self, m):
-        code = m.code
-        p = m.path()
-        bootstrapping = self.state == _BOOTSTRAP
-        if p == ["bs"] and code == coap.POST:
-            if not bootstrapping:
-                raise Err(coap.NOT_ALLOWED)
-            return _bs().finish(self), None, None, None
-        try:
-            path = parse_path("/".join(p))
-        except ValueError:
-            raise Err(coap.NOT_FOUND)
-        model = self.model
-        accept = m.uint(coap.ACCEPT)
-        cf = m.uint(coap.CONTENT_FORMAT)
-        if code == coap.GET:
-            if not path:
-                if accept == LINK and bootstrapping:
-                    return coap.CONTENT, self._links(), LINK, None
-                raise Err(coap.NOT_ALLOWED)
-            if accept == LINK:
-                return coap.CONTENT, model.discover(path, self.attrs), LINK, None
-            if path[0] == 0 and not bootstrapping:
-                raise Err(coap.UNAUTHORIZED)
-            fmt = self._format(path, accept)
-            payload = model.read(path, fmt)
-            obs = m.uint(coap.OBSERVE)
-            extra = None
-            if obs == 0:
-                extra = ((coap.OBSERVE, self._observe(path, m.token, fmt, payload)),)
-            elif obs == 1:
-                self._cancel(m.token)
-            return coap.CONTENT, payload, fmt, extra
-        if code == coap.PUT:
-            if not m.payload and cf is None:  # Write-Attributes: a query, no content format
-                if not path:
-                    raise Err(coap.BAD_REQUEST)
-                model.obj(path[0])
-                self._attrs().set(path, m.query())
-                return coap.CHANGED, None, None, None
-            if path and path[0] == 0 and not bootstrapping:
-                raise Err(coap.UNAUTHORIZED)
-            if len(path) < (1 if bootstrapping else 2):
-                raise Err(coap.NOT_ALLOWED)
-            vals = model.values_in(path, cf, m.payload)
-            model.write(path, vals, True, bootstrapping)
-            return coap.CHANGED, None, None, None
-        if code == coap.POST:
-            if len(path) == 3:
-                o = model.obj(path[0])
-                t, r, w, e, mu = o.spec(path[2])
-                ins = o.inst.get(path[1])
-                if ins is None or path[2] not in ins:
-                    raise Err(coap.NOT_FOUND)
-                if not e:
-                    raise Err(coap.NOT_ALLOWED)
-                arg = m.payload.decode() if m.payload else ""
-                _event("lwm2m.execute", path="/%d/%d/%d" % path, arg=arg)
-                ins[path[2]](arg)
-                return coap.CHANGED, None, None, None
-            if len(path) == 2:
-                if path[1] not in model.obj(path[0]).inst:
-                    raise Err(coap.NOT_FOUND)
-                vals = model.values_in(path, cf, m.payload)
-                model.write(path, vals, False, bootstrapping)
-                return coap.CHANGED, None, None, None
-            if len(path) == 1:
-                o = model.obj(path[0])
-                if not o.creatable and not bootstrapping:
-                    raise Err(coap.NOT_ALLOWED)
-                vals = model.values_in(path, cf, m.payload)
-                iid = vals[0][1] if vals else max(list(o.inst) + [-1]) + 1
-                if iid in o.inst:
-                    raise Err(coap.BAD_REQUEST, "instance exists")
-                o.add(iid, {})
-                model.write((path[0], iid), vals, True, True)
-                return coap.CREATED, None, None, ((coap.LOCATION_PATH, str(path[0])), (coap.LOCATION_PATH, str(iid)))
-            raise Err(coap.NOT_ALLOWED)
-        if code == coap.DELETE:
-            if bootstrapping and len(path) <= 2:
-                for oid in ((path[0],) if path else (0, 1)):
-                    o = model.obj(oid)
-                    for iid in list(o.inst) if len(path) < 2 else [path[1]]:
-                        if oid == 0 and o.inst.get(iid, {}).get(1):
-                            continue  # the bootstrap account stays (OMA core 6.1.7.5)
-                        o.inst.pop(iid, None)
-                return coap.DELETED, None, None, None
-            if len(path) != 2:
-                raise Err(coap.NOT_ALLOWED)
-            o = model.obj(path[0])
-            if not o.creatable:
-                raise Err(coap.NOT_ALLOWED)
-            if o.inst.pop(path[1], None) is None:
-                raise Err(coap.NOT_FOUND)
-            return coap.DELETED, None, None, None
-        raise Err(coap.NOT_ALLOWED)
-
-    def _format(self, path, accept):
-        if accept is None:
-            if len(path) >= 3:
-                t = self.model.obj(path[0]).spec(path[2])
-                if not t[4] or len(path) == 4:
-                    return OPAQUE if t[0] == "o" else TEXT
-            return TLV
-        if accept not in _FORMATS:
-            raise Err(coap.NOT_ACCEPTABLE)
-        return accept
+        finally:
+            loop.drop("m2m.lwm2m.ops")
 
     # ---- observe and notify (RFC 7641; OMA core 6.4): m2m.lwm2m.notify, imported at first use ----
     def _observe(self, path, tok, fmt, payload):
@@ -519,10 +415,19 @@ class Client:
 
     # ---- Send (OMA core 6.4.3 / transport 6.4: POST /dp) of outbox telemetry: m2m.lwm2m.send ----
     def _send_step(self):
-        if self.send_telemetry and self.outbox is not None and self.sending is None and not self.ep.busy():
-            from m2m.lwm2m import send
+        # the Send's code (m2m.lwm2m.send, with the CBOR encoder) is loaded when telemetry waits, and
+        # dropped once the Send is made (heap): a registered client holds none of it between Sends
+        ob = self.outbox
+        if self.send_telemetry and ob is not None and self.sending is None and not self.ep.busy():
+            recs = ob.peek(8, kinds=(1,))
+            if recs:
+                from m2m.lwm2m import send
 
-            send.step(self)
+                try:
+                    send.step(self, recs)
+                finally:
+                    loop.drop("m2m.lwm2m.send")
+                    loop.drop("m2m.lwm2m.cbor")
 
     # ---- Device object actions ----
     def reboot(self, arg):

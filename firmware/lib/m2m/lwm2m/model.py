@@ -1,10 +1,9 @@
 # The object model: objects with a resource table, instances holding values (or callables that
-# read them), and the conversions of a value to and from each content format.
+# read them), and Read. A value's forms in each content format are in tlv, senml and parse (Write,
+# Discover), loaded when a read or write uses them (heap).
 # A resource spec is a short string: its type (s string, i integer, u unsigned, f float, b boolean,
 # o opaque, t time, l objlnk "oid:iid"), its operations (R, W, E) and "*" when multiple-instance:
 # "sR", "iRW", "iR*", "E". OMA core 7.4.3 / appendix C give the TLV forms of each type.
-import struct
-
 from m2m import coap
 from m2m.loop import drop
 from m2m.lwm2m import OPAQUE, SENML_CBOR, SENML_JSON, TEXT, TLV
@@ -17,45 +16,12 @@ class Err(Exception):
         self.code = code
 
 
-def _int_bytes(v, signed):
-    for n, f in ((1, "b"), (2, "h"), (4, "i"), (8, "q")):
-        lo = -(1 << (8 * n - 1)) if signed else 0
-        hi = (1 << (8 * n - 1)) - 1 if signed else (1 << (8 * n)) - 1
-        if lo <= v <= hi:
-            return struct.pack(">" + (f if signed else f.upper()), v)
-    raise Err(coap.BAD_REQUEST, "integer out of range")
-
-
-def to_bytes(t, v):
-    # a value as a TLV value (OMA core appendix C)
-    if t == "s":
-        return v.encode()
-    if t in "it":
-        return _int_bytes(int(v), True)
-    if t == "u":
-        return _int_bytes(int(v), False)
-    if t == "f":
-        f = struct.pack(">f", v)
-        return f if struct.unpack(">f", f)[0] == v else struct.pack(">d", v)
-    if t == "b":
-        return b"\x01" if v else b"\x00"
-    if t == "l":
-        o, i = v.split(":")
-        return struct.pack(">HH", int(o), int(i))
-    return bytes(v)
-
-
 def to_text(t, v):
     if t == "b":
         return "1" if v else "0"
     if t == "o":
         raise Err(coap.NOT_ACCEPTABLE, "opaque: ask for 42")
     return str(v)
-
-
-def _senml_rec(t, v):
-    k = "vs" if t == "s" else "vb" if t == "b" else "vd" if t == "o" else "vlo" if t == "l" else "v"
-    return k, v
 
 
 def parse_spec(s):
@@ -138,9 +104,13 @@ class Model:
     def read(self, path, fmt):
         lv = self.leaves(path)
         if fmt == TLV:
-            return _tlv_of(path, lv)
+            from m2m.lwm2m import tlv  # loaded at the first TLV read
+
+            return tlv.of(path, lv)
         if fmt in (SENML_JSON, SENML_CBOR):
-            return senml_of(path, lv, fmt == SENML_CBOR)
+            from m2m.lwm2m import senml
+
+            return senml.of(path, lv, fmt == SENML_CBOR)
         if len(path) < 3 or len(lv) != 1 or (len(path) == 3 and lv[0][3] is not None):
             raise Err(coap.NOT_ACCEPTABLE, "text and opaque carry one value")
         t, v = lv[0][4], lv[0][5]
@@ -161,44 +131,9 @@ class Model:
         return _parse("discover", self, path, attrs)
 
     def write(self, path, vals, replace, bootstrap=False):
-        # apply checked values; replace: the target's values not given are removed (OMA core
-        # 6.3.3: Replace on an instance / multiple resource); partial update keeps them
-        touched = []
-        for oid, iid, rid, ri, v in vals:
-            o = self.obj(oid)
-            t, r, w, e, m = o.spec(rid)
-            if not w and not bootstrap:
-                raise Err(coap.NOT_ALLOWED, "/%d/%d/%d is not writable" % (oid, iid, rid))
-            if iid not in o.inst:
-                if not bootstrap and len(path) > 1:
-                    raise Err(coap.NOT_FOUND)
-                o.inst[iid] = {}
-        # checked all: now apply
-        if replace and len(path) == 2 and path[1] in self.obj(path[0]).inst:
-            o = self.obj(path[0])
-            ins = o.inst[path[1]]
-            for rid in list(ins):
-                w = o.spec(rid)[2]
-                if (w or bootstrap) and not callable(ins[rid]):
-                    del ins[rid]
-        for oid, iid, rid, ri, v in vals:
-            o = self.objs[oid]
-            ins = o.inst[iid]
-            if ri is None:
-                ins[rid] = v
-            else:
-                cur = ins.get(rid)
-                if not isinstance(cur, dict) or (replace and (oid, iid, rid) not in touched):
-                    cur = ins[rid] = {}
-                if ri >= 0:
-                    cur[ri] = v
-            if (oid, iid, rid) not in touched:
-                touched.append((oid, iid, rid))
-        for oid, iid, rid in touched:
-            cb = self.objs[oid].on_write
-            if cb:
-                cb(iid, rid)
-        return touched
+        # apply checked values (OMA core 6.3.3: replace, or partial update)
+        return _parse("write", self, path, vals, replace, bootstrap)
+
 
 def _parse(fn, *a):
     from m2m.lwm2m import parse
@@ -215,60 +150,3 @@ def parse_path(s):
     if len(p) > 4 or any(x < 0 or x >= 65535 for x in p):
         raise ValueError("path")
     return p
-
-
-def _tlv_of(path, lv):
-    from m2m.lwm2m import tlv as _tlv  # loaded at the first TLV read
-
-    enc = _tlv.enc
-    # group leaves: instance -> resource -> [riid, value bytes]
-    inst = []
-    for oid, iid, rid, ri, t, v in lv:
-        b = to_bytes(t, v)
-        if not inst or inst[-1][0] != iid:
-            inst.append((iid, []))
-        rs = inst[-1][1]
-        if ri is None:
-            rs.append((rid, None, b))
-        else:
-            if not rs or rs[-1][0] != rid or rs[-1][1] is None:
-                rs.append((rid, [], None))
-            rs[-1][1].append(enc(_tlv.RES_INSTANCE, ri, b))
-    out = bytearray()
-    for iid, rs in inst:
-        body = bytearray()
-        for rid, multi, b in rs:
-            if len(path) == 4:
-                body += b"".join(multi)
-            elif multi is not None:
-                body += enc(_tlv.MULTIPLE, rid, b"".join(multi))
-            else:
-                body += enc(_tlv.RESOURCE, rid, b)
-        if len(path) == 1:
-            out += enc(_tlv.INSTANCE, iid, body)
-        else:
-            out += body
-    return bytes(out)
-
-
-def senml_of(path, lv, as_cbor, t_base=None):
-    from m2m.lwm2m import senml
-
-    recs = []
-    bn = "/" + "/".join(str(x) for x in path) + ("/" if len(path) < 3 else "")
-    for oid, iid, rid, ri, t, v in lv:
-        full = (oid, iid, rid) if ri is None else (oid, iid, rid, ri)
-        name = "/".join(str(x) for x in full[len(path):])
-        if len(path) == 3 and ri is not None:
-            name = "/" + name
-        k, v = _senml_rec(t, v)
-        r = {}
-        if not recs:
-            r["bn"] = bn
-            if t_base is not None:
-                r["bt"] = t_base
-        if name:
-            r["n"] = name
-        r[k] = v
-        recs.append(r)
-    return senml.encode(recs, as_cbor)

@@ -1,5 +1,5 @@
 # What the server sends in, parsed against the object model: the values of a Write / Create
-# (TLV, SenML JSON / CBOR, text, opaque; OMA core 7.4) and Discover's link format (OMA core 6.3.5 /
+# (TLV, SenML JSON / CBOR, text, opaque; OMA core 7.4), applying them, and Discover's link format (OMA core 6.3.5 /
 # 5.2.7.3). Loaded by m2m.lwm2m.model for the operation and dropped after it (heap). `self` is the
 # Model.
 import struct
@@ -145,6 +145,47 @@ def _from_tlv(self, path, items, out):
             if len(path) != 3 or not m:
                 raise Err(coap.BAD_REQUEST, "TLV resource instance")
             out.append((path[0], path[1], path[2], ident, from_bytes(t, val)))
+
+
+def write(self, path, vals, replace, bootstrap=False):
+    # apply checked values; replace: the target's values not given are removed (OMA core
+    # 6.3.3: Replace on an instance / multiple resource); partial update keeps them
+    touched = []
+    for oid, iid, rid, ri, v in vals:
+        o = self.obj(oid)
+        t, r, w, e, m = o.spec(rid)
+        if not w and not bootstrap:
+            raise Err(coap.NOT_ALLOWED, "/%d/%d/%d is not writable" % (oid, iid, rid))
+        if iid not in o.inst:
+            if not bootstrap and len(path) > 1:
+                raise Err(coap.NOT_FOUND)
+            o.inst[iid] = {}
+    # checked all: now apply
+    if replace and len(path) == 2 and path[1] in self.obj(path[0]).inst:
+        o = self.obj(path[0])
+        ins = o.inst[path[1]]
+        for rid in list(ins):
+            w = o.spec(rid)[2]
+            if (w or bootstrap) and not callable(ins[rid]):
+                del ins[rid]
+    for oid, iid, rid, ri, v in vals:
+        o = self.objs[oid]
+        ins = o.inst[iid]
+        if ri is None:
+            ins[rid] = v
+        else:
+            cur = ins.get(rid)
+            if not isinstance(cur, dict) or (replace and (oid, iid, rid) not in touched):
+                cur = ins[rid] = {}
+            if ri >= 0:
+                cur[ri] = v
+        if (oid, iid, rid) not in touched:
+            touched.append((oid, iid, rid))
+    for oid, iid, rid in touched:
+        cb = self.objs[oid].on_write
+        if cb:
+            cb(iid, rid)
+    return touched
 
 
 # Discover (OMA core 6.3.5 / 5.2.7.3): link format with attributes

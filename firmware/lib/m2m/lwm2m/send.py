@@ -1,5 +1,6 @@
 # Send (OMA core 6.4.3, transport 6.4: POST /dp) of the outbox's telemetry records in SenML CBOR,
-# acknowledged in the outbox on 2.04. `self` is the Client; imported when lwm2m.send is on.
+# acknowledged in the outbox on 2.04. `self` is the Client, which loads this module (and the CBOR
+# encoder) when telemetry waits and drops both once the Send is made.
 from m2m import coap, hal
 from m2m.lwm2m import SENML_CBOR
 from m2m.lwm2m.client import _event
@@ -12,15 +13,11 @@ def _f32(v):
     return struct.unpack("<f", struct.pack("<f", v))[0]
 
 
-def step(self):
-    ob = self.outbox
-    if not self.send_telemetry or ob is None or self.sending is not None or self.ep.busy():
-        return
-    recs = ob.peek(8, kinds=(1,))
-    if not recs:
-        return
+def step(self, recs):
+    # recs: the outbox's telemetry records waiting [(seq, kind, payload)] (the Client peeked them)
     from m2m.report.contract import unpack_readings
 
+    ob = self.outbox
     leaves = []
     last = None
     for seq, kind, payload in recs:
@@ -28,7 +25,9 @@ def step(self):
             for name, v, unit, t in unpack_readings(payload):
                 at = self.names.get(name)
                 if at is not None and type(v) in (int, float):
-                    leaves.append((at[0], at[1], 5700, v if type(v) is int else _f32(v), t))
+                    # a pulse count is 3200's Digital Input Counter, the others IPSO Sensor Value
+                    rid = 5501 if at[0] == 3200 else 5700
+                    leaves.append((at[0], at[1], rid, v if type(v) is int else _f32(v), t))
         except (ValueError, TypeError, IndexError):
             pass  # not readings: MQTT's reporter sends such records to /events; skipped here
         last = seq
@@ -63,7 +62,9 @@ def step(self):
 # path's latency late (one ACK or none lost: send_time_after_s + the latency). A Send left unanswered
 # for MAX_TRANSMIT_WAIT (93 s) is built again from the outbox, by then with its time.
 def encode(leaves, timed=True):
-    from m2m.lwm2m import senml
+    # [(oid, iid, rid, value, t)] -> the SenML CBOR pack (RFC 8428 6: labels bn -2, bt -3, n 0, v 2,
+    # t 6), written straight with the CBOR encoder (no SenML module, no dict per record)
+    from m2m.lwm2m.cbor import _head, dumps
 
     # the names' common start goes once as the base name (SenML names are bn + n, RFC 8428 4.5)
     bt = min(x[4] for x in leaves) if timed else None
@@ -74,17 +75,25 @@ def encode(leaves, timed=True):
             bn = bn[:-1]
     if len(bn) < len(names[0]) and (len(names) - 1) * len(bn) <= len(bn) + 2:
         bn = ""  # too short to pay for itself
-    recs = []
+    out = bytearray()
+    _head(out, 4, len(leaves))
     for i, (oid, iid, rid, v, t) in enumerate(leaves):
-        r = {"v": v}
-        if len(names[i]) > len(bn):  # one name for all: the base name alone names them
-            r["n"] = names[i][len(bn):]
-        if not recs:
-            if timed:
-                r["bt"] = bt
-            if bn:
-                r["bn"] = bn
-        if timed and t != bt:
-            r["t"] = t - bt
-        recs.append(r)
-    return senml.encode(recs, True)
+        n = names[i][len(bn):]  # empty: one name for all, the base name alone names them
+        head = i == 0
+        dt = timed and t != bt
+        _head(out, 5, 1 + (n != "") + (head and bn != "") + (head and timed) + dt)
+        if head and bn:
+            out.append(0x21)  # bn (-2)
+            dumps(bn, out)
+        if head and timed:
+            out.append(0x22)  # bt (-3)
+            dumps(bt, out)
+        if n:
+            out.append(0x00)  # n (0)
+            dumps(n, out)
+        out.append(0x02)  # v (2)
+        dumps(v, out)
+        if dt:
+            out.append(0x06)  # t (6)
+            dumps(t - bt, out)
+    return bytes(out)

@@ -48,9 +48,9 @@ def encode(records, as_cbor):
 def decode(b, as_cbor):
     # payload -> [(name, value, t)] with base name / base time applied; ValueError when malformed
     if as_cbor:
-        from m2m.lwm2m import cbor
+        from m2m.lwm2m import cbordec
 
-        recs = cbor.loads(b)
+        recs = cbordec.loads(b)
     else:
         try:
             recs = json.loads(b)
@@ -98,3 +98,28 @@ def decode(b, as_cbor):
                 break
         out.append((bn + n, v, bt + t))
     return out
+
+
+def _senml_rec(t, v):
+    k = "vs" if t == "s" else "vb" if t == "b" else "vd" if t == "o" else "vlo" if t == "l" else "v"
+    return k, v
+
+
+def of(path, lv, as_cbor):
+    # a read's leaves (m2m.lwm2m.model.Model.leaves) as SenML, the path as the base name
+    recs = []
+    bn = "/" + "/".join(str(x) for x in path) + ("/" if len(path) < 3 else "")
+    for oid, iid, rid, ri, t, v in lv:
+        full = (oid, iid, rid) if ri is None else (oid, iid, rid, ri)
+        name = "/".join(str(x) for x in full[len(path):])
+        if len(path) == 3 and ri is not None:
+            name = "/" + name
+        k, v = _senml_rec(t, v)
+        r = {}
+        if not recs:
+            r["bn"] = bn
+        if name:
+            r["n"] = name
+        r[k] = v
+        recs.append(r)
+    return encode(recs, as_cbor)

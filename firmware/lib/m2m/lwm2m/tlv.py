@@ -1,7 +1,13 @@
 # OMA TLV (OMA-TS-LightweightM2M_Core-V1_1 7.4.3): type byte (bits 7-6: 00 Object Instance,
 # 01 Resource Instance, 10 Multiple Resource, 11 Resource with value; bit 5: 16-bit identifier;
 # bits 4-3: length in 0 / 1 / 2 / 3 following bytes, else in bits 2-0), identifier, length, value.
+# Loaded at the first TLV read or write (m2m.lwm2m.model, parse), with the values' TLV forms.
+import struct
+
 from micropython import const
+
+from m2m import coap
+from m2m.lwm2m.model import Err
 
 INSTANCE = const(0)
 RES_INSTANCE = const(1)
@@ -77,3 +83,63 @@ def decode(b, depth=0):
                         raise ValueError("tlv: a multiple resource holds resource instances only")
         out.append((kind, ident, bytes(v) if not isinstance(v, list) else v))
     return out
+
+
+def _int_bytes(v, signed):
+    for n, f in ((1, "b"), (2, "h"), (4, "i"), (8, "q")):
+        lo = -(1 << (8 * n - 1)) if signed else 0
+        hi = (1 << (8 * n - 1)) - 1 if signed else (1 << (8 * n)) - 1
+        if lo <= v <= hi:
+            return struct.pack(">" + (f if signed else f.upper()), v)
+    raise Err(coap.BAD_REQUEST, "integer out of range")
+
+
+def to_bytes(t, v):
+    # a value as a TLV value (OMA core appendix C)
+    if t == "s":
+        return v.encode()
+    if t in "it":
+        return _int_bytes(int(v), True)
+    if t == "u":
+        return _int_bytes(int(v), False)
+    if t == "f":
+        f = struct.pack(">f", v)
+        return f if struct.unpack(">f", f)[0] == v else struct.pack(">d", v)
+    if t == "b":
+        return b"\x01" if v else b"\x00"
+    if t == "l":
+        o, i = v.split(":")
+        return struct.pack(">HH", int(o), int(i))
+    return bytes(v)
+
+
+def of(path, lv):
+    # a read's leaves (m2m.lwm2m.model.Model.leaves) as TLV
+    # group leaves: instance -> resource -> [riid, value bytes]
+    inst = []
+    for oid, iid, rid, ri, t, v in lv:
+        b = to_bytes(t, v)
+        if not inst or inst[-1][0] != iid:
+            inst.append((iid, []))
+        rs = inst[-1][1]
+        if ri is None:
+            rs.append((rid, None, b))
+        else:
+            if not rs or rs[-1][0] != rid or rs[-1][1] is None:
+                rs.append((rid, [], None))
+            rs[-1][1].append(enc(RES_INSTANCE, ri, b))
+    out = bytearray()
+    for iid, rs in inst:
+        body = bytearray()
+        for rid, multi, b in rs:
+            if len(path) == 4:
+                body += b"".join(multi)
+            elif multi is not None:
+                body += enc(MULTIPLE, rid, b"".join(multi))
+            else:
+                body += enc(RESOURCE, rid, b)
+        if len(path) == 1:
+            out += enc(INSTANCE, iid, body)
+        else:
+            out += body
+    return bytes(out)
