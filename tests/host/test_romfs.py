@@ -148,3 +148,43 @@ def test_deploy_romfs_on_stock_firmware_says_what_is_needed_and_changes_nothing(
         assert "\n" not in msg and "without --romfs" in msg, msg
         out = _exec(dev.port, "import os\nprint(len(os.listdir('/lib/m2m')))")
         assert int(out) > 10, out  # the LittleFS firmware is untouched
+
+
+M2MKIT = str(Path(sys.executable).parent / "m2mkit")
+
+
+def test_cli_sim_device_romfs_and_deploy_romfs(tmp_path):
+    p = subprocess.Popen([M2MKIT, "sim", "device", "--no-modem", "--romfs", "--flash", str(tmp_path / "f.img")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = p.stdout.readline().split()[1]
+        lines = [p.stdout.readline() for _ in range(3)]
+        assert any(ln.startswith("romfs: partition ") and "erased" in ln for ln in lines), lines
+        d = subprocess.run([M2MKIT, "deploy", "--port", port, "--romfs"], capture_output=True, text=True, timeout=120)
+        assert d.returncode == 0 and "ROMFS image of " in d.stdout and "mounted at /rom" in d.stdout, d.stdout + d.stderr
+    finally:
+        p.terminate()
+        p.wait(15)
+    # started again, the partition is kept: its image is mounted
+    p = subprocess.Popen([M2MKIT, "sim", "device", "--no-modem", "--romfs", "--flash", str(tmp_path / "f.img")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [p.stdout.readline() for _ in range(3)]
+        assert any(ln.startswith("romfs: ") and "mounted at /rom" in ln for ln in lines), lines
+    finally:
+        p.terminate()
+        p.wait(15)
+
+
+def test_cli_deploy_romfs_on_stock_firmware_is_one_line(tmp_path):
+    p = subprocess.Popen([M2MKIT, "sim", "device", "--no-modem", "--flash", str(tmp_path / "f.img")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = p.stdout.readline().split()[1]
+        p.stdout.readline()
+        d = subprocess.run([M2MKIT, "deploy", "--port", port, "--romfs"], capture_output=True, text=True, timeout=120)
+    finally:
+        p.terminate()
+        p.wait(15)
+    assert d.returncode != 0 and "no vfs.rom_ioctl" in d.stderr and "MICROPY_VFS_ROM" in d.stderr, d.stderr
+    assert len(d.stderr.strip().splitlines()) == 1 and "Traceback" not in d.stderr, d.stderr
