@@ -188,3 +188,44 @@ def test_cli_deploy_romfs_on_stock_firmware_is_one_line(tmp_path):
         p.wait(15)
     assert d.returncode != 0 and "no vfs.rom_ioctl" in d.stderr and "MICROPY_VFS_ROM" in d.stderr, d.stderr
     assert len(d.stderr.strip().splitlines()) == 1 and "Traceback" not in d.stderr, d.stderr
+
+
+def test_supervisor_runs_from_romfs_to_the_broker(tree, tmp_path, broker, subscriber):
+    # main.py's supervisor on the no-PSRAM DevKitC, the firmware imported from /rom: online at the broker
+    import json
+    import time
+
+    import serial
+
+    from m2mkit import boards, image
+
+    flash = tmp_path / "f.img"
+    cfg = {"device": {"id": "rom-1", "autorun": True}, "mqtt": {"broker": broker.url, "keepalive": 60}}
+    flash.write_bytes(image.build(boards.load("esp32-devkitc-bg95"), extra={"/config.json": json.dumps(cfg).encode()}))
+    sub = subscriber("m2mkit/rom-1/status")
+    with VirtualDevice("esp32-devkitc-bg95", flash=flash, modem=True, time_scale=10,
+                       romfs=(tree / "fw.romfs").read_bytes()) as dev:
+        con = serial.Serial(dev.port, 115200, timeout=0.05)
+        seen, got = b"", []
+        deadline = time.monotonic() + 40
+        while not any(b'"online"' in p for _, p, _ in got):
+            assert time.monotonic() < deadline, seen[-1500:]
+            seen += con.read(4096)
+            got += sub.wait(1, timeout=0.2)
+        con.write(b"\x03")
+        while b">>> " not in seen[-200:]:
+            assert time.monotonic() < deadline + 20, seen[-1500:]
+            seen += con.read(4096)
+        con.write(b"import sys; print('dirs', sorted(set(m.__file__.rsplit('/', 1)[0] for m in sys.modules.values()"
+                  b" if getattr(m, '__file__', '').startswith('/'))))\r")
+        while b"dirs [" not in seen or not seen.rstrip().endswith(b">>>"):
+            assert time.monotonic() < deadline + 30, seen[-1500:]
+            seen += con.read(4096)
+    line = seen.split(b"dirs ")[-1].split(b"\r\n")[0].decode()
+    dirs = eval(line)
+    assert b"supervisor: sensors" in seen and b"Traceback" not in seen, seen[-1500:]
+    # the rest: umqtt as a board has it frozen (vboot.py), the port stand-in (a board's C modules)
+    from m2mkit.testing import PORT
+
+    rest = {d for d in dirs if not d.startswith("/rom/lib/m2m")}
+    assert "/rom/lib/m2m/net" in dirs and rest == {"/.frozen-host/umqtt", str(PORT)}, dirs
