@@ -190,19 +190,20 @@ cfg = config.validate({"device": {"id": "bench-1", "watchdog_s": 0},
                                                 "alarms": [{"q": "temperature", "above": 30, "hyst": 1}]}]}})
 b = {"modem": {"model": os.getenv("MODEL"), "uart": {"id": 1, "tx": 17, "rx": 16, "baud": 115200}},
      "i2c": {"id": 0, "scl": 22, "sda": 21}}
-r = supervisor.Run(cfg, b, outbox_path=os.getenv("DIR") + "/ob")
+del config  # main.py holds no reference: supervisor.start lets the module go
+r = supervisor.start(cfg, b, outbox_path=os.getenv("DIR") + "/ob")  # as main() builds it
 hi = [0]
 class Probe:
     def step(self):
         gc.collect()
-        if r.reporter.sent:
+        if r.reporter is not None and r.reporter.sent:  # built at the first attach
             a = gc.mem_alloc() - base
             if a > hi[0]:
                 hi[0] = a
         return 500
 r.services.append(supervisor.Guard("probe", Probe()))
 n = int(os.getenv("REPORTS"))
-r.run(until=lambda: r.reporter.sent >= n, max_ms=600000)
+r.run(until=lambda: r.reporter is not None and r.reporter.sent >= n, max_ms=600000)
 print("M2M_SUP", hi[0], r.reporter.sent)
 """
 

@@ -5,6 +5,7 @@
 # good one it returns the config for main.py), supervisor.main() with a bad sensor entry likewise.
 import json
 import os
+import sys
 import time
 
 from m2m import app, config, events, outbox
@@ -304,17 +305,27 @@ def test_the_loop_feeds_the_watchdog_and_stop_stretches_it():
         REAL_HAL.WDT = saved
 
 
+def _mqtt_stack(r):
+    # the reporter is built at the network's first attach (supervisor.Mqtt): built here by hand
+    svc = [g.svc for g in r.services if g.name == "mqtt"][0]
+    assert r.reporter is None  # nothing of the reporting side before the attach
+    assert "m2m.report.mqtt" not in sys.modules and "m2m.net.sock" not in sys.modules
+    svc._build(r, r.net)
+    assert r.reporter.client.stack is svc.st
+    return svc.st
+
+
 def test_mqtts_goes_over_tls_with_or_without_a_ca_and_a_missing_ca_file_is_a_config_error():
     base = {"device": {"id": "d1"}, "sense": {"battery": False}}
     for url, ca, kind in (("mqtt://h:1883", None, "tcp"), ("mqtts://h:8883", None, "tls")):
         cfg = config.validate(dict(base, mqtt={"broker": url, "ca": ca}))
-        r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
-        assert r.reporter.client.stack.kind == kind, (url, r.reporter.client.stack.kind)
+        st = _mqtt_stack(S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob"))
+        assert st.kind == kind, (url, st.kind)
     d = _tmpdir()
     with open(d + "/ca.pem", "w") as f:
         f.write("-----BEGIN CERTIFICATE-----\n")
     cfg = config.validate(dict(base, mqtt={"broker": "mqtts://h:8883", "ca": d + "/ca.pem"}))
-    st = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob").reporter.client.stack
+    st = _mqtt_stack(S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob"))
     assert st.kind == "tls" and st.tls == {"ca": "-----BEGIN CERTIFICATE-----\n"}
     cfg = config.validate(dict(base, mqtt={"broker": "mqtts://h:8883", "ca": d + "/nope.pem"}))
     try:
@@ -378,3 +389,37 @@ def test_meters_run_under_the_supervisor_and_the_orders_meter_rules_read_them():
         assert "order.need" in ev and "app.crash" not in ev, ev
     finally:
         M.hal = O.hal = REAL_HAL
+
+
+def test_the_reporting_code_leaves_while_the_link_is_down_and_comes_back_with_its_state():
+    # supervisor.Mqtt: built at the attach, dropped when the link fails (the network's recovery then
+    # loads its bring-up code beside what stays), built again at the next attach with the message in
+    # flight (its resend goes with DUP), the queued /cmd payloads and the counters it had
+    cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False},
+                           "mqtt": {"broker": "mqtt://h:1883"}})
+    r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+    svc = [g.svc for g in r.services if g.name == "mqtt"][0]
+
+    class Net:
+        modem = None
+        failed = None
+        up = False
+
+        def attached(self):
+            return self.up
+
+    net = r.net = Net()
+    assert svc.step() == 1000 and r.reporter is None  # not attached: nothing built
+    svc._build(r, net)
+    rep = r.reporter
+    rep.sent, rep.cmds = 7, [b'{"id":"1","cmd":"ping"}']
+    rep.client.inflight, rep.client.connects = (5, "m2mkit/d1/telemetry", b"[]"), 2
+    svc._drop()
+    assert r.reporter is None and svc.st is None
+    for m in S.Mqtt.MODULES:
+        assert m not in sys.modules, m
+    svc._build(r, net)
+    rep = r.reporter
+    assert rep.sent == 7 and rep.cmds == [b'{"id":"1","cmd":"ping"}'] and rep.client.connects == 2
+    assert rep.client.inflight == (5, "m2mkit/d1/telemetry", b"[]")
+    assert svc.builds == 2

@@ -153,20 +153,74 @@ class Forward:
         return 0
 
 
-class _OnModem:
-    # the reporter, once the network has opened its modem (at its first step); the sockets follow
-    # the network's modem object
-    def __init__(self, net, stack, svc):
-        self.net = net
-        self.stack = stack
-        self.svc = svc
+class Mqtt:
+    # The MQTT reporter, built at the network's first attach: the sockets, m2m.report.mqtt, its
+    # contract and umqtt.simple are imported then, after a collection, once the network's bring-up
+    # modules (m2m.net.netup, m2m.modem.up, the dialect's scripts) have left the heap, so that the
+    # two are never held at once (issue #9's heap: the peak is the larger, not their sum). When the
+    # link fails (the network's recovery loads its bring-up code again) the reporting code leaves
+    # the heap the same way and is built again at the next attach; what it must not forget (the
+    # QoS 1 message in flight, for its resend with DUP; queued /cmd payloads; the counters) is kept
+    # here meanwhile. A build cut short (a MemoryError; MicroPython drops a module whose load
+    # failed) is tried again after the Guard's back-off. The sockets follow the network's modem.
+    MODULES = ("m2m.report.mqtt", "m2m.net.sock", "m2m.net.sockx", "umqtt.simple")
+    KEEP = ("sent", "failures", "answered", "memory_errors", "cmds")
+    KEEP_CLIENT = ("inflight", "connects", "dups")
+
+    def __init__(self, run, kind, tls):
+        self.run = run
+        self.kind = kind  # "tcp" or "tls"
+        self.tls = tls
+        self.st = None
+        self.kept = None
+        self.builds = 0
 
     def step(self):
-        m = self.net.modem
-        if m is None:
-            return 1000
-        self.stack.modem = m
-        return self.svc.step()
+        r = self.run
+        net = r.net
+        if self.st is None:
+            if not net.attached():
+                return 1000
+            self._build(r, net)
+        self.st.modem = net.modem
+        w = r.reporter.step()
+        if net.failed is not None or not net.attached():
+            self._drop()  # before the network's next step loads its recovery code
+        return w
+
+    def _build(self, r, net):
+        gc.collect()
+        from m2m.net import link_failed, sock
+        from m2m.report.mqtt import Reporter
+
+        st = sock.Stack(net.modem, kind=self.kind, timeout_ms=10000, tls=self.tls, on_fail=link_failed)
+        r.reporter = rep = Reporter(st, r.outbox, r.cfg, r.id, up=net.attached)
+        k = self.kept
+        if k is not None:
+            self.kept = None
+            for o, names, vals in ((rep, self.KEEP, k[0]), (rep.client, self.KEEP_CLIENT, k[1])):
+                for n, v in zip(names, vals):
+                    setattr(o, n, v)
+        self.st = st
+        self.builds += 1
+        gc.collect()
+
+    def _drop(self):
+        r = self.run
+        rep = r.reporter
+        rep.client.close()
+        self.kept = (tuple(getattr(rep, n) for n in self.KEEP),
+                     tuple(getattr(rep.client, n) for n in self.KEEP_CLIENT))
+        r.reporter = rep = None
+        self.st = None
+        for k in self.MODULES:
+            loop.drop(k)
+        gc.collect()
+
+    def close(self):
+        rep = self.run.reporter
+        if rep is not None:
+            rep.client.close()
 
 
 class Run:
@@ -215,7 +269,7 @@ class Run:
                         save()
                     except OSError:
                         pass
-        if self.reporter is not None:
+        if self.reporter is not None:  # None until the first attach (Mqtt)
             self.reporter.client.close()  # no DISCONNECT: the broker sends the "offline" will
         for g in self.services:
             stop = getattr(g.svc, "stop", None) or getattr(g.svc, "close", None)
@@ -235,11 +289,21 @@ class Run:
             self.wdt = hal.WDT(timeout=STRETCH_MS)  # the port cannot stop it: stretched
 
 
+def start(cfg, b=None, outbox_path="/outbox"):
+    # main()'s build: the Run, then m2m.config leaves the heap (about 9 KB of a 64-bit heap; the run
+    # keeps the validated dict, a /cmd "set" imports the module again). Not done by Run itself:
+    # code that holds the module (tests) would be left with one that no longer finds itself.
+    r = Run(cfg, b, outbox_path)
+    loop.drop("m2m.config")
+    gc.collect()
+    return r
+
+
 def main(cfg):
     # What main.py runs: build, say what runs, loop until Ctrl-C. A config problem is one line and
     # the REPL; nothing here resets the device.
     try:
-        r = Run(cfg)
+        r = start(cfg)
     except ValueError as e:  # ConfigError, a bad sensor entry or device id
         print("config: %s" % e)
         return None
@@ -250,7 +314,7 @@ def main(cfg):
     global current
     current = r
     what = ["sensors %d" % len(r.sense.sampler.sensors) if r.sense else "no sensors"]
-    if r.reporter is not None:
+    if cfg["mqtt"]["broker"]:
         what.append("mqtt %s" % cfg["mqtt"]["broker"])
     what.extend(s.name for s in r.services if s.name not in ("net", "sense", "mqtt", "events"))
     if r.net is None:

@@ -5,7 +5,7 @@
 import gc
 import sys
 
-from m2m import hal
+from m2m import hal, loop
 from m2m import supervisor as S
 
 
@@ -21,18 +21,30 @@ def device_id(cfg):
     return check_id(cfg["device"]["id"] or "m2m-" + "".join("%02x" % x for x in hal.unique_id()[-3:]))
 
 
+def _prose(d):
+    # the board file's prose (notes, uncertain, sources) is for people: taken out of the dict in
+    # place (board.load() caches the same one), about 8 KB of a 64-bit heap on a held dict
+    for k in ("notes", "uncertain", "sources"):
+        d.pop(k, None)
+    for v in d.values():
+        if type(v) is dict:
+            _prose(v)
+
+
 def build(r, cfg, b, outbox_path):
     from m2m import board as _board
     from m2m import outbox
 
     r.board = b = _board.load() if b is None else b
     b = b or {}
+    _prose(b)
     mq = cfg["mqtt"]
     r.id = device_id(cfg)
+    mqtt = None
     if mq["broker"]:
-        from m2m.report.mqtt import parse_url
-
-        parse_url(mq["broker"])  # a bad URL is a config error now, not a crash later
+        mqtt = _mqtt(r, cfg)  # the URL and the CA checked now: a config error, not a crash later
+        loop.drop("m2m.report.mqtt")  # and its sockets: loaded again at the first attach
+        loop.drop("m2m.net.sock")
     sc = cfg["sense"]
     if sc["sensors"] or sc["battery"]:  # first: a bad sensor entry is a config error
         from m2m.sense import build as sense_build
@@ -52,9 +64,8 @@ def build(r, cfg, b, outbox_path):
         r.net = Network(b, cfg)
         r.services.insert(0, S.Guard("net", r.net))
         gc.collect()
-    if mq["broker"]:
-        _mqtt(r, cfg)
-        gc.collect()
+    if mqtt is not None:
+        r.services.append(S.Guard("mqtt", mqtt, mqtt.close))
     for p in plugins:
         section, mod = p[0], p[2]
         __import__(mod)
@@ -70,11 +81,11 @@ def build(r, cfg, b, outbox_path):
 
 
 def _mqtt(r, cfg):
-    from m2m.net import link_failed, sock
-    from m2m.report.mqtt import Reporter, parse_url
+    # checked now (a config error at start, not a crash later); built at the first attach (S.Mqtt)
+    from m2m.report.mqtt import parse_url
 
-    tls = None
     secure = parse_url(cfg["mqtt"]["broker"])[2]
+    tls = None
     ca = cfg["mqtt"]["ca"]
     if secure and ca:  # mqtts: TLS in the modem, the server checked against this CA when given
         try:
@@ -82,7 +93,4 @@ def _mqtt(r, cfg):
                 tls = {"ca": f.read()}
         except OSError:
             raise ValueError("mqtt.ca: no file %s on the device: copy the CA there or fix the key" % ca)
-    st = sock.Stack(r.net.modem, kind="tls" if secure else "tcp", timeout_ms=10000, tls=tls,
-                    on_fail=link_failed)
-    r.reporter = rep = Reporter(st, r.outbox, cfg, r.id, up=r.net.attached)
-    r.services.append(S.Guard("mqtt", S._OnModem(r.net, st, rep), rep.client.close))
+    return S.Mqtt(r, "tls" if secure else "tcp", tls)
