@@ -229,3 +229,27 @@ def test_supervisor_runs_from_romfs_to_the_broker(tree, tmp_path, broker, subscr
 
     rest = {d for d in dirs if not d.startswith("/rom/lib/m2m")}
     assert "/rom/lib/m2m/net" in dirs and rest == {"/.frozen-host/umqtt", str(PORT)}, dirs
+
+
+def test_virtual_device_gives_the_image_back(tree, tmp_path):
+    # the image the unix port holds on its heap (a board maps it) is added to -X heapsize with the
+    # rest of the machinery: boot.py starts with the free heap of the same board without ROMFS
+    import time
+
+    import serial
+
+    from m2mkit import boards, image
+
+    board = boards.load("esp32-devkitc-bg95")
+    boot = b"import gc\ngc.collect()\nprint('free', gc.mem_free())\n"
+    got = []
+    for romfs_arg, name in ((None, "plain.img"), ((tree / "fw.romfs").read_bytes(), "rom.img")):
+        (tmp_path / name).write_bytes(image.build(board, extra={"/boot.py": boot, "/main.py": b""}))
+        with VirtualDevice(board["name"], flash=tmp_path / name, romfs=romfs_arg) as dev:
+            con = serial.Serial(dev.port, 115200, timeout=0.05)
+            seen, deadline = b"", time.monotonic() + 20
+            while b">>> " not in seen:
+                assert time.monotonic() < deadline, seen
+                seen += con.read(4096)
+            got.append(int(seen.split(b"free ")[1].split()[0]))
+    assert abs(got[0] - got[1]) < 128, got  # port_heap settles to the GC's 128-byte steps
