@@ -413,6 +413,7 @@ def test_the_reporting_code_leaves_while_the_link_is_down_and_comes_back_with_it
     svc._build(r, net)
     rep = r.reporter
     rep.sent, rep.cmds = 7, [b'{"id":"1","cmd":"ping"}']
+    rep.units["temperature"] = "Cel"  # learnt: the next connect's status carries it without a record waiting
     rep.client.inflight, rep.client.connects = (5, "m2mkit/d1/telemetry", b"[]"), 2
     svc._drop()
     assert r.reporter is None and svc.st is None
@@ -422,4 +423,5 @@ def test_the_reporting_code_leaves_while_the_link_is_down_and_comes_back_with_it
     rep = r.reporter
     assert rep.sent == 7 and rep.cmds == [b'{"id":"1","cmd":"ping"}'] and rep.client.connects == 2
     assert rep.client.inflight == (5, "m2mkit/d1/telemetry", b"[]")
+    assert rep.units == {"temperature": "Cel"}
     assert svc.builds == 2

@@ -164,7 +164,7 @@ class Mqtt:
     # here meanwhile. A build cut short (a MemoryError; MicroPython drops a module whose load
     # failed) is tried again after the Guard's back-off. The sockets follow the network's modem.
     MODULES = ("m2m.report.mqtt", "m2m.net.sock", "m2m.net.sockx", "umqtt.simple")
-    KEEP = ("sent", "failures", "answered", "memory_errors", "cmds")
+    KEEP = ("sent", "failures", "answered", "memory_errors", "cmds", "units")  # units: the status's map
     KEEP_CLIENT = ("inflight", "connects", "dups")
 
     def __init__(self, run, kind, tls):
