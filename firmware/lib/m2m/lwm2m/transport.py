@@ -1,7 +1,6 @@
 # Datagram transports for m2m.coap.Endpoint: UDP over the modem's sockets (m2m.net.sock.Stack) or
-# the platform's own socket module, NoSec or DTLS 1.2 with a pre-shared key (MicroPython's tls
-# module: PROTOCOL_DTLS_CLIENT, SSLContext.psk_identity / psk_key where the port has them; the
-# unix port here has both, ESP32 builds ASSUMED docs/ASSUMED.md#A-LWM2M-DTLS-PSK).
+# the platform's own socket module, NoSec or DTLS 1.2 with a pre-shared key (m2m.lwm2m.dtls,
+# loaded for a coaps:// server only).
 _AGAIN = (11, 110, 111, 113)  # EAGAIN, ETIMEDOUT, ECONNREFUSED (ICMP), EHOSTUNREACH: nothing now
 
 
@@ -17,46 +16,6 @@ def parse_uri(uri):
     raise ValueError("lwm2m server %r: give coap://HOST:PORT or coaps://HOST:PORT" % (uri,))
 
 
-def _stream_base():
-    import io
-
-    return io.IOBase
-
-
-class _Stream(_stream_base()):
-    # a modem socket (m2m.net.sock) as the stream MicroPython's tls wraps: one datagram per read
-    def __init__(self, s):
-        self.s = s
-
-    def readinto(self, buf):
-        try:
-            d = self.s.recv(len(buf))
-        except OSError as e:
-            if e.args and e.args[0] in _AGAIN:
-                return None
-            raise
-        buf[:len(d)] = d
-        return len(d)
-
-    def write(self, b):
-        self.s.send(bytes(b))
-        return len(b)
-
-    def ioctl(self, req, arg):
-        if req == 4:  # MP_STREAM_CLOSE
-            self.s.close()
-        return 0
-
-    def settimeout(self, t):
-        self.s.settimeout(t)
-
-    def setblocking(self, flag):
-        self.s.setblocking(flag)
-
-    def close(self):
-        self.s.close()
-
-
 class Udp:
     def __init__(self, host, port, stack=None, psk=None):
         if stack is None:
@@ -65,26 +24,12 @@ class Udp:
         s = stack.socket(2, 2)  # AF_INET, SOCK_DGRAM
         s.connect(ai)
         if psk:
-            if stack.__class__.__name__ == "Stack":  # a modem socket: tls wraps only streams
-                s = _Stream(s)
-            s = self._dtls(s, psk)
+            from m2m.lwm2m import dtls  # loaded for a coaps:// server only
+
+            s = dtls.wrap(s, psk, stack.__class__.__name__ == "Stack")
         s.setblocking(False)
         self.s = s
         self.tx_bytes = self.rx_bytes = 0
-
-    @staticmethod
-    def _dtls(s, psk):
-        import tls
-
-        if not hasattr(tls, "PROTOCOL_DTLS_CLIENT"):
-            raise OSError(95, "DTLS: this MicroPython has no tls.PROTOCOL_DTLS_CLIENT; use coap://")
-        ctx = tls.SSLContext(tls.PROTOCOL_DTLS_CLIENT)
-        ctx.verify_mode = tls.CERT_NONE
-        ident, key = psk
-        ctx.psk_identity = ident
-        ctx.psk_key = key
-        s.settimeout(10)
-        return ctx.wrap_socket(s)
 
     def send(self, b):
         self.tx_bytes += len(b)
