@@ -43,85 +43,15 @@ def _event(kind, **f):
 
 class Client:
     def __init__(self, cfg, network=None, sampler=None, outbox=None, stack=None, name=None, state=None):
+        # built by m2m.lwm2m.objects (the objects, the accounts, the state), whose building code is
+        # dropped after (heap); the module's globals stay, read by the resources' lambdas
         from m2m.lwm2m import objects
 
-        lw = cfg.get("lwm2m", {})
-        self.cfg = cfg
-        self.name = lw.get("endpoint") or name or cfg.get("device", {}).get("id")
-        if not self.name:
-            raise ValueError("lwm2m: set lwm2m.endpoint or device.id (the endpoint name)")
-        self.lifetime = lw.get("lifetime_s", 86400)
-        self.queue = lw.get("queue_mode", False)
-        self.awake_ms = lw.get("awake_s", 93) * 1000
-        self.send_telemetry = lw.get("send", False)
-        self.stack = stack
-        self.outbox = outbox
-        self.network = network
-        self.sampler = sampler
-        self.errors = None
-        self.tx_bytes = self.rx_bytes = 0
-        self.clock_offset = 0  # s: a server's Write of Current Time (/3/0/13) against hal.epoch()
-        self.ep = None
-        self.tr = None
-        self.loc = None  # the registration's location path ["rd", "xyz"]
-        self.obs = []
-        self.sending = None  # the Send in flight: last outbox seq
-        self.sent = 0
-        self.fw_job = None
-        self.model = m = objects.build(cfg, self, network, sampler)
-        # built: its code can go (heap); the module's globals stay, read by the resources' lambdas
-        del objects.build
-        loop.drop("m2m.lwm2m.objects")
-        del objects
-        self.attrs = None  # Write-Attributes, once a server writes some (m2m.lwm2m.notify)
-        self.names = {}  # reading name -> (oid, iid) of its IPSO object (Send)
-        if sampler is not None:
-            from m2m.sense import ipso
-
-            for name in sampler.names():
-                o = ipso(name)
-                self.names[name] = (o, sum(1 for n in self.names.values() if n[0] == o))
-        server = lw.get("server")
-        bs = lw.get("bootstrap")
-        psk = self._psk(lw)
-        self.state_file = state  # objects 0 and 1 as the bootstrap server wrote them (kept across reboots)
-        self.bs_uri = bs
-        self.bootstrapped = False  # the server account came from a bootstrap (this boot or kept)
-        if bs:
-            m.objs[0].add(0, {0: bs, 1: True, 2: 0 if psk else 3, 3: psk[0] if psk else b"",
-                              5: psk[1] if psk else b"", 10: 0})
-            self.state = _BOOTSTRAP
-            if state and _bs().load(self):
-                self.state = _REGISTER
-        elif server:
-            self._account(0, server, 1, psk)
-            self.state = _REGISTER
-        else:
-            raise ValueError("lwm2m: set lwm2m.server (coap://HOST:PORT) or lwm2m.bootstrap")
-        self.due = hal.ticks_ms()  # when the state's next action is due
-        self.wake = None  # queue mode: when to sleep
-        self.tries = 0
-        self.pending = None  # the registration interface request in flight
-        self.reg = (None, None)  # lifetime and binding the server was told
-        m.objs[1].on_write = self._server_written
-        self._close_later = False  # Bootstrap-Finish answered: the next Register opens the server
-        self._after = None  # run once the answer went out (Reboot)
-
-    def _psk(self, lw):
-        if not lw.get("psk_key"):
-            return None
-        import binascii
-
-        return ((lw.get("psk_identity") or self.name).encode(), binascii.unhexlify(lw["psk_key"]))
-
-    def _account(self, iid, uri, ssid, psk):
-        m = self.model
-        m.objs[0].add(iid, {0: uri, 1: False, 2: 0 if psk else 3, 3: psk[0] if psk else b"",
-                            5: psk[1] if psk else b"", 10: ssid})
-        lw = self.cfg.get("lwm2m", {})
-        m.objs[1].add(0, {0: ssid, 1: self.lifetime, 6: True, 7: "UQ" if self.queue else "U",
-                          4: self._disable, 8: self._update_trigger,
-                          2: lw.get("pmin", 0), 3: lw.get("pmax", 0)})
+        try:
+            objects.init(self, cfg, network, sampler, outbox, stack, name, state)
+        finally:
+            del objects.init, objects.build, objects._psk, objects._account
+            loop.drop("m2m.lwm2m.objects")
 
     # ---- the transport ----
     def _open(self, bootstrap):
