@@ -179,6 +179,10 @@ def test_block1_upload_collected():
         while s.sent:
             cl.datagram(s.sent.pop(0))
     assert seen == [b"y" * 200] and fin[0].code == coap.CHANGED
+    # the last piece's answer acknowledges it (Block1 3:0/64, RFC 7959 2.3) and carries no Block2:
+    # its empty body has no pieces
+    assert coap.block(fin[0].uint(coap.BLOCK1)) == (3, False, 64)
+    assert fin[0].opt(coap.BLOCK2) is None, fin[0].opts
 
 
 def test_observe_notifications_rise_and_reset_cancels():

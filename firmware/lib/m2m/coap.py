@@ -307,15 +307,6 @@ class Endpoint:
         self._send(o.data)
         return o
 
-    def _next(self, o, m):
-        # a follow-up request (next Block1 / Block2 piece) of the same exchange: new mid, same token
-        o.msg.mid = self.next_mid()
-        o.data = encode(o.msg)
-        o.tries = 0
-        o.acked = False
-        o.due = hal.ticks_add(hal.ticks_ms(), o.wait)
-        self._send(o.data)
-
     def cancel(self, o):
         if o in self.out:
             self.out.remove(o)
@@ -431,29 +422,11 @@ class Endpoint:
             if m.type == NON or m.type == CON:
                 pass  # late duplicate of a finished exchange: acknowledged above, else ignored
             return
-        if m.code == CONTINUE and o.body is not None:
-            v = m.uint(BLOCK1)
-            num = (v >> 4) if v is not None else 0
-            size = min(o.bsize, 16 << (v & 7)) if v is not None else o.bsize
-            num += 1
-            start = num * size
-            if start < len(o.body):
-                more = start + size < len(o.body)
-                _replace(o.msg, BLOCK1, block_val(num, more, size))
-                o.msg.payload = o.body[start:start + size]
-                self._next(o, m)
-                return
-        v = m.uint(BLOCK2)
-        if v is not None and o.on_block is not None and m.code < 0x60:
-            try:
-                num, more, size = block(v)
-            except ValueError:
-                more = False
-            go = o.on_block(m)
-            if more and go is not False:
-                _replace(o.msg, BLOCK2, block_val(num + 1, False, size))
-                o.msg.payload = b""
-                self._next(o, m)
+        if (m.code == CONTINUE and o.body is not None) or (o.on_block is not None and m.code < 0x60
+                                                           and m.opt(BLOCK2) is not None):
+            from m2m import coapblk  # block-wise (RFC 7959): loaded when an exchange uses it
+
+            if coapblk.follow(self, o, m):
                 return
         self.out.remove(o)
         if o.on_done:
@@ -489,30 +462,16 @@ class Endpoint:
         for n, v in m.opts:
             if n & 1 and n not in _KNOWN:
                 return Msg(0, BAD_OPTION, payload=b"option %d not supported" % n)
+        b1 = b2 = None
         try:
             b1 = m.uint(BLOCK1)
             b2 = m.uint(BLOCK2)
-            num = 0
-            size = self.bsize
-            if b2 is not None:
-                num, _, s = block(b2)
-                size = min(size, s)
-            if b1 is not None:
-                num, more, size = block(b1)
-                key = tuple(m.path())
-                if num == 0:
-                    self.b1 = (key, bytearray())
-                if self.b1 is None or self.b1[0] != key or len(self.b1[1]) != num * size:
-                    return Msg(0, INCOMPLETE)
-                buf = self.b1[1]
-                if len(buf) + len(m.payload) > self.max_body:
-                    self.b1 = None
-                    return Msg(0, TOO_LARGE).add(SIZE1, self.max_body)
-                buf += m.payload
-                if more:
-                    return Msg(0, CONTINUE).add(BLOCK1, block_val(num, True, size))
-                m.payload = bytes(buf)
-                self.b1 = None
+            if b1 is not None or b2 is not None:
+                from m2m import coapblk  # block-wise (RFC 7959): loaded when a request uses it
+
+                early = coapblk.upload(self, m, b1, b2)
+                if early is not None:
+                    return early
             r = self.handler(m) if self.handler else None
         except ValueError:
             return Msg(0, BAD_REQUEST)
@@ -527,20 +486,8 @@ class Endpoint:
             a.add(CONTENT_FORMAT, cf)
         for o in extra or ():
             a.add(o[0], o[1])
-        if b1 is not None:
-            a.add(BLOCK1, b1 & ~8)
-        if len(a.payload) > size or num:
-            p = a.payload
-            start = num * size
-            if start >= len(p) and p:
-                return Msg(0, BAD_OPTION)
-            a.payload = p[start:start + size]
-            a.add(BLOCK2, block_val(num, start + size < len(p), size))
-            if num == 0:
-                a.add(SIZE2, len(p))
+        if b1 is not None or b2 is not None or len(a.payload) > self.bsize:
+            from m2m import coapblk
+
+            return coapblk.answer(self, a, b1, b2)
         return a
-
-
-def _replace(m, num, value):
-    m.opts = [o for o in m.opts if o[0] != num]
-    m.add(num, value)
