@@ -50,7 +50,7 @@ class Client:
         try:
             objects.init(self, cfg, network, sampler, outbox, stack, name, state)
         finally:
-            del objects.init, objects.build, objects._psk, objects._account
+            del objects.init, objects.build, objects._psk, objects._account, objects._digital, objects._sensor
             loop.drop("m2m.lwm2m.objects")
 
     # ---- the transport ----
