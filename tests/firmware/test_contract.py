@@ -122,6 +122,7 @@ def test_units_learnt_once_and_left_out_of_the_records():
     assert c.learn(units, [("pressure", 1e5, "Pa", T0)]) is True and units["pressure"] == "Pa"
     assert c.learn(units, [("temperature", 294.65, "K", T0)]) is True and units["temperature"] == "K"
     assert c.learn(units, [("humidity", 40, "", T0)]) is True and "humidity" not in units
+    assert c.learn(units, [(1, 2, 3, T0), ("x", 1, 5, T0)]) is False  # not readings: the status stays JSON of strings
     # a record whose unit the map does not hold (or holds another) keeps its "u"
     recs = json.loads(c.senml("d", [(1, [("temperature", 21.5, "Cel", T0), ("pressure", 1e5, "Pa", T0)])], units))
     assert recs[1] == {"n": "temperature", "u": "Cel", "v": 21.5} and "u" not in recs[2]

@@ -98,6 +98,8 @@ def learn(units, readings):
     changed = False
     for r in readings:
         name, unit = r[0], r[2]
+        if type(name) is not str or type(unit) is not str:
+            continue  # not a reading (senml_records refuses it): nothing for the status
         if unit:
             if units.get(name) != unit and (name in units or len(units) < MAX_UNITS):
                 units[name] = unit

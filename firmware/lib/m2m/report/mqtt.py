@@ -225,8 +225,13 @@ class Reporter:
             self._say_memory()
         try:
             if not cl.connected():
-                if self.units == {}:
-                    self._learn(self.outbox.peek(self.batch))  # after a reboot: the units before the status
+                if self.units == {}:  # after a reboot: the waiting records' units, before the status
+                    for seq, kind, payload in self.outbox.peek(self.batch):
+                        if kind == 1:
+                            try:
+                                contract.learn(self.units, contract.unpack_readings(payload))
+                            except (ValueError, TypeError, IndexError):
+                                pass
                 cl.connect(contract.status(self.units))
                 self.backoff = _BACKOFF_MIN
                 self.last_error = None
@@ -237,19 +242,6 @@ class Reporter:
         except Exception as e:  # OSError from the socket, MQTTException, umqtt's asserts
             return self._fail(e)
         return 0 if more else _POLL_MS
-
-    def _learn(self, recs):
-        # the units of telemetry records into self.units: True when the map changed
-        changed = False
-        for seq, kind, payload in recs:
-            if kind == 1:
-                try:
-                    rs = contract.unpack_readings(payload)
-                    contract.senml_records(self.client.id, seq, rs)  # only readings SenML takes
-                except (ValueError, TypeError, IndexError):
-                    continue
-                changed = contract.learn(self.units, rs) or changed
-        return changed
 
     def _drain(self):
         # one batch: telemetry records in one SenML message, alarms / events one message each;
