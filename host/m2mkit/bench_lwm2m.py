@@ -56,6 +56,11 @@ class Env:
         return (21.5, 40.0, 3.71)
 smp = Sampler(lambda readings, urgent: None)
 smp.add("env", Env(), interval_s=3600)
+if os.getenv("NO_LWM2M"):  # lwm2m_heap_share's baseline: the same device without the LwM2M client
+    loop.run([net], until=net.attached, max_ms=120000)
+    gc.collect()
+    print(json.dumps({"phase": 0, "heap": gc.mem_alloc() - BASE}))
+    raise SystemExit
 from m2m.lwm2m.client import Client
 cl = Client(cfg, network=net, sampler=smp, outbox=ob, stack=sock.Stack(m, kind="udp", timeout_ms=8000))
 def flag(n):
@@ -84,9 +89,10 @@ print(json.dumps({"phase": 1, "sent": cl.sent, "heap": gc.mem_alloc() - BASE}))
 """
 
 
-def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude", romfs=False):
+def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude", romfs=False, lwm2m=True):
     # machinery, qstr_extra: bridge.qstr_plan's (the replies carry "qstr", the names' count); romfs:
-    # the firmware from a ROMFS image mounted at /rom (host/m2mkit/romfs.py), umqtt as before
+    # the firmware from a ROMFS image mounted at /rom (host/m2mkit/romfs.py), umqtt as before;
+    # lwm2m=False: the device stops attached, without the LwM2M client (phase 0 only)
     from . import romfs as romfs_mod
     from .bench import heap_trees, unix_arch
     from .lwm2m.runner import ServerThread
@@ -106,7 +112,7 @@ def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude"
         host, port = srv.address
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "SERVER": f"coap://{host}:{port}", "DIR": str(d),
-               "REPORTS": str(REPORTS), "MQTT": "1" if mqtt_loaded else ""}
+               "REPORTS": str(REPORTS), "MQTT": "1" if mqtt_loaded else "", "NO_LWM2M": "" if lwm2m else "1"}
         heapsize, first = _with_port(heap, machinery, qstr_extra=qstr_extra), ""
         if rom:
             heapsize, first = romfs_mod.bench_start(rom, heapsize)
@@ -233,6 +239,14 @@ def lwm2m_figures(model="bg95"):
                    "sockets, the outbox, a sampler and MQTT (m2m.report.mqtt, umqtt.simple, a Reporter) "
                    "loaded, firmware as .mpy, the port stand-in left out, the qstr pools a board's firmware "
                    "makes counted in (lwm2m_heap_qstr_cut); unix port (about 2x ESP32 objects)%s" % note}
+    # its LwM2M share: the same run, registered, less the same device without the client, both at
+    # 512K with the same pools prelude
+    share = (_session(model, "512K", True, steps, qstr_extra=qstrs, machinery=pools)[-1]["heap"]
+             - _session(model, "512K", True, steps, qstr_extra=qstrs, machinery=pools, lwm2m=False)[-1]["heap"])
+    yield {"name": "lwm2m_heap_share", "value": share, "unit": "bytes", "model": model,
+           "note": "lwm2m_heap_registered's LwM2M share: held with the client registered and idle less the "
+                   "same device without it (m2m.coap, the client's resident modules, its objects and "
+                   "endpoint, the names they intern; what loads per operation left out); unix port"}
 
 
 async def _sent(server):
