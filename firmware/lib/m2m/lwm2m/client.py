@@ -303,7 +303,8 @@ class Client:
 
     # ---- the server's requests ----
     def _handle(self, m):
-        # the operations' code (m2m.lwm2m.ops) is loaded for each request and dropped after (heap)
+        # the operations' code (m2m.lwm2m.ops) is loaded for each request and dropped after (heap;
+        # a few ms a request: ASSUMED docs/ASSUMED.md#A-LWM2M-LOAD-MS)
         self.wake = hal.ticks_ms()
         from m2m.lwm2m import ops
 
