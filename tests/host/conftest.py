@@ -1,5 +1,9 @@
 """Host-test fixtures: a real Mosquitto broker for the whole session (plain and TLS listeners, a CA
-made at start; see m2mkit.broker), and loopback TCP + UDP echo servers for the modem's sockets."""
+made at start; see m2mkit.broker), and loopback TCP + UDP echo servers for the modem's sockets.
+
+Under pytest-xdist every worker is its own session: it starts its own broker (free loopback ports,
+its own mkdtemp folder), as every server a test starts takes a free port and a temporary folder;
+nothing here is written to a fixed path."""
 
 import socketserver
 import threading
