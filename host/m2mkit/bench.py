@@ -405,6 +405,15 @@ def mqtt_report():
 
 
 @figure
+def supervisor_fault_run():
+    """Issue #9: the whole device as main.py runs it (supervisor) in a limited heap through a modem
+    reboot and a power-key recovery (bench_supervisor.py)."""
+    from .bench_supervisor import HEAPS, supervisor_heap_figures
+
+    yield from supervisor_heap_figures(heaps=sized(HEAPS, HEAPS[3:]))  # --quick: from 208K
+
+
+@figure
 def lwm2m_send():
     """Issue #10: bytes on air for one LwM2M Send of three readings beside the MQTT report of the same
     readings, round trips per Send, the heap with the client registered (bench_lwm2m.py)."""

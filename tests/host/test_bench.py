@@ -34,6 +34,7 @@ EXPECTED |= {"usage_record_bytes_on_air", "usage_sign_us"}  # issue #14, usage r
 EXPECTED |= {"vdev_port_heap_vboot", "vdev_port_heap_prelude", "vdev_port_heap_pools"}  # the vdev's own heap
 EXPECTED |= {"lwm2m_heap_qstr_cut"}  # the qstr pools a board's firmware makes (bench_lwm2m.py)
 EXPECTED |= {"lwm2m_heap_share"}  # the LwM2M client's part of lwm2m_heap_registered (bench_lwm2m.py)
+EXPECTED |= {"supervisor_heap_fault_run"}  # issue #9: main.py's supervisor in a limited heap (bench_supervisor.py)
 EXPECTED |= {"romfs_image_bytes", "mqtt_heap_high_water_romfs", "lwm2m_heap_registered_romfs"}  # firmware in ROMFS
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions", "usage_sign_instructions"}  # valgrind
