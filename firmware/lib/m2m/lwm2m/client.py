@@ -10,7 +10,7 @@
 from micropython import const
 
 from m2m import coap, hal, loop
-from m2m.lwm2m import LINK, TEXT
+from m2m.lwm2m import TEXT
 from m2m.lwm2m.model import Err
 
 try:
@@ -153,17 +153,24 @@ class Client:
         self.due = hal.ticks_add(hal.ticks_ms(), min(5000 << min(self.tries, 6), 300000))
 
     # ---- registration (OMA transport 6.2) ----
+    def _reg(self, fn, *a):
+        # the registration interface's code (m2m.lwm2m.reg) is loaded for each Register, Update,
+        # Deregister and Disable and dropped after (heap): an Update comes once a lifetime
+        from m2m.lwm2m import reg
+
+        try:
+            return getattr(reg, fn)(self, *a)
+        finally:
+            loop.drop("m2m.lwm2m.reg")
+
     def _links(self):
-        parts = []
-        for oid in sorted(self.model.objs):
-            if oid == 0:
-                continue
-            o = self.model.objs[oid]
-            if o.inst:
-                parts += ["</%d/%d>" % (oid, i) for i in sorted(o.inst)]
-            else:
-                parts.append("</%d>" % oid)
-        return ",".join(parts).encode()
+        return self._reg("object_links")
+
+    def _register(self):
+        self._reg("register")
+
+    def _update(self, links=False):
+        self._reg("update", links)
 
     def _lifetime(self):
         srv = self.model.objs[1].inst
@@ -172,67 +179,6 @@ class Client:
     def _binding(self):
         srv = self.model.objs[1].inst
         return srv[min(srv)].get(7, "U") if srv else "U"
-
-    def _register(self):
-        if self._close_later:
-            self._close_later = False
-            self._open(False)
-        q = ["ep=" + self.name, "lt=%d" % self._lifetime(), "lwm2m=1.1", "b=" + self._binding().replace("Q", "")]
-        if self.queue:
-            q.append("Q")
-        self.state = _REGISTERING
-        self.pending = self.ep.request(coap.POST, ("rd",), q, self._links(), cf=LINK, on_done=self._registered)
-
-    def _registered(self, r):
-        self.pending = None
-        if r is None or r.code != coap.CREATED:
-            why = coap.code_str(r.code) if r else "no answer"
-            print("lwm2m: register refused (%s): trying again" % why)
-            _event("lwm2m.register_failed", why=why)
-            self._retry(_REGISTER)
-            if self.bootstrapped:
-                _bs().again(self, why if r else None)
-            return
-        self.loc = [v.decode() for n, v in r.opts if n == coap.LOCATION_PATH]
-        self.reg = (self._lifetime(), self._binding())  # what the server was told
-        self.tries = 0
-        self.state = _REGISTERED
-        loop.drop("m2m.lwm2m.bs")
-        self._next_update()
-        self.wake = hal.ticks_ms()
-        _event("lwm2m.registered", loc="/".join(self.loc), lt=self._lifetime())
-
-    def _next_update(self):
-        # an Update well before the lifetime runs out: at 90 %, at least 2 s early
-        lt = self._lifetime() * 1000
-        self.due = hal.ticks_add(hal.ticks_ms(), max(1000, min(lt * 9 // 10, lt - 2000)))
-
-    def _update(self, links=False):
-        # an Update names the lifetime / binding only when the server's Write changed them
-        q = []
-        now = (self._lifetime(), self._binding())
-        if now[0] != self.reg[0]:
-            q.append("lt=%d" % now[0])
-        if now[1] != self.reg[1]:
-            q.append("b=" + now[1].replace("Q", ""))
-
-        def done(r):
-            self.pending = None
-            if r is not None and r.code == coap.CHANGED:
-                self.reg = now
-                self.tries = 0
-                self._next_update()
-                _event("lwm2m.updated")
-            elif r is not None and r.code >= 0x80:
-                print("lwm2m: update refused (%s): registering again" % coap.code_str(r.code))
-                self.state = _REGISTER
-                self.due = hal.ticks_ms()
-            else:
-                self._retry(_REGISTER)
-
-        self.wake = hal.ticks_ms()
-        self.pending = self.ep.request(coap.POST, self.loc, q, self._links() if links else b"",
-                                       cf=LINK if links else None, on_done=done)
 
     def _update_trigger(self, arg):
         self.due = hal.ticks_ms()
@@ -247,33 +193,11 @@ class Client:
         self._after = self._disabled
 
     def _disabled(self):
-        srv = self.model.objs[1].inst
-        t = (srv[min(srv)].get(5) if srv else None) or 86400
-        if self.loc and self.ep is not None:
-            self.ep.request(coap.DELETE, self.loc)
-        _event("lwm2m.disabled", s=t)
-        self.loc = None
-        self.state = _REGISTER
-        self.pending = None
-        self.due = hal.ticks_add(hal.ticks_ms(), t * 1000)
+        self._reg("disabled")
 
     def close(self, timeout_ms=10000):
-        # Deregister (DELETE /rd/<loc>) and wait for its answer a bounded time (a Register in
-        # flight is waited for first: the server would keep that registration otherwise)
-        end = hal.ticks_add(hal.ticks_ms(), timeout_ms)
-        while self.state == _REGISTERING and self.ep is not None and hal.ticks_diff(end, hal.ticks_ms()) > 0:
-            hal.sleep_ms(min(self.ep.step(), 20))
-        if self.state in (_REGISTERED, _SLEEP) and self.loc:
-            if self.ep is None:
-                self._open(False)
-            done = []
-            self.ep.request(coap.DELETE, self.loc, on_done=lambda r: done.append(r))
-            end = hal.ticks_add(hal.ticks_ms(), timeout_ms)
-            while not done and hal.ticks_diff(end, hal.ticks_ms()) > 0:
-                hal.sleep_ms(min(self.ep.step(), 20))
-            _event("lwm2m.deregistered", ok=bool(done and done[0]))
-        self._close_ep()
-        self.state = _CLOSED
+        # Deregister (DELETE /rd/<loc>) and wait for its answer a bounded time
+        self._reg("close", timeout_ms)
 
     # ---- queue mode (OMA core 6.5: the client listens only for a while after it sent) ----
     def _sleep(self):
