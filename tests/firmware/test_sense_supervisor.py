@@ -425,3 +425,17 @@ def test_the_reporting_code_leaves_while_the_link_is_down_and_comes_back_with_it
     assert rep.client.inflight == (5, "m2mkit/d1/telemetry", b"[]")
     assert rep.units == {"temperature": "Cel"}
     assert svc.builds == 2
+
+
+def test_the_sockets_stay_when_a_plugin_that_needs_the_network_runs():
+    # a LwM2M client may hold m2m.net.sock: dropped from sys.modules, its next import would load a
+    # second copy of it; umqtt.simple and m2m.report.mqtt still go
+    cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False},
+                           "mqtt": {"broker": "mqtt://h:1883"}})
+    r = S.Run(cfg, {}, outbox_path=_tmpdir() + "/ob")
+    svc = [g.svc for g in r.services if g.name == "mqtt"][0]
+    r.services.append(S.Guard("lwm2m", Boom([])))
+    svc._build(r, r.net)
+    svc._drop()
+    assert "m2m.net.sock" in sys.modules and "m2m.report.mqtt" not in sys.modules
+    assert "umqtt.simple" not in sys.modules

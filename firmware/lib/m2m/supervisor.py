@@ -213,8 +213,13 @@ class Mqtt:
                      tuple(getattr(rep.client, n) for n in self.KEEP_CLIENT))
         r.reporter = rep = None
         self.st = None
+        # the sockets stay when a plugin that needs the network runs (it may hold them: dropped
+        # from sys.modules, the next import would load a second copy)
+        net_plugins = [p[0] for p in PLUGINS if len(p) < 4 or p[3]]
+        keep_sock = [g for g in r.services if g.name in net_plugins]
         for k in self.MODULES:
-            loop.drop(k)
+            if not (keep_sock and k.startswith("m2m.net.sock")):
+                loop.drop(k)
         gc.collect()
 
     def close(self):
