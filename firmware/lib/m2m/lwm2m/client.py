@@ -26,7 +26,6 @@ _REGISTERED = const(4)
 _SLEEP = const(5)  # queue mode: radio off, nothing read
 _CLOSED = const(6)
 NAMES = ("idle", "bootstrap", "register", "registering", "registered", "sleep", "closed")
-_BLOCK = const(512)
 
 
 def _bs():
@@ -55,23 +54,8 @@ class Client:
 
     # ---- the transport ----
     def _open(self, bootstrap):
-        from m2m.lwm2m.transport import Udp, parse_uri
-
-        sec = self.model.objs[0]
-        for iid in sorted(sec.inst):
-            ins = sec.inst[iid]
-            if bool(ins.get(1)) == bootstrap:
-                break
-        else:
-            raise ValueError("lwm2m: no %s account in /0" % ("bootstrap" if bootstrap else "server"))
-        secure, host, port = parse_uri(ins[0])
-        psk = (bytes(ins.get(3, b"")), bytes(ins.get(5, b""))) if ins.get(2) == 0 else None
-        if secure and not psk:
-            raise ValueError("lwm2m: %s needs a PSK (lwm2m.psk_key)" % ins[0])
-        self._close_ep()
-        self.tr = Udp(host, port, self.stack, psk if secure else None)
-        self.ep = coap.Endpoint(self.tr, self._handle, _BLOCK, secure=secure)
-        self.ep.on_reset = self._reset
+        # a new transport and endpoint to the bootstrap or the LwM2M server (m2m.lwm2m.reg)
+        self._reg("open_ep", bootstrap)
 
     def _close_ep(self):
         if self.tr is not None:

@@ -1,6 +1,6 @@
 # The registration interface (OMA transport 6.2, core 6.2): Register (POST /rd with the object
 # links), its answer, Update (POST /rd/<loc>, lt= / b= when changed), Deregister (DELETE) at
-# close, and Disable. Loaded by the Client for each of them and dropped after (heap: an Update
+# close, and Disable; opening the transport to a server. Loaded by the Client for each of them and dropped after (heap: an Update
 # comes once a lifetime); `self` is the Client.
 from micropython import const
 
@@ -13,6 +13,27 @@ _REGISTERING = const(3)
 _REGISTERED = const(4)
 _SLEEP = const(5)
 _CLOSED = const(6)
+
+
+def open_ep(self, bootstrap):
+    # the account in /0 (the bootstrap server's or the server's): its transport and endpoint
+    from m2m.lwm2m.transport import Udp, parse_uri
+
+    sec = self.model.objs[0]
+    for iid in sorted(sec.inst):
+        ins = sec.inst[iid]
+        if bool(ins.get(1)) == bootstrap:
+            break
+    else:
+        raise ValueError("lwm2m: no %s account in /0" % ("bootstrap" if bootstrap else "server"))
+    secure, host, port = parse_uri(ins[0])
+    psk = (bytes(ins.get(3, b"")), bytes(ins.get(5, b""))) if ins.get(2) == 0 else None
+    if secure and not psk:
+        raise ValueError("lwm2m: %s needs a PSK (lwm2m.psk_key)" % ins[0])
+    self._close_ep()
+    self.tr = Udp(host, port, self.stack, psk if secure else None)
+    self.ep = coap.Endpoint(self.tr, self._handle, 512, secure=secure)  # 512-byte blocks (RFC 7959)
+    self.ep.on_reset = self._reset
 
 
 def object_links(self):
@@ -32,7 +53,7 @@ def object_links(self):
 def register(self):
     if self._close_later:
         self._close_later = False
-        self._open(False)
+        open_ep(self, False)
     q = ["ep=" + self.name, "lt=%d" % self._lifetime(), "lwm2m=1.1", "b=" + self._binding().replace("Q", "")]
     if self.queue:
         q.append("Q")
@@ -115,7 +136,7 @@ def close(self, timeout_ms=10000):
         hal.sleep_ms(min(self.ep.step(), 20))
     if self.state in (_REGISTERED, _SLEEP) and self.loc:
         if self.ep is None:
-            self._open(False)
+            open_ep(self, False)
         done = []
         self.ep.request(coap.DELETE, self.loc, on_done=lambda r: done.append(r))
         end = hal.ticks_add(hal.ticks_ms(), timeout_ms)
