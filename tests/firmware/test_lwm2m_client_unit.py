@@ -104,8 +104,10 @@ def test_a_new_client_holds_no_per_operation_code():
 
     Client({"device": {"id": "u"}, "lwm2m": {"server": "coap://127.0.0.1:9"}})
     held = [k for k in sys.modules if k.startswith("m2m.lwm2m.")]
-    for k in ("bs", "parse", "tlv", "senml", "cbor", "notify", "fw", "send", "objects"):
+    for k in ("bs", "parse", "tlv", "senml", "cbor", "cbordec", "notify", "fw", "send", "objects", "ops", "reg",
+              "dtls"):
         assert "m2m.lwm2m." + k not in held, held
+    assert "m2m.coapblk" not in sys.modules
     import m2m.lwm2m
 
     assert not hasattr(m2m.lwm2m, "objects")  # the package does not keep the built objects' module

@@ -365,9 +365,11 @@ def test_register_read_write_execute_discover_deregister(server, device):
     assert "closed 6" in out
     assert "event: lwm2m.deregistered ok=True" in out, out
     assert server.wait("deregister", 2, timeout=5), out
-    # what loads per operation is not held after it: the Write / Discover parser, the bootstrap
+    # what loads per operation is not held after it: the Write / Discover parser, the bootstrap, the
+    # server's operations, the registration interface
     held = [x for x in out.splitlines() if x.startswith("held ")][0].split()
     assert "m2m.lwm2m.model" in held and "m2m.lwm2m.parse" not in held and "m2m.lwm2m.bs" not in held, held
+    assert "m2m.lwm2m.ops" not in held and "m2m.lwm2m.reg" not in held, held
 
 
 def _observe(server, path, n, accept=0, timeout=30, **opts):
@@ -516,7 +518,10 @@ def test_send_telemetry_from_outbox(server, device):
                                                         ("/3303/0/5700", 22.5)]
     assert recs[0][-3] == 1767225600 and recs[2][6] == 2  # base time, then relative times
     assert sends[0]["payload"].count(b"/3303/0/5700") == 1  # one name for the three: the base name
-    dev.stop()
+    out = dev.stop()
+    # the Send's code and the CBOR encoder go once the Send is made; SenML is not used for it
+    held = [x for x in out.splitlines() if x.startswith("held ")][0].split()
+    assert not {"m2m.lwm2m.send", "m2m.lwm2m.cbor", "m2m.lwm2m.senml"} & set(held), held
 
 
 def _tlv(kind, ident, value):
