@@ -306,7 +306,7 @@ def test_the_loop_feeds_the_watchdog_and_stop_stretches_it():
 
 
 def _mqtt_stack(r):
-    # the reporter is built at the network's first attach (supervisor.Mqtt): built here by hand
+    # the reporter is built at the network's first attach (m2m.supervisor_mqtt): built here by hand
     svc = [g.svc for g in r.services if g.name == "mqtt"][0]
     assert r.reporter is None  # nothing of the reporting side before the attach
     assert "m2m.report.mqtt" not in sys.modules and "m2m.net.sock" not in sys.modules
@@ -392,7 +392,7 @@ def test_meters_run_under_the_supervisor_and_the_orders_meter_rules_read_them():
 
 
 def test_the_reporting_code_leaves_while_the_link_is_down_and_comes_back_with_its_state():
-    # supervisor.Mqtt: built at the attach, dropped when the link fails (the network's recovery then
+    # m2m.supervisor_mqtt.Mqtt: built at the attach, dropped when the link fails (the network's recovery then
     # loads its bring-up code beside what stays), built again at the next attach with the message in
     # flight (its resend goes with DUP), the queued /cmd payloads and the counters it had
     cfg = config.validate({"device": {"id": "d1"}, "sense": {"battery": False},
@@ -417,7 +417,9 @@ def test_the_reporting_code_leaves_while_the_link_is_down_and_comes_back_with_it
     rep.client.inflight, rep.client.connects = (5, "m2mkit/d1/telemetry", b"[]"), 2
     svc._drop()
     assert r.reporter is None and svc.st is None
-    for m in S.Mqtt.MODULES:
+    from m2m.supervisor_mqtt import Mqtt
+
+    for m in Mqtt.MODULES:
         assert m not in sys.modules, m
     svc._build(r, net)
     rep = r.reporter

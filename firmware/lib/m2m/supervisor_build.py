@@ -81,7 +81,7 @@ def build(r, cfg, b, outbox_path):
 
 
 def _mqtt(r, cfg):
-    # checked now (a config error at start, not a crash later); built at the first attach (S.Mqtt)
+    # checked now (a config error at start, not a crash later); built at the first attach (m2m.supervisor_mqtt)
     from m2m.report.mqtt import parse_url
 
     secure = parse_url(cfg["mqtt"]["broker"])[2]
@@ -93,4 +93,6 @@ def _mqtt(r, cfg):
                 tls = {"ca": f.read()}
         except OSError:
             raise ValueError("mqtt.ca: no file %s on the device: copy the CA there or fix the key" % ca)
-    return S.Mqtt(r, "tls" if secure else "tcp", tls)
+    from m2m.supervisor_mqtt import Mqtt
+
+    return Mqtt(r, "tls" if secure else "tcp", tls, [p[0] for p in S.PLUGINS if len(p) < 4 or p[3]])
