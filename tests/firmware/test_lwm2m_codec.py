@@ -202,6 +202,20 @@ def test_send_carries_the_time_only_for_readings_that_waited():
     assert recs[0][-3] == c.times[0], recs
 
 
+def test_a_pulse_count_is_sent_as_the_digital_inputs_counter():
+    # 3200 has no Sensor Value (5700): a count goes as its Digital Input Counter 5501 (3200.xml)
+    from m2m import hal
+    from m2m.lwm2m import send
+    from m2m.report.contract import pack_readings
+
+    c = _Sender(None, ())
+    t = int(hal.epoch())
+    c.names = {"pulses": (3200, 0), "temperature": (3303, 0)}
+    send.step(c, [(1, 1, pack_readings([("pulses", 44, "", t), ("temperature", 20.5, "Cel", t)]))])
+    got = senml.decode(c.ep.bodies[0], True)
+    assert [(n, v) for n, v, _ in got] == [("/3200/0/5501", 44), ("/3303/0/5700", 20.5)], got
+
+
 def test_read_formats_agree():
     m = _device_model()
     j = senml.decode(m.read((3, 0), SENML_JSON), False)
