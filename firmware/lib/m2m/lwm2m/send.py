@@ -60,7 +60,9 @@ def step(self, recs):
 # on a retry, and the last retransmission leaves at most MAX_TRANSMIT_SPAN (45 s, RFC 7252 4.8.2)
 # after the first: a reading sent without its time is stamped at most send_time_after_s + 45 s + the
 # path's latency late (one ACK or none lost: send_time_after_s + the latency). A Send left unanswered
-# for MAX_TRANSMIT_WAIT (93 s) is built again from the outbox, by then with its time.
+# for MAX_TRANSMIT_WAIT (93 s) is built again from the outbox, by then with its time. The default 5 s
+# is above what a fresh reading waits for its Send (milliseconds; an Update's round trip in queue
+# mode, which wakes with an Update first) and small beside that bound.
 def encode(leaves, timed=True):
     # [(oid, iid, rid, value, t)] -> the SenML CBOR pack (RFC 8428 6: labels bn -2, bt -3, n 0, v 2,
     # t 6), written straight with the CBOR encoder (no SenML module, no dict per record)
