@@ -27,7 +27,8 @@ HEAP = "160K"
 PUBACK = 4 + 40  # the PUBACK segment down (MQTT 3.1.1 3.4: 4 bytes) with its headers
 ACK = 40  # the modem's TCP ACK for it (alone: nothing goes up within its delay)
 # the heap run's recovery: the modem reboots halfway, and the network's recovery steps load the
-# bring-up modules (m2m.net.netup, ...) again beside the reporting stack, which stays
+# bring-up modules (m2m.net.netup, ...) again; the reporting stack leaves the heap meanwhile and is
+# built again at the attach (m2m.supervisor_mqtt, the supervisor's own MQTT service)
 FAULTS = [(495, "reboot")]
 
 DEVICE = """
@@ -46,15 +47,19 @@ m = modem.create(at, {"model": os.getenv("MODEL")})
 D = os.getenv("DIR")
 net = Network(m, cfg, state_dir=D + "/")
 ob = outbox.Outbox(D + "/outbox")
-# the reporting side is built on the first attach, as the supervisor does: the bring-up modules
-# (dropped once attached) and the reporting stack are not held at the same time
+# the reporting side is the supervisor's MQTT service (m2m.supervisor_mqtt, as main.py runs it):
+# built at the first attach, dropped while the link is down, so the bring-up modules (dropped once
+# attached) and the reporting stack are never held at the same time; its sockets call the recovery
 if not net.up():
     raise SystemExit("no attach")
 gc.collect()
-from m2m.net import link_failed, sock
-from m2m.report import mqtt, contract
-st = sock.Stack(m, timeout_ms=8000, on_fail=link_failed)  # as the supervisor's: a failed socket calls the recovery
-rep = mqtt.Reporter(st, ob, cfg, "dev-1", up=net.attached)
+from m2m.report import contract
+from m2m.supervisor_mqtt import Mqtt
+class R:  # what the supervisor's Run gives its MQTT service
+    pass
+R.net, R.outbox, R.cfg, R.id, R.reporter = net, ob, cfg, "dev-1", None
+mq = Mqtt(R, "tcp", None)
+mq.step()
 peak = [0]
 def sample():
     gc.collect()
@@ -74,7 +79,7 @@ def three(i):
                                    ("battery", 3.71, "V", t)])
 def report(i):
     ob.append(outbox.TELEMETRY, three(i))
-    loop.run([net, rep], until=lambda: ob.pending() == 0, max_ms=60000)
+    loop.run([net, mq], until=lambda: ob.pending() == 0, max_ms=60000)
 flag(0)
 report(0)
 hal.sleep_ms(1000)  # the modem's delayed ACK for this PUBACK, before the counters are read
@@ -93,19 +98,21 @@ def there(n):
 while not there(11) and not there(2):
     loop.run([net], max_ms=100)
 if there(11):
-    rep.units = None  # a "u" in every record, as mqtt.units "each" makes the Reporter
+    R.reporter.units = None  # a "u" in every record, as mqtt.units "each" makes the Reporter
     for i in range(int(os.getenv("KEPT"))):
         report(i)
         hal.sleep_ms(1000)
     print(json.dumps({"phase": 11}))
 del there
 flag(2)
-rep.client.close(clean=True)
+cl = R.reporter.client
+cl.close(clean=True)
 from umqtt import simple
-c = simple.MQTTClient("dev-1", rep.client.host, rep.client.port)
+c = simple.MQTTClient("dev-1", cl.host, cl.port)
 c.connect()
-c.publish(rep.client.topic("telemetry"), contract.senml("dev-1", [(99, contract.unpack_readings(three(1)))]), qos=1)
+c.publish(cl.topic("telemetry"), contract.senml("dev-1", [(99, contract.unpack_readings(three(1)))]), qos=1)
 c.disconnect()
+c = cl = simple = None  # held here, umqtt.simple (its socket attribute: the first Stack) would outlive the drop
 print(json.dumps({"phase": 2}))
 flag(3)
 gc.collect()
@@ -266,7 +273,8 @@ def mqtt_figures(model="bg95"):
     yield {"name": "mqtt_heap_high_water", "value": last["peak"] - qstrs, "unit": "bytes", "model": model,
            "note": "highest gc.mem_alloc() after gc.collect() between reports (what stays live) while "
                    "reporting %d readings with the network, sockets, umqtt.simple and the outbox loaded "
-                   "(the reporting side built at the first attach, after the bring-up modules left; the "
+                   "(the supervisor's MQTT service, m2m.supervisor_mqtt: the reporting side built at the "
+                   "first attach, after the bring-up modules left, and dropped while the link is down; the "
                    "modem rebooted after %d readings, its recovery measured too), "
                    "firmware as .mpy, the port stand-in left out, the qstr pools a board's firmware makes "
                    "counted in (mqtt_heap_qstr_cut); unix port (about 2x ESP32 objects)%s"
