@@ -50,6 +50,20 @@ def config(url):
                  "regs": [{"name": "energy", "fc": 4, "addr": 0, "scale": 0.1, "unit": "kWh"}]}]}}
 
 
+def loaded_host(bus, pause=0.005):
+    """The test's thread as on a loaded machine: a pause after each set_pin (CPython hands the GIL to
+    another thread every 5 ms, sys.getswitchinterval; two busy cores make it longer), which the
+    time-scaled device lives SCALE times longer: 50 ms at 10x, past debounce_ms. A pulse's bounces
+    still come at one instant (PulseSource.pulse drives them in one set_pin): one count each."""
+    real = bus.set_pin
+
+    def set_pin(*a):
+        real(*a)
+        time.sleep(pause)
+
+    bus.set_pin = set_pin
+
+
 class Console:
     def __init__(self, port):
         self.s = serial.Serial(port, 115200, timeout=0.05)
@@ -121,6 +135,7 @@ def test_main_py_runs_sensors_to_mqtt_with_values_units_alarm_fault_and_ctrl_c(t
         env.ds18b20(ds, offset=-12.0)
         env.adc(bus, 35, divider=2.0)  # the board's battery divider
         env.apply(0)
+        loaded_host(bus)
         src = PulseSource(bus, 13)  # idle high
         with VirtualDevice(BOARD, flash=flash, modem=True, time_scale=SCALE,
                            env={"M2M_BUS": bus.address_str, "M2M_UART2": mb.address_str}) as dev:
@@ -189,6 +204,7 @@ def test_without_a_broker_main_py_samples_into_the_outbox_and_counts_pulses(tmp_
     flash = tmp_path / "flash.img"
     flash.write_bytes(image.build(board, extra={"/config.json": json.dumps(cfg).encode()}))
     with BusSim() as bus:
+        loaded_host(bus)
         src = PulseSource(bus, 13)
         with VirtualDevice(board["name"], flash=flash, time_scale=SCALE, env={"M2M_BUS": bus.address_str}) as dev:
             con = Console(dev.port)

@@ -128,18 +128,23 @@ class Bus:
                 return {"edges": out}
         return {"err": f"unknown op {op!r}"}
 
-    def set_pin(self, pin, value):
-        """Drive an input pin; a change of level is queued as an edge for the device's Pin.irq."""
-        value = 1 if value else 0
+    def set_pin(self, pin, value, *more):
+        """Drive an input pin; a change of level is queued as an edge for the device's Pin.irq.
+        Levels in `more` follow at the same instant: the device fetches them all in one go (the host's
+        own pauses between two calls are real time, which a time-scaled device stretches)."""
         with self.lock:
-            if self.pins.get(pin, value) != value:
-                self.edges.append([pin, value])
-                for w in list(self.watchers):  # wake the device waiting in select.poll
-                    try:
-                        w.write(b"{}\n")
-                    except OSError:
-                        self.watchers.remove(w)
-            self.pins[pin] = value
+            woke = False
+            for value in (value,) + more:
+                value = 1 if value else 0
+                if self.pins.get(pin, value) != value:
+                    self.edges.append([pin, value])
+                    woke = True
+                self.pins[pin] = value
+            for w in list(self.watchers) if woke else ():  # wake the device waiting in select.poll
+                try:
+                    w.write(b"{}\n")
+                except OSError:
+                    self.watchers.remove(w)
 
     def unwatch(self, writer):
         with self.lock:

@@ -17,8 +17,8 @@ against them through the virtual device's hal.
   SCRATCHPAD (9 bytes with CRC; power-on value 85 degC until a conversion). The conversion is
   instantaneous (the 750 ms wait is the firmware's).
 - Pulse source: `PulseSource(bus, pin).pulse(n, bounce=0)` drives the input pin low and high n times
-  (plus `bounce` extra short edges per press) as BusSim.set_pin edges, which the stand-in's Pin.irq
-  delivers.
+  (plus `bounce` extra short edges per press, at the same instant as the press) as BusSim.set_pin
+  edges, which the stand-in's Pin.irq delivers.
 Not modelled: bus timing, conversion times, oversampling / IIR filter settings (results are the
 x1 values), sleep and normal modes of the BME280, the SHT4x heater, DS18B20 alarms and resolutions
 other than 12 bits, parasite power.
@@ -241,6 +241,5 @@ class PulseSource:
 
     def pulse(self, n=1, bounce=0):
         for _ in range(n):
-            for _ in range(bounce + 1):  # a bouncing contact: several edges within the debounce window
-                self.bus.set_pin(self.pin, 0)
-                self.bus.set_pin(self.pin, 1)
+            # a bouncing contact: its edges at one instant, whatever the time scale (one set_pin)
+            self.bus.set_pin(self.pin, *(0, 1) * (bounce + 1))
