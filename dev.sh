@@ -87,7 +87,9 @@ case "${1:-}" in
     exec "$VENV/bin/m2mkit" demo "$@" ;;
   test)
     system_packages; venv; shift
-    exec "$VENV/bin/python" -m pytest "$@" ;;
+    # two workers (pytest-xdist), each test file on one of them: the suite waits more than it computes
+    # (simulated modem time, a broker, subprocesses); `./dev.sh test -n 0` runs it in one process
+    exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@" ;;
   *)
     echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2; exit 2 ;;
 esac
