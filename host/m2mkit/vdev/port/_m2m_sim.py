@@ -132,6 +132,11 @@ class Link:
                 chunk = self.sock.recv(256)  # read(n) would wait for all n bytes
             except OSError:
                 chunk = b""
+            except BaseException:
+                # Ctrl-C while the answer is on its way: it would be taken as the next request's
+                # answer (every later one a step behind); a new connection starts clean
+                self.close()
+                raise
             if not chunk:
                 self.close()
                 return None
@@ -151,17 +156,44 @@ bus = Link("M2M_BUS")
 
 
 irqs = {}  # pin number -> (pin object, handler, trigger mask)
+_running = False  # a handler is running: the scheduler is locked
+_missed = False  # a poll refused while it ran
+_queue = []  # edges fetched whose handlers have not run (a Ctrl-C in one leaves the rest here)
 
 
 def poll_irqs():
-    # run the handlers of the edges queued on the bus since the last poll (trigger: 1 rising, 2 falling)
+    # run the handlers of the edges queued on the bus since the last poll (trigger: 1 rising, 2 falling),
+    # as py/scheduler.c mp_sched_run_pending runs scheduled ones: never inside another handler (the
+    # scheduler is locked while one runs; the edges stay queued for the next poll), and each through
+    # mp_call_function_1_protected (py/runtime_utils.c), which prints a handler's exception and goes
+    # on, so one failing handler loses none of the edges fetched with it (nor does a Ctrl-C: what it
+    # interrupted waits in _queue, as in the scheduler's queue)
+    # (the scheduler unlocked, what was refused inside runs: mp_sched_unlock leaves it pending)
+    global _running, _missed
     if not irqs:
         return
-    r = bus_call("pin_edges", pins=list(irqs))
-    for pin, level in (r["edges"] if r else ()):
-        e = irqs.get(pin)
-        if e is not None and e[2] & (1 if level else 2):
-            e[1](e[0])
+    if _running:
+        _missed = True
+        return
+    _running = True
+    try:
+        while True:
+            _missed = False
+            r = bus_call("pin_edges", pins=list(irqs))
+            if r:
+                _queue.extend(r["edges"])
+            while _queue:
+                pin, level = _queue.pop(0)
+                e = irqs.get(pin)
+                if e is not None and e[2] & (1 if level else 2):
+                    try:
+                        e[1](e[0])
+                    except Exception as x:  # Ctrl-C (KeyboardInterrupt) still reaches the firmware
+                        sys.print_exception(x)
+            if not _missed or not irqs:
+                break
+    finally:
+        _running = False
 
 
 _watch = None  # a second bus connection that gets a line for each edge queued (op pin_watch)

@@ -1,0 +1,135 @@
+"""How the port stand-in runs Pin.irq handlers, as the ESP32 port runs scheduled ones (py/scheduler.c
+mp_sched_run_pending, ports/esp32/machine_pin.c machine_pin_isr_handler -> mp_sched_schedule): one
+handler's exception is printed and the other edges' handlers still run (mp_call_function_1_protected,
+py/runtime_utils.c); a handler never runs inside another (the scheduler is locked while one runs) and
+what came meanwhile runs as soon as it returns (mp_sched_unlock leaves it pending). And a Ctrl-C while
+the stand-in waits for the bus's answer leaves no stale answer behind for the next request."""
+
+import signal
+import subprocess
+import time
+
+from m2mkit.sim.bus import BusSim
+from m2mkit.sim.sensors import PulseSource
+from m2mkit.testing import _prelude, micropython, mpy_env
+
+PIN = """
+import machine, time
+log = []
+p = machine.Pin(13, machine.Pin.IN, machine.Pin.PULL_UP)
+"""
+
+
+def start(bus, code):
+    return subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + PIN + code],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=mpy_env({"M2M_BUS": bus.address_str}))
+
+
+def finish(p):
+    out = p.communicate(timeout=30)[0]
+    assert p.returncode == 0, out
+    return out
+
+
+def test_a_failing_handler_loses_none_of_the_edges_fetched_with_it():
+    with BusSim() as bus:
+        PulseSource(bus, 13).pulse(1, bounce=2)  # three falling edges, fetched together
+        out = finish(start(bus, """
+def edge(pin):
+    log.append(len(log))
+    if len(log) == 1:
+        raise ValueError("the first handler fails")
+p.irq(edge, machine.Pin.IRQ_FALLING)
+time.sleep_ms(20)
+print("ran", log)
+"""))
+        assert "ValueError: the first handler fails" in out, out
+        assert "ran [0, 1, 2]" in out, out
+
+
+def test_a_ctrl_c_inside_a_handler_leaves_the_other_edges_queued():
+    # the Ctrl-C stops the firmware (not swallowed), and the edges fetched with the interrupted one
+    # are handled at the next poll, as they would wait in the scheduler's queue
+    with BusSim() as bus:
+        PulseSource(bus, 13).pulse(1, bounce=2)
+        out = finish(start(bus, """
+def edge(pin):
+    log.append(len(log))
+    if len(log) == 1:
+        raise KeyboardInterrupt
+p.irq(edge, machine.Pin.IRQ_FALLING)
+try:
+    time.sleep_ms(20)
+except KeyboardInterrupt:
+    print("stopped", log)
+time.sleep_ms(20)
+print("ran", log)
+"""))
+        assert "stopped [0]" in out and "ran [0, 1, 2]" in out, out
+
+
+def test_a_handler_never_runs_inside_another_and_what_came_meanwhile_runs_after_it():
+    with BusSim() as bus:
+        src = PulseSource(bus, 13)
+        p = start(bus, """
+depth = [0]
+def edge(pin):
+    depth[0] += 1
+    log.append(depth[0])
+    if len(log) == 1:
+        print("in the first"); sys.stdout.flush() if hasattr(sys.stdout, "flush") else None
+        t = time.ticks_ms()
+        while len(log) < 2 and time.ticks_diff(time.ticks_ms(), t) < 1500:
+            time.sleep_ms(2)  # a sleep polls the edges (the second one is queued meanwhile)
+    depth[0] -= 1
+p.irq(edge, machine.Pin.IRQ_FALLING)
+print("ready")
+while not log:
+    time.sleep_ms(2)
+print("after the first", log)
+""")
+        try:
+            assert p.stdout.readline().strip() == "ready"
+            src.pulse(1)
+            assert p.stdout.readline().strip() == "in the first"
+            src.pulse(1)
+        finally:
+            out = finish(p)
+        # depth 1 both times: not nested; both ran before the sleep that fetched the first returned
+        assert "after the first [1, 1]" in out, out
+
+
+class Slow:
+    """An I2C device that takes its time to answer a read (the bus answers late)."""
+
+    def write(self, data):
+        pass
+
+    def read(self, n):
+        time.sleep(1.0)
+        return b"\x11" * n
+
+
+def test_ctrl_c_while_the_bus_answers_leaves_no_stale_answer():
+    with BusSim() as bus:
+        bus.i2c[(0, 0x40)] = Slow()
+        bus.adc[35] = 612000
+        p = start(bus, """
+i2c = machine.I2C(0)
+try:
+    print("reading"); sys.stdout.flush() if hasattr(sys.stdout, "flush") else None
+    i2c.readfrom(0x40, 2)
+    print("read it")
+except KeyboardInterrupt:
+    print("interrupted")
+print("adc", machine.ADC(machine.Pin(35)).read_uv(), i2c.scan())
+""")
+        try:
+            assert p.stdout.readline().strip() == "reading"
+            time.sleep(0.3)  # the interpreter waits in recv for the slow answer
+            p.send_signal(signal.SIGINT)
+        finally:
+            out = finish(p)
+        assert "interrupted" in out, out
+        assert "adc 612000 [64]" in out, out
