@@ -180,3 +180,34 @@ def test_a_plmn_given_as_a_name_is_asked_again_as_a_number_and_is_not_roaming():
     events.log = True
     assert n.plmn == "00101" and n.roaming is False, (n.plmn, n.roaming)
     assert m.at.sent.count("AT+COPS=3,2") == 1
+
+
+def test_a_memory_error_retries_the_step_and_pdp_never_goes_without_an_apn():
+    # a MemoryError in a step is the heap's, not the link's: it reaches the caller (the supervisor's
+    # Guard retries the state after its back-off) without starting a recovery; and a registration
+    # reached without a finished CONFIG step (no APN set) configures before the PDP context
+    from m2m.net import netup
+
+    events.log = False
+    n = network.Network(_Modem(), config.validate({}), state_dir="/tmp/")
+    n.state = network.NAMES.index("config")
+
+    def boom():
+        raise MemoryError("memory allocation failed, allocating 592 bytes")
+
+    n._step = boom
+    try:
+        n.step()
+        assert False
+    except MemoryError:
+        pass
+    assert n.failed is None and n.state == network.NAMES.index("config")
+    del n._step
+    assert n.apn is None
+    n.state = network.NAMES.index("pdp")
+    netup._pdp(n)
+    assert n.state == network.NAMES.index("config")
+    n._config()
+    assert n.apn == "" and n.state == network.NAMES.index("register")
+    events.clear()
+    events.log = True

@@ -214,6 +214,11 @@ def _edrx_read(n):
 
 def _pdp(n):
     m = n.modem
+    if n.apn is None:
+        # registered without a CONFIG step that ran to its end (a recovery after it failed):
+        # configure now, then register again
+        n._go(_CONFIG, after="pdp")
+        return 0
     m.pdp_up(apn=n.apn)
     # the modem's bring-up code (detection, init, power, settings), its dialect's bring-up
     # scripts and this module leave the heap: an attached device does not need them; recovery loads them again

@@ -89,6 +89,7 @@ class Network:
         self.signal = {}
         self.psm = None
         self.edrx = None
+        self.apn = None  # set by the CONFIG step (m2m.net.netcfg); None: not configured yet
         self.sim_state = None
         self._t_profile = hal.ticks_ms()
         self._t_check = 0
@@ -146,6 +147,10 @@ class Network:
                 return 0
             events.post("net.at_timeout", state=NAMES[self.state], error=e.args[-1] if e.args else e)
             return 1000
+        except MemoryError:
+            # the heap, not the link: no recovery (its steps would skip what this one did not
+            # finish, e.g. the APN of CONFIG); the Guard retries this state after its back-off
+            raise
         except Exception as e:  # ModemError: a command refused
             if self.state in (_SYNC, _CONFIG, _PDP):
                 self.link_failed("%s: %s" % (NAMES[self.state], e))
