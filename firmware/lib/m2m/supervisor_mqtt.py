@@ -14,8 +14,8 @@ class Mqtt:
     # the heap the same way and is built again at the next attach; what it must not forget (the
     # QoS 1 message in flight, for its resend with DUP; queued /cmd payloads; the counters) is kept
     # here meanwhile. A build cut short (a MemoryError; MicroPython takes a module whose load
-    # failed out of sys.modules: py/builtinimport.c, its tests/import/import_broken.py, and checked
-    # on the unix port) is tried again after the Guard's back-off. The sockets follow the modem.
+    # failed out of sys.modules: py/builtinimport.c as m2m.net.sim cites it, and checked on the unix
+    # port) is tried again after the Guard's back-off. The sockets follow the network's modem.
     MODULES = ("m2m.report.mqtt", "m2m.net.sock", "m2m.net.sockx", "umqtt.simple")
     KEEP = ("sent", "failures", "answered", "memory_errors", "cmds", "units")  # units: the status's map
     KEEP_CLIENT = ("inflight", "connects", "dups")
