@@ -100,6 +100,30 @@ print("after the first", log)
         assert "after the first [1, 1]" in out, out
 
 
+def test_the_handlers_of_edges_that_came_together_start_at_one_instant(tmp_path):
+    # the firmware's pulse counter on a device at 10x: a bounced pulse's three falling edges come
+    # together; each handler's host work here takes 5 ms (a state file written on a busy machine),
+    # 50 ms of device time, past debounce_ms. On the port they run microseconds apart: one count.
+    with BusSim() as bus:
+        PulseSource(bus, 13).pulse(1, bounce=2)
+        p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + """
+import utime
+from m2m import hal
+from m2m.sense.pulse import Pulses
+c = Pulses(13, debounce_ms=20, path=%r)
+store = c._store_rtc
+def slow():
+    store()
+    utime.sleep_ms(5)  # the host's own time (not the stand-in's sleep: no poll in a handler)
+c._store_rtc = slow
+hal.sleep_ms(200)
+print("count", c.read()[0])
+""" % str(tmp_path / "pulses.dat")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=mpy_env({"M2M_BUS": bus.address_str, "M2M_TIME_SCALE": "10", "M2M_STATE_DIR": str(tmp_path)}))
+        out = finish(p)
+        assert "count 1" in out, out
+
+
 class Slow:
     """An I2C device that takes its time to answer a read (the bus answers late)."""
 

@@ -159,6 +159,14 @@ irqs = {}  # pin number -> (pin object, handler, trigger mask)
 _running = False  # a handler is running: the scheduler is locked
 _missed = False  # a poll refused while it ran
 _queue = []  # edges fetched whose handlers have not run (a Ctrl-C in one leaves the rest here)
+# The handlers' clock: on the ESP32 the handlers of edges that came together run microseconds apart
+# (machine_pin_isr_handler schedules each at its edge; mp_sched_run_pending runs them one after the
+# other). Here each runs after the host work of the ones before it (a state file written, the process
+# preempted on a busy machine), which a time-scaled device lives M2M_TIME_SCALE times longer: 2 ms of
+# host time is 20 ms of device time, a whole debounce window. So the ticks (the stand-in's time.ticks_*)
+# run `held` us behind while a handler runs: each handler of a fetch starts at the fetch's instant,
+# and its own time passes as it runs; outside handlers the ticks are the host's.
+held = 0
 
 
 def poll_irqs():
@@ -169,7 +177,7 @@ def poll_irqs():
     # on, so one failing handler loses none of the edges fetched with it (nor does a Ctrl-C: what it
     # interrupted waits in _queue, as in the scheduler's queue)
     # (the scheduler unlocked, what was refused inside runs: mp_sched_unlock leaves it pending)
-    global _running, _missed
+    global _running, _missed, held
     if not irqs:
         return
     if _running:
@@ -182,18 +190,22 @@ def poll_irqs():
             r = bus_call("pin_edges", pins=list(irqs))
             if r:
                 _queue.extend(r["edges"])
+            t0 = utime.ticks_us()
             while _queue:
                 pin, level = _queue.pop(0)
                 e = irqs.get(pin)
                 if e is not None and e[2] & (1 if level else 2):
+                    held = utime.ticks_diff(utime.ticks_us(), t0)
                     try:
                         e[1](e[0])
                     except Exception as x:  # Ctrl-C (KeyboardInterrupt) still reaches the firmware
                         sys.print_exception(x)
+                    held = 0
             if not _missed or not irqs:
                 break
     finally:
         _running = False
+        held = 0
 
 
 _watch = None  # a second bus connection that gets a line for each edge queued (op pin_watch)

@@ -34,6 +34,16 @@ def mktime(t):
     return int(_t.mktime(t)) - _EPOCH_2000
 
 
+# While a Pin.irq handler runs, the ticks run _S.held us behind the host's: the handlers of edges that
+# came together start at the same instant, as on the port (see _m2m_sim.held)
+def ticks_us():
+    return _t.ticks_add(_t.ticks_us(), -_S.held) if _S.held else _t.ticks_us()
+
+
+def ticks_ms():
+    return _t.ticks_add(_t.ticks_ms(), -(_S.held // 1000)) if _S.held else _t.ticks_ms()
+
+
 # Pin interrupt handlers run while the firmware sleeps: ports/esp32/mphalport.c mp_hal_delay_ms
 # calls mp_handle_pending (the scheduled Pin.irq handlers) every FreeRTOS tick of a sleep. Here a
 # sleep with handlers registered polls the bus's edges every 2 ms of real time.
