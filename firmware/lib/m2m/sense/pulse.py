@@ -74,16 +74,19 @@ class Pulses:
         self._store_rtc()
 
     def save(self):
-        # the count to flash (atomically: a temporary file, then rename)
-        if self.count == self.saved:
+        # the count to flash (atomically: a temporary file, then rename). The handler may run between
+        # any two bytecodes of this (a scheduled Pin.irq handler): `saved` is the count written, read
+        # once, so a pulse counted meanwhile is still to be saved, never taken as saved
+        n = self.count
+        if n == self.saved:
             return
         import os
 
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            f.write(str(self.count))
+            f.write(str(n))
         os.rename(tmp, self.path)
-        self.saved = self.count
+        self.saved = n
         self._saved_at = hal.ticks_ms()
 
     def start(self):
