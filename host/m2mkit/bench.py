@@ -408,9 +408,10 @@ def mqtt_report():
 def supervisor_fault_run():
     """Issue #9: the whole device as main.py runs it (supervisor) in a limited heap through a modem
     reboot and a power-key recovery (bench_supervisor.py)."""
-    from .bench_supervisor import HEAPS, supervisor_heap_figures
+    from .bench_supervisor import HEAPS, supervisor_heap_figures, supervisor_romfs_figures
 
     yield from supervisor_heap_figures(heaps=sized(HEAPS, HEAPS[3:]))  # --quick: from 208K
+    yield from supervisor_romfs_figures()  # the same run from ROMFS
 
 
 @figure

@@ -76,12 +76,15 @@ def board(model):
 
 
 def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery="pools", qstr_extra=0,
-            max_ms=600000, timeout=120):
+            max_ms=600000, timeout=120, romfs=False):
     """One run; returns (result dict or None, the device's output). The simulator's fault `kind` is set
-    once the reporter has sent that many reports."""
+    once the reporter has sent that many reports. romfs: the firmware from a ROMFS image mounted at
+    /rom (host/m2mkit/romfs.py, as bench_mqtt.py's ROMFS run: umqtt.simple stays .mpy on the heap),
+    -X heapsize raised by what the image holds on the unix port (romfs.bench_start)."""
     from . import mpy, umqtt_setup
+    from . import romfs as romfs_mod
     from .bench import heap_trees, unix_arch
-    from .broker import Broker
+    from .broker import Broker, Subscriber
     from .sim.bus import BusSim
     from .sim.sensors import BME280, SHT4x
     from .testing import micropython, mpy_env
@@ -92,8 +95,11 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
     with tempfile.TemporaryDirectory(prefix="m2mkit-bench-supheap-") as d, Broker(tls=False) as br, \
             BusSim() as bus:
         sim = modem_for(b, SCALE)
+        sub = Subscriber(br.url, topics=("+/sup-1/telemetry",))  # what Mosquitto delivers, seen from the host
+        got = []  # telemetry messages delivered, counted when each fault was set: [(fault, delivered)]
         try:
             tree = heap_trees(os.path.join(d, "lib"))["mpy"]
+            rom = romfs and romfs_mod.bench_image(tree, d)
             (tree / "umqtt").mkdir()
             ok, msg, _ = mpy.compile_file(umqtt_setup.path() / "umqtt" / "simple.py", unix_arch(),
                                           out=tree / "umqtt" / "simple.mpy")
@@ -105,9 +111,13 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
                    "M2M_GPIO": "%s:%d" % tuple(sim.control_address), "M2M_BUS": bus.address_str,
                    "M2M_TIME_SCALE": str(SCALE), "CFG": json.dumps(config(br.url)), "BOARD": json.dumps(b),
                    "DIR": d, "REPORTS": str(reports), "FAULTS": str(len(faults)), "MAX_MS": str(max_ms)}
-            p = subprocess.Popen([micropython(), "-X", "heapsize=" + _with_port(heap, machinery, qstr_extra=qstr_extra),
-                                  "-c", _machinery_prelude(micropython(), machinery)
-                                  + "sys.path.insert(0, %r)\n" % str(tree) + DEVICE],
+            heapsize, first = _with_port(heap, machinery, qstr_extra=qstr_extra), ""
+            if rom:
+                heapsize, first = romfs_mod.bench_start(rom, heapsize)
+            p = subprocess.Popen([micropython(), "-X", "heapsize=" + heapsize,
+                                  "-c", first + _machinery_prelude(micropython(), machinery)
+                                  + "sys.path.insert(0, %r)\n" % str(tree) + (romfs_mod.ROM_PATH if rom else "")
+                                  + DEVICE],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
             lines, done = [], []
             deadline = time.monotonic() + timeout
@@ -122,30 +132,38 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
                         for f in faults:
                             if f[0] <= n and f not in done:
                                 done.append(f)
+                                got.append((f[1], sub.messages.qsize()))
                                 sim.fault(f[1])
             finally:
                 p.kill()
                 p.wait()
+            time.sleep(0.2)  # the last PUBACKed report's delivery to the subscriber
         finally:
+            sub.close()
             sim.stop()
     out = "".join(lines)
     res = [ln for ln in lines if ln.startswith("M2M_RESULT ")]
-    return (json.loads(res[-1].split(" ", 1)[1]) if res else None), out
+    res = json.loads(res[-1].split(" ", 1)[1]) if res else None
+    if res is not None:
+        res["delivered"] = sub.messages.qsize()  # telemetry messages Mosquitto delivered to the host
+        res["delivered_at_faults"] = got
+    return res, out
 
 
-def plan(model="bg95"):
-    """The qstr pools' (machinery, qstr_extra) for the run: its names counted on a run with room."""
+def plan(model="bg95", romfs=False):
+    """The qstr pools' (machinery, qstr_extra) for the run: its names counted on a run with room
+    (romfs: the names' characters stay in the image, bridge.qstr_heap rom=)."""
     from .vdev.bridge import qstr_count, qstr_plan
 
-    res, out = session(model, "512K")
+    res, out = session(model, "512K", romfs=romfs)
     if res is None:
         raise RuntimeError("the supervisor's heap run failed at 512K:\n" + out[-3000:])
-    return qstr_plan(qstr_count(out), DEVICE)
+    return qstr_plan(qstr_count(out), DEVICE, rom=romfs)
 
 
-def fits(model, heap, pools):
+def fits(model, heap, pools, romfs=False):
     """(result or None, where it stopped) for one run at `heap`."""
-    res, out = session(model, heap, machinery=pools[0], qstr_extra=pools[1])
+    res, out = session(model, heap, machinery=pools[0], qstr_extra=pools[1], romfs=romfs)
     ok = res is not None and res["sent"] >= REPORTS and res["builds"] > len(FAULTS) and res["state"] == "attached" \
         and not res["crashes"]
     if ok:
@@ -173,4 +191,28 @@ def supervisor_heap_figures(model="bg95", heaps=HEAPS):
                    "stand-in, the qstr pools a board's firmware makes counted in (%d B); by phase: before the "
                    "first attach %d, reporting %d, link down and recovering %d; firmware and umqtt.simple as "
                    ".mpy; unix port (about 2x ESP32)%s"
+                   % (heap, ", ".join(heaps), -pools[1], peak[0], peak[1], peak[2], note)}
+
+
+def supervisor_romfs_figures(model="bg95", heaps=HEAPS):
+    """supervisor_heap_fault_run's run with the firmware from a ROMFS image (a board built with ROMFS:
+    bytecode, constants and the names' text in flash), at the first of `heaps` that fits."""
+    pools = plan(model, romfs=True)
+    note = ""
+    for heap in heaps:
+        res, why = fits(model, heap, pools, romfs=True)
+        if res is not None:
+            break
+        note += "; did NOT fit %s (%s)" % (heap, why[:160])
+    else:
+        raise RuntimeError("the supervisor from ROMFS did not fit any of %s%s" % (heaps, note))
+    peak = [v - pools[1] for v in res["peak"]]
+    yield {"name": "supervisor_heap_fault_run_romfs", "value": max(peak), "unit": "bytes", "model": model,
+           "heap": heap,
+           "note": "supervisor_heap_fault_run's run (main.py's supervisor through a modem reboot and a power-key "
+                   "recovery) with the firmware from a ROMFS image mounted at /rom, umqtt.simple as .mpy on the "
+                   "heap, at -X heapsize=%s (the first of %s that fits) plus the port stand-in and the image's own "
+                   "hold (left out as a board maps it from flash), the qstr pools counted in (%d B, the names' "
+                   "characters in the image); by phase: before the first attach %d, reporting %d, link down and "
+                   "recovering %d; unix port (about 2x ESP32)%s"
                    % (heap, ", ".join(heaps), -pools[1], peak[0], peak[1], peak[2], note)}

@@ -35,6 +35,7 @@ EXPECTED |= {"vdev_port_heap_vboot", "vdev_port_heap_prelude", "vdev_port_heap_p
 EXPECTED |= {"lwm2m_heap_qstr_cut"}  # the qstr pools a board's firmware makes (bench_lwm2m.py)
 EXPECTED |= {"lwm2m_heap_share"}  # the LwM2M client's part of lwm2m_heap_registered (bench_lwm2m.py)
 EXPECTED |= {"supervisor_heap_fault_run"}  # issue #9: main.py's supervisor in a limited heap (bench_supervisor.py)
+EXPECTED |= {"supervisor_heap_fault_run_romfs"}  # the same from ROMFS (bench_supervisor.py)
 EXPECTED |= {"romfs_image_bytes", "mqtt_heap_high_water_romfs", "lwm2m_heap_registered_romfs"}  # firmware in ROMFS
 OPTIONAL = {"esp32_hal_heap"}  # only where stand-in machine / esp32 modules exist
 OPTIONAL |= {"sampler_cycle_instructions", "usage_sign_instructions"}  # valgrind
