@@ -127,7 +127,9 @@ class Meters:
                 # or the last record's end, whichever is higher, so no unit is billed twice
                 _post("meter.reset", meter=m.name, was=was, now=m.count)
                 if m.src is not None:
-                    m.src.count = m.count
+                    # added, not set: a pulse its handler counted since `was` was read (a scheduled
+                    # handler runs at the VM's pending checks, every conditional jump) stays counted
+                    m.src.count += m.count - was
                     m.src._store_rtc()
                     m.src.save()
             self.meters.append(m)
