@@ -50,6 +50,7 @@ class BG95(Modem):
                 return False
         self.at.cmd("AT+QDSIM=%d" % slot, timeout_ms=_T)
         self.events = []
+        self.synced = False  # the restart below is the firmware's own: no reboot to report
         self.at.cmd("AT+CFUN=1,1", timeout_ms=15000)
         # the restart's ready banner (bg96 transcript: OK, POWERED DOWN, ... RDY), then AT
         self.wait_event(("boot",), self.power_config()[4], self.BANNERS[-1])

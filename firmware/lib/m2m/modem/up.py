@@ -181,6 +181,7 @@ async def arun(m, script, **params):
 def init(m, **params):
     # the dialect's init script: echo off, error codes, registration URCs, identity reads
     m.run(data(m, "INIT"), **params)
+    m.synced = True  # from now on a boot line the firmware did not cause is a reboot (Modem._urc)
     return m.identity()
 
 
@@ -236,6 +237,7 @@ def _pulse(m, ms):
     p = m._power_pin()
     if p is None:
         return False
+    m.synced = False  # a key or RESET pulse: the boot that may follow is the firmware's own
     active = m.power_config()[1]
     held = m._held()
     if held:
@@ -251,6 +253,7 @@ def _pulse(m, ms):
 def wait_ready(m, boot_ms):
     # after a power-on pulse: the ready banner, or an answer to AT, within boot_ms
     m._powering = True
+    m.synced = False  # this boot is the firmware's own (or already known): no reboot to report
     try:
         deadline = hal.ticks_add(hal.ticks_ms(), boot_ms)
         ready = m.BANNERS[-1]
@@ -325,6 +328,7 @@ def power_on(m, known_off=False):
 
 def power_off(m):
     # the power-down command, then the key; True when the modem confirmed or was pulsed off
+    m.synced = False  # its next boot is the firmware's own
     po = m.POWER_OFF
     if po is not None:
         m.events = []
@@ -348,6 +352,7 @@ def power_off(m):
 def power_cycle(m):
     # a hung modem: hard off with the key (or a reset pulse), then on; True when it answers
     m._powering = True
+    m.synced = False  # the restart is the firmware's own: its boot line is no reboot to report
     try:
         pin, _, on_ms, off_ms, boot = m.power_config()
         if pin is None:

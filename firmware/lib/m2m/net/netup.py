@@ -50,6 +50,7 @@ def _open(n):
 
 
 def _power(n):
+    n.rebooted = False  # the firmware starts the modem itself now: an earlier restart is moot
     if n.modem is None:
         _open(n)
     m = n.modem
@@ -68,10 +69,26 @@ def _power(n):
 
 def _sync(n):
     m = n.modem
+    n.rebooted = False  # the init script below sets a restarted modem up again
     ident = m.init()
     events.post("net.modem", model=ident["model"], imei=ident["imei"], iccid=ident["iccid"])
     n._sim_t0 = hal.ticks_ms()
     n._go(_SIM)
+    return 0
+
+
+def _rebooted(n):
+    # the modem restarted by itself (m2m.modem's Modem._rebooted): wait for its ready line or an
+    # answer to AT, then set it up again from the AT sync on (echo off, error codes, registration
+    # URCs, identity), the SIM, and CONFIG (RAT, bands, APN, PSM / eDRX, +CEREG n, AT+COPS=3,2,
+    # operator) before registration; no power cycle. A modem that does not answer goes to the
+    # power key as a silent one does
+    m = n.modem
+    n.counts["rebooted"] += 1
+    if not m.wait_ready(m.power_config()[4]):
+        n.level = 2 if n.level < 2 else n.level
+        return n._recover("no answer after the modem's own restart")
+    n._go(_SYNC, after="reboot")
     return 0
 
 
@@ -288,6 +305,7 @@ def _hard_reset(n):
     b = n._board
     if b is not None and (b.get("modem") or {}).get("power_enable"):
         from m2m import board
+        m.synced = False  # the supply cycle's boot is the firmware's own: no reboot to report
         board.modem_supply(b, cold=True)
         m.at.reset()
         if not m.power_on():

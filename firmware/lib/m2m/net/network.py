@@ -15,6 +15,9 @@
 # net.reg_timeout_s, capped at net.recovery_max_s <= 15 min) for registration before the next.
 # Fallback profiles (net.profiles): after net.profile_after_s without registration, or at once on
 # "registration denied", the next profile (APN, operator, RAT set) is configured.
+# A modem that restarts by itself (its boot line seen after it was set up: m2m.modem, "modem
+# rebooted" through link_failed) is waited for and set up again from the AT sync on (echo, URC
+# modes, SIM, RAT, bands, APN, PSM, operator), without a power cycle and without a recovery step.
 from micropython import const
 
 from m2m import events, hal, loop
@@ -80,8 +83,9 @@ class Network:
         self.deadline = 0
         self.level = 0  # recovery steps taken since the last registration
         self.counts = {"registered": 0, "lost": 0, "recovery": 0, "powerkey": 0, "hardreset": 0,
-                       "reselect": 0, "radio": 0, "profile": 0, "denied": 0}
+                       "reselect": 0, "radio": 0, "profile": 0, "denied": 0, "rebooted": 0}
         self.failed = None  # link_failed() reason, handled at the next step
+        self.rebooted = False  # the modem restarted by itself: set it up again at the next step
         self.rat = None
         self.plmn = None
         self.roaming = None
@@ -124,6 +128,9 @@ class Network:
 
     def link_failed(self, reason):
         # the one recovery path: anything that saw the link fail reports it here
+        if reason == "modem rebooted":  # m2m.modem.REBOOTED (the modem posted modem.rebooted)
+            self.rebooted = True
+            return
         if self.failed is None:
             self.failed = reason
         events.post("net.link_failed", reason=reason)
@@ -162,6 +169,11 @@ class Network:
             w = self.esim.step()  # a wait for the SIM refresh after a profile switch, else None
             if w is not None:
                 return w
+        if self.rebooted and self.state not in (_OFF, _POWER):
+            # what failed since was the reboot's doing: no recovery step for it
+            self.rebooted = False
+            self.failed = None
+            return _up()._rebooted(self)
         if self.failed is not None and self.state not in (_OFF, _POWER):
             reason = self.failed
             self.failed = None
