@@ -725,6 +725,8 @@ class Modem:
         self._reset_state()
 
     def reboot(self):
+        # a restart of its own: no goodbye line, the boot banner again, volatile settings gone
+        # (ASSUMED docs/ASSUMED.md#A-REBOOT-BANNER)
         was = self.power
         self.power_off()
         if was != "off":
