@@ -77,7 +77,7 @@ EV_DATA = const(5)
 EV_NOISE = const(6)
 EV_OVERFLOW = const(7)
 
-EV_NAMES = ("", "FINAL", "LINE", "URC", "PROMPT", "DATA", "NOISE", "OVERFLOW")
+# (a table of their names, unused, took names on the device: the constants say them)
 
 _S_LINE = const(0)
 _S_DATA = const(1)

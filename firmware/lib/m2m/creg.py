@@ -26,15 +26,17 @@
 
 from micropython import const
 
-NOT_REGISTERED = const(0)
-HOME = const(1)
+# <stat> (3GPP TS 27.007 7.2 / 10.1.22). The public ones are the network's; a private const() takes
+# no name on the device (py/parse.c folds it away), where a public one is a module global
+_NOT_REGISTERED = const(0)
+_HOME = const(1)
 SEARCHING = const(2)
 DENIED = const(3)
-UNKNOWN = const(4)
+_UNKNOWN = const(4)
 ROAMING = const(5)
-SMS_ONLY_HOME = const(6)
-SMS_ONLY_ROAMING = const(7)
-EMERGENCY_ONLY = const(8)
+_SMS_ONLY_HOME = const(6)
+_SMS_ONLY_ROAMING = const(7)
+_EMERGENCY_ONLY = const(8)
 
 _LAYOUT = {
     b"+CEREG:": ("tac", "ci", "act", "cause_type", "reject_cause", "active_time", "periodic_tau"),
@@ -42,8 +44,8 @@ _LAYOUT = {
                  "periodic_tau", "ready_timer"),
     b"+CREG:": ("tac", "ci", "act", "cause_type", "reject_cause"),
 }
-_HEX = ("tac", "ci", "rac")
-_BITS = ("active_time", "periodic_tau", "ready_timer")
+_HEX = const(("tac", "ci", "rac"))
+_BITS = const(("active_time", "periodic_tau", "ready_timer"))
 
 
 class Reg:
@@ -66,7 +68,7 @@ class Reg:
 
     @property
     def registered(self):
-        return self.stat == HOME or self.stat == ROAMING
+        return self.stat == _HOME or self.stat == ROAMING
 
     @property
     def roaming(self):
@@ -149,8 +151,8 @@ def parse(line, solicited=None):
 # ---- GPRS timer IEs (3GPP TS 24.008 10.5.7.3, 10.5.7.4, 10.5.7.4a): bits 8-6 unit, 5-1 value ----
 # GPRS Timer / Timer 2: 000 2 s, 001 1 min, 010 decihours; other values "shall be interpreted as
 # multiples of 1 minute"; 111 off
-_T2_UNITS = (2, 60, 360, 60, 60, 60, 60)
-_T3_UNITS = (600, 3600, 36000, 2, 30, 60, 1152000)  # Timer 3: 10 min, 1 h, 10 h, 2 s, 30 s, 1 min, 320 h
+_T2_UNITS = const((2, 60, 360, 60, 60, 60, 60))
+_T3_UNITS = const((600, 3600, 36000, 2, 30, 60, 1152000))  # Timer 3: 10 min, 1 h, 10 h, 2 s, 30 s, 1 min, 320 h
 
 
 def _octet(bits):

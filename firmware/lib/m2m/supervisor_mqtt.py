@@ -2,7 +2,14 @@
 # device runs it too, so that its heap figure is what main.py does). Imported only with a broker.
 import gc
 
+from micropython import const
+
 from m2m import loop
+
+# what a rebuilt Reporter and its client carry over (units: the status's map); private const()s take
+# no names on the device (py/parse.c folds them away)
+_KEEP = const(("sent", "failures", "answered", "memory_errors", "cmds", "units"))
+_KEEP_CLIENT = const(("inflight", "connects", "dups"))
 
 
 class Mqtt:
@@ -17,8 +24,6 @@ class Mqtt:
     # failed out of sys.modules: py/builtinimport.c as m2m.net.sim cites it, and checked on the unix
     # port) is tried again after the Guard's back-off. The sockets follow the network's modem.
     MODULES = ("m2m.report.mqtt", "m2m.net.sock", "m2m.net.sockx", "umqtt.simple")
-    KEEP = ("sent", "failures", "answered", "memory_errors", "cmds", "units")  # units: the status's map
-    KEEP_CLIENT = ("inflight", "connects", "dups")
 
     def __init__(self, run, kind, tls, shared=()):
         # run: what it reads and sets (net, outbox, cfg, id, reporter; services, whose names in
@@ -54,7 +59,7 @@ class Mqtt:
         k = self.kept
         if k is not None:
             self.kept = None
-            for o, names, vals in ((rep, self.KEEP, k[0]), (rep.client, self.KEEP_CLIENT, k[1])):
+            for o, names, vals in ((rep, _KEEP, k[0]), (rep.client, _KEEP_CLIENT, k[1])):
                 for n, v in zip(names, vals):
                     setattr(o, n, v)
         self.st = st
@@ -65,8 +70,8 @@ class Mqtt:
         r = self.run
         rep = r.reporter
         rep.client.close()
-        self.kept = (tuple(getattr(rep, n) for n in self.KEEP),
-                     tuple(getattr(rep.client, n) for n in self.KEEP_CLIENT))
+        self.kept = (tuple(getattr(rep, n) for n in _KEEP),
+                     tuple(getattr(rep.client, n) for n in _KEEP_CLIENT))
         r.reporter = rep = None
         self.st = None
         # the sockets stay when a plugin that needs the network runs (it may hold them: dropped

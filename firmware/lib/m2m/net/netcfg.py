@@ -11,14 +11,14 @@ _REGISTER = const(5)
 
 # APN by the IMSI's MCC-MNC, for SIMs whose APN the config does not give. Small on purpose.
 # ASSUMED docs/ASSUMED.md#A-APN-TABLE (carrier IoT pages not reachable from here)
-APNS = (
+_APNS = const((
     ("90140", "iot.1nce.net"),
-)
+))
 
 
 def apn_for(imsi):
     if imsi:
-        for p, apn in APNS:
+        for p, apn in _APNS:
             if imsi.startswith(p):
                 return apn
     return None

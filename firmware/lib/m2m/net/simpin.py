@@ -8,8 +8,8 @@ from m2m.net import sim as S
 _TRYING = const(1)
 _GOOD = const(2)
 _REFUSED = const(3)
-_NS = "m2m"
-_KEY = "sim_pin"
+_NS = const("m2m")
+_KEY = const("sim_pin")
 
 # PIN1 tries left, by dialect family (m2m.modem.MODELS): (command, answer prefix, field)
 #  simcom:  AT+SPIC -> +SPIC: <pin1>,... (SIM800/SIM900 series AT manual "Times remain to input SIM

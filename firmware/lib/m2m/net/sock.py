@@ -43,7 +43,7 @@ _REQUERY_MS = const(2000)  # a buffer query this often even without a receive UR
 _IDLE_REQUERY_MS = const(10000)  # the same for non-blocking looks (a poll each loop step)
 
 
-_SOCK_URCS = ("sock_data", "sock_closed", "sock_sent")
+_SOCK_URCS = const(("sock_data", "sock_closed", "sock_sent"))
 
 
 def _first(fields):

@@ -15,6 +15,7 @@
 # MAX_UNITS) keeps its "u". With mqtt.units "each": "u" in every record, status plain "online".
 import json
 import math
+from micropython import const
 
 TELEMETRY = "telemetry"
 STATUS = "status"  # retained: "online" (with the units: status()), and the last will "offline"
@@ -22,9 +23,9 @@ EVENTS = "events"
 CMD = "cmd"
 CMD_RES = "cmd/res"
 USAGE = "usage"  # signed usage records (outbox kind 4), published as the layer made them
-ORDERS = "orders"  # order requests (outbox kind 5), likewise
+_ORDERS = const("orders")  # order requests (outbox kind 5), likewise
 # outbox kind -> topic leaf for records that go as they are (others: telemetry batched, or events)
-RAW_TOPICS = {4: USAGE, 5: ORDERS}
+RAW_TOPICS = {4: USAGE, 5: _ORDERS}
 ONLINE = b"online"
 OFFLINE = b"offline"
 
@@ -36,7 +37,7 @@ COMMANDS = ("ping", "report", "set", "reboot")
 # raise ValueError(message) for an error reply. Their payload may carry "args": an object.
 EXTRA = {}
 
-_SEP = (",", ":")
+_SEP = (",", ":")  # m2m.report.ha imports it
 
 
 def _name_ok(s, extra):

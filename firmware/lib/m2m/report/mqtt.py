@@ -35,7 +35,7 @@ def parse_url(url):
     rest = url[8 if tls else 7:].rstrip("/")
     host, sep, port = rest.rpartition(":")
     if not sep:
-        host, port = rest, "8883" if tls else "1883"
+        host, port = rest, str(8883 if tls else 1883)  # ints: no names interned for them
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("mqtt.broker %r: give mqtt://HOST:PORT with a port 1-65535" % url)
     return host, int(port), tls
