@@ -9,6 +9,8 @@
 # step() does one bounded pass and returns the ms until the next sensor is due; hook() is the same
 # pass over the sensors that have alarms, for m2m.loop.idle(), so alarms keep being read while a
 # report waits on the network: the sink must only queue (no AT command, no socket).
+from micropython import const
+
 from m2m import hal
 from m2m.sense import QUANTITIES
 
@@ -17,7 +19,9 @@ try:
 except ImportError:  # the event stream is optional
     _post = None
 
-_IDLE, _CONVERTING, _ABSENT = 0, 1, 2
+_IDLE = const(0)
+_CONVERTING = const(1)
+_ABSENT = const(2)
 
 
 def _event(kind, **f):
