@@ -198,14 +198,15 @@ class _Driver:
             raise ValueError("retries only for queries, tests and idempotent commands")
         return c
 
-    def _begin(self, c, resp, data, payload, finals, fails, prompt):
+    def _begin(self, c, resp, data, payload, finals, fails, prompt, write=True):
         r = Response(c)
         self._resp = r
         self._done = False
         self._prompt = False
         self.parser.begin(c, resp, data, finals, fails,
                           False if payload is None else (prompt or True))
-        self._uart.write(c + b"\r")
+        if write:
+            self._uart.write(c + b"\r")
         return r
 
     def _finish(self):
@@ -255,11 +256,27 @@ def _report(e):
 
 class AT(_Driver):
     # Synchronous pump: cmd() blocks until the final result or the timeout.
+    # A command left by an exception other than its timeout (Ctrl-C's KeyboardInterrupt, a UART
+    # error) is given up as a timeout is (the parser would refuse every later command); one that
+    # owes the modem its payload (the modem waits for those bytes after its prompt and would take the
+    # next command's as them) is finished first by the next cmd(): the payload after the prompt,
+    # then its final; poll() leaves the input to it meanwhile.
+    _owed = None
+
+    def _settle(self):
+        a = self._owed
+        self._owed = None
+        try:
+            self._once(*a)
+        except ATTimeout:
+            pass
 
     def cmd(self, command, resp=None, timeout_ms=None, retries=0, data=None, payload=None,
             finals=None, fails=None, idempotent=False, prompt=None):
         c = self._prepare(command, retries, payload, idempotent)
         tmo = timeout_ms or self.timeout_ms
+        if self._owed is not None:
+            self._settle()
         self._pump(0)  # take in what arrived before the command; dispatched after it
         attempt = 0
         try:
@@ -273,24 +290,38 @@ class AT(_Driver):
         finally:
             self._dispatch()
 
-    def _once(self, c, resp, tmo, data, payload, finals, fails, prompt):
+    def _once(self, c, resp, tmo, data, payload, finals, fails, prompt, owed=None):
+        # owed: (prompt seen) to finish an exchange whose command the modem already has
         hal = self._hal
         uart = self._uart
         feed = self.parser.feed
         rx = self._rx
-        r = self._begin(c, resp, data, payload, finals, fails, prompt)
-        deadline = hal.ticks_add(hal.ticks_ms(), tmo)
-        while not self._done:
-            if self._prompt:
-                self._send_payload(payload)
-            n = uart.readinto(rx)
-            if n:
-                feed(rx, n)
-                continue
-            rem = hal.ticks_diff(deadline, hal.ticks_ms())
-            if rem <= 0:
-                raise self._timed_out(c)
-            uart.wait(rem)
+        r = None
+        owe = payload  # until the prompt has had it
+        try:
+            r = self._begin(c, resp, data, payload, finals, fails, prompt, owed is None)
+            if owed:
+                self._prompt = True
+            deadline = hal.ticks_add(hal.ticks_ms(), tmo)
+            while not self._done:
+                if self._prompt:
+                    self._send_payload(payload)
+                    owe = None
+                n = uart.readinto(rx)
+                if n:
+                    feed(rx, n)
+                    continue
+                rem = hal.ticks_diff(deadline, hal.ticks_ms())
+                if rem <= 0:
+                    raise self._timed_out(c)
+                uart.wait(rem)
+        except BaseException:
+            if self._resp is not None:  # not the timeout's (it gave up already)
+                if r is not None and owe is not None:  # the command went out, not its payload
+                    self._owed = (c, resp, tmo, data, owe, finals, fails, prompt, self._prompt)
+                self.parser.abort()
+                self._resp = None
+            raise
         self._finish()
         return r
 
@@ -317,7 +348,7 @@ class AT(_Driver):
     def poll(self, timeout_ms=0):
         # between commands: read what the modem sent (waiting up to timeout_ms for the first
         # bytes), dispatch the URCs; returns how many handlers ran
-        if self._in_urc:
+        if self._in_urc or self._owed is not None:
             return 0
         self._pump(timeout_ms)
         return self._dispatch()
