@@ -51,6 +51,15 @@ def i2c(b=None):
     return hal.I2C(c.get("id", 0), scl=c["scl"], sda=c["sda"], freq=c.get("freq", 400000))
 
 
+def i2c_device(cls, b, *a):
+    # cls(the board's I2C bus, *a) (an I2C sensor's driver), OSError 19 when the board has no bus:
+    # the sensor is then missing
+    bus = i2c(b)
+    if bus is None:
+        raise OSError(19)
+    return cls(bus, *a)
+
+
 def _pmu_conf(b):
     pe = (_get(b).get("modem") or {}).get("power_enable")
     return pe if pe and pe.get("type") == "pmu" else None

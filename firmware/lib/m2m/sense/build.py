@@ -9,53 +9,38 @@ TYPES = ("bme280", "sht4x", "ds18b20", "battery", "pulses", "modbus")
 
 
 def _opener(e, b, flush_s=3600):
-    from m2m import board, hal
-
+    # (fn, args, kwargs): the sampler opens the driver with fn(*args, **kwargs) at its first reading.
+    # No function of this module: one (a lambda here) would keep the whole module on the heap for
+    # as long as the sampler lives (a function holds its module's globals), where it is dropped
+    # after the build; fn is the driver's (or the board's) own, in a module the sensor holds anyway
     t = e["type"]
-    if t == "bme280":
-        from m2m.sense.bme280 import BME280
+    if t == "bme280" or t == "sht4x":
+        from m2m import board
 
-        return lambda: BME280(board.i2c(b) or _no("i2c"), e.get("addr", 0x76))
-    if t == "sht4x":
-        from m2m.sense.sht4x import SHT4x
-
-        return lambda: SHT4x(board.i2c(b) or _no("i2c"), e.get("addr", 0x44))
+        if t == "bme280":
+            from m2m.sense.bme280 import BME280 as cls
+        else:
+            from m2m.sense.sht4x import SHT4x as cls
+        return board.i2c_device, (cls, b, e.get("addr", 0x76 if t == "bme280" else 0x44)), {}
     if t == "ds18b20":
-        from m2m.sense.ds18b20 import DS18B20
+        from m2m.sense import ds18b20
 
         rom = e.get("rom")
-        return lambda: DS18B20(hal.OneWire(hal.Pin(e["pin"])), bytes.fromhex(rom) if rom else None)
+        return ds18b20.on_pin, (e["pin"], bytes.fromhex(rom) if rom else None), {}
     if t == "battery":
         from m2m.sense import battery
 
-        def make():
-            s = battery.from_board(b)
-            if s is None:
-                raise OSError(19)
-            return s
-        return make
+        return battery.opened, (b,), {}
     if t == "pulses":
         from m2m.sense.pulse import Pulses
 
-        fs = flush_s
-        return lambda: Pulses(e["pin"], e.get("slot", 0), e.get("debounce_ms", 20), flush_s=fs)
+        return Pulses, (e["pin"], e.get("slot", 0), e.get("debounce_ms", 20)), {"flush_s": flush_s}
     if t == "modbus":
-        from m2m.sense.modbus import ModbusRTU, ModbusSensor
+        from m2m.sense import modbus
 
-        u = e.get("uart") or {}
         regs = [(r["name"], r.get("fc", 3), r["addr"], r.get("scale", 1)) for r in e["regs"]]
-
-        def make():
-            kw = {k: u[k] for k in ("tx", "rx") if k in u}
-            de = hal.Pin(u["de"], hal.Pin.OUT, value=0) if u.get("de") is not None else None
-            return ModbusSensor(ModbusRTU(hal.UART(u.get("id", 2), u.get("baud", 9600), **kw),
-                                          e.get("timeout_ms", 500), de=de), e.get("unit", 1), regs)
-        return make
+        return modbus.opened, (e, regs), {}
     raise ValueError("sense.sensors: unknown type %r (known: %s)" % (t, ", ".join(TYPES)))
-
-
-def _no(what):
-    raise OSError(19)  # the board has no such bus: the sensor is missing
 
 
 def sampler(cfg, sink, b=None):

@@ -46,3 +46,10 @@ class DS18B20:
             # +85 degC is the register's power-on value: no conversion ran (a real 85 degC is lost)
             raise SensorError("DS18B20 %s returned its power-on value (no conversion)" % self.rom.hex())
         return ((raw - 65536 if raw & 0x8000 else raw) / 16,)
+
+
+def on_pin(pin, rom=None):
+    # the driver on a 1-Wire bus at GPIO `pin` (the sampler's opener, m2m.sense.build)
+    from m2m import hal
+
+    return DS18B20(hal.OneWire(hal.Pin(pin)), rom)

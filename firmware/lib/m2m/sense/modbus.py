@@ -137,3 +137,13 @@ class ModbusSensor:
         for q, fc, addr, scale in self.regs:
             out.append(self.bus.read_registers(self.unit, addr, 1, fc)[0] * scale)
         return tuple(out)
+
+
+def opened(e, regs):
+    # the sensor of a sense.sensors entry `e` (type modbus; regs: (quantity, fc, address, scale)),
+    # its UART opened now (the sampler's opener, m2m.sense.build)
+    u = e.get("uart") or {}
+    kw = {k: u[k] for k in ("tx", "rx") if k in u}
+    de = hal.Pin(u["de"], hal.Pin.OUT, value=0) if u.get("de") is not None else None
+    return ModbusSensor(ModbusRTU(hal.UART(u.get("id", 2), u.get("baud", 9600), **kw),
+                                  e.get("timeout_ms", 500), de=de), e.get("unit", 1), regs)

@@ -65,8 +65,9 @@ class Sampler:
 
     def add(self, sid, make, quant=None, units=None, prefix=None, interval_s=60, deadband=0,
             max_interval_s=900, window_s=0, alarms=(), ranges=None):
-        # make: a driver, or a function that opens one (called at the first reading: a missing
-        # device is then a fault event, not an exception at boot). alarms: dicts with "q"
+        # make: a driver, or a function that opens one, or (fn, args, kwargs) for fn(*args, **kwargs)
+        # (called at the first reading: a missing device is then a fault event, not an exception
+        # at boot). alarms: dicts with "q"
         # (quantity), "above" or "below" (level), optional "hyst".
         if quant is None:
             quant = make.QUANT
@@ -85,7 +86,7 @@ class Sampler:
             al.append([quant.index(q), above, a["above"] if above else a["below"], a.get("hyst", 0), False])
         s = _Sensor(sid, make, names, tuple(units), int(interval_s * 1000), deadband,
                     int(max_interval_s * 1000), int(window_s * 1000), al, ranges)
-        if not callable(make):
+        if not callable(make) and type(make) is not tuple:
             s.drv = make
         self.sensors.append(s)
         return s
@@ -140,7 +141,8 @@ class Sampler:
         try:
             if s.drv is None:
                 try:
-                    s.drv = s.make()
+                    m = s.make  # a function, or (fn, args, kwargs) (m2m.sense.build)
+                    s.drv = m[0](*m[1], **m[2]) if type(m) is tuple else m()
                 except OSError as e:
                     s.state = _ABSENT  # reported once, never polled again
                     self._fault(s, "missing", "no answer (%s): check its wiring and address" % e)
