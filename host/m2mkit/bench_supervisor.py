@@ -21,40 +21,44 @@ FAULTS = ((6, "reboot"), (12, "hang"))
 REPORTS = 18
 HEAPS = (HEAP, "176K", "192K", "208K", "224K", "256K")  # tried in turn: the figure is at the first that fits
 
+# The run's own names (it is compiled on the device, so each of its identifiers and short strings is
+# interned like the firmware's, counted in its qstr figure) are few, most of them names the firmware
+# or the port have already: one environment variable, output lines whose words are longer than the
+# 10 characters up to which the compiler interns a string (py/parse.c, MICROPY_ALLOC_PARSE_INTERN_STRING_LEN)
 DEVICE = """
 import gc, json, os
 gc.collect()
-BASE = gc.mem_alloc()
+base = gc.mem_alloc()
 from m2m import config, supervisor
-cfg = config.validate(json.loads(os.getenv("CFG")))
+cfg, board, path, n, faults, max_ms = json.loads(os.getenv("M2M_SUPERVISOR_RUN"))
+cfg = config.validate(cfg)
 del config
-r = supervisor.start(cfg, json.loads(os.getenv("BOARD")), os.getenv("DIR") + "/ob")
+r = supervisor.start(cfg, board, path + "/ob")
+del board
 mq = [g.svc for g in r.services if g.name == "mqtt"][0]
 peak = [0, 0, 0]
 seen = [0]
 class Probe:
     def step(self):
         gc.collect()
-        a = gc.mem_alloc() - BASE
+        a = gc.mem_alloc() - base
         k = 0 if mq.builds == 0 else 1 if r.reporter is not None else 2
         if a > peak[k]:
             peak[k] = a
         s = r.reporter.sent if r.reporter is not None else 0
         if s > seen[0]:
             seen[0] = s
-            print("M2M_SENT", s)
+            print("M2M_SENT_NOW %d" % s)
         return 250
 r.services.append(supervisor.Guard("probe", Probe()))
-n = int(os.getenv("REPORTS"))
 def crashes():
     return sum(g.crashes for g in r.services)
 # until reported past both recoveries, or given up: a service that keeps crashing does not fit
-r.run(until=lambda: seen[0] >= n and mq.builds > int(os.getenv("FAULTS")) or crashes() >= 6,
-      max_ms=int(os.getenv("MAX_MS")))
+r.run(until=lambda: seen[0] >= n and mq.builds > faults or crashes() >= 6, max_ms=max_ms)
 import micropython
 micropython.qstr_info()
-print("M2M_RESULT", json.dumps({"peak": peak, "sent": seen[0], "builds": mq.builds, "counts": r.net.counts,
-                               "state": r.net.status()["state"], "crashes": crashes()}))
+print("M2M_RESULT_JSON " + json.dumps({"peak": peak, "sent": seen[0], "builds": mq.builds, "counts": r.net.counts,
+                                       "state": r.net.status()["state"], "crashes": crashes()}))
 """
 
 
@@ -109,8 +113,8 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
             bus.i2c[(0, 0x44)] = SHT4x()
             env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address),
                    "M2M_GPIO": "%s:%d" % tuple(sim.control_address), "M2M_BUS": bus.address_str,
-                   "M2M_TIME_SCALE": str(SCALE), "CFG": json.dumps(config(br.url)), "BOARD": json.dumps(b),
-                   "DIR": d, "REPORTS": str(reports), "FAULTS": str(len(faults)), "MAX_MS": str(max_ms)}
+                   "M2M_TIME_SCALE": str(SCALE),
+                   "M2M_SUPERVISOR_RUN": json.dumps([config(br.url), b, d, reports, len(faults), max_ms])}
             heapsize, first = _with_port(heap, machinery, qstr_extra=qstr_extra), ""
             if rom:
                 heapsize, first = romfs_mod.bench_start(rom, heapsize)
@@ -127,7 +131,7 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
                     if not line:
                         break
                     lines.append(line)
-                    if line.startswith("M2M_SENT "):
+                    if line.startswith("M2M_SENT_NOW "):
                         n = int(line.split()[1])
                         for f in faults:
                             if f[0] <= n and f not in done:
@@ -142,7 +146,7 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
             sub.close()
             sim.stop()
     out = "".join(lines)
-    res = [ln for ln in lines if ln.startswith("M2M_RESULT ")]
+    res = [ln for ln in lines if ln.startswith("M2M_RESULT_JSON ")]
     res = json.loads(res[-1].split(" ", 1)[1]) if res else None
     if res is not None:
         res["delivered"] = sub.messages.qsize()  # telemetry messages Mosquitto delivered to the host

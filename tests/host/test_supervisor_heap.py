@@ -26,7 +26,7 @@ def _check(heap, romfs):
     assert res["builds"] == 1 + len(B.FAULTS), res  # built at the attach, again after each recovery
     assert res["sent"] >= B.REPORTS and res["state"] == "attached", res  # reports continued after both
     assert res["crashes"] == 0 and "MemoryError" not in out and "out of memory" not in out, out[-3000:]
-    sent = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("M2M_SENT ")]
+    sent = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("M2M_SENT_NOW ")]
     assert sent[-1] > B.FAULTS[-1][0], sent  # reports after the power-key recovery
     # ... and Mosquitto delivered them: more telemetry after the last fault was set than before it
     at = res["delivered_at_faults"]
