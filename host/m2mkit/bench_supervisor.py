@@ -154,15 +154,26 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
     return res, out
 
 
+def frozen():
+    """What a stock ESP32 MicroPython has frozen of what the run loads: umqtt.simple
+    (ports/esp32/boards/manifest.py: require("umqtt.simple")), whose names are in its firmware's
+    const pool (bridge.qstr_heap frozen=)."""
+    from . import umqtt_setup
+
+    return (str(umqtt_setup.path() / "umqtt" / "simple.py"),)
+
+
 def plan(model="bg95", romfs=False):
     """The qstr pools' (machinery, qstr_extra) for the run: its names counted on a run with room
-    (romfs: the names' characters stay in the image, bridge.qstr_heap rom=)."""
+    (romfs: the names' characters stay in the image, bridge.qstr_heap rom=), umqtt.simple's as a
+    stock board has them (frozen)."""
     from .vdev.bridge import qstr_count, qstr_plan
 
     res, out = session(model, "512K", romfs=romfs)
     if res is None:
         raise RuntimeError("the supervisor's heap run failed at 512K:\n" + out[-3000:])
-    return qstr_plan(qstr_count(out), DEVICE, rom=romfs)
+    return qstr_plan(qstr_count(out), DEVICE, rom=romfs, frozen=frozen())
+
 
 
 def fits(model, heap, pools, romfs=False):

@@ -39,3 +39,14 @@ def test_the_supervisor_reports_through_a_modem_reboot_and_a_power_key_recovery_
 
 def test_the_supervisor_from_romfs_reports_through_both_recoveries_in_160k():
     _check(ROMFS_HEAP, romfs=True)
+
+
+def test_a_stock_boards_frozen_umqtt_makes_no_pool_entries():
+    # umqtt.simple is frozen in a stock ESP32 MicroPython (ports/esp32/boards/manifest.py), its names
+    # in the firmware's const pool (tools/mpy-tool.py freeze_mpy): the qstr cut counts them out.
+    # Near the 640-entry pool's edge (2392 names after the prelude) that decides the pool a board makes
+    from m2mkit.vdev.bridge import qstr_plan
+
+    f = B.frozen()
+    assert qstr_plan(2380, B.DEVICE, frozen=f)[1] < qstr_plan(2380, B.DEVICE)[1] < 0  # their characters
+    assert qstr_plan(2410, B.DEVICE)[1] < qstr_plan(2410, B.DEVICE, frozen=f)[1] - 10000  # a pool less

@@ -379,7 +379,7 @@ def _machinery_prelude(micropython, machinery):
     return _prelude(fill=fill_for(machinery, micropython))
 
 
-def qstr_plan(n_end, code="", micropython=None, machinery="pools", rom=False):
+def qstr_plan(n_end, code="", micropython=None, machinery="pools", rom=False, frozen=()):
     """(machinery, qstr_extra) for a run that ended with n_end names after the prelude `machinery`:
     the "pools" prelude whose pools hold all the run's names (the firmware then makes no pool: a
     larger one in a fragmented heap is what a board would not need), and its qstr_heap."""
@@ -389,7 +389,8 @@ def qstr_plan(n_end, code="", micropython=None, machinery="pools", rom=False):
     while _capacity(pools - 1) + 1 + own > _capacity(pools):
         pools += 1
     m = "pools" if pools == 7 else "pools%d" % pools
-    return m, qstr_heap(_dump(micropython, _machinery_prelude(micropython, m))[0] + own, code, micropython, m, rom)
+    return m, qstr_heap(_dump(micropython, _machinery_prelude(micropython, m))[0] + own, code, micropython, m, rom,
+                        tuple(frozen))
 
 
 @functools.lru_cache(maxsize=None)
@@ -405,7 +406,14 @@ def _firmware_names(micropython, code):
 
 
 @functools.lru_cache(maxsize=None)
-def qstr_heap(n_end, code="", micropython=None, machinery="pools", rom=False):
+def frozen_names(micropython, files):
+    """The names that compiling `files` (.py sources) interns beyond the bare interpreter's."""
+    load = "for _p in %r:\n    with open(_p) as _f:\n        compile(_f.read(), _p, 'exec')\n"
+    return _dump(micropython, load % (list(files),))[1] - _dump(micropython, load % ([],))[1]
+
+
+@functools.lru_cache(maxsize=None)
+def qstr_heap(n_end, code="", micropython=None, machinery="pools", rom=False, frozen=()):
     """Bytes to add to the prelude's heap (_with_port's qstr_extra) for a run whose interpreter ends
     with n_end interned names (micropython.qstr_info()'s n_qstr) after the prelude `machinery`
     ("pools" or "prelude"; code: the run's own code after it, whose names are the firmware's): the
@@ -413,16 +421,21 @@ def qstr_heap(n_end, code="", micropython=None, machinery="pools", rom=False):
     names both use. Negative for "pools": the firmware makes no pool there, a board does.
     rom: the firmware runs from a ROMFS image, whose names keep their characters in it on a board as
     here (py/persistentcode.c load_qstr, qstr_from_strn_static; only pool entries are made): the
-    shared names' characters are not cut."""
+    shared names' characters are not cut.
+    frozen: .py files a board's MicroPython has frozen (the run loads them, all their names interned):
+    their names are in its firmware's const pool (tools/mpy-tool.py freeze_mpy:
+    mp_qstr_frozen_const_pool, in flash), so a board makes neither entries nor characters for them."""
     micropython = _find(micropython)
     n_bare, bare = _dump(micropython, "")
     n_start, names = _dump(micropython, _machinery_prelude(micropython, machinery))
     names = names - bare
     fw = _firmware_names(micropython, code)
     only, shared = names - fw, names & fw
-    n_board = n_end - len(only)
+    fz = frozen_names(micropython, frozen) - bare if frozen else frozenset()
+    n_board = n_end - len(only | fz)
     return (pool_bytes(n_end) - pool_bytes(n_start) - (pool_bytes(n_board) - pool_bytes(n_bare))
-            - (0 if rom else sum(len(s.encode()) + 1 for s in shared)))
+            - (0 if rom else sum(len(s.encode()) + 1 for s in shared - fz))
+            - sum(len(s.encode()) + 1 for s in fz - only))
 
 
 def _nonblock(fd):
