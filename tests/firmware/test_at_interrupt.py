@@ -72,6 +72,19 @@ def test_a_payload_owed_after_the_prompt_came():
     assert r.ok
 
 
+def test_the_next_command_waits_for_the_final_of_an_interrupted_send():
+    # interrupted after the payload went, before the send's final: the modem answers the send first
+    # (late), and that answer is the send's, not the next command's
+    m = Interrupted([(b"AT+CASEND=0,3\r", b"\r\n> "), (b"abc", [(500, b"\r\nOK\r\n")]),
+                     (b"AT+CACLOSE=0\r", [(1000, b"\r\n+CME ERROR: 3\r\n")])])
+    at = AT(m, hal=m.hal)
+    interrupted(at, m, "AT+CASEND=0,3", payload=b"abc")
+    assert m.writes == [b"AT+CASEND=0,3\r", b"abc"], m.writes
+    r = at.cmd("AT+CACLOSE=0")
+    assert m.writes == [b"AT+CASEND=0,3\r", b"abc", b"AT+CACLOSE=0\r"] and not m.mismatch, m.writes
+    assert not r.ok and r.error == ("CME", 3)  # its own answer
+
+
 def test_a_modem_that_gave_up_waiting_gets_no_payload():
     # the modem ended its data entry itself (an error after its prompt): nothing is sent for it
     m = Interrupted([(b"AT+CASEND=0,3\r", None), (b"AT+CACLOSE=0\r", b"\r\nOK\r\n")])

@@ -257,10 +257,10 @@ def _report(e):
 class AT(_Driver):
     # Synchronous pump: cmd() blocks until the final result or the timeout.
     # A command left by an exception other than its timeout (Ctrl-C's KeyboardInterrupt, a UART
-    # error) is given up as a timeout is (the parser would refuse every later command); one that
-    # owes the modem its payload (the modem waits for those bytes after its prompt and would take the
-    # next command's as them) is finished first by the next cmd(): the payload after the prompt,
-    # then its final; poll() leaves the input to it meanwhile.
+    # error) once it went out is given up as a timeout is (the parser would refuse every later
+    # command) and finished by the next cmd() before its own: the payload if the modem still waits
+    # for it (it would take the next command's bytes as them), then its final (which would be taken
+    # for the next command's); poll() leaves the input to it meanwhile.
     _owed = None
 
     def _settle(self):
@@ -291,7 +291,7 @@ class AT(_Driver):
             self._dispatch()
 
     def _once(self, c, resp, tmo, data, payload, finals, fails, prompt, owed=None):
-        # owed: (prompt seen) to finish an exchange whose command the modem already has
+        # owed (True / False: its prompt seen) finishes an exchange the modem already has
         hal = self._hal
         uart = self._uart
         feed = self.parser.feed
@@ -317,7 +317,7 @@ class AT(_Driver):
                 uart.wait(rem)
         except BaseException:
             if self._resp is not None:  # not the timeout's (it gave up already)
-                if r is not None and owe is not None:  # the command went out, not its payload
+                if r is not None:  # the command went out: its payload (owe) and final are owed
                     self._owed = (c, resp, tmo, data, owe, finals, fails, prompt, self._prompt)
                 self.parser.abort()
                 self._resp = None
