@@ -2,7 +2,12 @@
 # one command and drops it again. Pure functions, no I/O; also runs under CPython.
 import json
 
-from m2m.report.contract import CMD, COMMANDS, EXTRA, MAX_CMD, MAX_ID, _SEP, topic
+from m2m.report.contract import CMD, EXTRA, _SEP, topic
+
+# here, not in m2m.report.contract, so that their names are interned only once a command comes
+MAX_CMD = 512  # bytes of a /cmd payload
+MAX_ID = 64  # characters of a command id
+COMMANDS = ("ping", "report", "set", "reboot")
 
 
 class CmdError(ValueError):

@@ -15,7 +15,6 @@
 # MAX_UNITS) keeps its "u". With mqtt.units "each": "u" in every record, status plain "online".
 import json
 import math
-from micropython import const
 
 TELEMETRY = "telemetry"
 STATUS = "status"  # retained: "online" (with the units: status()), and the last will "offline"
@@ -23,16 +22,12 @@ EVENTS = "events"
 CMD = "cmd"
 CMD_RES = "cmd/res"
 USAGE = "usage"  # signed usage records (outbox kind 4), published as the layer made them
-_ORDERS = const("orders")  # order requests (outbox kind 5), likewise
 # outbox kind -> topic leaf for records that go as they are (others: telemetry batched, or events)
-RAW_TOPICS = {4: USAGE, 5: _ORDERS}
+RAW_TOPICS = {4: USAGE, 5: "orders"}  # orders: order requests (outbox kind 5), likewise
 ONLINE = b"online"
 OFFLINE = b"offline"
 
 MAX_UNITS = 32  # reading names whose unit the status carries (the map stays small on the heap)
-MAX_CMD = 512  # bytes of a /cmd payload
-MAX_ID = 64  # characters of a command id
-COMMANDS = ("ping", "report", "set", "reboot")
 # Commands other layers add (eSIM, orders, ...): name -> fn(args) -> dict of reply fields, or
 # raise ValueError(message) for an error reply. Their payload may carry "args": an object.
 EXTRA = {}
