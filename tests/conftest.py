@@ -19,7 +19,7 @@ ALONE = {"tests/host/test_net.py::test_a_day_with_coverage_coming_and_going"}
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "alone: under pytest-xdist, runs while no other worker runs a test")
-    # under pytest-xdist (./dev.sh test runs `-n 2 --dist loadfile`): the umqtt.simple cache is the
+    # under pytest-xdist (./dev.sh test runs `-n 4 --dist loadfile`): the umqtt.simple cache is the
     # one file every worker would write at a fixed path (.cache/, m2mkit.umqtt_setup), so the
     # controller fetches it once before its workers start; they only read it
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):

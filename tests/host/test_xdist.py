@@ -1,4 +1,4 @@
-"""The suite under pytest-xdist (./dev.sh test: `-n 2 --dist loadfile`): a test marked `alone` (or named
+"""The suite under pytest-xdist (./dev.sh test: `-n 4 --dist loadfile`): a test marked `alone` (or named
 in tests/conftest.py ALONE) runs while no other worker runs a test, and the others still run beside
 each other. Checked on a small suite of its own, run with the project's tests/conftest.py."""
 
