@@ -410,7 +410,7 @@ def supervisor_fault_run():
     reboot and a power-key recovery (bench_supervisor.py)."""
     from .bench_supervisor import HEAPS, supervisor_heap_figures, supervisor_romfs_figures
 
-    yield from supervisor_heap_figures(heaps=sized(HEAPS, HEAPS[3:]))  # --quick: from 208K
+    yield from supervisor_heap_figures(heaps=sized(HEAPS, HEAPS[2:]))  # --quick: from 192K
     yield from supervisor_romfs_figures()  # the same run from ROMFS
 
 
