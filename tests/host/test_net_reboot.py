@@ -187,3 +187,38 @@ def test_the_firmwares_own_restart_is_no_reboot(broker, subscriber, tmp_path):
             assert d1["counts"]["rebooted"] == 0 and d1["reboots"] == 0
         finally:
             dev.stop()
+
+
+UP = """
+import json, os
+from m2m import hal, loop, config, modem
+from m2m.at import AT
+from m2m.net.network import Network
+cfg = config.validate(json.loads(os.getenv("CFG")))
+m = modem.create(AT(loop.Guarded(hal.UART(1, 115200)), timeout_ms=2000), {"model": "bg95"})
+n = Network(m, cfg, state_dir=os.getenv("STATE") + "/")
+ok = n.up(300000)
+print(json.dumps({"ok": ok, "counts": n.status()["counts"], "reboots": m.reboots}))
+"""
+
+
+def test_the_sim_slot_restart_is_no_reboot(tmp_path):
+    # the BG95's slot switch restarts the module with AT+CFUN=1,1 (its RDY comes back) after the init
+    # script ran: the firmware's own restart, no modem.rebooted
+    from m2mkit.sim.modem.core import Card, make_iccid
+    from m2mkit.testing import run_micropython
+
+    with ModemSim(model="bg95", time_scale=SCALE) as sim:
+        other = Card(None, "12345678", make_iccid("slot1"), "001019876543210")
+        sim.modem.slot_cards = {0: sim.modem.card, 1: other}
+        boots = sim.status()["boots"]
+        env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+               "M2M_TIME_SCALE": str(SCALE), "STATE": str(tmp_path),
+               "CFG": json.dumps({"net": {"apn": "internet", "sim_slot": 1}})}
+        rc, out, err = run_micropython(UP, env=env, heapsize="512K", timeout=120)
+        assert rc == 0, out + err
+        r = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+        assert r["ok"], out
+        assert sim.modem.card is other and sim.status()["boots"] == boots + 1  # it did restart
+        assert "event: net.sim_slot " in out and "event: modem.boot line=RDY" in out, out
+        assert "modem.rebooted" not in out and r["reboots"] == 0 and r["counts"]["rebooted"] == 0, out
