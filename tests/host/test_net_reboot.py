@@ -222,3 +222,41 @@ def test_the_sim_slot_restart_is_no_reboot(tmp_path):
         assert sim.modem.card is other and sim.status()["boots"] == boots + 1  # it did restart
         assert "event: net.sim_slot " in out and "event: modem.boot line=RDY" in out, out
         assert "modem.rebooted" not in out and r["reboots"] == 0 and r["counts"]["rebooted"] == 0, out
+
+
+def test_a_reboot_while_registering(tmp_path):
+    # the modem restarts after CONFIG, while it searches for the network: set up again (the +CEREG
+    # mode and the operator format CONFIG gives come back), then it registers; no recovery step,
+    # one modem.rebooted
+    import threading
+
+    from m2mkit.testing import run_micropython
+
+    tl = [[0, "searching"], [20, "home"]]
+    with ModemSim(model="sim7080g", time_scale=SCALE, timeline=tl) as sim:
+        boots = sim.status()["boots"]
+        done = threading.Event()
+
+        def reboot_once_configured():
+            # CONFIG's +CEREG mode and numeric operator format (then its AT+COPS=0) were taken
+            while not done.wait(0.01):
+                if sim.modem.reg_n.get("+CEREG", 0) >= 4 and sim.modem.cops_format == 2:
+                    done.wait(0.2)  # 4 s of modem time: the firmware waits for registration
+                    sim.fault("reboot")
+                    return
+        t = threading.Thread(target=reboot_once_configured, daemon=True)
+        t.start()
+        env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+               "M2M_TIME_SCALE": str(SCALE), "STATE": str(tmp_path),
+               "CFG": json.dumps({"net": {"apn": "internet"}})}
+        try:
+            rc, out, err = run_micropython(UP.replace('"bg95"', '"sim7080g"'), env=env, heapsize="512K", timeout=120)
+        finally:
+            done.set()
+        assert rc == 0, out + err
+        r = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+        assert r["ok"], out
+        assert sim.status()["boots"] == boots + 1, out
+        assert sim.modem.reg_n["+CEREG"] >= 4 and sim.modem.cops_format == 2, out
+        assert out.count("event: modem.rebooted ") == 1 and r["counts"]["rebooted"] == 1, out
+        assert "event: net.sync after=reboot" in out and "event: net.recovery " not in out, out
