@@ -243,40 +243,26 @@ class Modem:
         name = self.urc_name(line)
         if name is None:
             return
-        self._queue(name, line)
-        if name == "boot" or name == "power_down":
-            from m2m import events
-            events.post("modem." + name, line=_text(line))
-            if name == "boot" and line == self.BANNERS[0] and self.synced:
-                self._rebooted(line)
-
-    def _queue(self, name, line):
         ev = self.events
         if len(ev) >= _EVENTS_MAX:
             ev.pop(0)
             self.events_dropped += 1
         ev.append((name, line))
-
-    def _rebooted(self, line):
-        # the first line of a boot (Quectel / SIMCom RDY, Sequans +SYSSTART) after init() set the
-        # modem up, with no restart of the firmware's own under way: the modem restarted by itself
-        # (brown-out, its watchdog, a crash) and forgot its volatile settings (echo, URC modes,
-        # AT+COPS format, PDP contexts, sockets): ASSUMED docs/ASSUMED.md#A-REBOOT-BANNER. Each open socket hears a close (its owner sees
-        # the connection end and builds it again; the id stays reserved until the owner closes
-        # it); the network is told through the one recovery path and sets the modem up again
-        self.synced = False
-        self.reboots += 1
-        from m2m import events, net
-        events.post("modem.rebooted", line=_text(line), count=self.reboots)
-        pre = None
-        for p, n in self.URCS:
-            if n == "sock_closed":
-                pre = p
-                break
-        if pre is not None:
-            for sid in self.socket_kinds:
-                self._queue("sock_closed", pre + b" " + str(sid).encode())
-        net.link_failed(REBOOTED)
+        if name == "boot" or name == "power_down":
+            from m2m import events
+            events.post("modem." + name, line=_text(line))
+            if name == "boot" and line == self.BANNERS[0] and self.synced:
+                # the first line of a boot (Quectel / SIMCom RDY, Sequans +SYSSTART) after init()
+                # set the modem up, with no restart of the firmware's own under way: it restarted
+                # by itself (brown-out, its watchdog, a crash) and forgot its volatile settings
+                # (echo, URC modes, AT+COPS format, PDP contexts, sockets), as
+                # ASSUMED docs/ASSUMED.md#A-REBOOT-BANNER says. The network (one recovery path)
+                # closes the sockets and sets the modem up again (m2m.net.netup._rebooted)
+                self.synced = False
+                self.reboots += 1
+                events.post("modem.rebooted", line=_text(line), count=self.reboots)
+                from m2m import net
+                net.link_failed(REBOOTED)
 
     def take_event(self, names=None, prefix=None):
         # remove and return the first (name, line) whose name is in names (all when None) and whose

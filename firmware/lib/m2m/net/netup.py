@@ -78,13 +78,20 @@ def _sync(n):
 
 
 def _rebooted(n):
-    # the modem restarted by itself (m2m.modem's Modem._rebooted): wait for its ready line or an
-    # answer to AT, then set it up again from the AT sync on (echo off, error codes, registration
-    # URCs, identity), the SIM, and CONFIG (RAT, bands, APN, PSM / eDRX, +CEREG n, AT+COPS=3,2,
-    # operator) before registration; no power cycle. A modem that does not answer goes to the
-    # power key as a silent one does
+    # the modem restarted by itself (its boot line, m2m.modem's Modem._urc): wait for its ready
+    # line or an answer to AT, then set it up again from the AT sync on (echo off, error codes,
+    # registration URCs, identity), the SIM, and CONFIG (RAT, bands, APN, PSM / eDRX, +CEREG n,
+    # AT+COPS=3,2, operator) before registration; no power cycle. A modem that does not answer
+    # goes to the power key as a silent one does
     m = n.modem
     n.counts["rebooted"] += 1
+    # the sockets the modem had are gone: each hears its close URC (its owner sees the connection
+    # end and builds it again; the id stays reserved until the owner closes it)
+    for p, k in m.URCS:
+        if k == "sock_closed":
+            for sid in m.socket_kinds:
+                m._urc(p + b" " + str(sid).encode())
+            break
     if not m.wait_ready(m.power_config()[4]):
         n.level = 2 if n.level < 2 else n.level
         return n._recover("no answer after the modem's own restart")
