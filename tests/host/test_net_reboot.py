@@ -72,7 +72,8 @@ while not flag("STOP"):
 class Device:
     def __init__(self, tmp, sim, url, model, own=False, phase_ms=120000, lines=None):
         self.dir = tmp
-        env = {"BOARD": json.dumps(dict(lines or {}, model=model)), "M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+        env = {"BOARD": json.dumps(dict(lines or {}, model=model)),
+               "M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": url, "DIR": str(tmp),
                "PHASE_MS": str(phase_ms), "OWN": "1" if own else ""}
         self.p = subprocess.Popen([micropython(), "-X", "heapsize=512K", "-c", _prelude() + DEVICE],
