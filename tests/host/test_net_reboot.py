@@ -1,8 +1,10 @@
 """A modem that restarts by itself (brown-out, its own watchdog, a crash) while attached: the firmware
 hears its boot line (Quectel / SIMCom RDY, Sequans +SYSSTART), posts modem.rebooted once, drops the
 sockets, sets the modem up again from the AT sync on (echo, URC modes, RAT, APN, PSM, AT+COPS=3,2)
-without a power cycle, registers again and reports through a real Mosquitto. A restart the firmware
-causes itself (the recovery ladder's power key) is no such reboot.
+without a power cycle, registers again and reports through a real Mosquitto; the same while it waits
+for registration; a socket open across the restart hears its close (no link failure). A restart the
+firmware causes itself (the recovery ladder's power key, the BG95's SIM slot switch with
+AT+CFUN=1,1) is no such reboot.
 
 The real MicroPython runs the firmware (m2m.net.network, m2m.report.mqtt over m2m.net.sock) against
 the modem simulator, whose `reboot` fault restarts the modem the way a brown-out does; the
