@@ -22,7 +22,9 @@ def _check(heap, romfs):
     res, out = B.session("bg95", heap, machinery=pools[0], qstr_extra=pools[1], romfs=romfs)
     assert res is not None, out[-3000:]
     c = res["counts"]
-    assert c["recovery"] >= 2 and c["powerkey"] >= 1, (c, out[-3000:])  # both faults were recovered from
+    # the reboot is met by setting the modem up again (modem.rebooted, no recovery step), the hang by
+    # the recovery ladder up to the power key
+    assert c["rebooted"] >= 1 and c["powerkey"] >= 1, (c, out[-3000:])
     assert res["builds"] == 1 + len(B.FAULTS), res  # built at the attach, again after each recovery
     assert res["sent"] >= B.REPORTS and res["state"] == "attached", res  # reports continued after both
     assert res["crashes"] == 0 and "MemoryError" not in out and "out of memory" not in out, out[-3000:]
