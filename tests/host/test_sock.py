@@ -213,3 +213,35 @@ def test_an_open_cut_short_gives_the_socket_back(model, echo_port):
     with ModemSim(model=model, time_scale=SCALE) as sim:
         r = run(INTERRUPTED, sim, MODEL=model, ECHO_PORT=str(echo_port))
     assert r == {"raised": True, "ids": {}, "echo": "again\n"}
+
+
+SEND_CUT_SHORT = UP + """
+st = sock.Stack(m, timeout_ms=3000)
+s = st.socket()
+s.connect(st.getaddrinfo("echo.test", int(os.getenv("ECHO_PORT")))[0][-1])
+real_send = m.sock_send
+def cut_short(*a, **kw):
+    # the payload reached the modem, then Ctrl-C came before the send returned
+    real_send(*a, **kw)
+    raise KeyboardInterrupt
+m.sock_send = cut_short
+try:
+    s.send(b"once\\n")
+    out["raised"] = False
+except KeyboardInterrupt:
+    out["raised"] = True
+m.sock_send = real_send
+s.send(b"two\\n")
+out["lines"] = [s.readline().decode(), s.readline().decode()]
+s.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("model", ("sim7080g", "bg95"))
+def test_a_send_cut_short_is_not_sent_again(model, echo_port):
+    # bytes handed to the modem by a send that an exception cut short are not sent again by the
+    # next send or close()'s flush (the broker would get the MQTT message twice, without DUP)
+    with ModemSim(model=model, time_scale=SCALE) as sim:
+        r = run(SEND_CUT_SHORT, sim, MODEL=model, ECHO_PORT=str(echo_port))
+    assert r == {"raised": True, "lines": ["once\n", "two\n"]}, r

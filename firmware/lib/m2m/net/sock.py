@@ -245,6 +245,10 @@ class Socket:
             if n > MAX_SEND:
                 n = MAX_SEND
             part = bytes(tx) if n == len(tx) else bytes(memoryview(tx)[:n])
+            # out of the buffer before the send: a send cut short by anything (Ctrl-C's
+            # KeyboardInterrupt, a MemoryError) is not sent again by close()'s flush (the AT driver
+            # finishes a payload the modem was owed; MQTT's QoS 1 resend covers a lost one)
+            tx[:n] = b""
             try:
                 self.m.sock_send(self.sid, part, timeout_ms=max(self.st.timeout_ms, 5000))
             except (ModemError, OSError) as e:
@@ -252,7 +256,6 @@ class Socket:
                 self._dead("send failed (%s)" % _msg(e))
             self.tx_bytes += n
             _usage(n, 0)
-            tx[:n] = b""
 
     def _dead(self, why):
         # a send or receive failed: the link's fault (reported through on_fail, the one recovery
