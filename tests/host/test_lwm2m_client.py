@@ -104,7 +104,11 @@ class Server:
         self.loop.run_forever()
 
     async def _start(self):
-        self.ctx = await aiocoap.Context.create_server_context(_Root(self), bind=("127.0.0.1", self.port))
+        # UDP only, as m2mkit.lwm2m.server: aiocoap's default server transports also bind TCP on the
+        # port and WebSocket on port + 3000 (aiocoap transports/ws.py), which free_port() never
+        # checked ("address already in use" beside other test workers)
+        self.ctx = await aiocoap.Context.create_server_context(_Root(self), bind=("127.0.0.1", self.port),
+                                                                transports=["udp6"])
 
     def call(self, coro, timeout=60):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
