@@ -11,13 +11,12 @@ one outbox record of three readings (temperature, humidity, battery: those of be
 """
 
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from .testing import micropython, mpy_env
-from .vdev.bridge import _machinery_prelude, _with_port, qstr_count, qstr_heap, qstr_plan
+from . import bench_device
+from .vdev.bridge import qstr_count, qstr_heap, qstr_plan
 
 SCALE = 20
 REPORTS = 5
@@ -93,34 +92,18 @@ def _session(model, heap, mqtt_loaded, phases, qstr_extra=0, machinery="prelude"
     # machinery, qstr_extra: bridge.qstr_plan's (the replies carry "qstr", the names' count); romfs:
     # the firmware from a ROMFS image mounted at /rom (host/m2mkit/romfs.py), umqtt as before;
     # lwm2m=False: the device stops attached, without the LwM2M client (phase 0 only)
-    from . import romfs as romfs_mod
-    from .bench import heap_trees, unix_arch
     from .lwm2m.runner import ServerThread
     from .sim.modem import ModemSim
-    from . import mpy, umqtt_setup
 
     with tempfile.TemporaryDirectory(prefix="m2mkit-bench-lwm2m-") as d, \
             ModemSim(model=model, time_scale=SCALE) as sim, ServerThread(log=None) as srv:
         d = Path(d)
-        tree = heap_trees(d / "lib")["mpy"]
-        rom = romfs and romfs_mod.bench_image(tree, d)
-        (tree / "umqtt").mkdir()
-        ok, msg, _ = mpy.compile_file(umqtt_setup.path() / "umqtt" / "simple.py", unix_arch(),
-                                      out=tree / "umqtt" / "simple.mpy")
-        if not ok:
-            raise RuntimeError(msg)
+        tree, rom = bench_device.firmware_tree(d, romfs)
         host, port = srv.address
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "SERVER": f"coap://{host}:{port}", "DIR": str(d),
                "REPORTS": str(REPORTS), "MQTT": "1" if mqtt_loaded else "", "NO_LWM2M": "" if lwm2m else "1"}
-        heapsize, first = _with_port(heap, machinery, qstr_extra=qstr_extra), ""
-        if rom:
-            heapsize, first = romfs_mod.bench_start(rom, heapsize)
-        p = subprocess.Popen([micropython(), "-X", "heapsize=" + heapsize,
-                              "-c", first + _machinery_prelude(micropython(), machinery)
-                              + "sys.path.insert(0, %r)\n" % str(tree) + (romfs_mod.ROM_PATH if rom else "")
-                              + DEVICE],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
+        p = bench_device.start(DEVICE, env, heap, machinery, qstr_extra, tree, rom)
         lines = []
 
         def phase(n, timeout=600):

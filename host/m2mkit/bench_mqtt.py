@@ -11,14 +11,13 @@ firmware's heap high-water while it reports 1000 readings at -X heapsize=160K.
 """
 
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from .broker import Broker
-from .testing import micropython, mpy_env
-from .vdev.bridge import _machinery_prelude, _with_port, qstr_count, qstr_heap, qstr_plan
+from . import bench_device
+from .vdev.bridge import qstr_count, qstr_heap, qstr_plan
 
 SCALE = 20
 KEPT = 10  # kept reports measured
@@ -141,9 +140,6 @@ def _session(model, heap, phases, readings=READINGS, qstr_extra=0, machinery="po
     kind)], the simulator's fault `kind` once the device has made that many readings (its progress
     lines), so that the heap is measured through a recovery with the reporting stack loaded.
     romfs: the firmware from a ROMFS image mounted at /rom (host/m2mkit/romfs.py), umqtt as before."""
-    from . import mpy, umqtt_setup
-    from . import romfs as romfs_mod
-    from .bench import heap_trees, unix_arch
     from .sim.modem import ModemSim
 
     with tempfile.TemporaryDirectory(prefix="m2mkit-bench-mqtt-") as d, Broker(tls=False) as b, \
@@ -151,24 +147,11 @@ def _session(model, heap, phases, readings=READINGS, qstr_extra=0, machinery="po
         d = Path(d)
         # the firmware as .mpy (what a board runs; compiling .py needs more heap than 160K leaves) and
         # umqtt.simple as .mpy too (a board has it frozen: its code is not on the heap at all)
-        tree = heap_trees(d / "lib")["mpy"]
-        rom = romfs and romfs_mod.bench_image(tree, d)
-        (tree / "umqtt").mkdir()
-        ok, msg, _ = mpy.compile_file(umqtt_setup.path() / "umqtt" / "simple.py", unix_arch(),
-                                      out=tree / "umqtt" / "simple.mpy")
-        if not ok:
-            raise RuntimeError(msg)
+        tree, rom = bench_device.firmware_tree(d, romfs)
         env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
                "M2M_TIME_SCALE": str(SCALE), "MODEL": model, "BROKER": b.url, "DIR": str(d),
                "KEPT": str(KEPT), "READINGS": str(readings)}
-        heapsize, first = _with_port(heap, machinery, qstr_extra=qstr_extra), ""
-        if rom:
-            heapsize, first = romfs_mod.bench_start(rom, heapsize)
-        p = subprocess.Popen([micropython(), "-X", "heapsize=" + heapsize,
-                              "-c", first + _machinery_prelude(micropython(), machinery)
-                              + "sys.path.insert(0, %r)\n" % str(tree) + (romfs_mod.ROM_PATH if rom else "")
-                              + DEVICE],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
+        p = bench_device.start(DEVICE, env, heap, machinery, qstr_extra, tree, rom)
         lines = []
         made = [0]
         done = []

@@ -8,8 +8,6 @@ puts on a board); the board is esp32-devkitc-bg95's file (no PSRAM) with the mod
 modem simulator wired as the virtual device wires it (power key, STATUS line)."""
 
 import json
-import os
-import subprocess
 import tempfile
 import time
 
@@ -85,14 +83,10 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
     once the reporter has sent that many reports. romfs: the firmware from a ROMFS image mounted at
     /rom (host/m2mkit/romfs.py, as bench_mqtt.py's ROMFS run: umqtt.simple stays .mpy on the heap),
     -X heapsize raised by what the image holds on the unix port (romfs.bench_start)."""
-    from . import mpy, umqtt_setup
-    from . import romfs as romfs_mod
-    from .bench import heap_trees, unix_arch
+    from . import bench_device
     from .broker import Broker, Subscriber
     from .sim.bus import BusSim
     from .sim.sensors import BME280, SHT4x
-    from .testing import micropython, mpy_env
-    from .vdev.bridge import _machinery_prelude, _with_port
     from .vdev.device import modem_for
 
     b = board(model)
@@ -102,27 +96,14 @@ def session(model="bg95", heap="512K", faults=FAULTS, reports=REPORTS, machinery
         sub = Subscriber(br.url, topics=("+/sup-1/telemetry",))  # what Mosquitto delivers, seen from the host
         got = []  # telemetry messages delivered, counted when each fault was set: [(fault, delivered)]
         try:
-            tree = heap_trees(os.path.join(d, "lib"))["mpy"]
-            rom = romfs and romfs_mod.bench_image(tree, d)
-            (tree / "umqtt").mkdir()
-            ok, msg, _ = mpy.compile_file(umqtt_setup.path() / "umqtt" / "simple.py", unix_arch(),
-                                          out=tree / "umqtt" / "simple.mpy")
-            if not ok:
-                raise RuntimeError(msg)
+            tree, rom = bench_device.firmware_tree(d, romfs)
             bus.i2c[(0, 0x76)] = BME280()
             bus.i2c[(0, 0x44)] = SHT4x()
             env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address),
                    "M2M_GPIO": "%s:%d" % tuple(sim.control_address), "M2M_BUS": bus.address_str,
                    "M2M_TIME_SCALE": str(SCALE),
                    "M2M_SUPERVISOR_RUN": json.dumps([config(br.url), b, d, reports, len(faults), max_ms])}
-            heapsize, first = _with_port(heap, machinery, qstr_extra=qstr_extra), ""
-            if rom:
-                heapsize, first = romfs_mod.bench_start(rom, heapsize)
-            p = subprocess.Popen([micropython(), "-X", "heapsize=" + heapsize,
-                                  "-c", first + _machinery_prelude(micropython(), machinery)
-                                  + "sys.path.insert(0, %r)\n" % str(tree) + (romfs_mod.ROM_PATH if rom else "")
-                                  + DEVICE],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=mpy_env(env))
+            p = bench_device.start(DEVICE, env, heap, machinery, qstr_extra, tree, rom)
             lines, done = [], []
             deadline = time.monotonic() + timeout
             try:
