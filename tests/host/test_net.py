@@ -223,6 +223,32 @@ def test_modem_stops_answering_power_key_cycle(model, tmp_path):
         assert sim.status()["boots"] == 2
 
 
+LATE = CODE + """
+from simctl import control
+assert n.up(300000)
+assert control({"op": "timeline", "timeline": [[0, "searching"]]})["ok"]
+assert loop.run((n,), lambda: n.state == 5, 120000)  # REGISTER: AT+CEREG? every 5 s
+# the answer to the next command (an AT+CEREG?) comes 8 s late, after the command's 5 s timeout
+assert control({"op": "fault", "kind": "delay", "seconds": 8, "count": 1})["ok"]
+loop.run((n,), None, 60000)
+print(json.dumps({"status": n.status()}))
+"""
+
+
+def test_a_late_answer_to_a_registration_read_is_no_registration(tmp_path):
+    # no coverage, and the answer to AT+CEREG? (n=5 after CONFIG: "+CEREG: 5,2") arrives after its
+    # timeout, among the URCs: it is a solicited line by its shape (27.007 10.1.22: a URC's second
+    # field is the quoted <tac>), not "registered, roaming" with tac 2 (a PDP step without
+    # coverage, then a recovery step, as the day run showed again and again)
+    with sim_for("bg95", 20) as sim:
+        (r,), evs = run(LATE, sim, 20, {"net": {"apn": "internet", "psm_tau_s": 3600, "psm_active_s": 60}},
+                        tmp_path, "bg95")
+        i = [k for k, _ in evs].index("net.register", [k for k, _ in evs].index("net.attached"))
+        assert any(k == "net.at_timeout" and "AT+CEREG?" in f for k, f in evs[i:]), evs[i:]
+        assert "net.pdp" not in kinds(evs[i:]) and "net.link_failed" not in kinds(evs[i:]), evs[i:]
+        assert r["status"]["state"] == "register", r["status"]
+
+
 ROAM = CODE + """
 ok = n.up(300000)
 print(json.dumps({"ok": ok, "status": n.status()}))
@@ -305,7 +331,7 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
         out = run(day.replace("24 * 3600 * 1000", "3600 * 1000"), sim, scale, cfg, tmp_path / "hour", "bg95",
                   fill=fill_for("pools"), raw=True, MPY_TREE=str(tree))[2]
     pools, share = qstr_plan(qstr_count(out), day)
-    with sim_for("bg95", scale) as sim:
+    with sim_for("bg95", scale, record=str(tmp_path / "day.atlog")) as sim:
         stop = threading.Event()
 
         def outages():

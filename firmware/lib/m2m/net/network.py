@@ -254,7 +254,10 @@ class Network:
             e = m.take_event(("reg",))
             if e is None:
                 break
-            g = creg.parse(e[1], False)
+            # by its shape: the late answer to an AT+CEREG? that timed out comes here as well, and
+            # its "+CEREG: <n>,<stat>" read as a URC's "<stat>,<tac>" (27.007 10.1.22) made n=5
+            # "registered, roaming" (a PDP step with no coverage, recovery after recovery)
+            g = creg.parse(e[1], None)
             if g is not None and (g.kind == "CEREG" or gsm and g.kind == "CGREG") and (
                     reg is None or g.registered or not reg.registered):
                 reg = g
