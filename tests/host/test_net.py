@@ -313,8 +313,33 @@ print(json.dumps({"status": n.status(), "samples": j.samples, "covered": j.cover
 """
 
 
+def answer_times(atlog, scale):
+    # from the simulator's transcript (t in real ms where it took a command in and wrote its answer
+    # out): each answered command's time from command to final result, in modem ms at `scale`,
+    # sorted. It is what the device's AT timeouts (1000 ms for the BG95's init script) are up
+    # against, the host's share included: at 750x the simulator's median 1.2 ms real was about
+    # 920 modem ms (p90 1100, max 14700), so three in a row past 1000 ms ("modem unresponsive", a
+    # power-key cycle) came in every day run; at 500x the same real times are 615 and 730 ms
+    cmds, buf, cur, out = [], b"", None, b""
+    for ln in atlog.read_text(encoding="utf-8").splitlines()[1:]:
+        c = json.loads(ln)
+        b = c["b"].encode("latin-1")
+        if c["d"] == ">":
+            buf += b
+            while b"\r" in buf:
+                line, buf = buf.split(b"\r", 1)
+                if line.strip().upper().startswith(b"AT"):
+                    cur, out = [c["t"], None], b""
+                    cmds.append(cur)
+        elif cur is not None and cur[1] is None:
+            out += b
+            if any(f in out for f in (b"\r\nOK\r\n", b"ERROR", b"\r\n> ")):
+                cur[1] = c["t"]
+    return sorted(round((b - a) * scale) for a, b in cmds if b is not None)
+
+
 def test_a_day_with_coverage_coming_and_going(tmp_path):
-    # 24 hours of modem time at 750x (about two minutes): coverage drops for an hour every four
+    # 24 hours of modem time at 500x (about three minutes): coverage drops for an hour every four
     # hours; the firmware must be attached whenever coverage has lasted five minutes, from .mpy in a
     # board's 160 KB heap plus room for the port stand-in (ROM on a board), the one allowance the
     # virtual device also adds (vdev/bridge.py _with_port), its qstr pools made before and those a
@@ -322,7 +347,7 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
     from m2mkit.bench import heap_trees
     from m2mkit.vdev.bridge import _with_port, fill_for, qstr_count, qstr_heap, qstr_plan
 
-    scale = 750
+    scale = 500  # 750x made the simulator's answers about as slow as the AT timeouts (answer_times)
     cfg = {"net": {"apn": "internet", "check_s": 60}}
     tree = heap_trees(tmp_path / "lib")["mpy"]  # .mpy files, as a board with a tight heap gets them
     day = DAY + "import micropython\nmicropython.qstr_info()\n"
@@ -357,10 +382,14 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
         k = kinds(evs)
         assert k.count("net.attached") >= 6  # the first attach and once after each of the 5 outages
         # an hour's outage takes about six recovery steps (waits of 3, 6, 12, 15, 15 minutes); slow
-        # answers at 500x must not add power cycles of their own (they once made 40-odd)
+        # answers must not add power cycles of their own (single late answers once made 40-odd; a
+        # late AT+CEREG? answer read as "registered, roaming" made 30-odd PDP failures and steps)
+        a = answer_times(tmp_path / "day.atlog", scale)
+        slow = "the simulator's answers in modem ms: median %d, p90 %d, max %d; %s" % (
+            a[len(a) // 2], a[len(a) * 9 // 10], a[-1], tmp_path / "events.txt")
         other = [f for kk, f in evs if kk == "net.recovery" and "registration stalled" not in f]
-        assert len(other) <= 5, other
-        assert k.count("net.recovery") <= 9 * 5, k.count("net.recovery")
+        assert len(other) <= 5, (other, slow)
+        assert k.count("net.recovery") <= 9 * 5, (k.count("net.recovery"), slow)
         assert r["status"]["state"] == "attached"
         assert qstr_heap(qstr_count(out), day, machinery=pools) >= share  # the first hour's count was not short
 
