@@ -338,6 +338,48 @@ def answer_times(atlog, scale):
     return sorted(round((b - a) * scale) for a, b in cmds if b is not None)
 
 
+def answered_streaks(atlog, evs):
+    # the "modem unresponsive" recoveries (the AT driver's streak of three timeouts) whose timed-out
+    # commands the simulator did answer: for each, the commands the device's events name as
+    # unanswered since the step before (net.at_timeout, net.recovery_failed, net.link_failed) are
+    # looked up in the transcript, each at its last sending before the power-down that the recovery
+    # made (the modem's k-th POWERED DOWN line is the events' k-th modem.power_down); answered
+    # there, the modem was not silent: the device's wait, a second of modem time that is 2 ms of
+    # the host's at 500x, ran out on an answer under way. Returns their indexes in evs
+    seq, buf, cur, out = [], b"", None, b""  # [command, answered] and None for a power-down
+    for ln in atlog.read_text(encoding="utf-8").splitlines()[1:]:
+        c = json.loads(ln)
+        b = c["b"].encode("latin-1")
+        if c["d"] == ">":
+            buf += b
+            while b"\r" in buf:
+                line, buf = buf.split(b"\r", 1)
+                if line.strip().upper().startswith(b"AT"):
+                    cur, out = [line.strip().decode("latin-1"), False], b""
+                    seq.append(cur)
+        else:
+            if cur is not None and not cur[1]:
+                out += b
+                cur[1] = any(f in out for f in (b"\r\nOK\r\n", b"ERROR", b"\r\n> "))
+            if b"POWERED DOWN" in b:
+                seq.append(None)
+    downs = [i for i, x in enumerate(seq) if x is None]
+    found, named, k = [], set(), 0
+    for i, (kind, f) in enumerate(evs):
+        if kind == "modem.power_down":
+            k += 1
+        elif kind in ("net.at_timeout", "net.recovery_failed", "net.link_failed") and "no answer to " in f:
+            named.add(f.split("no answer to ", 1)[1].split(" state=")[0].split(" step=")[0])
+        elif kind == "net.recovery":
+            if "reason=modem unresponsive" in f and named and k < len(downs):
+                before = seq[:downs[k]]
+                last = {x[0]: x[1] for x in before if x is not None}
+                if all(last.get(c) for c in named):
+                    found.append(i)
+            named = set()
+    return found
+
+
 def test_a_day_with_coverage_coming_and_going(tmp_path):
     # 24 hours of modem time at 500x (about three minutes): coverage drops for an hour every four
     # hours; the firmware must be attached whenever coverage has lasted five minutes, from .mpy in a
@@ -387,9 +429,14 @@ def test_a_day_with_coverage_coming_and_going(tmp_path):
         a = answer_times(tmp_path / "day.atlog", scale)
         slow = "the simulator's answers in modem ms: median %d, p90 %d, max %d; %s" % (
             a[len(a) // 2], a[len(a) * 9 // 10], a[-1], tmp_path / "events.txt")
-        other = [f for kk, f in evs if kk == "net.recovery" and "registration stalled" not in f]
+        # a streak of timeouts on answers the simulator gave (measured in its transcript) is the
+        # host's, not a silent modem's: not counted; a recovery for one late answer still is
+        host = set(answered_streaks(tmp_path / "day.atlog", evs))
+        other = [f for i, (kk, f) in enumerate(evs)
+                 if kk == "net.recovery" and "registration stalled" not in f and i not in host]
         assert len(other) <= 5, (other, slow)
-        assert k.count("net.recovery") <= 9 * 5, (k.count("net.recovery"), slow)
+        rec = [i for i, (kk, f) in enumerate(evs) if kk == "net.recovery" and i not in host]
+        assert len(rec) <= 9 * 5, (len(rec), len(host), slow)
         assert r["status"]["state"] == "attached"
         assert qstr_heap(qstr_count(out), day, machinery=pools) >= share  # the first hour's count was not short
 
