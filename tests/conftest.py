@@ -11,9 +11,9 @@ import pytest
 from m2mkit import testing
 
 # Tests that run with no other test beside them under pytest-xdist: CPU-bound runs whose simulated
-# clock is scaled so far that a second worker's load turns into modem timeouts (the day at 750x
-# made 29 recovery steps beside another worker, where its bound is 5). `@pytest.mark.alone` on a
-# test does the same.
+# clock is scaled so far that a second worker's load turns into modem timeouts (the day, then at
+# 750x, made 29 recovery steps beside another worker, where its bound is 5; it runs at 500x now).
+# `@pytest.mark.alone` on a test does the same.
 ALONE = {"tests/host/test_net.py::test_a_day_with_coverage_coming_and_going"}
 
 
