@@ -104,6 +104,13 @@ class Device:
         self.t.exit_raw_repl()
         self.t.serial.write(text.encode() + b"\r")
 
+    def console(self):
+        """What the device printed since the last call (without waiting): code started with repl_line
+        runs on while a test waits elsewhere; a failing test shows this tail to say why."""
+        s = self.t.serial
+        n = s.in_waiting
+        return s.read(n).decode(errors="replace") if n else ""
+
     def close(self):
         try:
             self.t.close()

@@ -27,12 +27,15 @@ def test_the_device_reports_to_the_broker(device, broker):
     device.repl_line(f'from m2m.report import health; health.run("{broker.url}", 5)')
     deadline = time.monotonic() + 180
     seen = []
+    console = ""  # what the device printed meanwhile: the failure's explanation
     while time.monotonic() < deadline:
         seen += broker.wait(1, timeout=5)
+        console = (console + device.console())[-4000:]
         telemetry = [m for m in seen if m[0].startswith("m2mkit/") and m[0].endswith("/telemetry")]
         if telemetry:
             break
-    assert telemetry, f"no telemetry from the device at the broker within 180 s (saw {[m[0] for m in seen]})"
+    assert telemetry, (f"no telemetry from the device at the broker within 180 s (saw {[m[0] for m in seen]});"
+                       f" the device's console ended with:\n{console}")
     pack = json.loads(telemetry[0][1])
     assert isinstance(pack, list) and pack  # a SenML pack (m2mkit/senml.py checks its form)
 
