@@ -76,7 +76,18 @@ def run(broker=None, every_s=10, device_id=None, seconds=None):
     b = board.load()
     net = Network(b, cfg)
     print("network: coming up")
-    if not net.up(600000):
+    for _ in range(3):
+        # a MemoryError in a step reaches the caller (Network.step): the bring-up compiles its
+        # modules (m2m.at, m2m.net.netup) on a heap already holding umqtt; collect and go on from
+        # the step it left, as the supervisor's Guard does
+        try:
+            ok = net.up(600000)
+            break
+        except MemoryError:
+            gc.collect()
+    else:
+        raise MemoryError("the network's bring-up found no room: free heap %d" % gc.mem_free())
+    if not ok:
         raise OSError("the network did not come up: check the SIM, APN and coverage")
     tls = None
     _, _, secure = parse_url(cfg["mqtt"]["broker"])
