@@ -26,6 +26,7 @@ def pytest_addoption(parser):
     g.addoption("--board", default=None, help="board file name (default esp32-devkitc-bg95 on sim; required on a board)")
     g.addoption("--broker", default=None, help="on a board: mqtt://HOST:PORT its network reaches")
     g.addoption("--time-scale", type=float, default=10.0, help="on sim: device seconds per real second")
+    g.addoption("--heap", default=None, help="on sim: the virtual device's heap (default: the board's, vdev heap_for)")
 
 
 def pytest_configure(config):
@@ -71,10 +72,22 @@ def target(request, tmp_path_factory):
     if kind == "board":
         yield Target(kind, config.getoption("--port"), board)
         return
+    import shutil
+
+    from . import image
+    from .bench import heap_trees
+    from .paths import FIRMWARE
     from .vdev.device import VirtualDevice
 
-    dev = VirtualDevice(board, flash=tmp_path_factory.mktemp("hil") / "flash.img", modem=True,
-                        time_scale=config.getoption("--time-scale"))
+    # the firmware as a board runs it after `m2mkit deploy`: boot.py and main.py, the package as .mpy
+    # (for the unix port's arch), not .py compiled on the device's heap at every boot
+    d = tmp_path_factory.mktemp("hil")
+    fw = d / "firmware"
+    shutil.copytree(FIRMWARE, fw, ignore=shutil.ignore_patterns("lib", "__pycache__"))
+    shutil.move(str(heap_trees(d / "trees")["mpy"]), str(fw / "lib"))
+    (d / "flash.img").write_bytes(image.build(boards.load(board), firmware=fw))
+    dev = VirtualDevice(board, flash=d / "flash.img", modem=True, time_scale=config.getoption("--time-scale"),
+                        heapsize=config.getoption("--heap"))
     dev.start()
     dev.wait_boot(1, timeout=30)
     try:

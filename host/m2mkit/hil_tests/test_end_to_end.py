@@ -24,6 +24,14 @@ def test_the_modem_answers_with_its_identity(device, modem, target):
 def test_the_device_reports_to_the_broker(device, broker):
     import time
 
+    # the device as after its boot: what the tests before left (their globals in __main__, the modem
+    # stack m2m.app built, its modules) goes first, as on a board between mpremote sessions it stays
+    device.exec("import gc, sys\n"
+                "for _k in [k for k in globals() if not k.startswith('_') and k not in ('gc', 'sys')]:\n"
+                "    del globals()[_k]\n"
+                "for _k in [k for k in sys.modules if k == 'm2m' or k.startswith('m2m.')]:\n"
+                "    del sys.modules[_k]\n"
+                "gc.collect()\n")
     device.repl_line(f'from m2m.report import health; health.run("{broker.url}", 5)')
     deadline = time.monotonic() + 180
     seen = []

@@ -83,7 +83,10 @@ def run(broker=None, every_s=10, device_id=None, seconds=None):
         try:
             ok = net.up(600000)
             break
-        except MemoryError:
+        except MemoryError as e:
+            import sys
+
+            sys.print_exception(e)  # where it came, each time
             gc.collect()
     else:
         raise MemoryError("the network's bring-up found no room: free heap %d" % gc.mem_free())
