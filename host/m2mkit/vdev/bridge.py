@@ -165,10 +165,7 @@ def _catches_sigint(pid):
 # interpreter (`-c` with nothing imported) at the heap asked for: the firmware's first line sees the
 # same free heap (gc.mem_free() after gc.collect()) as it would there. The GC's allocation tables grow
 # with -X heapsize, so the figure is found by trying (two or three runs of well under a second).
-# That leaves the firmware up to 127 bytes more than the bare interpreter (the 128-byte step of
-# -X heapsize): the `-c` preludes keep it, vboot.py holds it (port_trim), so boot.py starts with the
-# bare interpreter's free heap, give or take a dead object a stale stack word keeps (0-64 bytes
-# seen: _free_at_start). No allowance is added for
+# The firmware then gets at most 127 bytes more than the bare interpreter. No allowance is added for
 # the holes the machinery's loading leaves between its objects (see README "The virtual device"):
 # they are free heap the firmware's small objects fill (at 160K the largest free run is ~51 KB).
 _TAIL = "import gc\ngc.collect()\nprint('m2m-free', gc.mem_free())\n"
