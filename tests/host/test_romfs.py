@@ -231,8 +231,9 @@ def test_supervisor_runs_from_romfs_to_the_broker(tree, tmp_path, broker, subscr
     assert "/rom/lib/m2m/net" in dirs and rest == {"/.frozen-host/umqtt", str(PORT)}, dirs
 
 
-def _boot_free(tmp_path, name, romfs_arg=None, heapsize=None):
-    # boot.py's free heap on the virtual device (a board image whose boot.py prints it)
+def test_virtual_device_gives_the_image_back(tree, tmp_path):
+    # the image the unix port holds on its heap (a board maps it) is added to -X heapsize with the
+    # rest of the machinery: boot.py starts with the free heap of the same board without ROMFS
     import time
 
     import serial
@@ -241,57 +242,14 @@ def _boot_free(tmp_path, name, romfs_arg=None, heapsize=None):
 
     board = boards.load("esp32-devkitc-bg95")
     boot = b"import gc\ngc.collect()\nprint('free', gc.mem_free())\n"
-    (tmp_path / name).write_bytes(image.build(board, extra={"/boot.py": boot, "/main.py": b""}))
-    with VirtualDevice(board["name"], flash=tmp_path / name, romfs=romfs_arg, heapsize=heapsize) as dev:
-        con = serial.Serial(dev.port, 115200, timeout=0.05)
-        seen, deadline = b"", time.monotonic() + 20
-        while b">>> " not in seen:
-            assert time.monotonic() < deadline, seen
-            seen += con.read(4096)
-    return int(seen.split(b"free ")[1].split()[0])
-
-
-def _want(heapsize):
-    # a board's: the bare interpreter's free heap at that size, less a mounted VfsLfs2 (bridge.port_heap)
-    from m2mkit.testing import micropython
-    from m2mkit.vdev import bridge
-
-    mp = micropython()
-    return bridge._free_at_start(mp, bridge._heap_bytes(heapsize), None, None, 0) - bridge._mount_heap(mp)
-
-
-# What boot.py's free heap may still exceed a board's by: a dead object or two (32-64 bytes) a stale
-# word keeps alive at boot.py's gc.collect(), which marks from every word of the C stack
-# (ports/unix/gccollect.c -> shared/runtime/gchelper_generic.c gc_helper_collect_regs_and_stack):
-# which objects depends on the texts of the device's paths, not on what the machinery holds. Seen:
-# 0 or 32 bytes in 80 boots, 64 in 5 of 40, with or without ROMFS.
-STALE = 64
-
-
-def test_virtual_device_gives_the_image_back(tree, tmp_path):
-    # the image the unix port holds on its heap (a board maps it) is added to -X heapsize with the
-    # rest of the machinery: boot.py starts with the free heap of the same board without ROMFS
-    want = _want("256K")
-    got = [_boot_free(tmp_path, "plain.img"), _boot_free(tmp_path, "rom.img", (tree / "fw.romfs").read_bytes())]
-    assert all(want <= g <= want + STALE for g in got), (want, got)
-    assert abs(got[0] - got[1]) <= STALE, got
-
-
-def test_virtual_device_takes_back_the_heapsize_step(tmp_path):
-    # -X heapsize moves the free heap in steps of 128 bytes (py/gc.c gc_setup_area: an allocation
-    # table byte per 4 blocks of 32 bytes); vboot.py holds what port_heap's size leaves over a board's
-    # (bridge.port_trim, 0-96 bytes: it follows the lengths of the paths the machinery holds, with a
-    # period of 64 characters), so devices in folders 16 characters apart each start boot.py at the
-    # board's free heap
-    from m2mkit import umqtt_setup
-    from m2mkit.testing import micropython
-    from m2mkit.vdev import bridge
-
-    want, trims = _want("256K"), set()
-    for pad in (1, 17, 33, 49):
-        folder = tmp_path / ("d" * pad)
-        folder.mkdir()
-        got = _boot_free(folder, "flash.img")
-        trims.add(bridge.port_trim("256K", micropython(), str(umqtt_setup.path()), len(str(folder / "flash.img.state"))))
-        assert want <= got <= want + STALE, (pad, want, got, trims)
-    assert max(trims) > STALE, trims  # a step larger than a stale word's was taken back
+    got = []
+    for romfs_arg, name in ((None, "plain.img"), ((tree / "fw.romfs").read_bytes(), "rom.img")):
+        (tmp_path / name).write_bytes(image.build(board, extra={"/boot.py": boot, "/main.py": b""}))
+        with VirtualDevice(board["name"], flash=tmp_path / name, romfs=romfs_arg) as dev:
+            con = serial.Serial(dev.port, 115200, timeout=0.05)
+            seen, deadline = b"", time.monotonic() + 20
+            while b">>> " not in seen:
+                assert time.monotonic() < deadline, seen
+                seen += con.read(4096)
+            got.append(int(seen.split(b"free ")[1].split()[0]))
+    assert abs(got[0] - got[1]) < 128, got  # port_heap settles to the GC's 128-byte steps

@@ -190,17 +190,11 @@ def _free(micropython, args, env=None, cwd=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _free_at_start(micropython, heap, machinery, frozen, state_len, romfs=None, scale="1.0"):
+def _free_at_start(micropython, heap, machinery, frozen, state_len, romfs=None):
     """gc.mem_free() where the firmware starts, at -X heapsize=heap (bytes): machinery None is a bare
     interpreter, "prelude" m2mkit.testing's `-c` prelude, "vboot" vboot.py at boot.py (frozen: the
     M2M_FROZEN folder, or None; state_len: the length of the device's state folder's path, whose text
-    the machinery holds; romfs: (path, image length) of a ROMFS partition file, M2M_ROMFS; scale:
-    the M2M_TIME_SCALE text the device gets).
-    The run mirrors the device's start: the same environment texts and path lengths (its flash file
-    is the state folder's name less ".state", as device.py names them). A different text changes
-    which dead objects a stale word keeps alive at boot.py's gc.collect() (the collector marks from
-    every word of the C stack: py/gc.c gc_collect_root, ports/unix/gccollect.c gc_collect), not what
-    the machinery holds: M2M_TIME_SCALE "1.0" against none moved boot.py's free heap by 64 bytes."""
+    the machinery holds; romfs: (path, image length) of a ROMFS partition file, M2M_ROMFS)."""
     args = ["-X", "heapsize=%d" % heap]
     if machinery is None:
         return _free(micropython, args + ["-c", _TAIL])
@@ -215,19 +209,14 @@ def _free_at_start(micropython, heap, machinery, frozen, state_len, romfs=None, 
         fs = LittleFS(block_count=blocks, block_size=4096, read_size=32, prog_size=32, lookahead_size=32)
         with fs.open("/boot.py", "w") as f:
             f.write(_TAIL)
-        flash = d + "/f"
-        while len(flash) < state_len - len(".state"):  # FILE and FILE.state as long as the device's
-            flash += "/" + "f" * min(200, max(1, state_len - len(".state") - len(flash) - 1))
-        os.makedirs(os.path.dirname(flash), exist_ok=True)
-        Path(flash).write_bytes(bytes(fs.context.buffer))
-        state = flash + ".state"
-        while len(state) < state_len:  # a device's state folder not named FILE.state
+        Path(d, "flash.img").write_bytes(bytes(fs.context.buffer))
+        state = d
+        while len(state) < state_len:  # a folder whose path is as long as the device's
             state += "/" + "s" * min(200, max(1, state_len - len(state) - 1))
         os.makedirs(state, exist_ok=True)
-        env = {"M2M_FLASH": flash, "M2M_FLASH_BLOCKS": str(blocks), "M2M_STATE_DIR": state,
+        env = {"M2M_FLASH": str(Path(d, "flash.img")), "M2M_FLASH_BLOCKS": str(blocks), "M2M_STATE_DIR": state,
                "M2M_REPL_MODE": "raw", "M2M_FROZEN": frozen or "", "M2M_MODEM": "", "M2M_BUS": "",
-               "M2M_GPIO": "", "M2M_ROMFS": romfs[0] if romfs else "", "M2M_TIME_SCALE": scale,
-               "M2M_RESET_CAUSE": "1", "M2M_SOFT_RESET": "", "M2M_HEAP_TRIM": "00"}
+               "M2M_GPIO": "", "M2M_ROMFS": romfs[0] if romfs else ""}
         return _free(micropython, args + [str(VBOOT)], env, cwd=state)  # in the state folder, as _spawn
 
 
@@ -255,11 +244,10 @@ def _mount_heap(micropython):
 
 
 @functools.lru_cache(maxsize=None)
-def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, romfs=None, scale="1.0"):
+def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, romfs=None):
     """Bytes to add to -X heapsize=heap so that the firmware starts with the free heap of a bare
     interpreter at `heap` (see above). romfs: (path, image length) of the vboot's ROMFS partition:
-    the image read into the heap (a board maps it from flash) is the machinery's too; scale: the
-    device's M2M_TIME_SCALE text (_free_at_start)."""
+    the image read into the heap (a board maps it from flash) is the machinery's too."""
     if micropython is None:
         from ..testing import micropython as find
 
@@ -274,31 +262,14 @@ def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_le
     for _ in range(8):
         # the free heap moves in steps of 128 bytes (the GC's blocks and their table): the smallest
         # step that leaves at least `want` free
-        got = _free_at_start(micropython, n + extra, machinery, frozen, state_len, romfs, scale)
+        got = _free_at_start(micropython, n + extra, machinery, frozen, state_len, romfs)
         if want <= got < want + 128:
             return extra
         extra += (want - got + 127) // 128 * 128 if got < want else -((got - want) // 128 * 128)
     raise RuntimeError("the port stand-in's heap does not settle (%d bytes free, %d wanted)" % (got, want))
 
 
-def port_trim(heap, micropython=None, frozen=None, state_len=0, romfs=None, scale="1.0"):
-    """What vboot.py takes back before boot.py (env M2M_HEAP_TRIM, two digits: 00, 32, 64 or 96): the
-    free heap port_heap's -X heapsize leaves over the bare interpreter's, which moves in steps of
-    128 bytes (py/gc.c gc_setup_area: a byte of the allocation table per BLOCKS_PER_ATB = 4 blocks of
-    MICROPY_BYTES_PER_GC_BLOCK = 4 words, 32 bytes on the 64-bit unix port), so that boot.py starts
-    with the bare interpreter's free heap to the block."""
-    if micropython is None:
-        from ..testing import micropython as find
-
-        micropython = find()
-    n = _heap_bytes(heap)
-    extra = port_heap(heap, "vboot", micropython, frozen, state_len, romfs, scale)
-    want = _free_at_start(micropython, n, None, None, 0) - _mount_heap(micropython)
-    return _free_at_start(micropython, n + extra, "vboot", frozen, state_len, romfs, scale) - want
-
-
-def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, qstr_extra=0, romfs=None,
-               scale="1.0"):
+def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_len=0, qstr_extra=0, romfs=None):
     """-X heapsize for `heap` plus the machinery's own heap (port_heap), so the firmware keeps a
     board's budget. machinery: "prelude" (m2mkit.testing's `-c` prelude: the benches, test_net),
     "pools" (that prelude with its qstr pools made: qstr_fill, below; "pools8" one pool more) or
@@ -308,7 +279,7 @@ def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_l
         n = _heap_bytes(heap)
     except ValueError:
         return heap  # not a size: the interpreter says so
-    return str(n + port_heap(heap, machinery, micropython, frozen, state_len, romfs, scale) + qstr_extra)
+    return str(n + port_heap(heap, machinery, micropython, frozen, state_len, romfs) + qstr_extra)
 
 
 # The qstr pools. Every name a module loads is interned (py/qstr.c qstr_add) in pools that double:
@@ -565,13 +536,11 @@ class Bridge:
             # while Python code runs (what _catches_sigint looks for).
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-        frozen, state_len, scale = env.get("M2M_FROZEN") or None, len(str(self.state)), env["M2M_TIME_SCALE"]
-        heapsize = _with_port(self.heapsize, "vboot", self.micropython, frozen, state_len, romfs=romfs, scale=scale)
-        env["M2M_HEAP_TRIM"] = "00"  # a heap that is not a size: the interpreter says so
-        if heapsize != self.heapsize:
-            env["M2M_HEAP_TRIM"] = "%02d" % port_trim(self.heapsize, self.micropython, frozen, state_len, romfs, scale)
         self.proc = subprocess.Popen(
-            [self.micropython, "-X", "heapsize=" + heapsize, "-i", str(VBOOT)],
+            [self.micropython, "-X", "heapsize=" + _with_port(self.heapsize, "vboot", self.micropython,
+                                                              env.get("M2M_FROZEN") or None, len(str(self.state)),
+                                                              romfs=romfs),
+             "-i", str(VBOOT)],
             stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ctty, close_fds=True,
             cwd=str(self.state),
         )

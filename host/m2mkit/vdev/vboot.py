@@ -110,12 +110,6 @@ def _m2m_boot():
     sys.path[:] = ["", ".frozen"] + (["/rom", "/rom/lib"] if rom else []) + ["/lib"]
 
     g = globals()
-    # the heap's trim (bridge.py port_trim: 0-3 GC blocks of 32 bytes, as env M2M_HEAP_TRIM "00".."96"):
-    # -X heapsize moves the free heap in steps of 4 blocks, so what port_heap's size leaves over a
-    # board's is held here, a bytearray of k - 1 blocks and its header block, or a float for one
-    trim = int(os.getenv("M2M_HEAP_TRIM") or 0) // 32
-    host.trim = (bytearray(32 * trim - 32) if trim > 1 else 0.5 * trim) if trim else None
-    trim = None
     host.flash.intr = 3
     # tell the bridge: a Ctrl-C from now on waits out a flash access (see Flash) instead of becoming
     # a byte, as a board's Ctrl-C during a flash write is raised once the write is done
