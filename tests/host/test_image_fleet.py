@@ -19,6 +19,9 @@ BOARD = boards.load("esp32-devkitc-bg95")
 
 MOUNT = """
 import vfs, os
+
+# whole demos on a scaled clock: beside three other workers they missed their broker (final CI runs)
+pytestmark = pytest.mark.alone
 class Flash:
     def __init__(self, f, blocks):
         self.f = f; self.blocks = blocks
