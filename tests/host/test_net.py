@@ -313,14 +313,10 @@ print(json.dumps({"status": n.status(), "samples": j.samples, "covered": j.cover
 """
 
 
-def answer_times(atlog, scale):
-    # from the simulator's transcript (t in real ms where it took a command in and wrote its answer
-    # out): each answered command's time from command to final result, in modem ms at `scale`,
-    # sorted. It is what the device's AT timeouts (1000 ms for the BG95's init script) are up
-    # against, the host's share included: at 750x the simulator's median 1.2 ms real was about
-    # 920 modem ms (p90 1100, max 14700), so three in a row past 1000 ms ("modem unresponsive", a
-    # power-key cycle) came in every day run; at 500x the same real times are 615 and 730 ms
-    cmds, buf, cur, out = [], b"", None, b""
+def exchanges(atlog):
+    # the simulator's transcript (t in real ms where it took a command in and wrote its answer out)
+    # as [command, t sent, t of its final result or None] in order, and None for each power-down
+    seq, buf, cur, out = [], b"", None, b""
     for ln in atlog.read_text(encoding="utf-8").splitlines()[1:]:
         c = json.loads(ln)
         b = c["b"].encode("latin-1")
@@ -329,13 +325,26 @@ def answer_times(atlog, scale):
             while b"\r" in buf:
                 line, buf = buf.split(b"\r", 1)
                 if line.strip().upper().startswith(b"AT"):
-                    cur, out = [c["t"], None], b""
-                    cmds.append(cur)
-        elif cur is not None and cur[1] is None:
-            out += b
-            if any(f in out for f in (b"\r\nOK\r\n", b"ERROR", b"\r\n> ")):
-                cur[1] = c["t"]
-    return sorted(round((b - a) * scale) for a, b in cmds if b is not None)
+                    cur, out = [line.strip().decode("latin-1"), c["t"], None], b""
+                    seq.append(cur)
+        else:
+            if cur is not None and cur[2] is None:
+                out += b
+                if any(f in out for f in (b"\r\nOK\r\n", b"ERROR", b"\r\n> ")):
+                    cur[2] = c["t"]
+            if b"POWERED DOWN" in b:
+                seq.append(None)
+    return seq
+
+
+def answer_times(atlog, scale):
+    # from the simulator's transcript (t in real ms where it took a command in and wrote its answer
+    # out): each answered command's time from command to final result, in modem ms at `scale`,
+    # sorted. It is what the device's AT timeouts (1000 ms for the BG95's init script) are up
+    # against, the host's share included: at 750x the simulator's median 1.2 ms real was about
+    # 920 modem ms (p90 1100, max 14700), so three in a row past 1000 ms ("modem unresponsive", a
+    # power-key cycle) came in every day run; at 500x the same real times are 615 and 730 ms
+    return sorted(round((x[2] - x[1]) * scale) for x in exchanges(atlog) if x is not None and x[2] is not None)
 
 
 def answered_streaks(atlog, evs):
@@ -346,23 +355,7 @@ def answered_streaks(atlog, evs):
     # made (the modem's k-th POWERED DOWN line is the events' k-th modem.power_down); answered
     # there, the modem was not silent: the device's wait, a second of modem time that is 2 ms of
     # the host's at 500x, ran out on an answer under way. Returns their indexes in evs
-    seq, buf, cur, out = [], b"", None, b""  # [command, answered] and None for a power-down
-    for ln in atlog.read_text(encoding="utf-8").splitlines()[1:]:
-        c = json.loads(ln)
-        b = c["b"].encode("latin-1")
-        if c["d"] == ">":
-            buf += b
-            while b"\r" in buf:
-                line, buf = buf.split(b"\r", 1)
-                if line.strip().upper().startswith(b"AT"):
-                    cur, out = [line.strip().decode("latin-1"), False], b""
-                    seq.append(cur)
-        else:
-            if cur is not None and not cur[1]:
-                out += b
-                cur[1] = any(f in out for f in (b"\r\nOK\r\n", b"ERROR", b"\r\n> "))
-            if b"POWERED DOWN" in b:
-                seq.append(None)
+    seq = exchanges(atlog)
     downs = [i for i, x in enumerate(seq) if x is None]
     found, named, k = [], set(), 0
     for i, (kind, f) in enumerate(evs):
@@ -373,7 +366,7 @@ def answered_streaks(atlog, evs):
         elif kind == "net.recovery":
             if "reason=modem unresponsive" in f and named and k < len(downs):
                 before = seq[:downs[k]]
-                last = {x[0]: x[1] for x in before if x is not None}
+                last = {x[0]: x[2] is not None for x in before if x is not None}
                 if all(last.get(c) for c in named):
                     found.append(i)
             named = set()
