@@ -17,11 +17,12 @@ from test_vdev import mpremote
 
 BOARD = boards.load("esp32-devkitc-bg95")
 
+# whole demos on a scaled clock: beside three other workers they missed their broker (final CI runs)
+pytestmark = pytest.mark.alone
+
 MOUNT = """
 import vfs, os
 
-# whole demos on a scaled clock: beside three other workers they missed their broker (final CI runs)
-pytestmark = pytest.mark.alone
 class Flash:
     def __init__(self, f, blocks):
         self.f = f; self.blocks = blocks
