@@ -252,4 +252,6 @@ def test_virtual_device_gives_the_image_back(tree, tmp_path):
                 assert time.monotonic() < deadline, seen
                 seen += con.read(4096)
             got.append(int(seen.split(b"free ")[1].split()[0]))
-    assert abs(got[0] - got[1]) < 128, got  # port_heap settles to the GC's 128-byte steps
+    # within two of -X heapsize's 128-byte steps: port_heap settles to one step, and a stale stack word
+    # can keep a dead object alive (seen: exactly 128 once in ~6 runs); the image itself is ~170 KB
+    assert abs(got[0] - got[1]) <= 256, got
