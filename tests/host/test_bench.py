@@ -30,6 +30,7 @@ EXPECTED |= {"esim_switch_overhead_bg95", "esim_heap"}  # issue #13, eSIM
 EXPECTED |= {"fleet_images_per_s", "deploy_first_s", "deploy_unchanged_s"}  # issue #12, host tools
 EXPECTED |= {"lwm2m_send_bytes", "lwm2m_send_bytes_both_ways", "lwm2m_send_ratio_mqtt_naive",
              "lwm2m_send_ratio_mqtt_kept", "lwm2m_round_trips_per_report", "lwm2m_heap_registered"}  # issue #10
+EXPECTED |= {"lwm2m_send_datagram_ratio_mqtt_naive"}  # the Send datagram alone against naive MQTT
 EXPECTED |= {"usage_record_bytes_on_air", "usage_sign_us"}  # issue #14, usage records
 EXPECTED |= {"vdev_port_heap_vboot", "vdev_port_heap_prelude", "vdev_port_heap_pools"}  # the vdev's own heap
 EXPECTED |= {"lwm2m_heap_qstr_cut"}  # the qstr pools a board's firmware makes (bench_lwm2m.py)
