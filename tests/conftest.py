@@ -84,7 +84,10 @@ class MicroPythonFile(pytest.File):
 
     def results(self):
         if not hasattr(self, "_results"):
-            self._results = testing.run_file(self.path)
+            # the file's own folder under pytest's basetemp (what tmp_path gives a host test), in
+            # M2M_TEST_TMP: two suites or two workers never share a path
+            tmp = self.config._tmp_path_factory.mktemp(self.path.stem)
+            self._results = testing.run_file(self.path, tmp=tmp)
         return self._results
 
 

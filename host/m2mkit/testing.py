@@ -121,23 +121,33 @@ for _n in {names!r}:
 """
 
 
-def run_file(path):
-    """Run every test of one firmware test file; returns {name: (passed, output)}."""
+def run_file(path, tmp=None):
+    """Run every test of one firmware test file; returns {name: (passed, output)}. The file's tests
+    find a folder of their own for their files in M2M_TEST_TMP: `tmp` (pytest's tmp_path for the
+    file), else a temporary folder removed afterwards."""
     path = Path(path)
     text = path.read_text()
     names = test_names(text)
     opts = file_options(text)
     results = {}
+    own = None
+    if tmp is None:
+        import tempfile
+
+        tmp = own = tempfile.mkdtemp(prefix="m2m-fwtest-")
     try:
         p = subprocess.run(
             [micropython(), "-X", f"heapsize={opts['heapsize']}", "-c", _harness(path.stem, names, path.parent.resolve())],
-            capture_output=True, text=True, timeout=opts["timeout"], env=mpy_env(),
+            capture_output=True, text=True, timeout=opts["timeout"], env=mpy_env({"M2M_TEST_TMP": str(tmp)}),
             errors="backslashreplace",
         )
         out, err, rc = p.stdout, p.stderr, p.returncode
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode(errors="backslashreplace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         err, rc = f"timed out after {opts['timeout']} s (raise it with '# m2m: timeout=N')", None
+    finally:
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
     if f"{_MARK}IMPORT" in out:
         tb = out.split(f"{_MARK}IMPORT", 1)[1]
         return {n: (False, f"importing {path.name} failed:\n{tb}{err}") for n in names}

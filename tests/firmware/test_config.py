@@ -1,8 +1,10 @@
 # The device's config: defaults, type and range checks, unknown keys, atomic save.
 import os
-import time
 
 from m2m import config
+
+# this file's own folder (pytest's tmp_path for it, m2mkit.testing.run_file): never a shared path
+TMP = os.getenv("M2M_TEST_TMP")
 
 
 def _raises(fn, *args):
@@ -40,7 +42,7 @@ def test_set_key_checks_and_leaves_config_unchanged_on_error():
 
 
 def test_save_writes_only_changes_and_loads_back():
-    path = "/tmp/m2m-test-config-%d.json" % time.ticks_us()
+    path = TMP + "/saved.json"
     c = config.validate({"device": {"id": "dev-1"}})
     config.save(c, path)
     with open(path) as f:
@@ -52,7 +54,7 @@ def test_save_writes_only_changes_and_loads_back():
 
 
 def test_broken_json_says_what_to_do():
-    path = "/tmp/m2m-test-config-bad-%d.json" % time.ticks_us()
+    path = TMP + "/bad.json"
     with open(path, "w") as f:
         f.write("{nope")
     config._cfg = None
@@ -63,7 +65,7 @@ def test_broken_json_says_what_to_do():
 def test_load_drops_the_table_and_validation_still_works():
     # the device keeps its validated dict, not SCHEMA (heap); validate / set_key / save read the
     # table again from the module's file and drop it afterwards
-    path = "/tmp/m2m_test_release.json"
+    path = TMP + "/release.json"
     with open(path, "w") as f:
         f.write('{"device": {"id": "dev-2"}}')
     config._cfg = None

@@ -1,8 +1,14 @@
 # m2m.net.network helpers: the 0-100 quality figure, eDRX codes, the APN table, band numbers, and the
 # recovery ladder's order and capped waits (a stand-in modem that answers everything).
+import os
+
 from m2m import config, events
 from m2m.modem import band_number
 from m2m.net import network
+
+# the networks' state files go to this file's own folder (pytest's tmp_path for it,
+# m2mkit.testing.run_file): never a path another suite or worker writes
+STATE = os.getenv("M2M_TEST_TMP") + "/"
 
 
 def test_quality():
@@ -77,7 +83,7 @@ class _Modem:
 def test_recovery_ladder_order_and_capped_waits():
     events.log = False
     cfg = config.validate({"net": {"reg_timeout_s": 120, "recovery_max_s": 900}})
-    n = network.Network(_Modem(), cfg, state_dir="/tmp/")
+    n = network.Network(_Modem(), cfg, state_dir=STATE)
     n.state = network.NAMES.index("register")
     seen = []
     for i in range(7):
@@ -105,7 +111,7 @@ def test_a_failed_power_step_sets_the_modem_up_again():
     cfg = config.validate({})
     m = _Modem()
     m.power_cycle = lambda: False
-    n = network.Network(m, cfg, state_dir="/tmp/")
+    n = network.Network(m, cfg, state_dir=STATE)
     n.state = network.NAMES.index("register")
     n.level = 2
     n._recover("test")
@@ -124,7 +130,7 @@ def test_one_at_timeout_is_retried_a_streak_calls_for_recovery():
     # a single timeout (a slow answer) retries the state; only the driver's streak of consecutive
     # timeouts (at.unresponsive) goes to the recovery path, which starts at the power key
     events.log = False
-    n = network.Network(_Modem(), config.validate({}), state_dir="/tmp/")
+    n = network.Network(_Modem(), config.validate({}), state_dir=STATE)
     n.state = network.NAMES.index("attached")
 
     def boom():
@@ -172,7 +178,7 @@ def test_a_plmn_given_as_a_name_is_asked_again_as_a_number_and_is_not_roaming():
     m = _Modem()
     m.at = _NameFirstAT()
     m.imsi = "001010123456789"
-    n = network.Network(m, config.validate({}), state_dir="/tmp/")
+    n = network.Network(m, config.validate({}), state_dir=STATE)
     reg = creg.parse(b'+CEREG: 1,1,"0001","00000001",7')
     netup._registered(n, reg)
     while events.take() is not None:
@@ -189,7 +195,7 @@ def test_a_memory_error_retries_the_step_and_pdp_never_goes_without_an_apn():
     from m2m.net import netup
 
     events.log = False
-    n = network.Network(_Modem(), config.validate({}), state_dir="/tmp/")
+    n = network.Network(_Modem(), config.validate({}), state_dir=STATE)
     n.state = network.NAMES.index("config")
 
     def boom():
