@@ -87,7 +87,11 @@ def configure(self):
     op = p["operator"]
     select(self, op)
     self._go(_REGISTER, profile=self.profile, apn=apn, rat=rat, operator=op or "auto")
-    self.deadline = hal.ticks_add(hal.ticks_ms(), n["reg_timeout_s"] * 1000)
+    # the registration wait: a recovery step's own (m2m.net.netup._recover: a power-key or hard-reset
+    # step whose setup failed comes here through SYNC), else net.reg_timeout_s
+    w = self.wait_s or n["reg_timeout_s"]
+    self.wait_s = 0
+    self.deadline = hal.ticks_add(hal.ticks_ms(), w * 1000)
     return 0
 
 

@@ -192,6 +192,7 @@ def _registered(n, reg):
     m = n.modem
     n.t_registered = hal.ticks_ms()
     n.level = 0
+    n.wait_s = 0
     n.counts["registered"] += 1
     n.rat = _ACT.get(reg.act, n.rat)
     n.plmn = None
@@ -280,6 +281,9 @@ def _recover(n, reason):
             m.at.cmd("AT+CFUN=0", timeout_ms=30000)
             m.at.cmd("AT+CFUN=1", timeout_ms=30000)
         else:
+            # the modem is set up again, here or (if that fails) from SYNC on: either way CONFIG
+            # gives registration this step's wait, not net.reg_timeout_s
+            n.wait_s = wait_s
             if step == "hardreset":
                 _hard_reset(n)
             elif not m.power_cycle():

@@ -82,6 +82,7 @@ class Network:
         self.want = True
         self.deadline = 0
         self.level = 0  # recovery steps taken since the last registration
+        self.wait_s = 0  # a power-key / hard-reset step's registration wait, for the next CONFIG
         self.counts = {"registered": 0, "lost": 0, "recovery": 0, "powerkey": 0, "hardreset": 0,
                        "reselect": 0, "radio": 0, "profile": 0, "denied": 0, "rebooted": 0}
         self.failed = None  # link_failed() reason, handled at the next step

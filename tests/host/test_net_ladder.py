@@ -1,0 +1,76 @@
+"""The network's recovery ladder (m2m.net.netup._recover) in the real MicroPython against the modem
+simulator, time-scaled: a long outage where every power-key / hard-reset step's modem setup fails on
+one AT timeout (the simulator's delay fault on the init script's first answer). Such a step goes
+through SYNC and CONFIG again; the registration wait it then gets is still the step's own (doubling
+from net.reg_timeout_s, capped at net.recovery_max_s), not a fresh net.reg_timeout_s, so an outage
+takes as few steps as when every setup succeeds (README "Network": "After each step the wait for
+registration doubles")."""
+
+import json
+
+from test_net import CODE, run, sim_for
+
+LADDER = CODE + """
+from simctl import control
+
+init = m.init
+
+def late_init(**kw):
+    # a recovery step (state RECOVER) sets the power-cycled modem up again: the answer to its
+    # first command comes after that command's timeout
+    if n.state == 8:
+        late.append(hal.ticks_ms())
+        assert control({"op": "fault", "kind": "delay", "seconds": 3, "count": 1})["ok"]
+    return init(**kw)
+
+late = []
+m.init = late_init
+
+class Rec:
+    # the events with their device time: each recovery step (t, step, wait_s, reason)
+    def __init__(self):
+        self.steps = []
+        self.failed = 0
+    def step(self):
+        while True:
+            e = events.take()
+            if e is None:
+                return 1000
+            if e[0] == "net.recovery":
+                f = e[2]
+                self.steps.append((e[1], f["step"], f["wait_s"], f["reason"]))
+            elif e[0] == "net.recovery_failed":
+                self.failed += 1
+
+rec = Rec()
+t0 = hal.ticks_ms()
+loop.run((n, rec), None, int(os.getenv("RUN_MS")))
+rec.step()
+print(json.dumps({"steps": rec.steps, "failed": rec.failed, "late": len(late), "t0": t0,
+                  "status": n.status()}))
+"""
+
+
+def test_a_power_key_step_whose_setup_fails_keeps_its_wait(tmp_path):
+    # 20 minutes of modem time without coverage, reg_timeout_s 30, recovery_max_s 240: the waits
+    # are 30 (the first registration), 30 reselect, 60 radio, 120 power key, 240 hard reset, 240 ...
+    # Seven steps; with each failed setup's wait cut back to 30 s it was 21
+    scale = 100
+    cfg = {"net": {"apn": "internet", "reg_timeout_s": 30, "recovery_max_s": 240}}
+    with sim_for("bg95", scale, timeline=[[0, "searching"]]) as sim:
+        (r,), evs = run(LADDER, sim, scale, cfg, tmp_path, "bg95", timeout=90, RUN_MS=str(1200 * 1000))
+    steps = r["steps"]
+    names = [s[1] for s in steps]
+    assert names[:4] == ["reselect", "radio", "powerkey", "hardreset"], steps
+    # the fault did its part: every power-key and hard-reset step's setup failed and went on
+    # from the AT sync (net.recovery_failed, then net.sync after=<step>)
+    cycled = [s for s in steps if s[1] in ("powerkey", "hardreset")]
+    assert len(cycled) >= 3 and r["late"] == len(cycled) and r["failed"] >= len(cycled), (r, evs)
+    assert any(k == "net.sync" and "after=powerkey" in f for k, f in evs)
+    # each step's wait was kept: the next step that came because registration stalled came no
+    # sooner than the wait the step announced (device time)
+    for a, b in zip(steps, steps[1:]):
+        if b[3] == "registration stalled":
+            assert b[0] - a[0] >= a[2] * 1000, (a, b, json.dumps(steps))
+    stalled = [s for s in steps if s[3] == "registration stalled"]
+    assert len(stalled) <= 8, (len(stalled), steps)
