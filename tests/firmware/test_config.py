@@ -82,3 +82,27 @@ def test_load_drops_the_table_and_validation_still_works():
     config._cfg = None
     assert config.load(path)["mqtt"]["prefix"] == "fleet"
     os.remove(path)
+
+
+def test_schema_works_for_a_holder_after_the_supervisor_dropped_the_module():
+    # supervisor.start() drops m2m.config from sys.modules (loop.drop) to save heap; a caller that
+    # held the module (this file, an LwM2M or /cmd path) still validates and reads the table, and
+    # the module stays out of sys.modules afterwards (the drop's heap saving holds)
+    import sys
+
+    import m2m
+    from m2m import loop
+
+    config.release()
+    loop.drop("m2m.config")
+    try:
+        assert "m2m.config" not in sys.modules
+        s = config.schema()
+        assert "mqtt" in s and "device" in s
+        assert config.validate({"device": {"id": "dev-3"}})["device"]["id"] == "dev-3"
+        assert "mqtt.brokr" in _raises(config.validate, {"mqtt": {"brokr": "x"}})
+        assert config.SCHEMA is None  # dropped again after use
+        assert "m2m.config" not in sys.modules and "config" not in m2m.__dict__
+    finally:
+        sys.modules["m2m.config"] = config
+        m2m.config = config

@@ -197,19 +197,27 @@ def release():
 
 
 def schema():
-    # SCHEMA, executing this file again (as a module nobody keeps) when release() dropped it
+    # SCHEMA, executing this file again (as a module nobody keeps) when release() dropped it. This
+    # module may itself have left sys.modules (supervisor.start() drops it) while a caller still
+    # holds it: then the copy leaves again too, and the module stays out
     global SCHEMA
     if SCHEMA is None:
         import sys
 
-        me = sys.modules.pop(__name__)
+        me = sys.modules.pop(__name__, None)
         try:
             SCHEMA = __import__(__name__, None, None, ("SCHEMA",)).SCHEMA
         finally:
-            sys.modules[__name__] = me
-            pkg = sys.modules.get(__name__.rpartition(".")[0])
-            if pkg is not None:
-                setattr(pkg, __name__.rpartition(".")[2], me)
+            pkg, _, attr = __name__.rpartition(".")
+            pkg = sys.modules.get(pkg)
+            if me is None:
+                sys.modules.pop(__name__, None)
+                if pkg is not None and attr in pkg.__dict__:
+                    delattr(pkg, attr)
+            else:
+                sys.modules[__name__] = me
+                if pkg is not None:
+                    setattr(pkg, attr, me)
     return SCHEMA
 
 
