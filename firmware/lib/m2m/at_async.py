@@ -1,6 +1,9 @@
 # The asyncio AT driver (docs: m2m/at.py): start() runs a reader task that feeds the parser and
 # dispatches URCs; cmd() is awaited. Apart from m2m.at so that the device's synchronous stack does not
 # hold it; `from m2m.at import AsyncAT` loads it.
+# A command whose task is cancelled after it went out (Task.cancel(), asyncio.wait_for's timeout)
+# is finished by the next cmd() before its own (its payload once prompted, then its final, within its
+# timeout), as m2m.at.AT finishes one left by Ctrl-C; meanwhile the reader still feeds it its answer.
 from m2m.at import ATTimeout, _Driver
 
 
@@ -16,6 +19,7 @@ class AsyncAT(_Driver):
         self._ev = asyncio.Event()
         self._expired = False
         self._task = None
+        self._owed = None  # (command, timeout, payload still owed) of a cancelled command
 
     def start(self):
         if self._task is None:
@@ -59,6 +63,8 @@ class AsyncAT(_Driver):
         c = self._prepare(command, retries, payload, idempotent)
         tmo = timeout_ms or self.timeout_ms
         async with self._lock:
+            if self._owed is not None:
+                await self._settle()
             attempt = 0
             while True:
                 try:
@@ -68,21 +74,47 @@ class AsyncAT(_Driver):
                         raise
                     attempt += 1
 
+    async def _settle(self):
+        # a command whose task was cancelled (Task.cancel(), asyncio.wait_for's timeout) after it
+        # went out: the parser kept it running (the reader still takes its answer), the modem may
+        # still wait for its payload and its final result would be taken for the next command's.
+        # Finished here first, as m2m.at.AT finishes one left by Ctrl-C: the payload once the
+        # prompt is in, then its final, within its own timeout (then given up as a timeout is)
+        c, tmo, payload = self._owed
+        self._owed = None
+        try:
+            await self._wait(c, tmo, payload)
+        except ATTimeout:
+            pass
+
     async def _once(self, c, resp, tmo, data, payload, finals, fails, prompt):
+        self._begin(c, resp, data, payload, finals, fails, prompt)
+        return await self._wait(c, tmo, payload)
+
+    async def _wait(self, c, tmo, payload):
         ev = self._ev
         ev.clear()
         self._expired = False
-        r = self._begin(c, resp, data, payload, finals, fails, prompt)
+        r = self._resp
         timer = self._asyncio.create_task(self._timer(tmo))
         try:
             while not self._done:
                 if self._prompt:
-                    self._send_payload(payload)
+                    self._prompt = False
+                    if payload is not None:  # None: a settled exchange whose payload went already
+                        self._send_payload(payload)
+                        payload = None
                     continue
                 if self._expired:
                     raise self._timed_out(c)
                 await ev.wait()
                 ev.clear()
+        except BaseException:
+            # CancelledError (a BaseException in MicroPython's asyncio, extmod/asyncio/core.py):
+            # the exchange is owed to the next cmd(); the timeout's own gave up already
+            if self._resp is not None:
+                self._owed = (c, tmo, payload)
+            raise
         finally:
             timer.cancel()
         self._finish()
