@@ -161,6 +161,8 @@ SCHEMA = {
     "lwm2m": {
         "psk_identity": (str, None, None),  # DTLS PSK identity (the device id unless given)
         "psk_key": (str, None, _hex),  # DTLS PSK key, hex
+        # who ends a coaps:// server's DTLS: "device" (MicroPython's tls) or "modem" (SIM7080G)
+        "dtls": (str, "device", ("device", "modem")),
         # the LwM2M client (m2m.lwm2m), README "LwM2M client (device)"; off unless server or
         # bootstrap is set
         "server": (str, None, None),  # coap://HOST:PORT or coaps://HOST:PORT (DTLS-PSK)

@@ -31,7 +31,7 @@ def open_ep(self, bootstrap):
     if secure and not psk:
         raise ValueError("lwm2m: %s needs a PSK (lwm2m.psk_key)" % ins[0])
     self._close_ep()
-    self.tr = Udp(host, port, self.stack, psk if secure else None)
+    self.tr = Udp(host, port, self.stack, psk if secure else None, self.dtls_modem)
     self.ep = coap.Endpoint(self.tr, self._handle, 512, secure=secure)  # 512-byte blocks (RFC 7959)
     self.ep.on_reset = self._reset
 

@@ -1,6 +1,6 @@
 # Datagram transports for m2m.coap.Endpoint: UDP over the modem's sockets (m2m.net.sock.Stack) or
 # the platform's own socket module, NoSec or DTLS 1.2 with a pre-shared key (m2m.lwm2m.dtls,
-# loaded for a coaps:// server only).
+# loaded for a coaps:// server only), done by MicroPython's tls or by the modem (lwm2m.dtls).
 _AGAIN = (11, 110, 111, 113)  # EAGAIN, ETIMEDOUT, ECONNREFUSED (ICMP), EHOSTUNREACH: nothing now
 
 
@@ -17,16 +17,25 @@ def parse_uri(uri):
 
 
 class Udp:
-    def __init__(self, host, port, stack=None, psk=None):
+    def __init__(self, host, port, stack=None, psk=None, modem_dtls=False):
+        # modem_dtls (lwm2m.dtls "modem"): the modem ends the DTLS session (m2m.lwm2m.dtls.modem_socket)
         if stack is None:
             import socket as stack
-        ai = stack.getaddrinfo(host, port)[0][-1]
-        s = stack.socket(2, 2)  # AF_INET, SOCK_DGRAM
-        s.connect(ai)
-        if psk:
+        modem = stack.__class__.__name__ == "Stack"
+        if psk and modem_dtls:
             from m2m.lwm2m import dtls  # loaded for a coaps:// server only
 
-            s = dtls.wrap(s, psk, stack.__class__.__name__ == "Stack")
+            if not modem:
+                raise OSError(95, "lwm2m.dtls \"modem\" needs the modem's sockets: set it to \"device\"")
+            s = dtls.modem_socket(stack, host, port, psk)
+        else:
+            ai = stack.getaddrinfo(host, port)[0][-1]
+            s = stack.socket(2, 2)  # AF_INET, SOCK_DGRAM
+            s.connect(ai)
+            if psk:
+                from m2m.lwm2m import dtls  # loaded for a coaps:// server only
+
+                s = dtls.wrap(s, psk, modem)
         s.setblocking(False)
         self.s = s
         self.tx_bytes = self.rx_bytes = 0
