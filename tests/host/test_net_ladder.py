@@ -8,7 +8,9 @@ registration doubles")."""
 
 import json
 
-from test_net import CODE, run, sim_for
+import pytest
+
+from test_net import CODE, _later, run, sim_for
 
 LADDER = CODE + """
 from simctl import control
@@ -74,3 +76,54 @@ def test_a_power_key_step_whose_setup_fails_keeps_its_wait(tmp_path):
             assert b[0] - a[0] >= a[2] * 1000, (a, b, json.dumps(steps))
     stalled = [s for s in steps if s[3] == "registration stalled"]
     assert len(stalled) <= 8, (len(stalled), steps)
+
+
+REFUSED = CODE + """
+from m2m.modem import ModemError
+
+init = m.init
+refused = []
+crashed = []
+
+def refusing_init(**kw):
+    # the power-key step's setup of the restarted modem fails once: a command of its init script
+    # refused (Modem.run raises ModemError for a required step's error answer), or the heap
+    if n.state == 8 and not refused:
+        refused.append(n.counts["recovery"])
+        if os.getenv("FAIL") == "heap":
+            raise MemoryError("memory allocation failed, allocating 1280 bytes")
+        raise ModemError("ATE0 failed: ERROR")
+    return init(**kw)
+
+m.init = refusing_init
+while True:
+    try:
+        ok = n.up(int(os.getenv("RUN_MS")))
+        break
+    except MemoryError:  # reaches the caller (docs/CONTRACTS.md), who steps the network again
+        crashed.append(n.status()["state"])
+print(json.dumps({"ok": ok, "refused": refused, "crashed": crashed, "status": n.status()}))
+"""
+
+
+@pytest.mark.parametrize("fail", ("refused", "heap"))
+def test_a_recovery_step_whose_setup_fails_otherwise_goes_on(fail, tmp_path):
+    # no coverage for 5 modem minutes, then coverage: the power-key step's init is refused (a
+    # ModemError, not a timeout) or runs out of heap (a MemoryError, which reaches the caller, who
+    # steps the network again); the ladder goes on and the device attaches once coverage is back,
+    # instead of staying in the RECOVER state, which no step left
+    scale = 100
+    cfg = {"net": {"apn": "internet", "reg_timeout_s": 30, "recovery_max_s": 240}}
+    with sim_for("bg95", scale, timeline=[[0, "searching"]]) as sim:
+        t = _later(sim, 300, lambda: sim.set_timeline([[0, "home"]]))
+        (r,), evs = run(REFUSED, sim, scale, cfg, tmp_path, "bg95", timeout=60, RUN_MS=str(900 * 1000),
+                        FAIL=fail)
+        t.join(1)
+    assert r["refused"] == [3], r  # the third step: the power key
+    assert r["ok"] and r["status"]["state"] == "attached", (r, evs[-20:])
+    if fail == "heap":
+        assert r["crashed"] == ["recover"], r
+        assert any(k == "net.sync" and "after=recover" in f for k, f in evs), evs
+    else:
+        assert r["crashed"] == [], r
+        assert any(k == "net.recovery_failed" and "step=powerkey" in f for k, f in evs), evs

@@ -292,8 +292,11 @@ def _recover(n, reason):
             m.init()
             n._go(_CONFIG, after=step)
             n._config()
-    except OSError as e:
-        # the step itself failed (a silent modem): the next step, after a short pause
+    except MemoryError:
+        raise  # the heap's: the state stays RECOVER, which Network._step leaves for SYNC
+    except Exception as e:
+        # the step itself failed (OSError: a silent modem; ModemError: a command of the restarted
+        # modem's setup refused): the next step, after a short pause
         events.post("net.recovery_failed", step=step, error=str(e))
         if n.level < 2:
             n.level = 2

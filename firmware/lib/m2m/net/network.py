@@ -208,6 +208,10 @@ class Network:
             return _up()._pdp(self)
         if st == _ATTACHED:
             return self._attached()
+        if st == _RECOVER:
+            # a recovery step cut short by a MemoryError (stepped again by the caller): the modem
+            # may be half set up; from the AT sync on (a silent modem leads to the next step)
+            self._go(_SYNC, after="recover")
         return 0
 
     # ---- power-off to responsive ----
