@@ -70,7 +70,7 @@ def modem_socket(stack, host, port, psk):
     # CoAP datagrams go through it in plain
     m = stack.modem
     name = getattr(m, "PSK_TABLE", None)
-    if not name:
+    if not name or "dtls" not in (m.SOCKET_SETUP or {}):
         raise OSError(95, "lwm2m.dtls is \"modem\" but the %s's DTLS with a pre-shared key is not "
                          "confirmed (docs/ASSUMED.md): set lwm2m.dtls to \"device\"" % m.NAME)
     ident, key = psk

@@ -97,8 +97,9 @@ class BG95(Modem):
         "tls": (('AT+QSSLCFG="sslversion",{ssl_ctx},3', (), _T),
                 ('AT+QSSLCFG="ciphersuite",{ssl_ctx},0xFFFF', (), _T),
                 ('AT+QSSLCFG="seclevel",{ssl_ctx},0', (), _T)),
-        # BG95 firmware with DTLS takes it per SSL context ("dtls" / "dtlsversion"): names and
-        # version numbering ASSUMED docs/ASSUMED.md#A-BG95-DTLS
+        # BG95 firmware with DTLS takes it per SSL context ("dtls" / "dtlsversion"; both names in a
+        # BG95-M3's AT+QSSLCFG=? answer); the version numbering, the open and any PSK setting
+        # ASSUMED docs/ASSUMED.md#A-BG95-DTLS (not used by LwM2M: no PSK_TABLE)
         "dtls": (('AT+QSSLCFG="dtls",{ssl_ctx},1', (), _T),
                  ('AT+QSSLCFG="dtlsversion",{ssl_ctx},2', (), _T),
                  ('AT+QSSLCFG="seclevel",{ssl_ctx},0', (), _T)),
@@ -138,6 +139,8 @@ class BG96(BG95):
     BANNERS = (b"RDY",)
     # PWRKEY: the BG96 turns on with a shorter pulse (>= 100 ms, ASSUMED docs/ASSUMED.md#A-BG96-PWRKEY);
     # the BG95 defaults satisfy both
-    # no DTLS in the BG96 SSL command set: ASSUMED docs/ASSUMED.md#A-BG96-NODTLS
+    # no DTLS in the BG96 SSL command set: BG96 SSL AT Commands Manual V1.0 (2017-11-07),
+    # AT+QSSLCFG's settings are sslversion (SSL3.0..TLS1.2), ciphersuite (no PSK), certificates,
+    # seclevel, ignorelocaltime, negotiatetime
     SOCKET_SETUP = {"tls": BG95.SOCKET_SETUP["tls"]}
     OPEN = {"tcp": BG95.OPEN["tcp"], "udp": BG95.OPEN["udp"], "tls": BG95.OPEN["tls"]}

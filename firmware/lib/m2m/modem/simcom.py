@@ -1,5 +1,5 @@
 # SIMCom dialects: SIM7080G (SIM7070/SIM7080/SIM7090 series AT manual) and SIM7000G, which differs
-# only where its own manual does (identity, PDP activation, the CAOPEN form, no DTLS).
+# only where its own manual does (identity, PDP activation, the CAOPEN form; no DTLS offered).
 #
 # Sources (facts, not text): SIM7070_SIM7080_SIM7090 Series AT Command Manual and TCP/UDP application
 # note as quoted in public code and issue threads (TinyGSM's SIM7080 / SIM7000SSL clients, SIMCom's
@@ -83,11 +83,19 @@ class SIM7080G(Modem):
         "tls": (('AT+CSSLCFG="sslversion",{ssl_ctx},3', (), _T),
                 ('AT+CASSLCFG={sid},"SSL",1', (), _T),
                 ('AT+CASSLCFG={sid},"CRINDEX",{ssl_ctx}', (), _T)),
-        # DTLS is the SSL flag on a UDP connection with sslversion 5: ASSUMED docs/ASSUMED.md#A-SIMCOM-DTLS
+        # DTLS 1.2 with a pre-shared key: sslversion 5, SSL on, the SSL context, the PSK table, then
+        # AT+CAOPEN with "UDP" (SIM7070_SIM7080_SIM7090 Series TCPUDP(S) Application Note V1.03
+        # 5.2.4 "Build a PSK authentication SSL (DTLS) connection"); the table is written by
+        # m2m.lwm2m.dtls.modem_socket (SSL Application Note V1.00 4.4)
         "dtls": (('AT+CSSLCFG="sslversion",{ssl_ctx},5', (), _T),
                  ('AT+CASSLCFG={sid},"SSL",1', (), _T),
-                 ('AT+CASSLCFG={sid},"CRINDEX",{ssl_ctx}', (), _T)),
+                 ('AT+CASSLCFG={sid},"CRINDEX",{ssl_ctx}', (), _T),
+                 ('AT+CASSLCFG={sid},"PSKTABLE","m2mpsk.txt"', (), _T)),
     }
+    # the PSK table's file ("<identity>:<key as hex>", converted with AT+CSSLCFG="CONVERT",3): a
+    # dialect naming one and a SOCKET_SETUP["dtls"] offers the modem's DTLS-PSK to LwM2M
+    # (lwm2m.dtls "modem")
+    PSK_TABLE = "m2mpsk.txt"
     # AT+CAOPEN=<cid>,<pdp_index>,<conn_type>,<server>,<port> -> +CAOPEN: <cid>,<result>, OK
     OPEN = 'AT+CAOPEN={sid},0,"{proto}","{host}",{port}'
     OPEN_RESULT = b"+CAOPEN:"
@@ -153,7 +161,9 @@ class SIM7000G(SIM7080G):
         "tls": (('AT+CASSLCFG={sid},"PROTOCOL",0', (), _T),
                 ('AT+CSSLCFG="sslversion",{ssl_ctx},3', (), _T),
                 ('AT+CASSLCFG={sid},"SSL",1', (), _T)),
-        # no DTLS in the SIM7000's CA* command set: ASSUMED docs/ASSUMED.md#A-SIM7000-NODTLS
+        # no DTLS for the SIM7000 (its manual has the parts, no DTLS connection in its CAOPEN
+        # form): ASSUMED docs/ASSUMED.md#A-SIM7000-NODTLS; without SOCKET_SETUP["dtls"] the
+        # inherited PSK_TABLE is not offered to LwM2M
     }
     # AT+CAOPEN=<cid>,<server>,<port> -> +CAOPEN: <cid>,<result>: no PDP index and no conn_type
     # (TinyGSM: '"TCP" can't be included' on this firmware)

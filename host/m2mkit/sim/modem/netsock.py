@@ -1,4 +1,4 @@
-"""Sockets of the simulated modem, bridged to real loopback TCP / UDP, with TLS ended here.
+"""Sockets of the simulated modem, bridged to real loopback TCP / UDP, with TLS and DTLS ended here.
 
 On-air byte model (what ``counters()`` reports; an estimate, not a capture):
 - IPv4 header 20 bytes; TCP header 20 bytes (no options); UDP header 8 bytes.
@@ -16,7 +16,8 @@ On-air byte model (what ``counters()`` reports; an estimate, not a capture):
 - TCP close (either side): FIN + ACK each way, 80 up and 80 down: one round trip.
 - UDP: each datagram n + 28 bytes; a round trip is counted when a datagram arrives after a send.
 TLS handshake bytes are counted as they pass over TCP, so the handshake's flights show up as sends
-and receives.
+and receives. DTLS (a UDP socket given a DtlsPsk): every datagram counted as it goes, the handshake's
+flights and retransmissions included; the payload counters hold the plain bytes.
 """
 
 import asyncio
@@ -41,6 +42,31 @@ class OpenError(Exception):
         super().__init__(reason if not detail else "%s: %s" % (reason, detail))
         self.reason = reason
         self.detail = detail
+
+
+class DtlsPsk:
+    """The modem's own DTLS client with a pre-shared key: a real DTLS handshake and records, made by
+    python-mbedtls (Mbed TLS 2.28; the device's MicroPython carries its own Mbed TLS build, and the
+    server side in the tests is another). Given to BridgedSocket as the tls_context of a UDP socket.
+
+    Retransmission from 1 s doubling to 8 s of modem time, then the handshake gives up (RFC 6347
+    4.2.4.1 starts at 1 s; the modem's own values ASSUMED docs/ASSUMED.md#A-SIMCOM-DTLS-PSK).
+    """
+
+    def __init__(self, identity, key, version="1.2"):
+        self.identity = identity  # str
+        self.key = bytes(key)
+        self.version = version  # "1.0" or "1.2"
+
+    def buffers(self, clock):
+        from mbedtls import tls as mtls
+
+        v = mtls.DTLSVersion.DTLSv1_2 if self.version == "1.2" else mtls.DTLSVersion.DTLSv1_0
+        conf = mtls.DTLSConfiguration(
+            pre_shared_key=(self.identity, self.key), validate_certificates=False,
+            lowest_supported_version=v, highest_supported_version=v,
+            handshake_timeout_min=clock.real(1.0), handshake_timeout_max=clock.real(8.0))
+        return mtls.ClientContext(conf).wrap_buffers(None)
 
 
 class BridgedSocket:
@@ -68,6 +94,8 @@ class BridgedSocket:
         self._transport = None
         self._task = None
         self._tls = None
+        self._dtls = None  # a UDP socket's DTLS session (python-mbedtls buffers), DtlsPsk given
+        self._dtls_q = None  # datagrams that arrive during the DTLS handshake
         self._udp_waiting = False
         self._owed = {"rx": None, "tx": None}  # a delayed ACK's timer, by the direction it goes
 
@@ -194,6 +222,13 @@ class BridgedSocket:
 
             self._transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=addr)
             self.local_port = self._transport.get_extra_info("sockname")[1]
+            if self.tls_context is not None:
+                try:
+                    await asyncio.wait_for(self._dtls_handshake(), timeout_s)
+                except Exception as e:  # mbedtls.exceptions.TLSError, a timeout: no session
+                    self._close_transport()
+                    self.state = "closed"
+                    raise OpenError("tls", "DTLS handshake: %s" % (e,))
             self.state = "open"
             return
         try:
@@ -245,6 +280,43 @@ class BridgedSocket:
             self._writer.write(raw)
             await self._writer.drain()
 
+    async def _dtls_handshake(self):
+        from mbedtls import tls as mtls
+
+        self._dtls_q = asyncio.Queue()
+        b = self._dtls = self.tls_context.buffers(self.modem.clock)
+        while b._handshake_state is not mtls.HandshakeStep.HANDSHAKE_OVER:
+            try:
+                b.do_handshake()
+            except mtls.WantWriteError:
+                self._dtls_out()
+            except mtls.WantReadError:
+                self._dtls_out()
+                try:
+                    data = await asyncio.wait_for(self._dtls_q.get(), 0.02)
+                except asyncio.TimeoutError:
+                    continue  # the next do_handshake() retransmits when its timer has run out
+                b.receive_from_network(data)
+        self._dtls_out()
+        self._dtls_q = None
+
+    def _dtls_out(self):
+        # the records the DTLS session has ready, one datagram per flush
+        b = self._dtls
+        while True:
+            out = b.peek_outgoing(65536)
+            if not out:
+                return
+            b.consume_outgoing(len(out))
+            self._udp_out(out)
+
+    def _udp_out(self, data):
+        self.c["tx_air"] += len(data) + IP_HDR + UDP_HDR
+        self.c["tx_packets"] += 1
+        self._udp_waiting = True
+        if not drops(self, "up"):  # udploss.py: the network may lose it
+            self._transport.sendto(data)
+
     # ---- data -----------------------------------------------------------------------------
     def _udp_in(self, data):
         if drops(self, "down"):
@@ -254,8 +326,33 @@ class BridgedSocket:
         if self._udp_waiting:
             self._udp_waiting = False
             self.c["round_trips"] += 1
+        if self._dtls is not None:
+            if self._dtls_q is not None:
+                self._dtls_q.put_nowait(data)  # the handshake takes it
+            elif self.state == "open":
+                self._dtls_in(data)
+            return
         if self.state == "open":
             self._deliver(data)
+
+    def _dtls_in(self, data):
+        # one datagram's records: each application record's plain bytes kept as one datagram
+        from mbedtls import tls as mtls
+
+        b = self._dtls
+        try:
+            b.receive_from_network(data)
+            while True:
+                try:
+                    plain = b.read(65536)
+                except mtls.WantReadError:
+                    break
+                if not plain:
+                    break
+                self._deliver(plain)
+        except Exception:
+            pass  # a record that does not decrypt is dropped, as DTLS does (RFC 6347 4.1.2.7)
+        self._dtls_out()  # a retransmitted flight of the server's may want an answer
 
     async def _tcp_reader(self):
         try:
@@ -300,11 +397,11 @@ class BridgedSocket:
         self.c["tx_payload"] += len(data)
         self.tx_total += len(data)
         if self.proto == "udp":
-            self.c["tx_air"] += len(data) + IP_HDR + UDP_HDR
-            self.c["tx_packets"] += 1
-            self._udp_waiting = True
-            if not drops(self, "up"):  # udploss.py: the network may lose it
-                self._transport.sendto(data)
+            if self._dtls is not None:
+                self._dtls.write(data)  # one record, one datagram
+                self._dtls_out()
+                return
+            self._udp_out(data)
             return
         if self._tls is not None:
             self._tls[0].write(data)
@@ -345,6 +442,12 @@ class BridgedSocket:
                 except (ConnectionError, OSError):
                     pass
             self._tcp_teardown()
+        if was == "open" and self._dtls is not None:
+            try:
+                self._dtls.shutdown()  # close_notify
+                self._dtls_out()
+            except Exception:
+                pass
         self._close_transport()
 
     def far_end_close(self):

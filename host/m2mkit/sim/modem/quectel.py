@@ -468,7 +468,9 @@ class BG96(BG95):
 
     MODEL = "bg96"
     CGMM = "BG96"
-    DTLS_KEYS = ()  # no DTLS: ASSUMED docs/ASSUMED.md#A-BG96-NODTLS
+    # no DTLS: BG96 SSL AT Commands Manual V1.0 (2017-11-07), AT+QSSLCFG's test answer has no
+    # "dtls" / "dtlsversion" (wwxxyx/Quectel_BG96 BG96/Software/)
+    DTLS_KEYS = ()
     CGMR = "BG96MAR02A07M1G"  # bg96 transcript
     ATI = ("Quectel", "BG96", "Revision: BG96MAR02A07M1G")
     BOOT_TIME = 4.9  # ASSUMED docs/ASSUMED.md#A-BG96-PWRKEY

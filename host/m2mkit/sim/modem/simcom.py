@@ -10,7 +10,7 @@ import time
 from . import card
 from . import dns
 from .core import NO_FINAL, CmeError, Malformed, Modem
-from .netsock import OpenError
+from .netsock import DtlsPsk, OpenError
 
 
 class SIM7080G(Modem):
@@ -32,7 +32,8 @@ class SIM7080G(Modem):
     MAX_SEND = 1460
     MAX_READ = 1460
     # +CAOPEN <result> codes (SIM7080 manual): 0 ok, 20 DNS, 21 network not active, 23 remote
-    # refused, 27 connect failed. A failed TLS verification: 27, ASSUMED docs/ASSUMED.md#A-SIMCOM-CAOPEN-TLS
+    # refused, 27 connect failed. A failed TLS verification or DTLS handshake: 27,
+    # ASSUMED docs/ASSUMED.md#A-SIMCOM-CAOPEN-TLS
     CAOPEN_RESULT = {"refused": 23, "timeout": 27, "dns": 20, "tls": 27, "no_pdp": 21}
     # No 3GPP TS 27.007 logical-channel commands: the SIM7070_SIM7080_SIM7090 Series AT Command
     # Manual V1.05 (2022-01-21; Xinyuan-LilyGO/LilyGO-T-SIM7000G docs/SIM7070/) lists in 3.1 its
@@ -232,7 +233,7 @@ class SIM7080G(Modem):
     # ---- SSL configuration ------------------------------------------------------------------------
     def at_CSSLCFG(self, cmd):
         if cmd.kind == "test":
-            self.info('+CSSLCFG: "sslversion",(0-5),(0-3)')
+            self.info('+CSSLCFG: "SSLVERSION",(0-5),(0-5)')  # AT Command Manual V1.05 AT+CSSLCFG=?
             return
         if cmd.kind != "set":
             raise Malformed("CSSLCFG")
@@ -243,6 +244,11 @@ class SIM7080G(Modem):
             data = self.nv_files.get(name)
             if data is None or (kind == 2 and not self.valid_pem_cert(data)):
                 raise CmeError(3)
+            if kind == 3:
+                # <ssltype> 3 = PSK table: lines "<Identity>:<psk_key>", the key a hex string (SSL
+                # Application Note V1.00 4.4); kept in the modem's own store, so the file may be
+                # deleted after (as the note does); a malformed table CME 3, ASSUMED docs/ASSUMED.md#A-SIMCOM-DTLS-PSK
+                self.nv.setdefault("psk_tables", {})[name] = self._psk_table(data)
             self.converted.add(name)
         elif what == "ctxindex":
             ctx = cmd.int(1, lo=0, hi=5)
@@ -258,6 +264,24 @@ class SIM7080G(Modem):
             c[what] = cmd.str(2)
         else:
             raise CmeError(50)
+
+    @staticmethod
+    def _psk_table(data):
+        rows = []
+        for line in data.decode("latin-1").splitlines():
+            if not line.strip():
+                continue
+            ident, sep, hexkey = line.strip().rpartition(":")
+            try:
+                key = bytes.fromhex(hexkey)
+            except ValueError:
+                raise CmeError(3)
+            if not sep or not ident or not key:
+                raise CmeError(3)
+            rows.append((ident, key))
+        if not rows:
+            raise CmeError(3)
+        return rows
 
     def at_CACID(self, cmd):
         if cmd.kind == "read":
@@ -289,7 +313,9 @@ class SIM7080G(Modem):
             c["cacert"] = cmd.str(2)
         elif what == "PROTOCOL":
             c["protocol"] = cmd.int(2, lo=0, hi=1)
-        elif what in ("CERT", "PSKTABLE", "SNI"):
+        elif what == "PSKTABLE":
+            c["psktable"] = cmd.str(2)  # a table converted with AT+CSSLCFG (AT Command Manual 12.2.2)
+        elif what in ("CERT", "SNI"):
             cmd.str(2)
         else:
             raise CmeError(50)
@@ -310,13 +336,30 @@ class SIM7080G(Modem):
         pem = self.nv_files.get(name) if name in self.converted else None
         return self.tls_context(pem or b"", verify=True)
 
+    def _dtls_for(self, cid):
+        # SSL on a UDP connection is DTLS: sslversion 5 (DTLS 1.2) or 4 (1.0) in its CRINDEX context
+        # and a PSK table (TCPUDP(S) Application Note V1.03 5.2.4; AT Command Manual V1.05 AT+CSSLCFG);
+        # the table's first identity is offered, another version fails, ASSUMED docs/ASSUMED.md#A-SIMCOM-DTLS-PSK
+        c = self.ssl_cfg.get(cid)
+        if not c or not c.get("ssl"):
+            return None
+        version = {"4": "1.0", "5": "1.2"}.get(str(self.ssl_ctx.get(c.get("ctx", 0), {}).get("sslversion")))
+        rows = self.nv.get("psk_tables", {}).get(c.get("psktable", ""))
+        if version is None or not rows:
+            raise OpenError("tls", "no DTLS version or PSK table for connection %d" % cid)
+        return DtlsPsk(rows[0][0], rows[0][1], version)
+
     async def _caopen(self, cid, pdp, proto, host, port):
         if cid in self.sockets:
             raise CmeError(3)
         if pdp is not None and not self.app_pdp.get(pdp):
             self.info("+CAOPEN: %d,%d" % (cid, self.CAOPEN_RESULT["no_pdp"]))
             return
-        tls = self._tls_for(cid) if proto == "tcp" else None
+        try:
+            tls = self._tls_for(cid) if proto == "tcp" else self._dtls_for(cid)
+        except OpenError as e:
+            self.info("+CAOPEN: %d,%d" % (cid, self.CAOPEN_RESULT.get(e.reason, 27)))
+            return
         try:
             s = await self.sock_open(cid, proto, host, port, tls_context=tls,
                                      server_hostname=None if host[:1].isdigit() else host)
@@ -494,6 +537,13 @@ class SIM7000G(SIM7080G):
         port = cmd.int(2, lo=1, hi=65535)
         proto = "udp" if self.ssl_cfg.get(cid, {}).get("protocol") == 1 else "tcp"
         await self._caopen(cid, 0, proto, host, port)
+
+    def _dtls_for(self, cid):
+        # SSL on a SIM7000 UDP connection: its manual lists the DTLS parts but no such connection
+        # (ASSUMED docs/ASSUMED.md#A-SIM7000-NODTLS): not modelled, the open fails rather than pretend
+        if self.ssl_cfg.get(cid, {}).get("ssl"):
+            raise OpenError("tls", "DTLS on the SIM7000 is not modelled")
+        return None
 
     # ---- TCP/IP application toolkit (CIP*) ------------------------------------------------------
     def at_CIPMUX(self, cmd):
