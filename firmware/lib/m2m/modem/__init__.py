@@ -24,10 +24,12 @@
 #
 # Power (board data's modem.pwrkey / modem.reset override the dialect's PWRKEY_MS defaults):
 #   power_on()           no-op when the modem already answers AT (the key toggles power, so a running
-#                        modem must never be pulsed on); else pulse PWRKEY (or RESET), then wait for
-#                        the ready banner or an answer to AT within boot_ms. Where the board wires
-#                        the modem's STATUS line (modem.status_pin) its level decides: low, one
-#                        100 ms probe (a miswired line) then the key; high, never pulse
+#                        or booting modem must never be pulsed); else it is given boot_ms to answer
+#                        or print its ready banner (it may still be booting after an ESP32 reset),
+#                        then PWRKEY (or RESET) is pulsed and it is waited for again. Where the board
+#                        wires the modem's STATUS line (modem.status_pin) its level decides: low, one
+#                        100 ms probe (a miswired line), the line watched for boot_ms, then the key;
+#                        high, never pulse
 #   power_off()          the dialect's power-down command, the key as fallback
 #   ensure_responsive()  AT with short retries; if the modem stays silent (or the AT driver reported
 #                        it unresponsive after consecutive timeouts), power-cycle it with the key

@@ -291,34 +291,51 @@ def status(m):
 
 
 def power_on(m, known_off=False):
-    # switch the modem on (no pulse when it already answers); True when it answers AT.
-    # known_off: the caller has just cut the modem's supply (a PMU cold cycle), so the AT
-    # probes, which cost two probe timeouts on a modem that is off, are skipped. A board that
-    # wires the STATUS line says the same with its level: low, the modem is off and is pulsed
-    # after one 100 ms probe; high, it runs and is never pulsed (the key would switch it off), only waited
-    # for if it does not answer yet (still booting; a hung one goes to recovery). Without the
-    # line: after the ESP32's own power-on one probe is enough (a modem sharing its supply was
-    # off too; one on a supply of its own still answers it); after any other reset a modem may
-    # have been left running, so a lost byte must not get it pulsed off: the probe is retried
+    # switch the modem on (no pulse when it runs or is booting); True when it answers AT.
+    # The key toggles the modem: a pulse given to a modem that runs, or is still booting, switches it
+    # off; a booting modem answers nothing (nor raises STATUS) until its boot ends. known_off: the
+    # caller has just cut the modem's supply (a PMU cold cycle): no probe, the key at once.
+    # After the ESP32's own power-on one probe is enough (a modem sharing its supply was off too; one
+    # on a supply of its own still answers it) and after a deep-sleep wake one with a retry (the
+    # firmware sleeps with the modem settled). Any other restart (watchdog; machine.reset() or a
+    # panic, HARD_RESET; a soft reset: ports/esp32/modmachine.c) may have cut into a boot the
+    # firmware had just started with its on-pulse, the modem keeping its power: before a pulse the
+    # modem then gets the boot time (board modem.pwrkey.boot_ms, the dialect's PWRKEY_MS) to answer
+    # AT or print its ready banner, as vendor code waits before it pulses (LilyGO T-SIM7080G
+    # examples: testAT(1000) 7 to 16 times, then the key; STMicroelectronics' BG96
+    # at_custom_sysctrl.c, after BG96 Hardware Design V1.4: running 4.8 s after the pulse). A modem
+    # that is off then costs the boot time once more. A board that wires the STATUS line says it
+    # with the level: high, the modem runs and is never pulsed, only waited for if it does not
+    # answer yet (a hung one goes to recovery); low, one 100 ms probe (a line wired wrong), after
+    # such a restart the line watched for the boot time, then the key.
     _, _, on_ms, _, boot = m.power_config()
+    cause = hal.reset_cause()
+    wait = cause != hal.PWRON_RESET and cause != hal.DEEPSLEEP_RESET
     st = None if known_off else m.status()
     if st is not None:
         m._sync()
         if st:
             return m.ping(_PROBE_MS, 1) or m.wait_ready(boot)
         # low: one short probe still, so that a line wired wrong (or not driven at all)
-        # cannot get a running modem pulsed off; a modem that is off costs _STATUS_PROBE_MS
+        # cannot get a running modem pulsed off
         if m.ping(_STATUS_PROBE_MS):
             from m2m import events
             events.post("modem.status_mismatch", pin=m.board.get("status_pin"))
             return True
+        # then off, or still booting: STATUS rises at the end of the boot, with the UART (SIM7000
+        # Hardware Design V1.07 table 8, Ton(status) = Ton(uart) = 4.5 s typical; BG95:
+        # ASSUMED docs/ASSUMED.md#A-STATUS-RISE). The line (and the boot banner, for a line that
+        # reads low wrongly) is watched for the boot time, sending nothing
+        deadline = hal.ticks_add(hal.ticks_ms(), boot if wait else 0)
+        while hal.ticks_diff(deadline, hal.ticks_ms()) > 0:
+            if m.status() or m.wait_event(("boot",), _STATUS_PROBE_MS) is not None:
+                return m.wait_ready(boot)  # it was booting: its UART comes up with the line
         known_off = True
-    retry = 0 if hal.reset_cause() == hal.PWRON_RESET else 1
-    if not known_off and m.ping(_PROBE_MS, retry):
+    if not known_off and m.ping(_PROBE_MS, 0 if cause == hal.PWRON_RESET else 1):
         return True
-    if not known_off and not m.board.get("pwrkey") and m.wait_ready(boot):
-        # a modem on a fixed supply (a RESET line at most, e.g. Walter) that was still booting
-        # with the ESP32: a reset pulse would only start its boot again
+    if not known_off and (wait or not m.board.get("pwrkey")) and m.wait_ready(boot):
+        # still booting after a restart; or a modem on a fixed supply (a RESET line at most, e.g.
+        # Walter) that was booting with the ESP32: a reset pulse would only start its boot again
         return True
     m.events = []
     # without a key or reset line (a modem on a plain supply) there is nothing to pulse: wait

@@ -1,0 +1,178 @@
+"""The modem at the ESP32's (re)start: on, still booting, or off. A power-key pulse toggles the modem,
+so one given to a modem that runs (or is booting) switches it off: the firmware's power-on probe must
+tell the three apart before it pulses. The ESP32 resets (watchdog, machine.reset(), a crash) while a
+modem on a supply of its own keeps its power, so after such a reset the modem may be in any of them;
+one still booting answers nothing until its boot ends (the UART and STATUS come up at its end: SIM7000
+Hardware Design V1.07 table 8, Ton(uart) / Ton(status) 4.5 s), so it gets the boot time before the
+key. After the ESP32's own power-on a modem that is silent is pulsed after one probe (a modem sharing
+its supply was off too): that start costs no boot-time wait.
+
+Each case runs the firmware in the real MicroPython unix port against the modem simulator (its PWRKEY
+on the port's GPIO stand-in): BG95 with the DevKitC board's STATUS line and without one, and SIM7080G
+on a board without its PMU (the modem on a supply of its own, as on the T-SIM7080G-S3-Standard); the
+"booting" case is the ESP32 resetting right after its own on-pulse. The outcome: the modem runs, booted
+once, and was pulsed only when it was off. The last test does it on the whole virtual device."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from m2mkit import boards
+from m2mkit.sim.modem import ModemSim
+from m2mkit.testing import run_micropython
+from m2mkit.vdev.device import VirtualDevice
+
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+
+WDT_RESET, HARD_RESET, PWRON_RESET = 3, 2, 1  # machine.reset_cause() (ports/esp32/modmachine.c)
+SCALE = 4  # a boot of 4-5 modem seconds is 1-1.25 s here: the restarted firmware starts within it
+FAST = 10  # the cases without a boot under way
+
+BG95 = dict(boards.load("esp32-devkitc-bg95")["modem"])
+BG95_NO_STATUS = dict(BG95, status_pin=None)
+SIM7080 = dict(boards.load("lilygo-t-sim7080g-s3")["modem"], power_enable=None)
+CASES = {"bg95": BG95, "bg95-no-status": BG95_NO_STATUS, "sim7080g": SIM7080}
+
+CODE = """
+import json, os
+from m2m import hal, loop, modem
+from m2m.at import AT
+at = AT(loop.Guarded(hal.UART(1, 115200)), timeout_ms=2000)
+m = modem.create(at, json.loads(os.getenv("BOARD")))
+log = []
+if os.getenv("PULSE_ONLY"):
+    # the ESP32's on-pulse, then its reset (this process ends) before the modem has booted
+    m._pulse(m.power_config()[2])
+    raise SystemExit
+cmd = at.cmd
+def logged(c, **kw):
+    try:
+        r = cmd(c, **kw)
+    except OSError:
+        log.append([c, None])
+        raise
+    log.append([c, r.ok])
+    return r
+at.cmd = logged
+pulse = m._pulse
+def pulsed(ms):
+    log.append(["PULSE", ms])
+    return pulse(ms)
+m._pulse = pulsed
+on = m.power_on()
+print(json.dumps({"on": on, "log": log}))
+"""
+
+
+def sim_for(b, scale=SCALE, **kw):
+    return ModemSim(model=b["model"], time_scale=scale, pwrkey_pin=b["pwrkey"]["pin"],
+                    pwrkey_active=b["pwrkey"]["active"], status_pin=b.get("status_pin"), **kw)
+
+
+def firmware(sim, b, cause, pulse_only=False):
+    env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
+           "M2M_TIME_SCALE": str(sim.time_scale), "BOARD": json.dumps(b), "M2M_RESET_CAUSE": str(cause)}
+    if pulse_only:
+        env["PULSE_ONLY"] = "1"
+    rc, out, err = run_micropython(CODE, env=env, heapsize="512K", timeout=60)
+    assert rc == 0, out + err
+    if pulse_only:
+        return None
+    return json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+
+
+def pulses(r):
+    return [e for e in r["log"] if e[0] == "PULSE"]
+
+
+def settle(sim):
+    st = sim.status()
+    assert st["power"] == "on", st
+    return st
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_modem_still_booting_at_the_esp32_restart_is_waited_for_not_pulsed_off(case):
+    b = CASES[case]
+    with sim_for(b, power_on=False).start() as sim:
+        firmware(sim, b, PWRON_RESET, pulse_only=True)
+        assert sim.status()["power"] == "booting"  # the ESP32 reset in the middle of the boot
+        r = firmware(sim, b, WDT_RESET)
+        assert r["on"] and not pulses(r), r
+        if b.get("status_pin") is None:
+            # it was probed while booting: its first AT went unanswered
+            assert r["log"][0] == ["AT", None], r
+        st = settle(sim)
+        assert st["boots"] == 1, st
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("cause", [WDT_RESET, HARD_RESET])
+def test_a_running_modem_at_the_esp32_restart_is_never_pulsed(case, cause):
+    b = CASES[case]
+    with sim_for(b, FAST, power_on=True).start() as sim:
+        while sim.status()["power"] != "on":
+            time.sleep(0.02)
+        r = firmware(sim, b, cause)
+        assert r["on"] and not pulses(r), r
+        assert settle(sim)["boots"] == 1
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("cause", [PWRON_RESET, WDT_RESET])
+def test_a_modem_that_is_off_at_the_esp32_start_is_pulsed_on_once(case, cause):
+    b = CASES[case]
+    with sim_for(b, FAST, power_on=False).start() as sim:
+        r = firmware(sim, b, cause)
+        assert r["on"] and len(pulses(r)) == 1, r
+        if cause == PWRON_RESET:
+            assert r["log"][1][0] == "PULSE", r  # one probe, then the key: no boot-time wait
+        elif b.get("status_pin") is None:
+            assert r["log"].index(pulses(r)[0]) > 1, r  # AT probes through the boot time, then the key
+        assert settle(sim)["boots"] == 1
+
+
+# ---- the whole virtual device: machine.reset() while the modem boots, then while it runs ---------------
+def mpremote(port, *args, check=True):
+    p = subprocess.run([MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 or not check, p.stdout + p.stderr
+    return p.stdout
+
+
+def reset_seen(dev, seen):
+    deadline = time.monotonic() + 20
+    while ("reset", {"cause": "hard"}) not in dev.events[seen:]:
+        assert time.monotonic() < deadline, dev.events[seen:]
+        time.sleep(0.01)
+
+
+def test_the_virtual_devkitc_keeps_its_bg95_through_machine_reset_while_it_boots_and_runs():
+    # esp32-devkitc-bg95 (STATUS on GPIO34): the device pulses its modem on and resets at once
+    # (machine.reset()); after the restart app.modem_check() finds the modem booting and waits
+    # for it; a second machine.reset() finds it running. One boot, never switched off.
+    with VirtualDevice("esp32-devkitc-bg95", modem=True, time_scale=2) as dev:
+        dev.wait_boot()
+        key = dev.board["modem"]["pwrkey"]
+        seen = len(dev.events)
+        mpremote(dev.port, "exec", "--no-follow", "import machine, time\n"
+                 "k = machine.Pin(%d, machine.Pin.OUT, value=%d)\n"
+                 "k.value(%d); time.sleep_ms(%d); k.value(%d)\n"
+                 "machine.reset()\n" % (key["pin"], 1 - key["active"], key["active"],
+                                        key["on_pulse_ms"], 1 - key["active"]), check=False)
+        reset_seen(dev, seen)
+        assert dev.modem.status()["power"] == "booting"
+        dev.wait_boot(2)
+        for n in (1, 2):
+            out = mpremote(dev.port, "exec", "from m2m import app; app.modem_check()")
+            assert "modem: " in out and "imei=%s" % dev.modem.imei in out, out
+            st = dev.modem.status()
+            assert st["power"] == "on" and st["boots"] == 1, st
+            if n == 1:
+                seen = len(dev.events)
+                mpremote(dev.port, "reset", check=False)
+                reset_seen(dev, seen)
+                dev.wait_boot(3)
