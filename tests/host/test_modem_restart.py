@@ -73,12 +73,12 @@ def sim_for(b, scale=SCALE, **kw):
                     pwrkey_active=b["pwrkey"]["active"], status_pin=b.get("status_pin"), **kw)
 
 
-def firmware(sim, b, cause, pulse_only=False):
+def firmware(sim, b, cause, pulse_only=False, code=CODE):
     env = {"M2M_MODEM": "%s:%d" % tuple(sim.uart_address), "M2M_GPIO": "%s:%d" % tuple(sim.control_address),
            "M2M_TIME_SCALE": str(sim.time_scale), "BOARD": json.dumps(b), "M2M_RESET_CAUSE": str(cause)}
     if pulse_only:
         env["PULSE_ONLY"] = "1"
-    rc, out, err = run_micropython(CODE, env=env, heapsize="512K", timeout=60)
+    rc, out, err = run_micropython(code, env=env, heapsize="512K", timeout=60)
     assert rc == 0, out + err
     if pulse_only:
         return None
@@ -134,6 +134,21 @@ def test_a_modem_that_is_off_at_the_esp32_start_is_pulsed_on_once(case, cause):
         elif b.get("status_pin") is None:
             assert r["log"].index(pulses(r)[0]) > 1, r  # AT probes through the boot time, then the key
         assert settle(sim)["boots"] == 1
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_power_cycle_of_a_modem_that_is_off_leaves_it_on(case):
+    # the recovery's power cycle (off-pulse, then on-pulse) meets a modem that is already off (one a
+    # pulse switched off while it booted, or powered down): the key toggles, so its off-pulse starts
+    # the modem, and the on-pulse that followed met it at the end of its boot and switched it off
+    # again, after an AT answer that made the cycle look good
+    b = CASES[case]
+    with sim_for(b, FAST, power_on=False).start() as sim:
+        r = firmware(sim, b, WDT_RESET, code=CODE.replace("on = m.power_on()", "on = m.power_cycle()"))
+        assert r["on"], r
+        time.sleep(3 * ModemSim(model=b["model"]).cls.POWER_DOWN_DELAY / FAST)  # a power-down under way ends
+        st = settle(sim)
+        assert st["boots"] == 1 and len(pulses(r)) == 1, (st, r)  # STATUS low: no off-pulse; else its off-pulse started it
 
 
 # ---- the whole virtual device: machine.reset() while the modem boots, then while it runs ---------------

@@ -375,10 +375,16 @@ def power_cycle(m):
         if pin is None:
             return False
         m.events = []
-        if m.board.get("pwrkey"):
+        # the key toggles: a modem that is already off (one a pulse met while it booted, or one
+        # powered down) is started by the off-pulse, and the on-pulse would meet it at the end of
+        # its boot and switch it off again. STATUS low (where wired) skips the off-pulse; else the
+        # wait after it also takes the modem's ready banner (or, silent, an answer to AT)
+        if m.board.get("pwrkey") and m.status() is not False:
             m._pulse(off_ms)
             # the power-down line, if the hung firmware still prints it, ends the wait early
-            m.wait_event(("power_down",), m.OFF_MS)
+            e = m.wait_event(("power_down", "boot"), boot if boot > m.OFF_MS else m.OFF_MS)
+            if (e is None and m.ping()) or (e is not None and e[0] == "boot"):
+                return m.wait_ready(boot)
             hal.sleep_ms(500)
             m.at.reset()
         m._pulse(on_ms)
