@@ -11,7 +11,8 @@ What it models: echo and line endings, V.25ter / 27.007 result codes and +CME ER
 AT+CMEE forms, boot banners and boot time, SIM PIN/PUK with real retry counters, a registration
 timeline with +CREG/+CGREG/+CEREG URCs for every n, signal, COPS scans that take minutes, PDP,
 sockets bridged to real loopback TCP/UDP with TLS ended in the modem and verified against the CA
-the host uploaded, PSM / eDRX requests, PWRKEY pulses, power-down messages, faults, per-socket
+the host uploaded, the SIM7080G's DTLS 1.2 / 1.0 with a pre-shared key (a real handshake and records
+by python-mbedtls, the PSK table converted and kept as the modem keeps it), PSM / eDRX requests, PWRKEY pulses, power-down messages, faults, per-socket
 byte and round-trip counters, and .atlog recording. Modem time runs at ``time_scale`` times real
 time.
 
@@ -46,6 +47,9 @@ What it does NOT model:
   CGDCONT and PSM / eDRX requests, which survive reboots.
 - TLS details: hostname checks, client certificates, PSK, cipher / version restrictions and
   certificate time checks are not enforced; only the chain against the uploaded CA is.
+- DTLS on any other model (BG95: settings stored and read back, the open answers an error; SIM7000G
+  and GM02S: the open fails), DTLS with certificates, cipher suite settings, DTLS session resumption;
+  the SIM7080G's DTLS offers the PSK table's first identity.
 - Current draw, voltage warnings, temperature, and the dozens of vendor commands not listed in the
   dialect files (they answer ERROR, like an unknown command).
 """
