@@ -47,3 +47,44 @@ def test_ctrl_c_stops_a_run_that_writes_the_flash(tmp_path):
             assert b"KeyboardInterrupt" in seen, (round, seen[-600:])
             s.write(b"\x04")  # soft reset: main.py runs again
         s.close()
+
+
+# Most of this loop's time is spent in py/qstr.c qstr_find_strn with the interpreter's qstr mutex held
+# (hasattr() interns each name: qstr_from_strn), the rest in the bytecode loop; it makes no system call.
+# That is what a board's slow start is made of (the compiler and imports intern names), stretched.
+NAMES_MAIN = """
+names = ["name_%d" % i for i in range(1200)]
+o = object()
+print("interning")
+while True:
+    for s in names:
+        hasattr(o, s)
+"""
+
+
+def test_ctrl_c_is_raised_at_the_bytecode_loop_never_inside_c_code(tmp_path):
+    """A Ctrl-C raised from inside C code that holds a lock leaves it held: the unix port raises
+    KeyboardInterrupt from its SIGINT handler wherever the C code is, so one raised inside
+    qstr_from_strn left the qstr mutex locked and the next name interned (the REPL compiling a line,
+    the soft reset's `import gc`) waited forever: the CI hang of test_mpremote_rtc_get_set_and_what_
+    survives (a Ctrl-C that found no system call for 0.5 s was sent anyway). A board raises it at
+    the VM's next check, and so must the bridge: after each Ctrl-C the REPL compiles new names and a
+    soft reset comes back."""
+    fs = LittleFS(block_count=512, block_size=4096, read_size=32, prog_size=32, lookahead_size=32)
+    with fs.open("/main.py", "w") as f:
+        f.write(NAMES_MAIN)
+    flash = tmp_path / "flash.img"
+    flash.write_bytes(bytes(fs.context.buffer))
+    with VirtualDevice("esp32-devkitc-bg95", flash=flash) as dev:
+        s = serial.Serial(dev.port, 115200, timeout=0.05)
+        for round in range(4):
+            seen = _wait(s, bytearray(), b"interning", 30)
+            time.sleep(0.7)  # longer than the 0.5 s a Ctrl-C used to wait for a system call
+            s.write(b"\r\x03")
+            seen = _wait(s, seen, b">>> ", 30)
+            assert b"KeyboardInterrupt" in seen, (round, seen[-600:])
+            s.write(b"new_name_%d = 6 * 7; print('answer', new_name_%d)\r" % (round, round))
+            seen = _wait(s, seen, b"answer 42", 10)
+            s.write(b"\x04")  # soft reset (vboot.py's atexit interns `gc`): main.py runs again
+            _wait(s, seen, b"MPY: soft reboot", 10)
+        s.close()

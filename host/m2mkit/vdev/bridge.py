@@ -14,7 +14,8 @@ It makes the pair behave like a board:
   dropped when nobody has read for a second, as a USB-serial chip with no host drops it;
 - Ctrl-C interrupts running Python code and is an ordinary byte otherwise, as on the ESP32 port
   (the interpreter is frozen while the bridge decides, so a Ctrl-C can never land between its
-  handler going away and the signal arriving);
+  handler going away and the signal arriving); it is raised in the bytecode loop or a wait, as a
+  board raises it at the VM's next check, never inside C code (a lock left held: interrupt());
 - M2M_BRIDGE_TRACE=FILE logs every byte each way with a timestamp;
 - an interpreter that ends before its first prompt (a bad option, a flash image vboot.py cannot
   mount) is fatal: `fatal` is set, the event `fatal` says why, serve() returns; no restart loop.
@@ -73,18 +74,93 @@ def _stopped(pid):
 
 
 SENT, AS_BYTE, LATER = "sent", "byte", "later"
-INTR_GRACE_S = 0.5  # a Ctrl-C waits at most this long for the interpreter to reach a system call
+INTR_GRACE_S = 0.5  # a Ctrl-C that finds no handler waits at most this long for it (then a byte)
+VM_LOOP = "mp_execute_bytecode"  # py/vm.c: the bytecode loop, where an ESP32 raises a Ctrl-C
 
 
-def _in_syscall(pid):
-    # /proc/PID/syscall of a stopped task (proc(5)): the number of the system call it waits in, or
-    # -1 when it was stopped in user code
+def _safe_point(pid, vm):
+    """True where a KeyboardInterrupt may be raised in the stopped interpreter: in a system call, or
+    in user code inside the bytecode loop (vm: its (start, end) addresses, VM_LOOP), never in other
+    C code. /proc/PID/syscall of a stopped task (proc(5)): the number of the system call it waits in
+    and its arguments, or "-1 <sp> <pc>" when it was stopped in user code."""
     try:
         with open(f"/proc/{pid}/syscall") as f:
-            first = f.read().split(" ", 1)[0].strip()
+            parts = f.read().split()
     except OSError:
         return True
-    return first.isdigit()
+    if not parts or parts[0].isdigit():
+        return True
+    try:
+        pc = int(parts[-1], 16)
+    except ValueError:
+        return False
+    return vm is not None and vm[0] <= pc < vm[1]
+
+
+def _elf_symbol(path, name):
+    """(value, size, base) of `name` in a 64-bit little-endian ELF file's .dynsym or .symtab, or None;
+    base: the address of the file's first page in its own terms (where it runs: value - base + the
+    address that page is mapped at)."""
+    import struct
+
+    def at(off, n):
+        f.seek(off)
+        return f.read(n)
+
+    want = name.encode()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return None  # not ELFCLASS64 / ELFDATA2LSB
+            phoff, shoff = struct.unpack_from("<QQ", head, 0x20)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 0x36)
+            base = None
+            for i in range(phnum):  # the PT_LOAD segment that maps the file's start
+                p_type, _, p_offset, p_vaddr = struct.unpack("<IIQQ", at(phoff + i * phentsize, 24))
+                if p_type == 1 and p_offset == 0:
+                    base = p_vaddr
+                    break
+            table = at(shoff, shnum * shentsize)
+            sections = [struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize) for i in range(shnum)]
+            for sh in sections:
+                if base is None or sh[1] not in (2, 11) or sh[6] >= len(sections):  # SHT_SYMTAB, SHT_DYNSYM
+                    continue
+                strtab = sections[sh[6]]
+                names, syms, ent = at(strtab[4], strtab[5]), at(sh[4], sh[5]), sh[9] or 24
+                for i in range(0, len(syms) - ent + 1, ent):
+                    st_name, _, _, _, value, size = struct.unpack_from("<IBBHQQ", syms, i)
+                    if value and names[st_name:names.find(b"\0", st_name)] == want:
+                        return value, size, base
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def vm_range(pid):
+    """(start, end) addresses of the interpreter's bytecode loop (VM_LOOP) in process pid, from its
+    mapped files' symbols, or None (not loaded yet, or no symbol)."""
+    seen = set()
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            maps = [ln.split() for ln in f]
+    except OSError:
+        return None
+    for m in maps:
+        if len(m) < 6 or not m[5].startswith("/") or m[5] in seen or int(m[2], 16) != 0:
+            continue
+        seen.add(m[5])
+        sym = _symbol_in(m[5])
+        if sym:
+            value, size, base = sym
+            start = int(m[0].split("-")[0], 16) + value - base
+            return start, start + size
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _symbol_in(path):
+    return _elf_symbol(path, VM_LOOP)
 
 
 # read(2)'s system call number: Linux arch/x86 unistd_64.h __NR_read 0 (seen here in /proc/PID/syscall
@@ -104,22 +180,30 @@ def _reads_input(pid):
     return len(parts) > 1 and parts[0] == str(_READ) and parts[1] in ("0x0", "0")
 
 
-def interrupt(pid, force=False, interruptible=False):
+def interrupt(pid, force=False, interruptible=False, vm=None):
     """Ctrl-C for the interpreter: SENT when it was running Python code and got a SIGINT, AS_BYTE when
     no Python code runs (the Ctrl-C is an ordinary byte then), LATER when it should be tried again.
 
     The unix port raises KeyboardInterrupt from inside its SIGINT handler (MICROPY_ASYNC_KBD_INTR is
-    !MICROPY_PY_THREAD_GIL in ports/unix/variants/mpconfigvariant_common.h), wherever the C code is:
-    inside the garbage collector or an allocation that leaves the heap locked ("FATAL: uncaught NLR").
-    An ESP32 raises it at the VM's next check. So the signal goes only while the interpreter waits in a
-    system call (a sleep, a poll, a read), which is what the asynchronous raise is made for; a
-    Python loop that never makes one gets it after INTR_GRACE_S (force).
+    !MICROPY_PY_THREAD_GIL in ports/unix/variants/mpconfigvariant_common.h), wherever the C code is.
+    Raised out of C code that holds a lock it leaves the lock held: py/qstr.c qstr_from_strn_helper
+    holds MP_STATE_VM(qstr_mutex), a plain mutex (QSTR_ENTER), so the next name interned, by the
+    compiler or an import, waits on it forever (seen: the device hung at the next soft reset, in
+    vboot.py's atexit `import gc`); out of the garbage collector the heap stays locked. An ESP32
+    only sets a pending exception (ports/esp32/uart.c uart_irq_handler and usb_serial_jtag.c call
+    mp_sched_keyboard_interrupt for mp_interrupt_char) that the VM raises at its next check (py/vm.c
+    pending_exception_check). So the signal goes only where the interpreter is stopped in a system
+    call (a sleep, a poll, a read: what the asynchronous raise is made for) or in the bytecode loop
+    itself (vm: its addresses, vm_range()); anywhere else the Ctrl-C waits (LATER) for one of them,
+    as on a board it waits for the VM: a Python loop that makes no system call spends its time in
+    the bytecode loop, a long C call (a compile, a large allocation) finishes first.
     The interpreter changes its SIGINT handler between executions, so it is frozen first (SIGSTOP
     cannot be caught): its handler cannot change between the look and the signal, and the signal is
-    taken, by the handler, before it runs another instruction.
+    taken, by the handler, where it was stopped, before it runs another instruction.
     interruptible: the boot scripts run (vboot.py said so); a missing handler then, while the REPL
     does not read its input, is vboot.py's flash access (it takes the handler away for it), so the
-    Ctrl-C waits (LATER) for the handler instead of becoming a byte nobody reads, until force."""
+    Ctrl-C waits (LATER) for the handler instead of becoming a byte nobody reads, until force (after
+    INTR_GRACE_S: a byte)."""
     try:
         os.kill(pid, signal.SIGSTOP)
     except ProcessLookupError:
@@ -134,7 +218,7 @@ def interrupt(pid, force=False, interruptible=False):
             if interruptible and not force and not _reads_input(pid):
                 return LATER
             return AS_BYTE
-        if not force and not _in_syscall(pid):
+        if not _safe_point(pid, vm):
             return LATER
         os.kill(pid, signal.SIGINT)
         return SENT
@@ -462,6 +546,7 @@ class Bridge:
         self.cause = PWRON_RESET
         self.pending_in = bytearray()
         self.intr_wait = None  # [deadline, input after it] while a Ctrl-C waits (interrupt())
+        self._vm = None  # (pid, the bytecode loop's addresses) of the interpreter (interrupt())
         self.pending_out = bytearray()
         self.out_progress = time.monotonic()
         self.out_dropping = False
@@ -695,7 +780,7 @@ class Bridge:
             self._flush_input()
             r = AS_BYTE
             if self.proc is not None and not self.pending_in:
-                r = interrupt(self.proc.pid, interruptible=self._interruptible())
+                r = interrupt(self.proc.pid, interruptible=self._interruptible(), vm=self._vm_of(self.proc.pid))
             if r == LATER:
                 self.intr_wait = [time.monotonic() + INTR_GRACE_S, data]
                 return
@@ -707,9 +792,11 @@ class Bridge:
         self._flush_input()
 
     def _retry_interrupt(self):
-        # a Ctrl-C waiting for the interpreter to reach a system call (see interrupt())
+        # a Ctrl-C waiting for the interpreter to reach a system call or its bytecode loop, or for
+        # its handler (see interrupt())
         due, rest = self.intr_wait
-        r = (interrupt(self.proc.pid, force=time.monotonic() > due, interruptible=self._interruptible())
+        r = (interrupt(self.proc.pid, force=time.monotonic() > due, interruptible=self._interruptible(),
+                       vm=self._vm_of(self.proc.pid))
              if self.proc is not None else AS_BYTE)
         if r == LATER:
             return
@@ -719,6 +806,15 @@ class Bridge:
         else:
             self.pending_in += b"\x03"
         self._from_user(rest)
+
+    def _vm_of(self, pid):
+        # the bytecode loop's addresses in this interpreter (interrupt()), found once it is loaded
+        if self._vm is None or self._vm[0] != pid:
+            self._vm = (pid, vm_range(pid))
+        if self._vm[1] is None:
+            self._vm = None  # not mapped yet (the launcher is starting): look again next time
+            return None
+        return self._vm[1]
 
     def _interruptible(self):
         return (self.state / T.INTERRUPTIBLE).exists()
