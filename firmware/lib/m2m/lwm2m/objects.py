@@ -146,7 +146,7 @@ def init(self, cfg, network, sampler, outbox, stack, name, state):
     self.queue = lw.get("queue_mode", False)
     self.awake_ms = lw.get("awake_s", 93) * 1000
     self.send_telemetry = lw.get("send", False)
-    self.dtls_modem = lw.get("dtls") == "modem"  # the modem ends DTLS (m2m.lwm2m.dtls.modem_socket)
+    self.dtls_modem = lw.get("dtls") == "modem"  # the modem ends DTLS (m2m.lwm2m.mdtls)
     self.stack = stack
     self.outbox = outbox
     self.network = network

@@ -18,16 +18,16 @@ def parse_uri(uri):
 
 class Udp:
     def __init__(self, host, port, stack=None, psk=None, modem_dtls=False):
-        # modem_dtls (lwm2m.dtls "modem"): the modem ends the DTLS session (m2m.lwm2m.dtls.modem_socket)
+        # modem_dtls (lwm2m.dtls "modem"): the modem ends the DTLS session (m2m.lwm2m.mdtls)
         if stack is None:
             import socket as stack
         modem = stack.__class__.__name__ == "Stack"
         if psk and modem_dtls:
-            from m2m.lwm2m import dtls  # loaded for a coaps:// server only
-
             if not modem:
                 raise OSError(95, "lwm2m.dtls \"modem\" needs the modem's sockets: set it to \"device\"")
-            s = dtls.modem_socket(stack, host, port, psk)
+            from m2m.lwm2m import mdtls  # loaded for the modem's DTLS only
+
+            s = mdtls.modem_socket(stack, host, port, psk)
         else:
             ai = stack.getaddrinfo(host, port)[0][-1]
             s = stack.socket(2, 2)  # AF_INET, SOCK_DGRAM

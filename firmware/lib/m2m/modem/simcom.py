@@ -86,7 +86,7 @@ class SIM7080G(Modem):
         # DTLS 1.2 with a pre-shared key: sslversion 5, SSL on, the SSL context, the PSK table, then
         # AT+CAOPEN with "UDP" (SIM7070_SIM7080_SIM7090 Series TCPUDP(S) Application Note V1.03
         # 5.2.4 "Build a PSK authentication SSL (DTLS) connection"); the table is written by
-        # m2m.lwm2m.dtls.modem_socket (SSL Application Note V1.00 4.4)
+        # m2m.lwm2m.mdtls (SSL Application Note V1.00 4.4)
         "dtls": (('AT+CSSLCFG="sslversion",{ssl_ctx},5', (), _T),
                  ('AT+CASSLCFG={sid},"SSL",1', (), _T),
                  ('AT+CASSLCFG={sid},"CRINDEX",{ssl_ctx}', (), _T),
