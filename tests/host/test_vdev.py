@@ -527,3 +527,25 @@ def test_the_state_files_never_land_in_the_working_directory(tmp_path):
     _free(micropython(), ["-X", "heapsize=256K", str(VBOOT)], env, cwd=str(cwd))
     assert os.listdir(cwd) == []
     assert {"interruptible", "rtcmem", "nvs.json"} <= set(os.listdir(state)), os.listdir(state)
+
+
+def test_input_after_machine_reset_reaches_the_next_interpreter(dev):
+    """Bytes that come once machine.reset() has been called are for the restarted board (its UART
+    is set up before boot.py runs, ports/esp32/main.c uart_stdout_init, and what arrives waits in
+    its stdin ring buffer, ports/esp32/mphalport.c stdin_ringbuf, for the REPL); the interpreter
+    that asked for the restart is no board any more and must not read them."""
+    reset = dev.state_dir / "reset"
+    for round in range(3):
+        c = Console(dev.port)
+        try:
+            c.friendly()
+            c.write(b"import machine; machine.reset()\r")
+            deadline = time.monotonic() + 20
+            while not reset.exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.0005)
+            c.write(b"\r\x01")  # raw REPL, asked of the board that restarts
+            c.read_until(b"raw REPL; CTRL-B to exit\r\n>", 20)
+            c.write(b"\x02")
+        finally:
+            c.close()

@@ -3,12 +3,16 @@ for each flash access (a KeyboardInterrupt inside LittleFS's callbacks breaks it
 a Ctrl-C that comes during a flash write once the write is done. So the bridge waits for the handler
 to come back instead of passing the Ctrl-C on as a byte that nobody reads (the run would go on)."""
 
+import subprocess
 import time
 
 import serial
 from littlefs import LittleFS
 
+from m2mkit.testing import _prelude, micropython, mpy_env
+from m2mkit.vdev.bridge import AS_BYTE, interrupt
 from m2mkit.vdev.device import VirtualDevice
+from m2mkit.vdev.port import _m2m_table as T
 
 MAIN = """
 import time
@@ -88,3 +92,27 @@ def test_ctrl_c_is_raised_at_the_bytecode_loop_never_inside_c_code(tmp_path):
             s.write(b"\x04")  # soft reset (vboot.py's atexit interns `gc`): main.py runs again
             _wait(s, seen, b"MPY: soft reboot", 10)
         s.close()
+
+
+def test_machine_reset_cannot_be_interrupted(tmp_path):
+    """machine.reset() does not return on a board (ports/esp32/modmachine.c: MP_NORETURN,
+    esp_restart()). The stand-in leaves the request for the bridge and waits to be ended; a Ctrl-C
+    in that wait must not stop it (a KeyboardInterrupt there left an interpreter, about to be killed,
+    reading the input the next one should get). So it takes its SIGINT handler away and the bridge
+    sends none: the Ctrl-C stays a byte for the next interpreter."""
+    p = subprocess.Popen([micropython(), "-c", _prelude() + "import machine\nprint('resetting')\nmachine.reset()\n"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=mpy_env({"M2M_STATE_DIR": str(tmp_path)}))
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / T.RESET).exists():
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()[0]
+            time.sleep(0.01)
+        time.sleep(0.05)  # in its wait
+        assert interrupt(p.pid, interruptible=False) == AS_BYTE
+        time.sleep(0.3)
+        assert p.poll() is None  # still waiting to be ended, as a chip that restarts
+    finally:
+        p.kill()
+        out = p.communicate()[0]
+    assert "KeyboardInterrupt" not in out, out

@@ -762,6 +762,10 @@ class Bridge:
 
     def _from_user(self, data):
         self._log(">", data)
+        if self.proc is not None:
+            # an interpreter that asked for a restart (machine.reset(), deepsleep, a watchdog that
+            # ran out, bootloader) is a chip restarting: what comes now is for what runs next
+            self._check_requests()
         if self.rom is not None:  # download mode: the ROM loader answers, byte for byte
             self.pending_out += self.rom.feed(data)
             self._flush_output()
@@ -794,6 +798,8 @@ class Bridge:
     def _retry_interrupt(self):
         # a Ctrl-C waiting for the interpreter to reach a system call or its bytecode loop, or for
         # its handler (see interrupt())
+        if self.proc is not None:
+            self._check_requests()  # (see _from_user)
         due, rest = self.intr_wait
         r = (interrupt(self.proc.pid, force=time.monotonic() > due, interruptible=self._interruptible(),
                        vm=self._vm_of(self.proc.pid))

@@ -85,6 +85,13 @@ def request_restart(name, value):
     # and starts a new one as the chip would restart. Alone: just exit.
     if "_m2m_host" not in sys.modules and not _STATE:
         sys.exit(0)
+    # The chip does not come back from here (ports/esp32/modmachine.c: mp_machine_reset, deepsleep
+    # and bootloader are MP_NORETURN, esp_restart()): a Ctrl-C must not stop the restart and leave
+    # this interpreter reading input the next one should get. Without a SIGINT handler the bridge
+    # sends none (bridge.py interrupt()); what comes now waits for the next interpreter.
+    import micropython
+
+    micropython.kbd_intr(-1)
     store(name, str(value))
     while True:
         utime.sleep_ms(1000)
