@@ -6,10 +6,12 @@ what came meanwhile runs as soon as it returns (mp_sched_unlock leaves it pendin
 the stand-in waits for the bus's answer leaves no stale answer behind for the next request."""
 
 import signal
+import socket
 import subprocess
+import threading
 import time
 
-from m2mkit.sim.bus import BusSim
+from m2mkit.sim.bus import Bus, BusSim
 from m2mkit.sim.sensors import PulseSource
 from m2mkit.testing import _prelude, micropython, mpy_env
 
@@ -157,3 +159,60 @@ print("adc", machine.ADC(machine.Pin(35)).read_uv(), i2c.scan())
             out = finish(p)
         assert "interrupted" in out, out
         assert "adc 612000 [64]" in out, out
+
+
+class _LateBus(BusSim):
+    """A bus whose first answer with edges comes after the stand-in's 5 s request timeout (a host
+    stalled under load): by then the bus has handed the edges over."""
+
+    late = True
+    answered = threading.Event()
+
+    def handle(self, req, writer=None):
+        r = Bus.handle(self, req, writer)
+        if req.get("op") == "pin_edges" and r.get("edges") and self.late:
+            self.late = False
+            time.sleep(6)
+            self.answered.set()
+        return r
+
+
+def test_edges_of_an_answer_that_came_too_late_are_not_lost(capfd):
+    # On the ESP32 an edge's handler is scheduled in the pin's ISR (machine_pin_isr_handler ->
+    # mp_sched_schedule): no edge is lost between the pin and the handler. The bus keeps what it
+    # handed over until the next fetch acknowledges it, so a timed-out fetch loses none; and the
+    # late answer written to the closed connection ends the bus's handler quietly.
+    with _LateBus() as bus:
+        PulseSource(bus, 13).pulse(1, bounce=2)  # three falling edges
+        out = finish(start(bus, """
+p.irq(lambda pin: log.append(len(log)), machine.Pin.IRQ_FALLING)
+t0 = time.ticks_ms()
+while len(log) < 3 and time.ticks_diff(time.ticks_ms(), t0) < 15000:
+    time.sleep_ms(50)
+print("ran", log)
+"""))
+        assert "ran [0, 1, 2]" in out, out
+        assert bus.answered.wait(10)
+        time.sleep(0.5)  # the late answer written to the closed connection, the handler ended
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_device_that_ends_with_unread_wake_lines_ends_its_bus_connection_quietly(capfd):
+    # a device killed (a reset) with the watch connection's wake lines unread: its kernel answers
+    # with a reset (RST), which the bus's reader sees as ConnectionResetError
+    with BusSim() as bus:
+        s = socket.create_connection(tuple(bus.server.server_address))
+        s.sendall(b'{"op": "pin_watch"}\n')
+        deadline = time.monotonic() + 10
+        while not bus.watchers:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        bus.set_pin(13, 1)
+        bus.set_pin(13, 0, 1, 0)  # wake lines the device never reads
+        time.sleep(0.2)
+        s.close()
+        while bus.watchers:  # the bus's handler has ended
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+    assert "Traceback" not in capfd.readouterr().err

@@ -8,6 +8,9 @@ Protocol: JSON lines over loopback TCP, one reply line per request.
   {"op": "ow_write", "pin": 4, "data": "cc44"} -> {}    {"op": "ow_read", "pin": 4, "n": 9} -> {"data": ...}
   {"op": "adc", "pin": 35} -> {"uv": 1850000}           {"op": "pin_read", "pin": 0} -> {"value": 1}
   {"op": "pin_edges", "pins": [4]} -> {"edges": [[4, 0], [4, 1]]}  (queued level changes, in order)
+    with "run" (the interpreter's token) and "ack" (the last "seq" it received): the edges handed over
+    stay until acknowledged and come again first, so an answer lost to a timeout or a Ctrl-C loses
+    none: -> {"edges": [...], "seq": n}
   {"op": "pin_watch"} -> {} and from then on a line "{}" on this connection for every edge queued:
   the device waits on it beside its UART (its select.poll stand-in) to run Pin.irq handlers at once
 A request the bus cannot serve answers {"err": "..."}; the hal raises OSError(ENODEV) as an ESP32 does
@@ -71,6 +74,9 @@ class Bus:
         self.adc = {}      # pin -> microvolts
         self.pins = {}     # pin -> 0/1
         self.edges = []    # [pin, new level] not yet fetched by the device's Pin.irq
+        self.handed = []   # (seq, [pin, level]) fetched with "ack" and not yet acknowledged
+        self.seq = 0
+        self.run = None    # the interpreter that fetched them (a new one gets none of the old run's)
         self.lock = threading.Lock()
         self.log = []
         self.watchers = []  # writers of the connections that asked for pin_watch
@@ -125,7 +131,16 @@ class Bus:
                 want = set(req.get("pins", ()))
                 out = [e for e in self.edges if e[0] in want]
                 self.edges = [e for e in self.edges if e[0] not in want]
-                return {"edges": out}
+                if "ack" not in req:
+                    return {"edges": out}
+                if req.get("run") != self.run:
+                    self.run, self.handed = req.get("run"), []
+                self.handed = [h for h in self.handed if h[0] > req["ack"]]
+                for e in out:
+                    self.seq += 1
+                    self.handed.append((self.seq, e))
+                again = [h for h in self.handed if h[1][0] in want]
+                return {"edges": [h[1] for h in again], "seq": again[-1][0] if again else req["ack"]}
         return {"err": f"unknown op {op!r}"}
 
     def set_pin(self, pin, value, *more):
@@ -161,6 +176,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 except (ValueError, KeyError, TypeError) as e:
                     reply = {"err": f"malformed bus request ({e})"}
                 self.wfile.write((json.dumps(reply) + "\n").encode())
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the device's process ended (a reset, a kill): its connection with it
         finally:
             self.server.bus.unwatch(self.wfile)
 

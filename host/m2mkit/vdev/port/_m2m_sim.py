@@ -174,6 +174,8 @@ _queue = []  # edges fetched whose handlers have not run (a Ctrl-C in one leaves
 # run `held` us behind while a handler runs: each handler of a fetch starts at the fetch's instant,
 # and its own time passes as it runs; outside handlers the ticks are the host's.
 held = 0
+_ack = 0  # the last edge received from the bus (its "seq"), acknowledged with the next fetch
+_RUN = utime.time_ns() & 0xFFFFFFFF  # this interpreter, to the bus (what another run fetched is not ours)
 
 
 def poll_irqs():
@@ -184,7 +186,7 @@ def poll_irqs():
     # on, so one failing handler loses none of the edges fetched with it (nor does a Ctrl-C: what it
     # interrupted waits in _queue, as in the scheduler's queue)
     # (the scheduler unlocked, what was refused inside runs: mp_sched_unlock leaves it pending)
-    global _running, _missed, held
+    global _running, _missed, held, _ack
     if not irqs:
         return
     if _running:
@@ -194,9 +196,11 @@ def poll_irqs():
     try:
         while True:
             _missed = False
-            r = bus_call("pin_edges", pins=list(irqs))
+            # the bus keeps what it handed over until acknowledged (a lost answer comes again)
+            r = bus_call("pin_edges", pins=list(irqs), run=_RUN, ack=_ack)
             if r:
                 _queue.extend(r["edges"])
+                _ack = r.get("seq", _ack)
             t0 = utime.ticks_us()
             while _queue:
                 pin, level = _queue.pop(0)
