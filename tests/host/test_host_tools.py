@@ -139,3 +139,28 @@ def test_soft_reset_uname_and_unique_id(tmp_path):
             assert b"cause 5" in c.read_until(b">>> ")
         finally:
             c.close()
+
+
+def test_mpremote_romfs_query_reads_the_partition(tmp_path):
+    # mpremote's romfs query reads the partition's first bytes through its buffer
+    # (bytes(memoryview(dev)[:12])), as ports/esp32/esp32_partition.c gives the romfs partition one
+    from mpremote.romfs import make_romfs
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "hello.py").write_text("print('hello from rom')\n")
+    image = make_romfs(str(tmp_path / "src"), mpy_cross=False)
+    with VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "f.img", env={}, romfs=image) as d:
+        d.wait_boot()
+        out = mpremote(d.port, "romfs", "query")
+        assert "ROMFS0 partition has size 262144 bytes (64 blocks of 4096 bytes each)" in out, out
+        i, n = 3, 0  # the header's size field: what follows it (a varint after the 3-byte magic)
+        while True:
+            n, i = (n << 7) | (image[i] & 0x7F), i + 1
+            if not image[i - 1] & 0x80:
+                break
+        assert "Raw contents: d2:cd:31" in out and "ROMFS image size: %d\n" % n in out and n == len(image) - i, out
+        assert mpremote(d.port, "exec", "import hello") == "hello from rom\n"
+    with VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "g.img", env={}, romfs=True) as d:
+        d.wait_boot()  # an erased partition: its bytes read 0xff
+        out = mpremote(d.port, "romfs", "query")
+        assert "Raw contents: ff:ff:ff" in out and "Not a valid ROMFS" in out, out

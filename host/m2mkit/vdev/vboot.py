@@ -160,7 +160,7 @@ def _romfs(sys, vfs, path):
     f.seek(0)
     buf = f.read(n) if n and n <= size else None
     f.close()
-    f = head = None
+    f = None
     if buf is not None:
         try:
             vfs.mount(vfs.VfsRom(buf), "/rom")
@@ -169,7 +169,10 @@ def _romfs(sys, vfs, path):
     folder, name = path.rsplit("/", 1)
     name = "/" + name  # VfsPosix joins its root to absolute paths only (extmod/vfs_posix.c)
 
-    class Partition:
+    class Partition(memoryview):
+        # also a read-only buffer, as the port's romfs partition (esp32_partition_get_buffer maps
+        # the partition; mpremote `romfs query` reads its first bytes): here the image read at the
+        # start, or the partition's first bytes when it holds none
         def ioctl(self, op, arg):
             if op == 4:
                 return size // 4096
@@ -198,7 +201,8 @@ def _romfs(sys, vfs, path):
                 f.seek(at)
                 f.write(v.to_bytes(len(b), "big"))
 
-    part = Partition()
+    part = Partition(head if buf is None else buf)
+    head = None
 
     class Vfs:
         # the built-in vfs with rom_ioctl (extmod/vfs.h MP_VFS_ROM_IOCTL_*: 1 segments, 2 segment)
