@@ -343,6 +343,8 @@ class Modem:
     # Sockets.
     PROMPT = b"\r\n> "
     ECHO_PAYLOAD = False
+    # a data URC for the first unread data only (Quectel BG96 TCP/IP Application Note 2.3.2; SIMCom:
+    # ASSUMED docs/ASSUMED.md#A-SIMCOM-CADATAIND)
     URC_EACH_PACKET = False
     SIM_REMOVED_URCS = ("+CPIN: NOT INSERTED",)
     LOGICAL_CHANNELS = True  # AT+CCHO / +CGLA / +CCHC (euicc.py; ASSUMED docs/ASSUMED.md#A-ESIM-CCHO)
