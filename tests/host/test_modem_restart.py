@@ -3,7 +3,7 @@ so one given to a modem that runs (or is booting) switches it off: the firmware'
 tell the three apart before it pulses. The ESP32 resets (watchdog, machine.reset(), a crash) while a
 modem on a supply of its own keeps its power, so after such a reset the modem may be in any of them;
 one still booting answers nothing until its boot ends (the UART and STATUS come up at its end: SIM7000
-Hardware Design V1.07 table 8, Ton(uart) / Ton(status) 4.5 s), so it gets the boot time before the
+Hardware Design V1.07 table 8, Ton(uart) = Ton(status), at least 4.5 s), so it gets the boot time before the
 key. After the ESP32's own power-on a modem that is silent is pulsed after one probe (a modem sharing
 its supply was off too): that start costs no boot-time wait.
 

@@ -323,7 +323,7 @@ def power_on(m, known_off=False):
             events.post("modem.status_mismatch", pin=m.board.get("status_pin"))
             return True
         # then off, or still booting: STATUS rises at the end of the boot, with the UART (SIM7000
-        # Hardware Design V1.07 table 8, Ton(status) = Ton(uart) = 4.5 s typical; BG95:
+        # Hardware Design V1.07 table 8, Ton(status) = Ton(uart), at least 4.5 s; BG95:
         # ASSUMED docs/ASSUMED.md#A-STATUS-RISE). The line (and the boot banner, for a line that
         # reads low wrongly) is watched for the boot time, sending nothing
         deadline = hal.ticks_add(hal.ticks_ms(), boot if wait else 0)
