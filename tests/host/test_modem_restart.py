@@ -201,7 +201,7 @@ def test_the_virtual_devkitc_keeps_its_bg95_through_machine_reset_while_it_boots
     # esp32-devkitc-bg95 (STATUS on GPIO34): the device pulses its modem on and resets at once
     # (machine.reset()); after the restart app.modem_check() finds the modem booting and waits
     # for it; a second machine.reset() finds it running. One boot, never switched off.
-    with VirtualDevice("esp32-devkitc-bg95", modem=True, time_scale=2) as dev:
+    with VirtualDevice("esp32-devkitc-bg95", modem=True, time_scale=1) as dev:  # a 4 s boot
         dev.wait_boot()
         key = dev.board["modem"]["pwrkey"]
         seen = len(dev.events)
@@ -214,8 +214,12 @@ def test_the_virtual_devkitc_keeps_its_bg95_through_machine_reset_while_it_boots
         assert dev.modem.status()["power"] == "booting"
         dev.wait_boot(2)
         for n in (1, 2):
-            out = mpremote(dev.port, "exec", "from m2m import app; app.modem_check()")
+            # STATUS as modem_check starts: low (still booting) the first time, high the second
+            out = mpremote(dev.port, "exec", "from m2m import app, hal\n"
+                           "print('status', hal.Pin(%d, hal.Pin.IN).value())\n"
+                           "app.modem_check()" % dev.board["modem"]["status_pin"])
             assert "modem: " in out and "imei=%s" % dev.modem.imei in out, out
+            assert "status %d" % (n - 1) in out, out
             st = dev.modem.status()
             assert st["power"] == "on" and st["boots"] == 1, st
             if n == 1:
