@@ -63,8 +63,9 @@ def pulsed(ms):
     log.append(["PULSE", ms])
     return pulse(ms)
 m._pulse = pulsed
+before = m.status()
 on = m.power_on()
-print(json.dumps({"on": on, "log": log}))
+print(json.dumps({"on": on, "log": log, "before": before}))
 """
 
 
@@ -106,6 +107,8 @@ def test_a_modem_still_booting_at_the_esp32_restart_is_waited_for_not_pulsed_off
         if b.get("status_pin") is None:
             # it was probed while booting: its first AT went unanswered
             assert r["log"][0] == ["AT", None], r
+        else:
+            assert r["before"] is False, r  # STATUS low: still booting as the firmware started
         st = settle(sim)
         assert st["boots"] == 1, st
 
