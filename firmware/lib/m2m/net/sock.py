@@ -328,8 +328,13 @@ class Socket:
             self._dead("receive failed (%s)" % (r.error,))
         data = r.data or b""
         self._avail -= len(data)
-        if len(data) < n:
-            self._avail = 0  # the modem had less than it said: ask again next time
+        if self._avail <= 0 or len(data) < n:
+            # all the modem said it held is read (or it had less): ask again before the next read.
+            # The data URC comes for the first unread data only (Quectel BG96 TCP/IP Application
+            # Note 2.3.2: none "until all the received data has been retrieved"; SIMCom's manual is
+            # silent, ASSUMED docs/ASSUMED.md#A-SIMCOM-CADATAIND): what came between the query and
+            # this read, a second datagram or more of the stream, has had no URC of its own
+            self._avail = 0
             self._check = True
         if data:
             self.rx_bytes += len(data)
