@@ -34,7 +34,10 @@ def late(s):
 async def main():
     aat = AsyncAT(uart, timeout_ms=3000)   # ... then the asyncio driver takes the UART over
     urcs = []
-    aat.urc(b"+CADATAIND:", urcs.append)   # the echo's arrival (SIMCom), a URC here as on the modem layer
+    # URCs as the SIMCom modem layer declares them: the echo's arrival, and the send's report that
+    # may follow its OK (m2m.modem.simcom URCS)
+    aat.urc(b"+CADATAIND:", urcs.append)
+    aat.urc(b"+CASEND:", lambda ln: None)
     aat.start()
     await aat.cmd("AT")
     # 1. asyncio.wait_for gives up on AT+CGMR (its answer 5 modem s = 500 real ms late) after
