@@ -45,27 +45,4 @@ def modem_socket(stack, host, port, psk):
         raise OSError(a[0] if a else 111, "DTLS handshake with %s:%d in the modem failed (%s): check "
                       "lwm2m.psk_identity / lwm2m.psk_key and the server's PSK for them"
                       % (host, port, a[1] if len(a) > 1 else e))
-    return _Datagrams(s)
-
-
-class _Datagrams:
-    # the modem's DTLS socket as the transport reads it: after each datagram the modem is asked
-    # again how much it holds, since a modem's data URC comes for the first unread data only (a
-    # datagram that came while the one before was being read would otherwise wait for the
-    # socket's idle re-query, 10 s: longer than a Deregister's wait at close)
-    def __init__(self, s):
-        self.s = s
-
-    def recv(self, n):
-        d = self.s.recv(n)
-        self.s._check = True
-        return d
-
-    def send(self, b):
-        return self.s.send(b)
-
-    def setblocking(self, flag):
-        self.s.setblocking(flag)
-
-    def close(self):
-        self.s.close()
+    return s  # a datagram that came while the one before was read: sock.py asks again
