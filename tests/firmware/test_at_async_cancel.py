@@ -30,7 +30,7 @@ async def test_a_silent_modem_costs_the_cancelled_command_its_timeout_then_the_n
     # the cancelled command never gets its answer: the next one goes out once its timeout is over
     # (a timeout like any other), and gets its own answer
     aat, m = amake([(b"AT+CGMR\r", None), (b"AT+CGSN\r", b"\r\n" + IMEI + b"\r\n\r\nOK\r\n")],
-                   timeout_ms=300)
+                   timeout_ms=2000)
     aat.start()
     await cancelled(aat, "AT+CGMR")
     r = await aat.cmd("AT+CGSN")
