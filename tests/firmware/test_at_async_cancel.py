@@ -65,3 +65,18 @@ async def test_a_modem_that_gave_up_waiting_gets_no_payload():
     assert m.writes == [b"AT+CASEND=0,3\r", b"AT+CSQ\r"] and not m.mismatch, m.writes
     assert r.ok and r.lines == [b"+CSQ: 21,99"], r
     aat.stop()
+
+
+async def test_a_reset_forgets_the_cancelled_command():
+    # after a power cycle (reset()) the cancelled command's answer never comes: the next command
+    # does not wait for it, nor count a timeout (here one would report the modem unresponsive)
+    calls = []
+    aat, m = amake([(b"AT+CGMR\r", None), (b"AT\r", b"\r\nOK\r\n")], timeout_ms=2000, max_timeouts=1,
+                   on_unresponsive=calls.append)
+    aat.start()
+    await cancelled(aat, "AT+CGMR")
+    aat.reset()
+    r = await aat.cmd("AT")
+    assert r.ok and calls == [] and not aat.unresponsive, calls
+    assert m.writes == [b"AT+CGMR\r", b"AT\r"] and not m.mismatch, m.writes
+    aat.stop()

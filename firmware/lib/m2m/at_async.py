@@ -21,6 +21,11 @@ class AsyncAT(_Driver):
         self._task = None
         self._owed = None  # (command, timeout, payload still owed) of a cancelled command
 
+    def reset(self):
+        # after a power cycle: a cancelled command's answer will never come either
+        super().reset()
+        self._owed = None
+
     def start(self):
         if self._task is None:
             self._task = self._asyncio.create_task(self._reader())
