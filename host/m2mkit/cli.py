@@ -169,6 +169,15 @@ def sim_device(board, flash, heap, time_scale, modem_addr, gpio_addr, bus_addr, 
                        f"(\"Performing initial setup\", as a new board)")
         elif kind == "fatal":
             click.echo(f"error: {kw['message']}", err=True)
+        elif kind == "bootloader":
+            click.echo("download mode: the ROM loader waits for esptool on the port (`m2mkit flash`, or esptool "
+                       "--before no-reset --no-stub); its \"run user code\" (esptool's soft reset) boots the device")
+        elif kind == "deepsleep":
+            click.echo(f"deep sleep: {kw['ms']} ms of device time, then a reset (cause deep-sleep)")
+        elif kind == "reset" and kw.get("button"):
+            download = kw["button"] == "download"
+            click.echo("reset: the chip restarts " + ("with GPIO0 held low, into download mode" if download
+                                                      else "(EN, or the ROM loader's \"run user code\") and boots"))
         else:
             click.echo(f"{kind}: " + " ".join(f"{k}={v}" for k, v in kw.items()))
         sys.stdout.flush()

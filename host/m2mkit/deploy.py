@@ -30,16 +30,29 @@ CHIP_ARCH = {"esp32": "xtensawin", "esp32s3": "xtensawin"}
 BATCH = 6 * 1024  # payload bytes per raw-paste exec
 
 
+def check_port(port):
+    """A UserError saying what to do when `port` (a path, or a URL such as rfc2217://) cannot be a
+    serial port: missing, not a character device, or not ours to open."""
+    import stat
+
+    if "://" in port:
+        return
+    if not os.path.exists(port):
+        raise UserError(f"--port {port}: no such port; plug the board in and look at `ls /dev/ttyUSB* /dev/ttyACM*`")
+    if not stat.S_ISCHR(os.stat(port).st_mode):
+        raise UserError(f"--port {port}: not a serial port (a {'folder' if os.path.isdir(port) else 'file'}); "
+                        f"give the board's port (`ls /dev/ttyUSB* /dev/ttyACM*`) or a virtual device's /dev/pts/N")
+    if not os.access(port, os.R_OK | os.W_OK):
+        raise UserError(f"--port {port}: no permission to open it; add yourself to its group "
+                        f"(`sudo usermod -aG dialout $USER`, then log in again)")
+
+
 def open_port(port):
     """mpremote's SerialTransport on `port`, with errors a person understands."""
     import serial
     from mpremote.transport_serial import SerialTransport
 
-    if not os.path.exists(port) and "://" not in port:
-        raise UserError(f"--port {port}: no such port; plug the board in and look at `ls /dev/ttyUSB* /dev/ttyACM*`")
-    if "://" not in port and not os.access(port, os.R_OK | os.W_OK):
-        raise UserError(f"--port {port}: no permission to open it; add yourself to its group "
-                        f"(`sudo usermod -aG dialout $USER`, then log in again)")
+    check_port(port)
     import time
 
     deadline = time.monotonic() + 3  # a tool that just closed the port may still hold its lock
@@ -57,8 +70,10 @@ def open_port(port):
                         continue
                     raise UserError(f"--port {port}: busy; another program (a serial monitor, mpremote, "
                                     f"m2mkit shell) holds it: close it and retry") from None
-                raise UserError(f"--port {port}: cannot open it ({e2})") from None
-            raise UserError(f"--port {port}: cannot open it ({e})") from None
+                raise UserError(f"--port {port}: cannot open it as a serial port ({e2}); give the board's port "
+                                f"(`ls /dev/ttyUSB* /dev/ttyACM*`) or a virtual device's /dev/pts/N") from None
+            raise UserError(f"--port {port}: cannot open it as a serial port ({e}); give the board's port "
+                                f"(`ls /dev/ttyUSB* /dev/ttyACM*`) or a virtual device's /dev/pts/N") from None
 
 
 def raw_repl(transport, port):
@@ -257,11 +272,23 @@ def deploy(port, board=None, source=False, progress=True, reset=True, firmware=F
             transport.read_until(1, b"soft reboot", timeout=2, timeout_overall=5)
         else:
             transport.exit_raw_repl()
-        return {"copied": [p for p, _ in changes], "removed": removed,
+        return {"copied": [p for p, _ in changes], "removed": removed, "replaced": replaced_by(removed, want),
                 "unchanged": len(want) - len(changes), "arch": arch or "py", "bytes": total,
                 "romfs": len(image) if image else None}
     finally:
         transport.close()
+
+
+def replaced_by(removed, want):
+    """The removed files whose other form the device keeps: a .py whose .mpy is deployed (or the other way
+    with --source), where an import would otherwise find the old one first."""
+    other = {".py": ".mpy", ".mpy": ".py"}
+    out = []
+    for p in removed:
+        stem, dot, ext = p.rpartition(".")
+        if dot and stem + other.get("." + ext, "\0") in want:
+            out.append(p)
+    return out
 
 
 def _write(transport, changes, removed, dirs, want, total, progress):
@@ -269,19 +296,33 @@ def _write(transport, changes, removed, dirs, want, total, progress):
 
     if changes:
         transport.exec(_HELPERS)
-    bar = Progress(TextColumn("deploy"), BarColumn(), DownloadColumn(), disable=not progress)
+    bar = Progress(TextColumn("deploy"), BarColumn(), DownloadColumn(), disable=not progress or not changes)
     with bar:
         task = bar.add_task("deploy", total=total or 1)
         for script, size in _batches(changes):
             transport.exec(script)
             bar.advance(task, size)
-        if not total:
-            bar.advance(task, 1)
     if removed:
         keep = {"/".join(p.split("/")[:i]) for p in want for i in range(2, p.count("/") + 1)}
         empty = [d for d in sorted(dirs, key=len, reverse=True) if d not in keep]
         transport.exec("import os\nfor p in %r:\n os.remove(p)\nfor d in %r:\n try:os.rmdir(d)\n except OSError:pass\n"
                        % (removed, empty))
+
+
+def removal_lines(r):
+    """What deploy says of the files it removed: the LittleFS copy now in the ROMFS image, or the sources
+    replaced by their compiled form, as one line each; any other (no longer in the firmware) by name."""
+    removed, lines = list(r["removed"]), []
+    if r.get("romfs") and removed:
+        lines.append(f"removed the LittleFS copy under {MANAGED} ({len(removed)} files): the firmware runs from /rom")
+        return lines
+    replaced = set(r.get("replaced") or ())
+    if replaced:
+        src = next(iter(replaced)).endswith(".py")
+        lines.append(f"removed {len(replaced)} {'.py sources' if src else '.mpy files'} under {MANAGED}: replaced "
+                     f"by their {'compiled .mpy' if src else '.py sources (--source)'}")
+    lines += [f"removed {p} (no longer in the firmware)" for p in removed if p not in replaced]
+    return lines
 
 
 def _command():
@@ -304,8 +345,8 @@ def _command():
             click.echo(f"deploy: ROMFS image of {r['romfs']} bytes written ({r['arch']}), mounted at /rom")
         click.echo(f"deploy: {len(r['copied'])} copied ({r['bytes']} bytes, {r['arch']}), "
                    f"{r['unchanged']} unchanged, {len(r['removed'])} removed")
-        for p in r["removed"]:
-            click.echo(f"removed {p}")
+        for line in removal_lines(r):
+            click.echo(line)
 
     return deploy_cmd
 

@@ -8,9 +8,8 @@ download mode (the virtual device started with --download, or after machine.boot
 talks to the ROM loader itself (no stub), and the app is started with the ROM's "run user code".
 """
 
-import os
-
 from . import boards
+from .deploy import check_port
 from .errors import UserError
 from .fleetimage import check_firmware, chip_of_image
 
@@ -44,11 +43,7 @@ def flash(port, board, data, erase=False, stub=None):
     from esptool.util import FatalError
 
     offset, data = write_plan(board, data)
-    if not os.path.exists(port) and "://" not in port:
-        raise UserError(f"--port {port}: no such port; plug the board in and look at `ls /dev/ttyUSB* /dev/ttyACM*`")
-    if "://" not in port and not os.access(port, os.R_OK | os.W_OK):
-        raise UserError(f"--port {port}: no permission to open it; add yourself to its group "
-                        f"(`sudo usermod -aG dialout $USER`, then log in again)")
+    check_port(port)
     pty = _is_pty(port)
     if port.startswith("rfc2217://") and "?" not in port:
         port += "?ign_set_control"  # esptool's RFC 2217 server runs the reset itself (esptool docs)

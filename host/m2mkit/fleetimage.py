@@ -136,6 +136,8 @@ def build_fleet(board, firmware_bin, devices, out, version=None, inventory=None,
         entries, creds = [], []
         for dev_id, cfg in devices:
             cred = (inventory.credentials(dev_id) if inventory else None) or new_credentials(dev_id)
+            if "usage_key" not in cred:  # kept from before usage records existed (as provision does)
+                cred = dict(cred, usage_key=new_credentials(dev_id)["usage_key"])
             data = b.image(device_files(cfg, cred))
             (out / f"{dev_id}.bin").write_bytes(data)
             entries.append({"device_id": dev_id, "file": f"{dev_id}.bin", "sha256": hashlib.sha256(data).hexdigest(),
@@ -175,8 +177,11 @@ def _command():
                   help="MicroPython version of --firmware (sizes the vfs partition; default 1.26 or newer)")
     @click.option("--arch", type=click.Choice(["xtensawin", "x64"]), default=None,
                   help="compile the app for this arch (default: the board's; x64 for a virtual device)")
-    def fleet(board, firmware, devices, out, mp_version, arch):
+    @click.option("--db", default=None, help="inventory that keeps each device's credentials, so a rebuilt image "
+                  "gets the same ones (default ~/.m2mkit/inventory.sqlite, or M2MKIT_INVENTORY)")
+    def fleet(board, firmware, devices, out, mp_version, arch, db):
         """One flashable image per device: MicroPython plus its LittleFS with the app, config and credentials."""
+        from .inventory import Inventory
         from .provision import read_devices
 
         b = boards.load(board)
@@ -185,7 +190,8 @@ def _command():
         except OSError as e:
             raise UserError(f"--firmware {firmware}: cannot read it ({e.strerror})") from None
         rows = read_devices(devices)
-        m = build_fleet(b, fw, rows, out, version=mp_version, arch=arch)
+        with Inventory(db) as inv:
+            m = build_fleet(b, fw, rows, out, version=mp_version, arch=arch, inventory=inv)
         click.echo(f"{len(m['devices'])} images in {out} (manifest.json; credentials.csv holds their secrets); "
                    f"flash each with `esptool --chip {b['chip']} write-flash 0x0 {out}/<device_id>.bin`")
 

@@ -264,7 +264,8 @@ def provision(port, device_id, config=None, inventory=None, cert=False, ca_dir=N
         for other in inv.devices():
             if other["imei"] and other["imei"] == ident.get("imei") and other["device_id"] != device_id:
                 raise UserError(f"the modem on {port} (IMEI {ident['imei']}) is already provisioned as "
-                                f"{other['device_id']!r}; give that id, or retire it first")
+                                f"{other['device_id']!r}; give --device-id {other['device_id']} (the inventory "
+                                f"holds one id per modem), or use another inventory (--db)")
         cred = inv.credentials(device_id)
         if cred is None or (cert and "cert_pem" not in cred):
             cred = dict(cred or new_credentials(device_id, "cert" if cert else "password"))

@@ -12,8 +12,12 @@ def command(port):
     from mpremote.main import main as mpremote_main
 
     from .deploy import open_port
+    from .errors import UserError
 
     open_port(port).close()  # the port's problems as one line that says what to do
+    if not sys.stdin.isatty():  # mpremote's console puts the terminal in raw mode (termios): a pipe has none
+        raise UserError(f"m2mkit shell needs a terminal (its input is a pipe or a file); to run code from a "
+                        f"script use `mpremote connect {port} exec \"...\"` or `mpremote connect {port} run FILE`")
     argv = sys.argv
     sys.argv = ["mpremote", "connect", port, "repl"]
     try:

@@ -247,3 +247,65 @@ def test_readme_relative_flash_and_what_a_connecting_tool_does(tmp_path):
         p.terminate()
         p.wait(15)
     assert sorted(os.listdir(tmp_path)) == ["my.img", "my.img.state"]
+
+
+def test_sim_device_says_download_mode_deep_sleep_and_restarts_in_words(tmp_path):
+    """`sim device --download`, then `m2mkit flash`, then a deep sleep: each printed as a sentence
+    (never a bare `bootloader: ` or `deepsleep: ms=...`)."""
+    from m2mkit import boards, flash, fleetimage
+
+    p = subprocess.Popen([M2MKIT, "sim", "device", "--no-modem", "--download", "--flash", "my.img"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+
+    def until(prefix):
+        while True:
+            line = p.stdout.readline()
+            assert line, f"the device ended; it printed {seen}"
+            seen.append(line)
+            if line.startswith(prefix):
+                return line
+
+    try:
+        port = until("port: ").split()[1]
+        assert until("reset: ") == "reset: the chip restarts with GPIO0 held low, into download mode\n"
+        assert until("download mode: ").startswith("download mode: the ROM loader waits for esptool on the port")
+        flash.flash(port, boards.load("esp32-devkitc-bg95"), fleetimage.stand_in_firmware("esp32"))
+        assert until("reset: ").startswith("reset: the chip restarts (EN, or the ROM loader's \"run user code\")")
+        until("boot: ")
+        ok = subprocess.run([str(BIN / "mpremote"), "connect", port, "exec", "print('up')"],
+                            capture_output=True, text=True, timeout=30)
+        assert ok.stdout.strip() == "up", ok.stdout + ok.stderr
+        import serial
+
+        with serial.Serial(port, timeout=1) as s:  # at the friendly REPL, as a user types it
+            s.write(b"import machine; machine.deepsleep(50)\r")
+            assert until("deep sleep: ") == "deep sleep: 50 ms of device time, then a reset (cause deep-sleep)\n"
+            assert until("boot: ").endswith("(deep-sleep)\n")
+    finally:
+        p.terminate()
+        p.wait(15)
+    assert not [ln for ln in seen if ln.startswith(("bootloader:", "deepsleep:"))], seen
+
+
+def test_image_fleet_keeps_credentials_in_the_inventory(tmp_path):
+    """`m2mkit image fleet` records each device in the inventory (as README's usage section says) and a
+    rebuilt image gets the same credentials: it was a new password per run, so a fleet rebuilt for a new
+    MicroPython no longer matched the broker's accounts."""
+    from m2mkit import fleetimage
+
+    (tmp_path / "fw.bin").write_bytes(fleetimage.stand_in_firmware("esp32"))
+    (tmp_path / "devices.csv").write_text("device_id,mqtt.broker\nm-1,mqtt://10.0.0.1:1883\nm-2,\n")
+    db = tmp_path / "inv.sqlite"
+    for out in ("a", "b"):
+        p = subprocess.run([M2MKIT, "image", "fleet", "--board", "esp32-devkitc-bg95", "--firmware", "fw.bin",
+                            "--devices", "devices.csv", "--out", out, "--db", str(db)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+    assert (tmp_path / "a" / "credentials.csv").read_text() == (tmp_path / "b" / "credentials.csv").read_text()
+    assert (tmp_path / "a" / "m-1.bin").read_bytes() == (tmp_path / "b" / "m-1.bin").read_bytes()
+    listed = subprocess.run([M2MKIT, "inventory", "list", "--db", str(db)], capture_output=True, text=True,
+                            timeout=60).stdout
+    assert [ln.split()[0] for ln in listed.splitlines()] == ["m-1", "m-2"]
+    password = (tmp_path / "a" / "credentials.csv").read_text().splitlines()[1].split(",")[2]
+    assert password and password not in listed

@@ -60,6 +60,12 @@ def test_a_board_gets_xtensawin_mpy_and_no_unix_hal():
 def test_bad_ports_are_explained(tmp_path):
     with pytest.raises(UserError, match="no such port"):
         deploy.deploy(str(tmp_path / "ttyUSB9"), progress=False)
+    (tmp_path / "file").write_text("x")
+    for path, what in ((tmp_path, "a folder"), (tmp_path / "file", "a file")):
+        with pytest.raises(UserError, match=rf"--port {path}: not a serial port \({what}\); give the board's port"):
+            deploy.deploy(str(path), progress=False)
+    with pytest.raises(UserError, match=r"--port /dev/null: cannot open it as a serial port \(.*\); give the board"):
+        deploy.deploy("/dev/null", progress=False)  # a character device, but no terminal
     master, slave = os.openpty()  # a port where nothing answers
     try:
         with pytest.raises(UserError, match="no MicroPython REPL answers"):
@@ -78,3 +84,22 @@ def test_a_busy_port_is_named(dev):
             deploy.deploy(dev.port, progress=False)
     finally:
         holder.close()
+
+
+def test_the_command_sums_up_replaced_sources_and_names_stale_files(dev, tmp_path, capsys):
+    """What `m2mkit deploy` prints on a device holding the .py firmware (a fresh image, or after `mpremote
+    fs cp -r lib`): one line for the sources its .mpy replace (it listed each of them), a stale file by
+    name, and no progress bar when nothing is copied (it showed `1/1 bytes`)."""
+    fw = tmp_path / "fw"  # a copy: other work may change firmware/ between two runs
+    shutil.copytree(FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+    first = deploy.deploy(dev.port, firmware=fw)
+    n = sum(1 for p in deploy.plan_files("x64", "linux", firmware=fw) if p.startswith("/lib/m2m/"))
+    assert deploy.removal_lines(first) == [f"removed {n} .py sources under /lib/m2m: replaced by their compiled .mpy"]
+    assert "━" in capsys.readouterr().out  # the bar, while files are copied
+    mpremote(dev.port, "exec", "open('/lib/m2m/old.mpy','w').write('x')")
+    again = deploy.deploy(dev.port, firmware=fw)
+    assert again["copied"] == [] and capsys.readouterr().out == ""
+    assert deploy.removal_lines(again) == ["removed /lib/m2m/old.mpy (no longer in the firmware)"]
+    src = deploy.deploy(dev.port, firmware=fw, source=True, progress=False)
+    assert deploy.removal_lines(src) == [f"removed {n} .mpy files under /lib/m2m: replaced by their .py sources "
+                                         f"(--source)"]

@@ -75,7 +75,8 @@ def test_certificate_mode_chains_to_the_fleet_ca_and_a_reused_modem_is_refused(d
     assert crt.subject.rfc4514_string() == "CN=meter-8"
     assert oct(os.stat(tmp_path / "ca" / "ca.key").st_mode & 0o777) == "0o600"
     assert "mqtt_password" not in inv.credentials("meter-8")
-    with pytest.raises(UserError, match=r"already provisioned as 'meter-8'"):
+    with pytest.raises(UserError, match=r"already provisioned as 'meter-8'; give --device-id meter-8 \(the "
+                                        r"inventory holds one id per modem\), or use another inventory \(--db\)"):
         provision.provision(dev.port, "meter-9", inventory=inv)
 
 
@@ -156,3 +157,19 @@ def test_shell_is_mpremotes_repl(tmp_path):
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
             os.close(fd)
+
+
+def test_shell_without_a_terminal_says_what_to_use_instead():
+    """`echo ... | m2mkit shell`: a one-line error naming mpremote's exec / run (it was termios's traceback:
+    mpremote's console needs a terminal to put in raw mode). The port is a pty, so it opens."""
+    master, slave = os.openpty()
+    try:
+        port = os.ttyname(slave)
+        p = subprocess.run([str(BIN / "m2mkit"), "shell", "--port", port], input="print(1)\n",
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and p.stderr == (
+            f"error: m2mkit shell needs a terminal (its input is a pipe or a file); to run code from a script "
+            f"use `mpremote connect {port} exec \"...\"` or `mpremote connect {port} run FILE`\n"), p.stderr
+    finally:
+        os.close(master)
+        os.close(slave)
