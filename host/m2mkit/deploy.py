@@ -281,7 +281,8 @@ def deploy(port, board=None, source=False, progress=True, reset=True, firmware=F
 
 def replaced_by(removed, want):
     """The removed files whose other form the device keeps: a .py whose .mpy is deployed (or the other way
-    with --source), where an import would otherwise find the old one first."""
+    with --source): an import tries the .py before the .mpy (micropython/micropython
+    py/builtinimport.c stat_file_py_or_mpy), so a .py left beside its .mpy would shadow it."""
     other = {".py": ".mpy", ".mpy": ".py"}
     out = []
     for p in removed:
