@@ -65,12 +65,17 @@ def _child_tty(fd):
     termios.tcsetattr(fd, termios.TCSANOW, a)
 
 
-def _stopped(pid):
+def _state(pid):
+    # the task's state letter in /proc/PID/stat (proc(5): R, S, D, T stopped, t, Z zombie, X), or "X"
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+            return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return "X"
+
+
+def _stopped(pid):
+    return _state(pid) in ("T", "t")
 
 
 SENT, AS_BYTE, LATER = "sent", "byte", "later"
@@ -211,8 +216,10 @@ def interrupt(pid, force=False, interruptible=False, vm=None):
     try:
         deadline = time.monotonic() + 0.5
         while not _stopped(pid):
+            if _state(pid) in ("Z", "X"):
+                return AS_BYTE  # it has ended: a byte for the next one
             if time.monotonic() > deadline:
-                return AS_BYTE
+                return LATER  # not scheduled to take the stop yet (a loaded host): look again
             time.sleep(0.0005)
         if not _catches_sigint(pid):
             if interruptible and not force and not _reads_input(pid):
