@@ -530,10 +530,12 @@ def test_the_state_files_never_land_in_the_working_directory(tmp_path):
 
 
 def test_input_after_machine_reset_reaches_the_next_interpreter(dev):
-    """Bytes that come once machine.reset() has been called are for the restarted board (its UART
-    is set up before boot.py runs, ports/esp32/main.c uart_stdout_init, and what arrives waits in
-    its stdin ring buffer, ports/esp32/mphalport.c stdin_ringbuf, for the REPL); the interpreter
-    that asked for the restart is no board any more and must not read them."""
+    """Bytes that come once machine.reset() has been called are not for the interpreter that asked
+    for it: on a board it no longer runs (ports/esp32/modmachine.c mp_machine_reset is MP_NORETURN,
+    esp_restart()). The virtual device keeps them for the next interpreter's REPL, as a board's UART
+    keeps what arrives once MicroPython has set it up (ports/esp32/main.c uart_stdout_init, before
+    boot.py; ports/esp32/mphalport.c stdin_ringbuf); what a board does with bytes during its ROM
+    boot, before that, is not modelled (README)."""
     reset = dev.state_dir / "reset"
     for round in range(3):
         c = Console(dev.port)
