@@ -103,3 +103,10 @@ def test_the_command_sums_up_replaced_sources_and_names_stale_files(dev, tmp_pat
     src = deploy.deploy(dev.port, firmware=fw, source=True, progress=False)
     assert deploy.removal_lines(src) == [f"removed {n} .mpy files under /lib/m2m: replaced by their .py sources "
                                          f"(--source)"]
+
+
+def test_a_romfs_deploy_says_the_littlefs_copy_went_in_one_line():
+    r = {"removed": ["/lib/m2m/__init__.py", "/lib/m2m/app.py", "/lib/m2m/net/sock.py"], "replaced": [],
+         "romfs": 176428}
+    assert deploy.removal_lines(r) == ["removed the LittleFS copy under /lib/m2m (3 files): the firmware runs "
+                                       "from /rom"]
