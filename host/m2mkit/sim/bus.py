@@ -7,7 +7,10 @@ Protocol: JSON lines over loopback TCP, one reply line per request.
   {"op": "ow_reset", "pin": 4} -> {"presence": true}    {"op": "ow_scan", "pin": 4} -> {"roms": [...]}
   {"op": "ow_write", "pin": 4, "data": "cc44"} -> {}    {"op": "ow_read", "pin": 4, "n": 9} -> {"data": ...}
   {"op": "adc", "pin": 35} -> {"uv": 1850000}           {"op": "pin_read", "pin": 0} -> {"value": 1}
-  {"op": "pin_edges", "pins": [4]} -> {"edges": [[4, 0], [4, 1]]}  (queued level changes, in order)
+  {"op": "pin_edges", "pins": [4]} -> {"edges": [[4, 0, t], [4, 1, t]]}  (queued level changes, in
+    order; t is the instant the level changed, in microseconds of the host's CLOCK_MONOTONIC: the clock
+    the unix port's time.ticks_us reads, ports/unix/unix_mphal.c mp_hal_ticks_us, and Python's
+    time.monotonic_ns; the device's Pin.irq handler sees its edge's instant as an ESP32's would)
     with "run" (the interpreter's token) and "ack" (the last "seq" it received): the edges handed over
     stay until acknowledged and come again first, so an answer lost to a timeout or a Ctrl-C loses
     none: -> {"edges": [...], "seq": n}
@@ -25,6 +28,7 @@ import json
 import socket
 import socketserver
 import threading
+import time
 
 
 class RegisterDevice:
@@ -73,7 +77,7 @@ class Bus:
         self.onewire = {}  # pin -> [devices]
         self.adc = {}      # pin -> microvolts
         self.pins = {}     # pin -> 0/1
-        self.edges = []    # [pin, new level] not yet fetched by the device's Pin.irq
+        self.edges = []    # [pin, new level, CLOCK_MONOTONIC us] not yet fetched by the device's Pin.irq
         self.handed = []   # (seq, [pin, level]) fetched with "ack" and not yet acknowledged
         self.seq = 0
         self.run = None    # the interpreter that fetched them (a new one gets none of the old run's)
@@ -145,14 +149,15 @@ class Bus:
 
     def set_pin(self, pin, value, *more):
         """Drive an input pin; a change of level is queued as an edge for the device's Pin.irq.
-        Levels in `more` follow at the same instant: the device fetches them all in one go (the host's
-        own pauses between two calls are real time, which a time-scaled device stretches)."""
+        Levels in `more` follow at the same instant (one timestamp); two calls are two instants, the
+        host's time between them, whenever and however many at a time the device fetches them."""
         with self.lock:
             woke = False
+            t = time.monotonic_ns() // 1000
             for value in (value,) + more:
                 value = 1 if value else 0
                 if self.pins.get(pin, value) != value:
-                    self.edges.append([pin, value])
+                    self.edges.append([pin, value, t])
                     woke = True
                 self.pins[pin] = value
             for w in list(self.watchers) if woke else ():  # wake the device waiting in select.poll

@@ -162,20 +162,26 @@ gpio = Link("M2M_GPIO")
 bus = Link("M2M_BUS")
 
 
-irqs = {}  # pin number -> (pin object, handler, trigger mask)
+irqs = {}  # pin number -> (pin object, handler, trigger mask, ticks_us when it was registered)
 _running = False  # a handler is running: the scheduler is locked
 _missed = False  # a poll refused while it ran
 _queue = []  # edges fetched whose handlers have not run (a Ctrl-C in one leaves the rest here)
-# The handlers' clock: on the ESP32 the handlers of edges that came together run microseconds apart
-# (machine_pin_isr_handler schedules each at its edge; mp_sched_run_pending runs them one after the
-# other). Here each runs after the host work of the ones before it (a state file written, the process
-# preempted on a busy machine), which a time-scaled device lives M2M_TIME_SCALE times longer: 2 ms of
-# host time is 20 ms of device time, a whole debounce window. So the ticks (the stand-in's time.ticks_*)
-# run `held` us behind while a handler runs: each handler of a fetch starts at the fetch's instant,
-# and its own time passes as it runs; outside handlers the ticks are the host's.
+# The handlers' clock: on the ESP32 each edge's interrupt comes at the edge (machine_pin_isr_handler
+# schedules the handler there, ports/esp32/machine_pin.c) and mp_sched_run_pending runs the handlers
+# one after the other at the next pending check (py/scheduler.c), on an idle board within microseconds.
+# Here the handlers run when the stand-in fetches the edges: after the host work of the ones before,
+# or much later on a loaded host whose process was not scheduled, and two pulses 150 ms apart fetched
+# in one answer looked simultaneous to the debounce (one count); a time-scaled device lives that delay
+# M2M_TIME_SCALE times longer. So the ticks (the stand-in's time.ticks_*) run `held` us behind while a
+# handler runs: it starts at its edge's instant (the bus stamps each edge with the host's
+# CLOCK_MONOTONIC, the clock of the unix port's ticks_us, ports/unix/unix_mphal.c mp_hal_ticks_us; the
+# edges of one set_pin share one instant) and its own time passes as it runs; outside handlers the
+# ticks are the host's. An edge queued before its handler was registered (the bus queues every change
+# of level; not modelled: whether a board's GPIO would have latched it) counts as at the registration.
 held = 0
 _ack = 0  # the last edge received from the bus (its "seq"), acknowledged with the next fetch
 _RUN = utime.time_ns() & 0xFFFFFFFF  # this interpreter, to the bus (what another run fetched is not ours)
+_TMASK = utime.ticks_add(0, -1)  # MICROPY_PY_TIME_TICKS_PERIOD - 1: ticks_us is the clock & this
 
 
 def poll_irqs():
@@ -201,12 +207,14 @@ def poll_irqs():
             if r:
                 _queue.extend(r["edges"])
                 _ack = r.get("seq", _ack)
-            t0 = utime.ticks_us()
             while _queue:
-                pin, level = _queue.pop(0)
-                e = irqs.get(pin)
-                if e is not None and e[2] & (1 if level else 2):
-                    held = utime.ticks_diff(utime.ticks_us(), t0)
+                edge = _queue.pop(0)
+                e = irqs.get(edge[0])
+                if e is not None and e[2] & (1 if edge[1] else 2):
+                    t = e[3]
+                    if len(edge) > 2 and utime.ticks_diff(edge[2] & _TMASK, t) > 0:
+                        t = edge[2] & _TMASK
+                    held = max(0, utime.ticks_diff(utime.ticks_us(), t))
                     try:
                         e[1](e[0])
                     except Exception as x:  # Ctrl-C (KeyboardInterrupt) still reaches the firmware

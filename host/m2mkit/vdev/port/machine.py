@@ -227,7 +227,7 @@ class Pin:
         if handler is None or handler is _NOARG:
             S.irqs.pop(self._id, None)
         else:
-            S.irqs[self._id] = (self, handler, int(trigger))
+            S.irqs[self._id] = (self, handler, int(trigger), utime.ticks_us())
         return _PinIRQ(self)
 
     def __repr__(self):
