@@ -13,7 +13,9 @@
 # Pin interrupts: edges the bus queues (BusSim.set_pin) are fetched and their handlers run, as the
 # port's mp_sched_schedule does, when the firmware sleeps or idles (time.sleep*, machine.idle), reads
 # an input pin, or waits in select.poll (the stand-in select.py: the bus wakes it for each edge
-# through a pin_watch connection). Not modelled: electrical levels, edge timing, baud rate, PWM/DAC/touch,
+# through a pin_watch connection); each handler reads its own edge's instant (see `held`). Not
+# modelled: electrical levels, a board's own handler latency and the scheduler's depth (8 pending on
+# the esp32 port: ports/esp32/mpconfigport.h MICROPY_SCHEDULER_DEPTH), baud rate, PWM/DAC/touch,
 # brown-outs.
 import json
 import uselect as select  # the unix port's own (select is the stand-in, select.py)
