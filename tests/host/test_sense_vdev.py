@@ -4,7 +4,6 @@ last saved to the flash image."""
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,25 +25,37 @@ COUNT = """
 from m2m import hal
 from m2m.sense.pulse import Pulses
 p = Pulses(13, debounce_ms=50)
+want = p.read()[0] + {presses}
 print('before', p.read()[0])
+t = hal.ticks_ms()
+while p.count < want and hal.ticks_diff(hal.ticks_ms(), t) < 10000:
+    hal.sleep_ms(20)
 hal.sleep_ms({ms})
 print('after', p.read()[0])
 {then}
 """
 
 
-def count(dev, src, presses, then="", ms=1500):
-    def press():
-        time.sleep(0.5)
-        for _ in range(presses):
-            src.pulse(1, bounce=2)
-            time.sleep(0.15)
-
-    t = threading.Thread(target=press)
-    t.start()
-    out = mpremote(dev.port, "exec", COUNT.format(ms=ms, then=then))
-    t.join()
-    return out.split()
+def count(dev, src, presses, then="", ms=300):
+    # the presses start once the counter's Pin.irq is registered ('before' printed: on a loaded host
+    # mpremote took up to 0.8 s to get there, and pulses that come before a board's interrupt is set up
+    # are not counted); the device waits for them (10 s at most), then `ms` more for any extra count
+    p = subprocess.Popen([str(BIN / "mpremote"), "connect", dev.port, "exec",
+                          COUNT.format(presses=presses, ms=ms, then=then)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = p.stdout.readline()
+        if first.startswith("before"):
+            for _ in range(presses):
+                src.pulse(1, bounce=2)
+                time.sleep(0.15)
+        out = first + p.communicate(timeout=60)[0]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, out
+    return out.replace("\r\n", "\n").split()
 
 
 def test_pulses_survive_reset_and_power_cycle_on_the_virtual_device(tmp_path):
