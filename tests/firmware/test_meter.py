@@ -3,7 +3,6 @@
 # that nothing recorded is billed twice.
 import json
 import os
-import time
 
 from m2m import events, hal
 from m2m.outbox import USAGE, Outbox
@@ -11,12 +10,14 @@ from m2m.meter import Meters, _Meter
 from m2m.report import contract
 
 KEY = b"\x11" * 32
+# this file's own folder (pytest's tmp_path for it, m2mkit.testing.run_file): never a shared path
+TMP = os.getenv("M2M_TEST_TMP")
 _n = [0]
 
 
 def _dir():
     _n[0] += 1
-    d = "/tmp/m2m-meter-%d-%d" % (time.ticks_us(), _n[0])
+    d = TMP + "/meter-%d" % _n[0]
     os.mkdir(d)
     return d
 

@@ -3,10 +3,13 @@
 # takes it off. The heap is really exhausted here (filled, then the command handled).
 import gc
 import json
+import os
 
 from m2m import config, outbox
 from m2m.report import contract, mqtt
 
+# this file's own folder (pytest's tmp_path for it, m2mkit.testing.run_file): never a shared path
+TMP = os.getenv("M2M_TEST_TMP")
 _n = [0]
 
 
@@ -25,11 +28,9 @@ class Client:
 
 
 def _reporter():
-    import time
-
     _n[0] += 1
     cfg = config.validate({"device": {"id": "dev-1"}, "mqtt": {"broker": "mqtt://127.0.0.1:1883"}})
-    ob = outbox.Outbox("/tmp/m2m-rep-%d-%d" % (time.ticks_us(), _n[0]))
+    ob = outbox.Outbox(TMP + "/rep-%d" % _n[0])
     rep = mqtt.Reporter(None, ob, cfg, "dev-1")
     rep.client = Client()
     return rep
@@ -100,7 +101,7 @@ def test_dns_and_tls_code_is_loaded_with_the_reporter_when_the_broker_needs_it()
     def made(url, kind):
         sys.modules.pop("m2m.net.sockx", None)
         cfg = config.validate({"device": {"id": "dev-1"}, "mqtt": {"broker": url}})
-        mqtt.Reporter(sock.Stack(None, kind=kind), outbox.Outbox("/tmp/m2m-rep-dns-%d" % len(url)), cfg, "dev-1")
+        mqtt.Reporter(sock.Stack(None, kind=kind), outbox.Outbox(TMP + "/rep-dns-%d" % len(url)), cfg, "dev-1")
         return "m2m.net.sockx" in sys.modules
 
     assert not made("mqtt://10.0.0.1:1883", "tcp")

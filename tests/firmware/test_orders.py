@@ -11,6 +11,8 @@ from m2m.outbox import Outbox
 from m2m.report import contract
 
 events.log = False
+# this file's own folder (pytest's tmp_path for it, m2mkit.testing.run_file): never a shared path
+TMP = os.getenv("M2M_TEST_TMP")
 _n = [0]
 # a new state file's id epoch is random: fixed here so the ids below can be written out
 # (test_a_lost_state_file_never_reuses_an_id uses the real ones)
@@ -22,7 +24,7 @@ _orders.new_epoch = lambda: "abcdef01"
 
 def _dir():
     _n[0] += 1
-    d = "/tmp/m2m-orders-%d-%d" % (time.ticks_us(), _n[0])
+    d = TMP + "/orders-%d" % _n[0]
     os.mkdir(d)
     return d
 

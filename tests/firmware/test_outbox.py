@@ -11,12 +11,14 @@ import vfs
 from m2m import outbox
 from m2m.outbox import ALARM, EVENT, TELEMETRY, USAGE, Outbox
 
+# this file's own folder (pytest's tmp_path for it, m2mkit.testing.run_file): never a shared path
+TMP = os.getenv("M2M_TEST_TMP")
 _n = [0]
 
 
 def _tmpdir():
     _n[0] += 1
-    d = "/tmp/m2m-outbox-%d-%d" % (time.ticks_us(), _n[0])
+    d = TMP + "/outbox-%d" % _n[0]
     return d
 
 

@@ -6,7 +6,6 @@
 import json
 import os
 import sys
-import time
 
 from m2m import app, config, events, outbox
 from m2m import hal as REAL_HAL
@@ -30,12 +29,14 @@ class Clock:
         return 1700000000 + self.ms // 1000
 
 
+# this file's own folder (pytest's tmp_path for it, m2mkit.testing.run_file): never a shared path
+TMP = os.getenv("M2M_TEST_TMP")
 _n = [0]
 
 
 def _tmpdir():
     _n[0] += 1
-    d = "/tmp/m2m-sup-%d-%d" % (time.ticks_us(), _n[0])
+    d = TMP + "/sup-%d" % _n[0]
     os.mkdir(d)
     return d
 

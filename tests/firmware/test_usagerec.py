@@ -3,17 +3,18 @@
 import binascii
 import json
 import os
-import time
 
 from m2m.outbox import USAGE, Outbox
 from m2m.usagerec import Chain, Signer, message, payload
 
+# this file's own folder (pytest's tmp_path for it, m2mkit.testing.run_file): never a shared path
+TMP = os.getenv("M2M_TEST_TMP")
 _n = [0]
 
 
 def _dir():
     _n[0] += 1
-    d = "/tmp/m2m-usagerec-%d-%d" % (time.ticks_us(), _n[0])
+    d = TMP + "/usagerec-%d" % _n[0]
     os.mkdir(d)
     return d
 
