@@ -1,6 +1,10 @@
 # Pulse counter for utility meters (S0 / reed outputs): an edge interrupt on a pin (hal.Pin.irq,
 # the ESP32 port's scheduled handler: ports/esp32/machine_pin.c machine_pin_isr_handler), a
 # debounce window, and a count that survives restarts.
+# The debounce is measured when the handler runs: the port's handlers are scheduled (no `hard` on the
+# esp32 port) and run at the next pending check (py/vm.c, py/scheduler.c), so pulses that come during
+# one long call into C (a flash write, a collection) run back to back and may count as one (README
+# "Pulse debounce and a board's latency").
 # Guarantee: every counted pulse is written to RTC memory in the handler, so no pulse is lost
 # across a soft reset, machine.reset(), a watchdog reset or deep sleep. RTC memory does not survive a
 # power loss: the count is also saved to flash (save(), called by the sampler every flush_s and every
