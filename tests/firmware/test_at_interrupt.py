@@ -94,3 +94,18 @@ def test_a_modem_that_gave_up_waiting_gets_no_payload():
     r = at.cmd("AT+CACLOSE=0")
     assert m.writes == [b"AT+CASEND=0,3\r", b"AT+CACLOSE=0\r"] and not m.mismatch, m.writes
     assert r.ok
+
+
+def test_a_reset_forgets_the_interrupted_command():
+    # after a power cycle (reset()) the interrupted command's answer never comes: the next command
+    # does not wait for it, nor count a timeout (here one would report the modem unresponsive)
+    calls = []
+    m = Interrupted([(b"AT+CGMR\r", None), (b"AT\r", b"\r\nOK\r\n")])
+    at = AT(m, hal=m.hal, timeout_ms=2000, max_timeouts=1, on_unresponsive=calls.append)
+    interrupted(at, m, "AT+CGMR")
+    at.reset()
+    t0 = m.hal.ticks_ms()
+    r = at.cmd("AT")
+    assert r.ok and calls == [] and not at.unresponsive and at.timeouts == 0, calls
+    assert m.writes == [b"AT+CGMR\r", b"AT\r"] and not m.mismatch, m.writes
+    assert m.hal.ticks_diff(m.hal.ticks_ms(), t0) < 2000  # the fake clock: no timeout waited out

@@ -260,8 +260,15 @@ class AT(_Driver):
     # error) once it went out is given up as a timeout is (the parser would refuse every later
     # command) and finished by the next cmd() before its own: the payload if the modem still waits
     # for it (it would take the next command's bytes as them), then its final (which would be taken
-    # for the next command's); poll() leaves the input to it meanwhile.
+    # for the next command's); poll() leaves the input to it meanwhile. reset() (a power cycle)
+    # forgets it.
     _owed = None
+
+    def reset(self):
+        # after a power cycle: an interrupted command's answer will never come either (the next
+        # command would wait out its timeout for it, counting one more)
+        _Driver.reset(self)
+        self._owed = None
 
     def _settle(self):
         a = self._owed
