@@ -317,12 +317,16 @@ def _hard_reset(n):
     # the supply rail (PMU boards) or the RESET line; a plain power-key cycle otherwise
     m = n.modem
     b = n._board
-    if b is not None and (b.get("modem") or {}).get("power_enable"):
+    pe = (b.get("modem") or {}).get("power_enable") if b is not None else None
+    if pe:
         from m2m import board
         m.synced = False  # the supply cycle's boot is the firmware's own: no reboot to report
-        board.modem_supply(b, cold=True)
+        # a PMU's first rail, the modem's main supply, held off (m2m.boardpmu): the modem is off
+        # now, so the key goes at once, without the probes and the boot-time wait for a modem that
+        # may be booting (up.power_on known_off); nothing cut (no PMU, no rails): not known
+        off = board.modem_supply(b, cold=True) is not None and bool(pe.get("rails"))
         m.at.reset()
-        if not m.power_on():
+        if not m.power_on(off):
             raise OSError(110, "no answer after the supply cycle")
         return
     if not m.power_cycle():
