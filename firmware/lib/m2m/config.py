@@ -130,6 +130,10 @@ SCHEMA = {
         "user": (str, None, None),
         "password": (str, None, None),
         "ca": (str, None, None),  # CA certificate file on the device for mqtts (PEM)
+        # mqtts client certificate and its key (PEM files on the device; both or neither, with ca):
+        # m2m.report.tlsconf; `m2mkit provision --cert` sets them
+        "cert": (str, "", None),
+        "key": (str, "", None),
         "keepalive": (int, 300, (30, 3600)),  # seconds; PINGREQ traffic on a kept connection
         "batch": (int, 8, (1, 32)),  # outbox records per telemetry message
         "ha_discovery": (bool, False, None),  # announce the readings to Home Assistant
