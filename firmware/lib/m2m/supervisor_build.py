@@ -86,13 +86,13 @@ def _mqtt(r, cfg):
 
     secure = parse_url(cfg["mqtt"]["broker"])[2]
     tls = None
-    ca = cfg["mqtt"]["ca"]
-    if secure and ca:  # mqtts: TLS in the modem, the server checked against this CA when given
+    if secure:  # mqtts: TLS in the modem; the CA, client certificate and key read now (m2m.report.tlsconf)
+        from m2m.report import tlsconf
+
         try:
-            with open(ca) as f:
-                tls = {"ca": f.read()}
-        except OSError:
-            raise ValueError("mqtt.ca: no file %s on the device: copy the CA there or fix the key" % ca)
+            tls = tlsconf.tls(cfg["mqtt"])
+        finally:
+            loop.drop("m2m.report.tlsconf")
     from m2m.supervisor_mqtt import Mqtt
 
     return Mqtt(r, "tls" if secure else "tcp", tls, [p[0] for p in S.PLUGINS if len(p) < 4 or p[3]])
