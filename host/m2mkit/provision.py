@@ -128,6 +128,9 @@ def device_config(cfg, cred):
     mqtt["user"] = cred["mqtt_user"]
     if cred.get("mqtt_password"):
         mqtt["password"] = cred["mqtt_password"]
+    if cred.get("cert_pem"):  # the files device_files writes: the firmware presents them for mqtts://
+        mqtt["cert"] = CERT_DIR + "/client.crt"
+        mqtt["key"] = CERT_DIR + "/client.key"
     if cred.get("psk_key"):
         out.setdefault("lwm2m", {}).update(psk_identity=cred["psk_identity"], psk_key=cred["psk_key"])
     check_config(out, "the provisioned config")

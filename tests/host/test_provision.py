@@ -75,6 +75,9 @@ def test_certificate_mode_chains_to_the_fleet_ca_and_a_reused_modem_is_refused(d
     assert crt.subject.rfc4514_string() == "CN=meter-8"
     assert oct(os.stat(tmp_path / "ca" / "ca.key").st_mode & 0o777) == "0o600"
     assert "mqtt_password" not in inv.credentials("meter-8")
+    # and the config points the MQTT client at them (mqtt.cert / mqtt.key; m2m.report.tlsconf reads them)
+    mq = json.loads(mpremote(dev.port, "fs", "cat", ":config.json"))["mqtt"]
+    assert (mq["cert"], mq["key"]) == ("/certs/client.crt", "/certs/client.key") and "password" not in mq
     with pytest.raises(UserError, match=r"already provisioned as 'meter-8'; give --device-id meter-8 \(the "
                                         r"inventory holds one id per modem\), or use another inventory \(--db\)"):
         provision.provision(dev.port, "meter-9", inventory=inv)
