@@ -1140,14 +1140,29 @@ class Modem:
     def on_sock_closed(self, s):
         """Dialect hook: the far end closed socket s."""
 
-    def tls_context(self, ca_pem, verify=True):
+    def tls_context(self, ca_pem, verify=True, client=None):
         """A client context that verifies the server against the CA the host uploaded.
 
         Hostname checking is off: these modems verify the chain; their host name checks are
-        optional per profile and are not modeled.
+        optional per profile and are not modeled. `client`: (certificate PEM, key PEM) the profile
+        points at, presented when the server asks for one; a pair that does not load is presented
+        as none (the server then refuses the handshake).
         """
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
+        if client and client[0] and client[1]:
+            import os
+            import tempfile
+
+            fd, path = tempfile.mkstemp(suffix=".pem")  # ssl loads a certificate chain from a file only
+            try:
+                os.write(fd, client[1] + b"\n" + client[0])
+                os.close(fd)
+                ctx.load_cert_chain(path)
+            except (ssl.SSLError, ValueError):
+                pass
+            finally:
+                os.unlink(path)
         if not verify:
             ctx.verify_mode = ssl.CERT_NONE
             return ctx
