@@ -95,10 +95,33 @@ class Reporting:
             self.broker = None
 
 
+# decimals a person reads a quantity with, by its SenML unit (symbols of RFC 8428 12.1): the demo's
+# sensors resolve 0.01 degC and 0.01 %RH and its deadband is 0.05 (demo_sense), so two decimals show
+# each change of a temperature; pressure in whole pascals, a voltage in hundredths. Display only:
+# what goes to the broker is the device's own value.
+DECIMALS = {"Cel": 2, "K": 2, "%RH": 1, "Pa": 0, "hPa": 1, "V": 2, "A": 3, "W": 1, "/": 2, "%": 1,
+            "B": 0, "s": 1, "m": 2, "dBm": 0, "dBW": 0, "lx": 0, "ppm": 0, "Hz": 1, "J": 0, "Wh": 1}
+
+
+def shown(value, unit=""):
+    """A reading as a person reads it, the unit after a space: `17.00 Cel`, `38.1 %RH`, `101325 Pa`;
+    a unit not in DECIMALS: 4 significant digits, a whole number as it is (`pulses=3`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        text = str(value)
+    elif unit in DECIMALS:
+        text = f"{value:.{DECIMALS[unit]}f}"
+    elif isinstance(value, int) or value == int(value):
+        text = str(int(value))
+    else:
+        text = f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return f"{text} {unit}" if unit else text
+
+
 def describe(topic, payload, retained=False, units=None):
-    """One line for a message as a subscriber sees it; SenML telemetry shown as name=value unit, the
-    units joined from the device's retained status (`units`, a senml.Units that status messages
-    feed) where the records leave them out (mqtt.units "status")."""
+    """One line for a message as a subscriber sees it; SenML telemetry shown as name=value unit (the
+    value as a person reads it, `shown`), the units joined from the device's retained status
+    (`units`, a senml.Units that status messages feed) where the records leave them out
+    (mqtt.units "status")."""
     text = payload.decode("utf-8", "replace")
     units = units if units is not None else Units()
     if topic.endswith("/status"):
@@ -118,7 +141,7 @@ def describe(topic, payload, retained=False, units=None):
                 if short in ("", "seq"):  # the record without a name: the outbox sequence number
                     seq.append(value)
                 else:
-                    vals.append(f"{short}={value}{unit}")
+                    vals.append(f"{short}={shown(value, unit)}")
             text = f"seq {','.join(str(s) for s in seq)}: {' '.join(vals)}"
         except (SenMLError, ValueError, KeyError, TypeError, AttributeError):
             text = "not SenML: " + text

@@ -125,10 +125,10 @@ def test_the_demo_shows_values_with_their_units_from_the_status():
     line = describe("m2mkit/dev-1/status", b'{"state":"online","units":{"temperature":"Cel"}}', True, u)
     assert line == "broker> m2mkit/dev-1/status (retained) online, units temperature=Cel"
     assert describe("m2mkit/dev-1/telemetry", TELE, False, u) == \
-        "broker> m2mkit/dev-1/telemetry seq 7: temperature=21.5Cel pulses=3 x=1K"
+        "broker> m2mkit/dev-1/telemetry seq 7: temperature=21.50 Cel pulses=3 x=1.00 K"
     # units in every record (mqtt.units "each"), and a plain status, as before
     each = b'[{"bn":"dev-1:","bt":1767225600,"v":8},{"n":"humidity","u":"%RH","v":40}]'
-    assert describe("m2mkit/dev-1/telemetry", each) == "broker> m2mkit/dev-1/telemetry seq 8: humidity=40%RH"
+    assert describe("m2mkit/dev-1/telemetry", each) == "broker> m2mkit/dev-1/telemetry seq 8: humidity=40.0 %RH"
     assert describe("m2mkit/dev-1/status", b"online") == "broker> m2mkit/dev-1/status online"
     assert describe("m2mkit/dev-1/telemetry", b"[1]").startswith("broker> m2mkit/dev-1/telemetry not SenML: ")
 
