@@ -75,8 +75,10 @@ class Client:
         simple = _umqtt()
         simple.socket = self.stack  # its socket() / getaddrinfo() go to the modem
         cfg = self.cfg
+        # a user without a password (a client certificate's device: provision --cert) sends an empty
+        # one: umqtt.simple 1.3.4 MQTTClient.connect sends user and password together, len(None) failed
         c = simple.MQTTClient(self.id, self.host, self.port, user=cfg.get("user"),
-                              password=cfg.get("password"), keepalive=cfg.get("keepalive") or 0)
+                              password=cfg.get("password") or "", keepalive=cfg.get("keepalive") or 0)
         c.set_last_will(self.topic(contract.STATUS), contract.OFFLINE, retain=True, qos=1)
         c.set_callback(self._msg)
         self.c = c
