@@ -147,19 +147,28 @@ class Bus:
                 return {"edges": [h[1] for h in again], "seq": again[-1][0] if again else req["ack"]}
         return {"err": f"unknown op {op!r}"}
 
-    def set_pin(self, pin, value, *more):
+    def set_pin(self, pin, value, *more, spacing_us=0):
         """Drive an input pin; a change of level is queued as an edge for the device's Pin.irq.
-        Levels in `more` follow at the same instant (one timestamp); two calls are two instants, the
-        host's time between them, whenever and however many at a time the device fetches them."""
+        Levels in `more` follow at the same instant (one timestamp), or `spacing_us` apart, the last
+        one now (a pulse train narrower than the host can time: esp32.PCNT's glitch filter reads
+        these); two calls are two instants, the host's time between them, whenever and however many
+        at a time the device fetches them."""
         with self.lock:
             woke = False
-            t = time.monotonic_ns() // 1000
-            for value in (value,) + more:
+            levels = (value,) + more
+            now = time.monotonic_ns() // 1000
+            t = now - spacing_us * (len(levels) - 1)
+            for e in reversed(self.edges if spacing_us else ()):
+                if e[0] == pin:
+                    t = max(t, e[2])  # never before an edge already queued on the pin
+                    break
+            for value in levels:
                 value = 1 if value else 0
                 if self.pins.get(pin, value) != value:
                     self.edges.append([pin, value, t])
                     woke = True
                 self.pins[pin] = value
+                t = min(t + spacing_us, now)
             for w in list(self.watchers) if woke else ():  # wake the device waiting in select.poll
                 try:
                     w.write(b"{}\n")
