@@ -180,8 +180,10 @@ class Socket:
             if not isinstance(e, (ModemError, OSError)):
                 raise
             why = "connecting to %s:%d failed (%s)" % (host, port, _msg(e))
-            if kind == "tls":
-                why += "; if the server's certificate is not from the CA given, the modem refuses it"
+            if kind == "tls":  # either side may have refused the other's certificate
+                why += ("; if the server's certificate is not from the CA given, the modem refuses it; a server "
+                        "that requires a client certificate refuses %s" % (
+                            "this one if not from its CA" if (self.st.tls or {}).get("cert") else "a device without one"))
             self.st.last_error = why
             raise _ioerr(_ECONNREFUSED, why)
         self.sid = sid

@@ -5,6 +5,7 @@ command set; the transcripts in shared/at-transcripts (sim7000e, sim7000g, sim70
 issue logs for the exact wording. Unsourced facts cite their entry in docs/ASSUMED.md.
 """
 
+import ssl
 import time
 
 from . import card
@@ -50,7 +51,8 @@ class SIM7080G(Modem):
         self.app_pdp = {}  # pdp index -> active
         self.cncfg = {}  # pdp index -> (ip type, apn, user, password, auth)
         self.cacid = 0
-        self.ssl_cfg = {}  # cid -> {"ssl": 0/1, "ctx": n, "cacert": name}
+        self.ssl_cfg = {}  # cid -> {"ssl": 0/1, "ctx": n, "cacert": name, "cert": client cert name}
+        self.client_certs = {}  # client certificate name -> (cert PEM, key PEM), from "convert",1
         self.ssl_ctx = {}  # ctx -> {"sslversion": n}
         self.fs_open = False
         self.converted = set()
@@ -218,6 +220,7 @@ class SIM7080G(Modem):
             raise CmeError(100)
         self.nv_files[name] = (self.nv_files.get(name, b"") if mode == 1 else b"") + data
         self.converted.discard(name)
+        self.client_certs.pop(name, None)
 
     def at_CFSGFIS(self, cmd):
         name = cmd.str(1)
@@ -249,6 +252,13 @@ class SIM7080G(Modem):
                 # Application Note V1.00 4.4); kept in the modem's own store, so the file may be
                 # deleted after (as the note does); a malformed table CME 3, ASSUMED docs/ASSUMED.md#A-SIMCOM-DTLS-PSK
                 self.nv.setdefault("psk_tables", {})[name] = self._psk_table(data)
+            if kind == 1:
+                # "convert",1,<cert>,<key>: a client certificate and its key (SIM7080 drivers: Zephyr's
+                # drivers/modem/simcom-sim7080, DFRobot_SIM7000 SSL_ConfigCert), kept by the cert's name
+                key = self.nv_files.get(cmd.str(3, ""))
+                if key is None:
+                    raise CmeError(3)
+                self.client_certs[name] = (data, key)
             self.converted.add(name)
         elif what == "ctxindex":
             ctx = cmd.int(1, lo=0, hi=5)
@@ -315,7 +325,11 @@ class SIM7080G(Modem):
             c["protocol"] = cmd.int(2, lo=0, hi=1)
         elif what == "PSKTABLE":
             c["psktable"] = cmd.str(2)  # a table converted with AT+CSSLCFG (AT Command Manual 12.2.2)
-        elif what in ("CERT", "SNI"):
+        elif what == "CERT":
+            # a client certificate converted with "convert",1, which keeps its key under the
+            # certificate's name (TinyGSM's SIM70xx client: AT+CASSLCFG=<mux>,"cert",<name>)
+            c["cert"] = cmd.str(2)
+        elif what == "SNI":
             cmd.str(2)
         else:
             raise CmeError(50)
@@ -330,11 +344,19 @@ class SIM7080G(Modem):
         if not c or not c.get("ssl"):
             return None
         name = c.get("cacert")
+        client = self.client_certs.get(c.get("cert"))
         if not name:
             # no CA configured: no server check, ASSUMED docs/ASSUMED.md#A-SIMCOM-TLS-NOCA
-            return self.tls_context(None, verify=False)
-        pem = self.nv_files.get(name) if name in self.converted else None
-        return self.tls_context(pem or b"", verify=True)
+            ctx = self.tls_context(None, verify=False, client=client)
+        else:
+            pem = self.nv_files.get(name) if name in self.converted else None
+            ctx = self.tls_context(pem or b"", verify=True, client=client)
+        if str(self.ssl_ctx.get(c.get("ctx", 0), {}).get("sslversion")) == "3":
+            # sslversion 3 is TLS 1.2; the values stop there (4 / 5 are DTLS: SIM7000 Series AT Command
+            # Manual V1.06 17.2.1, docs/ASSUMED.md#A-SIM7000-NODTLS): no TLS 1.3, so a broker that
+            # refuses the client's certificate fails the handshake itself (RFC 5246 7.4.6)
+            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
 
     def _dtls_for(self, cid):
         # SSL on a UDP connection is DTLS: sslversion 5 (DTLS 1.2) or 4 (1.0) in its CRINDEX context
