@@ -228,12 +228,19 @@ def test_deep_sleep_hold_reaches_the_port(hal_module):
     assert out == ["False", "True"]
 
 
+def test_pcnt_is_the_ports_pulse_counter_from_v1_26(hal_module):
+    # esp32.PCNT came with MicroPython v1.26 (ports/esp32/esp32_pcnt.c); before it hal.pcnt() is None
+    code = "import esp32\nP = hal.pcnt()\nprint(P is not None and P is esp32.PCNT and P.INCREMENT)"
+    assert run(hal_module, code, env={"M2M_MICROPYTHON": "1.26.0"}) == ["1"]
+    assert run(hal_module, "print(hal.pcnt())", env={"M2M_MICROPYTHON": "1.25.0"}) == ["None"]
+
+
 def test_every_export_is_covered(hal_module):
     covered = {"PLATFORM", "PWRON_RESET", "HARD_RESET", "WDT_RESET", "DEEPSLEEP_RESET", "SOFT_RESET",
                "UNKNOWN_RESET", "TIMER_WAKE", "EPOCH_2000", "ticks_ms", "ticks_diff", "ticks_add",
                "sleep_ms", "asleep_ms", "time_scale", "epoch", "idle", "freq", "unique_id",
                "reset_cause", "wake_reason", "reset", "deepsleep", "Pin", "ADC", "WDT", "RTC", "NVS",
-               "I2C", "OneWire", "UART", "gpio_deep_sleep_hold"}
+               "I2C", "OneWire", "UART", "gpio_deep_sleep_hold", "pcnt"}
     out = run(hal_module, "print(' '.join(sorted(n for n in dir(hal) if not n.startswith('_'))))")
     assert set(out[0].split()) == covered
 

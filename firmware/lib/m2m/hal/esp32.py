@@ -64,6 +64,11 @@ NVS = _esp32.NVS
 gpio_deep_sleep_hold = _esp32.gpio_deep_sleep_hold
 
 
+def pcnt():
+    # the chip's pulse counter class, esp32.PCNT (v1.26+: ports/esp32/esp32_pcnt.c), else None
+    return getattr(_esp32, "PCNT", None)
+
+
 def _kw(**kw):
     # the port refuses None for a pin ("invalid pin"): leave unset keywords out
     return {k: v for k, v in kw.items() if v is not None}
