@@ -1,4 +1,5 @@
-"""pytest plugin for hardware-in-the-loop tests: `pytest -p m2mkit.hil [--target sim | --port P --board B]`.
+"""pytest plugin for hardware-in-the-loop tests: `pytest -p m2mkit.hil [--target sim | --port P --board B]`
+(every option also as --m2mkit-target, --m2mkit-port, ...: beside pytest-embedded, see OPTIONS).
 
 --target sim (the default): a virtual device of --board (default esp32-devkitc-bg95) with its modem
 simulator, a Mosquitto broker on loopback. --port /dev/ttyUSB0 --board B: a real board; its modem and
@@ -18,30 +19,94 @@ from . import boards
 from .errors import UserError
 
 
-def pytest_addoption(parser):
-    g = parser.getgroup("m2mkit-hil", "m2mkit hardware-in-the-loop")
-    g.addoption("--target", choices=("sim", "board"), default=None,
-                help="sim: virtual device + modem simulator + local broker (default); board: a real board on --port")
-    g.addoption("--port", default=None, help="serial port of a real board (implies --target board)")
-    g.addoption("--board", default=None, help="board file name (default esp32-devkitc-bg95 on sim; required on a board)")
-    g.addoption("--broker", default=None, help="on a board: mqtt://HOST:PORT its network reaches")
-    g.addoption("--time-scale", type=float, default=10.0, help="on sim: device seconds per real second")
-    g.addoption("--heap", default=None, help="on sim: the virtual device's heap (default: the board's, vdev heap_for)")
+# Every option has an m2mkit- name; the short names are kept where no other plugin has them:
+# pytest-embedded (installed beside m2mkit, and loaded by pytest wherever it is installed unless
+# `-p no:pytest_embedded`) defines --port and --target itself (pytest_embedded/plugin.py
+# pytest_addoption), and two plugins cannot add one option name. When it is loaded its --port is
+# read as the board's port (the same meaning: the board's serial port), and its --target when that
+# says sim or board. The short names are added once every plugin named on the command line or
+# installed has registered its options (pytest_load_initial_conftests), if still free.
+OPTIONS = (  # short name or None, m2mkit name, keyword arguments
+    ("--target", "--m2mkit-target", dict(choices=("sim", "board"), default=None,
+     help="sim: virtual device + modem simulator + local broker (default); board: a real board on --port")),
+    ("--port", "--m2mkit-port", dict(default=None, help="serial port of a real board (implies --target board)")),
+    ("--board", "--m2mkit-board", dict(default=None,
+     help="board file name (default esp32-devkitc-bg95 on sim; required on a board)")),
+    ("--broker", "--m2mkit-broker", dict(default=None, help="on a board: mqtt://HOST:PORT its network reaches")),
+    ("--time-scale", "--m2mkit-time-scale", dict(type=float, default=10.0,
+     help="on sim: device seconds per real second")),
+    ("--heap", "--m2mkit-heap", dict(default=None,
+     help="on sim: the virtual device's heap (default: the board's, vdev heap_for)")),
+)
+# short names another plugin may define (pytest-embedded: --port, --target): added late, if free
+LATE = ("--port", "--target")
+GROUP = ("m2mkit-hil", "m2mkit hardware-in-the-loop")
+_late = []  # the parser whose short names wait for every plugin's options
+
+
+def _dest(long_name):
+    return long_name[2:].replace("-", "_")  # --m2mkit-port -> m2mkit_port
+
+
+def pytest_addoption(parser, pluginmanager):
+    g = parser.getgroup(*GROUP)
+    for short, long_name, kw in OPTIONS:
+        names = (long_name,) if short in LATE else (long_name, short)
+        g.addoption(*names, dest=_dest(long_name), **kw)
+    _late.append(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Every plugin loaded before the conftests has its options now: the short names nobody took."""
+    while _late:
+        p = _late.pop()
+        taken = _taken(early_config.pluginmanager)
+        g = p.getgroup(*GROUP)
+        for short, long_name, kw in OPTIONS:
+            if short in LATE and short not in taken:
+                g.addoption(short, dest=_dest(long_name), **dict(kw, help=f"the same as {long_name}"))
+
+
+def _taken(pluginmanager):
+    """The short names a loaded plugin defines (pytest-embedded: --port and --target)."""
+    return LATE if pluginmanager.hasplugin("pytest_embedded") else ()
+
+
+def _opt(config, short):
+    """An option by its short name: ours, else (pytest-embedded's --port / --target) the other
+    plugin's where it means the same."""
+    long_name = next(n for s, n, _ in OPTIONS if s == short)
+    v = config.getoption(_dest(long_name))
+    if v is None and short in LATE and short in _taken(config.pluginmanager):
+        v = config.getoption(short[2:], None)
+        if short == "--target" and v not in ("sim", "board"):
+            v = None  # a chip name (esp32s3...) is pytest-embedded's, not a target kind
+    return v
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "hardware: needs a real board (--port); skipped on the virtual device")
     config.addinivalue_line("markers", "sim_only: needs the simulators' control; skipped on a real board")
+    if _taken(config.pluginmanager):
+        # pytest-embedded has a `target` fixture too (its --target's value), registered after this
+        # plugin when loaded by `-p m2mkit.hil`, and of two plugins' fixtures the later one is used:
+        # ours again, now, after it (its autouse parametrize_fixtures then gets this target too; a
+        # session runs m2mkit's HIL tests or pytest-embedded's dut tests, not both)
+        config.pluginmanager.register(type("M2mkitHilTarget", (), {"target": target}), "m2mkit-hil-target")
+        # its autouse fixtures ask for its app_path, which records an XML attribute: a warning per test
+        config.addinivalue_line("filterwarnings", "ignore:record_xml_attribute is an experimental feature"
+                                                  ":pytest.PytestExperimentalApiWarning")
 
 
 def _kind(config):
-    t = config.getoption("--target")
-    port = config.getoption("--port")
+    t = _opt(config, "--target")
+    port = _opt(config, "--port")
     if t is None:
         t = "board" if port else "sim"
     if t == "board" and not port:
         raise pytest.UsageError("--target board needs --port /dev/ttyUSB0 (and --board)")
-    if t == "board" and not config.getoption("--board"):
+    if t == "board" and not _opt(config, "--board"):
         raise pytest.UsageError(f"--port needs --board; one of: {', '.join(boards.names())}")
     return t
 
@@ -64,13 +129,13 @@ class Target:
 def target(request, tmp_path_factory):
     config = request.config
     kind = _kind(config)
-    board = config.getoption("--board") or "esp32-devkitc-bg95"
+    board = _opt(config, "--board") or "esp32-devkitc-bg95"
     try:
         boards.load(board)
     except UserError as e:
         raise pytest.UsageError(f"--board: {e}") from None
     if kind == "board":
-        yield Target(kind, config.getoption("--port"), board)
+        yield Target(kind, _opt(config, "--port"), board)
         return
     import shutil
 
@@ -86,8 +151,8 @@ def target(request, tmp_path_factory):
     shutil.copytree(FIRMWARE, fw, ignore=shutil.ignore_patterns("lib", "__pycache__"))
     shutil.move(str(heap_trees(d / "trees")["mpy"]), str(fw / "lib"))
     (d / "flash.img").write_bytes(image.build(boards.load(board), firmware=fw))
-    dev = VirtualDevice(board, flash=d / "flash.img", modem=True, time_scale=config.getoption("--time-scale"),
-                        heapsize=config.getoption("--heap"))
+    dev = VirtualDevice(board, flash=d / "flash.img", modem=True, time_scale=_opt(config, "--time-scale"),
+                        heapsize=_opt(config, "--heap"))
     dev.start()
     dev.wait_boot(1, timeout=30)
     try:
@@ -175,7 +240,7 @@ class BrokerHandle:
 def broker(request, target):
     from .broker import Broker, Subscriber
 
-    url = request.config.getoption("--broker")
+    url = _opt(request.config, "--broker")
     started = None
     if target.kind == "sim" and url is None:
         started = Broker(tls=False).start()
