@@ -72,6 +72,7 @@ class _Meter:
     def update(self, dt_ms):
         # add what the last dt_ms brought (pulses are counted by their interrupt)
         if self.kind == _PULSES:
+            self.src.sync()  # a hardware counter's pulses (esp32.PCNT) into src.count
             self.count = self.src.count
             return
         if self.pin is not None:
@@ -117,6 +118,7 @@ class Meters:
                 m.count, m.frac = live[0], live[1]
             was = m.count
             if m.src is not None:
+                m.src.sync()
                 was = m.src.count
                 m.count = max(m.count, was)
             last = ch.meters.get(m.name)

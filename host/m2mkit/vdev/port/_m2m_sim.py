@@ -165,6 +165,7 @@ bus = Link("M2M_BUS")
 
 
 irqs = {}  # pin number -> (pin object, handler, trigger mask, ticks_us when it was registered)
+counters = {}  # pin number -> esp32.PCNT units counting its edges (in "hardware": at once, see fetch)
 _running = False  # a handler is running: the scheduler is locked
 _missed = False  # a poll refused while it ran
 _queue = []  # edges fetched whose handlers have not run (a Ctrl-C in one leaves the rest here)
@@ -194,8 +195,8 @@ def poll_irqs():
     # on, so one failing handler loses none of the edges fetched with it (nor does a Ctrl-C: what it
     # interrupted waits in _queue, as in the scheduler's queue)
     # (the scheduler unlocked, what was refused inside runs: mp_sched_unlock leaves it pending)
-    global _running, _missed, held, _ack
-    if not irqs:
+    global _running, _missed, held
+    if not irqs and not counters:
         return
     if _running:
         _missed = True
@@ -204,11 +205,10 @@ def poll_irqs():
     try:
         while True:
             _missed = False
-            # the bus keeps what it handed over until acknowledged (a lost answer comes again)
-            r = bus_call("pin_edges", pins=list(irqs), run=_RUN, ack=_ack)
-            if r:
-                _queue.extend(r["edges"])
-                _ack = r.get("seq", _ack)
+            fetch()
+            for units in list(counters.values()):  # an esp32.PCNT event's scheduled handler
+                for u in units:
+                    u._scheduled()
             while _queue:
                 edge = _queue.pop(0)
                 e = irqs.get(edge[0])
@@ -227,6 +227,23 @@ def poll_irqs():
     finally:
         _running = False
         held = 0
+
+
+def fetch():
+    # the edges queued on the bus: esp32.PCNT units count theirs at once (the chip's counter needs no
+    # CPU; each edge's instant is its own, for the glitch filter), Pin.irq edges wait in _queue for
+    # their handlers. The bus keeps what it handed over until acknowledged (a lost answer comes again)
+    global _ack
+    if not irqs and not counters:
+        return
+    r = bus_call("pin_edges", pins=list(irqs) + [p for p in counters if p not in irqs], run=_RUN, ack=_ack)
+    if r:
+        for e in r["edges"]:
+            for u in counters.get(e[0], ()):
+                u._edge(e)
+            if e[0] in irqs or e[0] not in counters:
+                _queue.append(e)
+        _ack = r.get("seq", _ack)
 
 
 _watch = None  # a second bus connection that gets a line for each edge queued (op pin_watch)
