@@ -152,3 +152,27 @@ def test_a_meter_reads_the_hardware_count(tmp_path):
         time.sleep(0.02)
         assert dev.count() == 12
         dev.end()
+
+
+LOOP = """
+import sys, time
+from m2m import loop
+from m2m.sense.pulse import Pulses
+c = Pulses(13, debounce_ms=0, path=%(path)r)
+print("hw", c._pc is not None)
+sys.stdin.readline()
+loop.sleep(300)  # the supervisor's wait: its idle hook brings the hardware count in
+print("count", c.count, c._rtc.memory()[2:6])
+"""
+
+
+def test_under_the_loop_the_count_reaches_rtc_memory_without_a_read(tmp_path):
+    with BusSim() as bus:
+        bus.set_pin(PIN, 1)
+        dev = Device(bus, tmp_path, code=LOOP)
+        assert dev.first == ["hw", "True"], dev.first
+        train(bus, 9, 40)
+        got = dev.ask()
+        assert got[:2] == ["count", "9"], got
+        assert got[2] == "b'\\t\\x00\\x00\\x00'", got  # u32 LE 9 in the slot's RTC record
+        dev.end()

@@ -7,16 +7,18 @@
 # esp32.rst). A debounce of 1 ms or more is beyond that filter's range: such a counter stays on
 # Pin.irq (a contact that bounces needs the software debounce; `_pc` is None). The 16-bit counter
 # goes back to 0 at `max` (WRAP) with an IRQ_MAX event (docs/library/esp32.rst; ports/esp32/modules/
-# machine.py Counter counts 32000 per overflow): its scheduled handler counts the wraps, and
-# PCNT.value() runs a pending one first, so sync() adds exactly what came since it last looked.
-# sync() runs at every read(), save(), meter step and, under m2m.loop, in its idle hook (at most
-# SLICE_MS apart): the RTC memory holds the count as of then (a reset clears the chip's counter:
-# what came since the last sync is lost; with Pin.irq each pulse is in RTC memory at once).
+# machine.py Counter counts 32000 per overflow; `max` is always set: without a limit what the counter
+# does past 32767 is ASSUMED docs/ASSUMED.md#A-PCNT-NOLIMIT-WRAP): its scheduled handler counts the
+# wraps, and PCNT.value() runs a pending one first, so sync() adds exactly what came since it last
+# looked. sync() runs at every read(), save(), meter step and, under m2m.loop, in its idle hook (at
+# most SLICE_MS apart): RTC memory holds the count as of then. A soft reset clears the chip's counter
+# (ports/esp32/main.c esp32_pcnt_deinit_all), as a chip reset does: what came since the last sync is
+# lost (with Pin.irq each pulse is in RTC memory at once).
 # The debounce is measured when the handler runs: the port's handlers are scheduled (no `hard` on the
 # esp32 port) and run at the next pending check (py/vm.c, py/scheduler.c), so pulses that come during
 # one long call into C (a flash write, a collection) run back to back and may count as one (README
 # "Pulse debounce and a board's latency").
-# Guarantee: every counted pulse is written to RTC memory in the handler, so no pulse is lost
+# Guarantee (Pin.irq): every counted pulse is written to RTC memory in the handler, so no pulse is lost
 # across a soft reset, machine.reset(), a watchdog reset or deep sleep. RTC memory does not survive a
 # power loss: the count is also saved to flash (save(), called by the sampler every flush_s and every
 # flush_n pulses), so after a power cut at most the pulses since the last flash save are lost.
