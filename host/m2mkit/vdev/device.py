@@ -117,6 +117,8 @@ class VirtualDevice:
         self.bus = None  # the simulated I2C bus when the board's modem needs its PMU (attach sensors here too)
         self.micropython = micropython  # the MicroPython version the board runs: sizes the flash
         env = dict(env or {})
+        if micropython:  # and what the port stand-in offers (esp32.PCNT from v1.26; unset: the newest)
+            env.setdefault("M2M_MICROPYTHON", str(micropython))
         heapsize = check_heap(heapsize or heap_for(self.board))
         time_scale = check_time_scale(time_scale)
         self.blocks = boards.vfs_blocks(self.board, micropython)
