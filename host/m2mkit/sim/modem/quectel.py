@@ -289,8 +289,19 @@ class BG95(Modem):
     def _tls_for(self, ctx):
         c = self.ssl.get(ctx, {"seclevel": "0", "cacert": ""})
         if c.get("seclevel", "0") == "0":
-            return self.tls_context(None, verify=False)
-        return self.tls_context(self.nv_files.get(c.get("cacert", "")) or b"", verify=True)
+            t = self.tls_context(None, verify=False)
+        else:
+            # seclevel 2: server and client authentication, the client presenting "clientcert" with
+            # "clientkey" (Quectel MQTT application note, "Example of MQTT Operation with SSL")
+            client = None
+            if c.get("seclevel") == "2":
+                client = (self.nv_files.get(c.get("clientcert", "")), self.nv_files.get(c.get("clientkey", "")))
+            t = self.tls_context(self.nv_files.get(c.get("cacert", "")) or b"", verify=True, client=client)
+        if c.get("sslversion") == "3":  # sslversion 3: TLS 1.2 (4: all), as the firmware's script sets it
+            import ssl
+
+            t.minimum_version = t.maximum_version = ssl.TLSVersion.TLSv1_2
+        return t
 
     # ---- DNS (dns.py) ----
     async def at_QIDNSGIP(self, cmd):

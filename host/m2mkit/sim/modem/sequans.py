@@ -151,7 +151,17 @@ class GM02S(Modem):
             # certValidLevel bit 0 = verify the server's chain against caCertificateID
             return self.tls_context(None, verify=False)
         pem = self.nv_files.get("certificate:%s" % c["ca"]) if c["ca"] != "" else None
-        return self.tls_context(pem or b"", verify=True)
+        # <clientCertificateID>, <clientPrivateKeyID>: the slots AT+SQNSNVW wrote (walter-micropython
+        # walter_modem/mixins/tls_certs.py tls_config_profile), presented when the server asks
+        client = None
+        if c["cert"] != "" and c["key"] != "":
+            client = (self.nv_files.get("certificate:%s" % c["cert"]), self.nv_files.get("privatekey:%s" % c["key"]))
+        t = self.tls_context(pem or b"", verify=True, client=client)
+        if c["version"] == 2:  # <version> 2: TLS 1.2 (WalterModemTlsVersion: 0 1.0, 1 1.1, 2 1.2, 3 1.3)
+            import ssl
+
+            t.minimum_version = t.maximum_version = ssl.TLSVersion.TLSv1_2
+        return t
 
     # ---- DNS (dns.py) ----
     async def at_SQNDNSLKUP(self, cmd):
