@@ -19,7 +19,10 @@ from m2m import hal
 from m2m.sense.pulse import Pulses
 p = Pulses(13, debounce_ms=0)
 print('pcnt', hasattr(esp32, 'PCNT'), p._pc is not None)
-hal.sleep_ms(400)
+t = hal.ticks_ms()
+while not p.read()[0] and hal.ticks_diff(hal.ticks_ms(), t) < 10000:  # the burst's first count
+    hal.sleep_ms(20)
+hal.sleep_ms(200)
 print('count', p.read()[0])
 """
 
