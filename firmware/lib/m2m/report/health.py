@@ -5,8 +5,6 @@
 import gc
 
 from m2m import hal
-from m2m.report import contract
-from m2m.report.mqtt import Reporter, parse_url
 
 
 class Health:
@@ -51,23 +49,36 @@ class Health:
             return left
         self.due = hal.ticks_add(now, self.every)
         r = self.readings()
-        seq = self.outbox.append(1, contract.pack_readings(r))  # outbox.TELEMETRY
+        from m2m.report.contract import pack_readings
+
+        seq = self.outbox.append(1, pack_readings(r))  # outbox.TELEMETRY
         self.made += 1
         print("reading %d: %s" % (seq, " ".join("%s=%s%s" % (x[0], x[1], x[2]) for x in r)))
         return self.every
 
 
+class _Run:
+    # what m2m.supervisor_mqtt.Mqtt reads and sets (as on the supervisor's Run)
+    def __init__(self, net, ob, cfg, did):
+        self.net, self.outbox, self.cfg, self.id = net, ob, cfg, did
+        self.reporter = None
+
+
 def run(broker=None, every_s=10, device_id=None, seconds=None):
     # Bring the board's network up and report its health readings to `broker` (mqtt://HOST:PORT)
     # until Ctrl-C (or `seconds`): what `m2mkit demo` types at the device's REPL.
-    from m2m.report.mqtt import _umqtt
-
-    _umqtt()  # first, while the heap is young: loaded after the bring-up it may find no room
+    # As the supervisor does: the network comes up first, with nothing of the reporting side loaded
+    # (its modules and their names), and the reporting side (the sockets, m2m.report.mqtt, its
+    # contract, umqtt.simple) is built at the attach by the supervisor's MQTT service, after a
+    # collection, once the bring-up modules have left the heap; it leaves again while the link is
+    # down. Loaded before the bring-up, its ~250 names made MicroPython's next qstr pool (one block
+    # of 1280 entries) fall in the SIM step, on a heap the bring-up had fragmented.
     from m2m import board, config, loop, outbox
-    from m2m.net import link_failed, sock
     from m2m.net.network import Network
 
     cfg = config.load()
+    config = None
+    loop.drop("m2m.config")  # the dict stays; a /cmd "set" imports the module again
     if broker:
         cfg["mqtt"]["broker"] = broker
     if not cfg["mqtt"]["broker"]:
@@ -76,39 +87,30 @@ def run(broker=None, every_s=10, device_id=None, seconds=None):
     b = board.load()
     net = Network(b, cfg)
     print("network: coming up")
-    for _ in range(3):
-        # a MemoryError in a step reaches the caller (Network.step): the bring-up compiles its
-        # modules (m2m.at, m2m.net.netup) on a heap already holding umqtt; collect and go on from
-        # the step it left, as the supervisor's Guard does
-        try:
-            ok = net.up(600000)
-            break
-        except MemoryError as e:
-            import sys
-
-            sys.print_exception(e)  # where it came, each time
-            gc.collect()
-    else:
-        raise MemoryError("the network's bring-up found no room: free heap %d" % gc.mem_free())
-    if not ok:
+    if not net.up(600000):
         raise OSError("the network did not come up: check the SIM, APN and coverage")
+    gc.collect()
+    from m2m.report.mqtt import parse_url
+
     tls = None
     _, _, secure = parse_url(cfg["mqtt"]["broker"])
-    if secure:  # the CA, client certificate and key files (mqtt.ca / cert / key)
-        from m2m.report import tlsconf
+    if secure:
+        ca = cfg["mqtt"]["ca"]
+        if ca:
+            with open(ca) as f:
+                tls = {"ca": f.read()}
+    from m2m.supervisor_mqtt import Mqtt
 
-        tls = tlsconf.tls(cfg["mqtt"])
-        loop.drop("m2m.report.tlsconf")
-    st = sock.Stack(net.modem, kind="tls" if secure else "tcp", timeout_ms=10000, tls=tls,
-                    on_fail=link_failed)
     ob = outbox.from_config(cfg)  # write-back as configured (outbox.sync_every, outbox.sync_s)
-    rep = Reporter(st, ob, cfg, did, up=net.attached)
+    r = _Run(net, ob, cfg, did)
+    mq = Mqtt(r, "tls" if secure else "tcp", tls)
     h = Health(ob, net, every_s * 1000, b)
     print("reporting as %s to %s every %d s (Ctrl-C stops)" % (did, cfg["mqtt"]["broker"], every_s))
     try:
-        loop.run([net, h, rep], max_ms=seconds * 1000 if seconds else None)
+        loop.run([net, h, mq], max_ms=seconds * 1000 if seconds else None)
     except KeyboardInterrupt:
         print("stopped")
     finally:
-        rep.client.close(clean=True)
-    return rep
+        if r.reporter is not None:  # None while the link is down
+            r.reporter.client.close(clean=True)
+    return r.reporter
