@@ -297,7 +297,7 @@ class BG95(Modem):
             if c.get("seclevel") == "2":
                 client = (self.nv_files.get(c.get("clientcert", "")), self.nv_files.get(c.get("clientkey", "")))
             t = self.tls_context(self.nv_files.get(c.get("cacert", "")) or b"", verify=True, client=client)
-        if c.get("sslversion") == "3":  # sslversion 3: TLS 1.2 (4: all), as the firmware's script sets it
+        if c.get("sslversion") == "3":  # TLS 1.2 only, ASSUMED docs/ASSUMED.md#A-MODEM-TLS12
             import ssl
 
             t.minimum_version = t.maximum_version = ssl.TLSVersion.TLSv1_2

@@ -352,9 +352,8 @@ class SIM7080G(Modem):
             pem = self.nv_files.get(name) if name in self.converted else None
             ctx = self.tls_context(pem or b"", verify=True, client=client)
         if str(self.ssl_ctx.get(c.get("ctx", 0), {}).get("sslversion")) == "3":
-            # sslversion 3 is TLS 1.2; the values stop there (4 / 5 are DTLS: SIM7000 Series AT Command
-            # Manual V1.06 17.2.1, docs/ASSUMED.md#A-SIM7000-NODTLS): no TLS 1.3, so a broker that
-            # refuses the client's certificate fails the handshake itself (RFC 5246 7.4.6)
+            # sslversion 3 is TLS 1.2 only: a broker that refuses the client's certificate fails the
+            # handshake itself (RFC 5246 7.4.6), ASSUMED docs/ASSUMED.md#A-MODEM-TLS12
             ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         return ctx
 
