@@ -95,12 +95,13 @@ class Reporting:
             self.broker = None
 
 
-# decimals a person reads a quantity with, by its SenML unit (symbols of RFC 8428 12.1): the demo's
-# sensors resolve 0.01 degC and 0.01 %RH and its deadband is 0.05 (demo_sense), so two decimals show
-# each change of a temperature; pressure in whole pascals, a voltage in hundredths. Display only:
-# what goes to the broker is the device's own value.
-DECIMALS = {"Cel": 2, "K": 2, "%RH": 1, "Pa": 0, "hPa": 1, "V": 2, "A": 3, "W": 1, "/": 2, "%": 1,
-            "B": 0, "s": 1, "m": 2, "dBm": 0, "dBW": 0, "lx": 0, "ppm": 0, "Hz": 1, "J": 0, "Wh": 1}
+# decimals a person reads a quantity with, by its SenML unit (symbols of the IANA SenML Units
+# registry, www.iana.org/assignments/senml: RFC 8428 12.1, B from RFC 8798): the demo's sensors
+# resolve 0.01 degC and 0.01 %RH and its deadband is 0.05 (demo_sense), so two decimals show each
+# change of a temperature; pressure in whole pascals, a voltage in hundredths. Display only: what
+# goes to the broker is the device's own value.
+DECIMALS = {"Cel": 2, "K": 2, "%RH": 1, "Pa": 0, "V": 2, "A": 3, "W": 1, "/": 2, "B": 0, "s": 1, "m": 2,
+            "lx": 0, "Hz": 1, "J": 0, "dBW": 0}
 
 
 def shown(value, unit=""):
