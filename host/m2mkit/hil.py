@@ -24,8 +24,11 @@ from .errors import UserError
 # `-p no:pytest_embedded`) defines --port and --target itself (pytest_embedded/plugin.py
 # pytest_addoption), and two plugins cannot add one option name. When it is loaded its --port is
 # read as the board's port (the same meaning: the board's serial port), and its --target when that
-# says sim or board. The short names are added once every plugin named on the command line or
-# installed has registered its options (pytest_load_initial_conftests), if still free.
+# says sim or board. The short names are added at once when pytest-embedded cannot come (blocked by
+# `-p no:pytest_embedded`, or not installed), else once every plugin named on the command line or
+# installed has registered its options (pytest_load_initial_conftests), if still free. (This plugin
+# loaded from a conftest's pytest_plugins, with pytest-embedded installed but its autoload off,
+# misses that hook: the m2mkit- names are there.)
 OPTIONS = (  # short name or None, m2mkit name, keyword arguments
     ("--target", "--m2mkit-target", dict(choices=("sim", "board"), default=None,
      help="sim: virtual device + modem simulator + local broker (default); board: a real board on --port")),
@@ -53,19 +56,36 @@ def pytest_addoption(parser, pluginmanager):
     for short, long_name, kw in OPTIONS:
         names = (long_name,) if short in LATE else (long_name, short)
         g.addoption(*names, dest=_dest(long_name), **kw)
-    _late.append(parser)
+    if _may_come(pluginmanager):
+        _late.append(parser)
+    else:
+        _add_short(parser, pluginmanager)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     """Every plugin loaded before the conftests has its options now: the short names nobody took."""
     while _late:
-        p = _late.pop()
-        taken = _taken(early_config.pluginmanager)
-        g = p.getgroup(*GROUP)
-        for short, long_name, kw in OPTIONS:
-            if short in LATE and short not in taken:
-                g.addoption(short, dest=_dest(long_name), **dict(kw, help=f"the same as {long_name}"))
+        _add_short(_late.pop(), early_config.pluginmanager)
+
+
+def _add_short(parser, pluginmanager):
+    taken = _taken(pluginmanager)
+    g = parser.getgroup(*GROUP)
+    for short, long_name, kw in OPTIONS:
+        if short in LATE and short not in taken:
+            g.addoption(short, dest=_dest(long_name), **dict(kw, help=f"the same as {long_name}"))
+
+
+def _may_come(pluginmanager):
+    """pytest-embedded has registered or may still register its options."""
+    if pluginmanager.hasplugin("pytest_embedded"):
+        return True
+    if pluginmanager.is_blocked("pytest_embedded"):
+        return False
+    from importlib.metadata import entry_points
+
+    return any(ep.name == "pytest_embedded" for ep in entry_points(group="pytest11"))
 
 
 def _taken(pluginmanager):

@@ -67,3 +67,10 @@ def test_option_errors_beside_pytest_embedded_and_without_it(tmp_path):
     rc, out = run("pytest -p m2mkit.hil -p no:pytest_embedded --pyargs m2mkit.hil_tests --port /dev/ttyUSB9",
                   tmp_path)
     assert rc == 4 and "--port needs --board" in out, out
+
+
+def test_the_plugin_from_a_conftest_takes_the_short_names_where_free(tmp_path):
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["m2mkit.hil"]\n')
+    for plugins in ("", "-p no:pytest_embedded"):  # pytest-embedded's --port, then this plugin's own
+        rc, out = run(f"pytest {plugins} --pyargs m2mkit.hil_tests --port /dev/ttyUSB9", tmp_path)
+        assert rc == 4 and "--port needs --board" in out, (plugins, out)
