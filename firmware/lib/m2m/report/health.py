@@ -94,11 +94,11 @@ def run(broker=None, every_s=10, device_id=None, seconds=None):
 
     tls = None
     _, _, secure = parse_url(cfg["mqtt"]["broker"])
-    if secure:
-        ca = cfg["mqtt"]["ca"]
-        if ca:
-            with open(ca) as f:
-                tls = {"ca": f.read()}
+    if secure:  # the CA, client certificate and key files (mqtt.ca / cert / key)
+        from m2m.report import tlsconf
+
+        tls = tlsconf.tls(cfg["mqtt"])
+        loop.drop("m2m.report.tlsconf")
     from m2m.supervisor_mqtt import Mqtt
 
     ob = outbox.from_config(cfg)  # write-back as configured (outbox.sync_every, outbox.sync_s)
