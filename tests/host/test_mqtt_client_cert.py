@@ -88,11 +88,11 @@ def fleet(tmp_path_factory):
     b.stop()
 
 
-def device_image(tmp_path, broker, cred, board):
+def device_image(tmp_path, broker, cred, board, autorun=True):
     """A flash image as `m2mkit provision` would leave it: its config (provision.device_config) and
     files (provision.device_files), and the broker's CA the user adds as mqtt.ca."""
     board = boards.load(board)
-    cfg = {"device": {"id": DEV, "autorun": True, "watchdog_s": 0},
+    cfg = {"device": {"id": DEV, "autorun": autorun, "watchdog_s": 0},
            "mqtt": {"broker": f"mqtts://127.0.0.1:{broker.tls_port}", "keepalive": 60, "ca": "/certs/broker.crt"},
            "sense": {"battery": True, "interval_s": 10}}
     base = {"mqtt_user": DEV, "psk_identity": DEV, "psk_key": "00" * 16}
@@ -184,3 +184,21 @@ def test_without_the_right_certificate_the_broker_refuses_and_the_readings_stay(
     why = "peer did not return a certificate" if which == "none" else "certificate verify failed"
     assert broker.log().count(why) > seen_before.count(why), broker.log()[-2000:]
     assert pending >= 1 and sent in (b"None", b"0"), (pending, sent)
+
+
+def test_health_run_presents_the_client_certificate_too(fleet, tmp_path):
+    # `from m2m.report import health; health.run()` (what `m2mkit demo` types; no autorun) takes
+    # the same three files through m2m.report.tlsconf: its heap readings reach the subscriber
+    broker, good, _ = fleet
+    sub = Subscriber(f"mqtt://127.0.0.1:{broker.port}", topics=(f"m2mkit/{DEV}/telemetry",))
+    try:
+        flash = device_image(tmp_path, broker, good, BOARDS["sim7080g"], autorun=False)
+        with VirtualDevice(BOARDS["sim7080g"], flash=flash, modem=True, time_scale=SCALE) as dev:
+            con = Console(dev)
+            con.wait_for(b">>> ", 30)
+            con.repl("from m2m.report import health; health.run(every_s=5, seconds=120)",
+                     b"mqtt: connected to 127.0.0.1:%d" % broker.tls_port, 60)
+            got = sub.wait(1, timeout=40)
+        assert got and any(r.get("n") == "heap" for r in json.loads(got[0][1])), (got, con.seen[-2000:])
+    finally:
+        sub.close()
