@@ -57,6 +57,16 @@ class Health:
         return self.every
 
 
+def _prose(d):
+    # the board file's prose (notes, uncertain, sources) is for people: out of the held dict, as
+    # m2m.supervisor_build does
+    for k in ("notes", "uncertain", "sources"):
+        d.pop(k, None)
+    for v in d.values():
+        if type(v) is dict:
+            _prose(v)
+
+
 class _Run:
     # what m2m.supervisor_mqtt.Mqtt reads and sets (as on the supervisor's Run)
     def __init__(self, net, ob, cfg, did):
@@ -85,6 +95,18 @@ def run(broker=None, every_s=10, device_id=None, seconds=None):
         raise ValueError("no broker: give run(\"mqtt://HOST:PORT\") or set mqtt.broker in the config")
     did = device_id or cfg["device"]["id"] or "m2m-" + "".join("%02x" % x for x in hal.unique_id()[-3:])
     b = board.load()
+    _prose(b)
+    # what the attached device holds for good (the AT driver, the modem and its dialect, the SIM's
+    # state) loaded first, low in the young heap: the bring-up's own modules (m2m.net.netup,
+    # m2m.modem.up, the dialect's scripts) then load above them and leave one free run when
+    # dropped at the attach, where the reporting side is built (the holes the config's parse left
+    # collected first, for these to fill)
+    gc.collect()
+    from m2m import at, modem
+    from m2m.net import sim
+
+    modem.model_class(b["modem"]["model"])
+    at = modem = sim = None
     net = Network(b, cfg)
     print("network: coming up")
     if not net.up(600000):
