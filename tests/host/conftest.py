@@ -50,6 +50,7 @@ def echo_port():
     """A port where a TCP and a UDP echo server listen on 127.0.0.1."""
     tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
     tcp.daemon_threads = True
+    tcp.socket.settimeout(1)  # an accept() after a client's reset must not block shutdown() (sim/bus.py)
     port = tcp.server_address[1]
     udp = socketserver.UDPServer(("127.0.0.1", port), EchoUDP)
     for s in (tcp, udp):

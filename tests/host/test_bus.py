@@ -79,3 +79,18 @@ print((b[0] & 0x1f) << 8 | b[1])
 """)
         assert out.split("\n")[:2] == ["[52] 4a", "4012"]
         assert pmu.rail_mv("DC3") == 3000 and pmu.rail_on("DC1")
+
+
+def test_stop_returns_when_an_accept_finds_the_connection_gone():
+    # serve_forever accepts after select() said a connection waits; a device process reset between its
+    # connect and that accept leaves the queue empty: the accept must give up, not block stop() for ever
+    # (a CI run hung in BusSim.stop). No connection waits here: the same accept, made deterministic.
+    import threading
+
+    from m2mkit.sim.bus import BusSim
+
+    with BusSim() as b:
+        t = threading.Thread(target=b.server._handle_request_noblock, daemon=True)
+        t.start()
+        t.join(5)
+        assert not t.is_alive(), "the bus's accept blocked with no connection waiting"

@@ -203,6 +203,12 @@ class BusSim(Bus):
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.bus = self
+        # serve_forever accepts once select() says a connection waits; a device process reset or killed
+        # between its connect and that accept takes the connection out of the queue, and a blocking
+        # accept() then waits for ever, stop()'s shutdown() with it (a CI run hung so in BusSim.stop).
+        # With a timeout the accept gives up (socket.timeout is an OSError, which socketserver's
+        # _handle_request_noblock ignores); accepted sockets stay blocking (socket.accept)
+        self.server.socket.settimeout(1)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
