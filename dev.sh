@@ -89,8 +89,10 @@ case "${1:-}" in
     system_packages; venv; shift
     # four workers (pytest-xdist), each test file on one of them: the suite waits far more than it
     # computes (simulated modem time, brokers, subprocesses: about a third of 2 cores busy with 4
-    # workers), so 4 beat 2 on a 2-core machine; `./dev.sh test -n 0` runs it in one process
-    exec "$VENV/bin/python" -m pytest -n 4 --dist loadfile "$@" ;;
+    # workers), so 4 beat 2 on a 2-core machine; `./dev.sh test -n 0` runs it in one process.
+    # --timeout: a test hung for 20 minutes (the longest passes in about 3) fails with every thread's
+    # stack instead of holding CI to its limit (pytest-timeout; a hung accept did so once)
+    exec "$VENV/bin/python" -m pytest -n 4 --dist loadfile --timeout 1200 "$@" ;;
   *)
     echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2; exit 2 ;;
 esac
