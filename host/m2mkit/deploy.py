@@ -72,6 +72,9 @@ def open_port(port):
                                     f"m2mkit shell) holds it: close it and retry") from None
                 raise UserError(f"--port {port}: cannot open it as a serial port ({e2}); give the board's port "
                                 f"(`ls /dev/ttyUSB* /dev/ttyACM*`) or a virtual device's /dev/pts/N") from None
+            if time.monotonic() < deadline:
+                time.sleep(0.2)  # it opens now: what held it a moment ago (a tool closing it) let go
+                continue
             raise UserError(f"--port {port}: cannot open it as a serial port ({e}); give the board's port "
                                 f"(`ls /dev/ttyUSB* /dev/ttyACM*`) or a virtual device's /dev/pts/N") from None
 
