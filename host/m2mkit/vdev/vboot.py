@@ -109,6 +109,7 @@ def _m2m_boot():
     # ports/esp32/main.c appends "/lib": the ROMFS copy of a module shadows the flash's
     sys.path[:] = ["", ".frozen"] + (["/rom", "/rom/lib"] if rom else []) + ["/lib"]
 
+    _pools(sys)
     g = globals()
     host.flash.intr = 3
     # tell the bridge: a Ctrl-C from now on waits out a flash access (see Flash) instead of becoming
@@ -136,6 +137,29 @@ def _m2m_boot():
             micropython.kbd_intr(-1)
             sys.print_exception(e)
             micropython.kbd_intr(3)
+
+
+def _pools(sys):
+    # The qstr pools (bridge.py "The qstr pools"): a board's firmware interns its names in pools of
+    # 20, 40 ... 640 entries (its built-in names are in ROM); here the machinery's own names come
+    # first and would push the firmware into the 1280-entry pool, 14 KB in one piece that a heap
+    # fragmented by a long run may not have (a board would not need it: "MemoryError ... allocating
+    # 1280 bytes", py/qstr.c m_malloc_fail(new_alloc)). So placeholder names are interned now, on a
+    # fresh heap, until that pool is made (the one step of more than 10 KB); bridge.py port_heap
+    # gives their heap back and takes off the pools a board's firmware makes, all of them up to 640.
+    import gc
+
+    gc.collect()
+    free = gc.mem_free()
+    for i in range(3000):
+        getattr(sys, "_q%d" % i, None)  # interns the name (mp_obj_str_get_qstr)
+        now = gc.mem_free()
+        if free - now > 10000:
+            return
+        free = now
+        if not i % 32:
+            gc.collect()
+            free = gc.mem_free()
 
 
 def _romfs(sys, vfs, path):
@@ -304,4 +328,4 @@ def _mount(host, Flash, os, vfs):
 
 
 _m2m_boot()
-del _m2m_boot, _mount, _frozen, _raw_stdout, _romfs
+del _m2m_boot, _mount, _frozen, _raw_stdout, _romfs, _pools
