@@ -164,3 +164,10 @@ def test_mpremote_romfs_query_reads_the_partition(tmp_path):
         d.wait_boot()  # an erased partition: its bytes read 0xff
         out = mpremote(d.port, "romfs", "query")
         assert "Raw contents: ff:ff:ff" in out and "Not a valid ROMFS" in out, out
+
+
+def test_uname_reports_the_micropython_the_device_models(tmp_path):
+    # a virtual device set to an older MicroPython (--micropython) says so, as that board's build would
+    with VirtualDevice("esp32-devkitc-bg95", flash=tmp_path / "f.img", micropython="1.25.0") as d:
+        d.wait_boot()
+        assert mpremote(d.port, "exec", "import os; print(os.uname().release)") == "1.25.0\n"

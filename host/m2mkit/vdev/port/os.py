@@ -24,6 +24,10 @@ def uname():
         title, chip = b.get("title") or title, (b.get("chip") or "esp32").upper()
     except (OSError, ValueError):
         pass
-    v = _sys.implementation.version
-    rel = "%d.%d.%d" % v[:3]
+    # the release the device models (M2M_MICROPYTHON, its --micropython; unset: the interpreter's own)
+    v = (_os.getenv("M2M_MICROPYTHON") or "").split(".")
+    try:
+        rel = "%d.%d.%d" % tuple(int(x) for x in (v + ["0", "0"])[:3])
+    except ValueError:
+        rel = "%d.%d.%d" % _sys.implementation.version[:3]
     return _Uname(("esp32", "esp32", rel, "v%s (virtual device)" % rel, "%s with %s" % (title, chip)))
