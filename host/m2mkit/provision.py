@@ -35,6 +35,24 @@ def check_config(cfg, where="--config"):
         raise UserError(f"{where}: {e}") from None
 
 
+def check_tls(cfg, where, cert=False):
+    """For an mqtts:// broker, what the device's m2m.report.tlsconf would refuse at its start (a client
+    certificate without its key or without mqtt.ca), as a UserError now. cert: --cert will set
+    mqtt.cert and mqtt.key."""
+    mq = dict(cfg.get("mqtt") or {})
+    if not str(mq.get("broker") or "").startswith("mqtts://"):
+        return  # the firmware reads no TLS key for mqtt://
+    if cert:
+        mq.update(cert=CERT_DIR + "/client.crt", key=CERT_DIR + "/client.key")
+    spec = importlib.util.spec_from_file_location("m2m_device_tlsconf",
+                                                  FIRMWARE / "lib" / "m2m" / "report" / "tlsconf.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    why = mod.check(mq)
+    if why:
+        raise UserError(f"{where}: {why}")
+
+
 def load_config_file(path):
     if path is None:
         return {}
@@ -134,6 +152,7 @@ def device_config(cfg, cred):
     if cred.get("psk_key"):
         out.setdefault("lwm2m", {}).update(psk_identity=cred["psk_identity"], psk_key=cred["psk_key"])
     check_config(out, "the provisioned config")
+    check_tls(out, "the provisioned config")
     return out
 
 
@@ -259,6 +278,7 @@ def provision(port, device_id, config=None, inventory=None, cert=False, ca_dir=N
     cfg = json.loads(json.dumps(config or {}))
     cfg.setdefault("device", {})["id"] = device_id
     check_config(cfg)
+    check_tls(cfg, "--config", cert)
     inv = inventory or Inventory()
     transport = deploy.open_port(port)
     try:
@@ -277,7 +297,13 @@ def provision(port, device_id, config=None, inventory=None, cert=False, ca_dir=N
         if "usage_key" not in cred:  # provisioned before usage records existed
             cred = dict(cred, usage_key=secrets.token_hex(32))
         files = device_files(cfg, cred)
-        _, _, have, _ = deploy.scan_paths(transport, list(files))
+        mq = cfg.get("mqtt") or {}
+        ca = mq.get("ca") if str(mq.get("broker") or "").startswith("mqtts://") else None
+        _, _, have, _ = deploy.scan_paths(transport, list(files) + ([ca] if ca and ca not in files else []))
+        if ca and ca not in files and ca not in have:
+            raise UserError(f"mqtt.ca: no file {ca} on the device on {port}: copy the broker's CA certificate "
+                            f"there first (mpremote connect {port} cp ca.crt :{ca}), then provision again; "
+                            f"nothing was written")
         import hashlib
 
         changes = [(p, d) for p, d in files.items() if have.get(p) != hashlib.sha256(d).hexdigest()]

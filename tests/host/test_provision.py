@@ -176,3 +176,30 @@ def test_shell_without_a_terminal_says_what_to_use_instead():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_an_mqtts_config_the_device_would_refuse_is_refused_before_writing(dev, tmp_path):
+    # --cert for an mqtts:// broker without mqtt.ca: the device's m2m.report.tlsconf would refuse it
+    # at its start; provision says so before it touches the port
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"mqtt": {"broker": "mqtts://10.0.0.1:8883"}}))
+    rc, out, err = m2mkit("provision", "--port", "/dev/ttyUSB77", "--device-id", "m1", "--config", str(cfg),
+                          "--cert", "--ca-dir", str(tmp_path / "ca"), "--db", str(tmp_path / "inv.sqlite"))
+    assert rc == 2 and err.startswith(f"error: --config: mqtt.cert needs mqtt.ca: set mqtt.ca"), err
+    # mqtt.ca names a file that is not on the device: nothing is written, the message says how to copy it
+    cfg.write_text(json.dumps({"mqtt": {"broker": "mqtts://10.0.0.1:8883", "ca": "/certs/broker.crt"}}))
+    inv = inventory.Inventory(tmp_path / "inv.sqlite")
+    with pytest.raises(UserError, match=r"mqtt.ca: no file /certs/broker.crt on the device on .*: copy the "
+                                        r"broker's CA certificate there first .*nothing was written"):
+        provision.provision(dev.port, "m1", json.loads(cfg.read_text()), inventory=inv, cert=True,
+                            ca_dir=tmp_path / "ca")
+    assert inv.devices() == [] and "config.json" not in mpremote(dev.port, "fs", "ls", ":")
+    (tmp_path / "broker.crt").write_text((tmp_path / "ca" / "ca.crt").read_text())
+    mpremote(dev.port, "fs", "mkdir", ":certs")
+    mpremote(dev.port, "fs", "cp", str(tmp_path / "broker.crt"), ":certs/broker.crt")
+    r = provision.provision(dev.port, "m1", json.loads(cfg.read_text()), inventory=inv, cert=True,
+                            ca_dir=tmp_path / "ca")
+    assert "/config.json" in r["written"] and "/certs/broker.crt" not in r["written"]
+    # a config given no --cert but holding a key without its certificate is refused too
+    with pytest.raises(UserError, match=r"the provisioned config: mqtt.key is set but mqtt.cert is not"):
+        provision.device_config({"mqtt": {"broker": "mqtts://h:8883", "ca": "/c", "key": "/k"}}, {"mqtt_user": "x"})
