@@ -132,12 +132,9 @@ def test_a_fleet_device_registers_and_reports_under_its_own_identity(tmp_path):
                                    provision.read_devices(tmp_path / "devices.csv"), tmp_path / "out", arch="x64")
         flash = tmp_path / "flash.img"
         flash.write_bytes(fleetimage.vfs_of(board, (tmp_path / "out" / m["devices"][1]["file"]).read_bytes()))
-        # 288K, not the DevKitC's 256K: this test is about the image's identity. At 256K health.run
-        # failed once in a CI run (MemoryError allocating 1280 bytes: the 1280-entry qstr pool, 14 KB in
-        # one piece) because the virtual device's own names push the firmware into a pool a board's
-        # firmware (its built-in names in ROM) would not make (vdev/bridge.py, "The qstr pools");
-        # the board's heap is test_hil's (and test_supervisor_heap's) to check
-        with VirtualDevice(board["name"], flash=flash, modem=True, time_scale=10, heapsize="288K") as dev:
+        # the DevKitC's own 256K (it failed once so in CI on the 1280-entry qstr pool the virtual
+        # device's own names pushed the firmware into: vboot.py now makes that pool at boot)
+        with VirtualDevice(board["name"], flash=flash, modem=True, time_scale=10) as dev:
             dev.wait_boot(1)
             c = Console(dev.port)
             try:
