@@ -85,11 +85,9 @@ def modem_check():
 
     b = board.load() or {}
     m = b.get("modem") or {}
-    pe = m.get("power_enable") or {}
     # a cold boot of a PMU board cuts the modem's main supply first (m2m.boardpmu, once per boot):
     # the modem is then known to be off, pulsed without probes or the boot-time wait (up.power_on)
-    cold = not board._cycled and hal.reset_cause() not in (hal.DEEPSLEEP_RESET, hal.SOFT_RESET)
-    off = board.modem_supply(b, cold=cold) is not None and cold and bool(pe.get("rails"))
+    off = board.modem_supply(b)
     at = AT(board.modem_uart(b))
     if not modem.Modem(at, m).power_on(off):
         raise modem.ModemError("the modem did not answer AT after power-on: check its supply, "

@@ -67,10 +67,12 @@ def _pmu_conf(b):
 
 def modem_supply(b=None, cold=None):
     # Switch on the modem's supply rails when the board has a PMU (m2m.boardpmu.modem_supply, loaded
-    # only then: a board without one holds none of its code nor its names). Returns the PMU, or None
+    # only then: a board without one holds none of its code nor its names). True when that held the
+    # modem's main supply off first, so the modem is known to be off: at a cold boot (cold None: not
+    # after a deep-sleep wake or a soft reset, once per boot) or a supply cycle (cold=True)
     b = _get(b)
     if _pmu_conf(b) is None:
-        return None
+        return False
     from m2m import boardpmu
 
     return boardpmu.modem_supply(b, cold)

@@ -42,11 +42,11 @@ def modem_supply(b=None, cold=None):
     # examples/ModemResetExample: DC3 off, 200 ms, unless waking from deep sleep). Not after a
     # deep-sleep wake (the modem keeps its PSM state) nor a soft reset (the chip, and the modem,
     # kept running: ports/esp32/modmachine.c reports SOFT_RESET), and once per boot.
-    # Returns the PMU, or None when the board has none.
+    # True when the main supply was held off now (the modem is then known to be off), else False.
     b = _get(b)
     p = pmu(b)
     if p is None:
-        return None
+        return False
     pe = _pmu_conf(b)
     rails = pe.get("rails") or ()
     if cold is None:
@@ -64,7 +64,7 @@ def modem_supply(b=None, cold=None):
     except OSError as e:
         raise _pmu_error(b, pe, "stopped answering: %s" % e)
     board._cycled = True
-    return p
+    return bool(cold and rails)
 
 
 def battery(b):

@@ -35,12 +35,8 @@ def _open(n):
     from m2m import board, modem
     from m2m.at import AT
     b = n._board
-    pe = (b.get("modem") or {}).get("power_enable") or {}
     # a cold boot of a PMU board cuts the modem's supply first: then it is known to be off
-    cold = bool(pe.get("rails")) and not board._cycled and hal.reset_cause() not in (
-        hal.DEEPSLEEP_RESET, hal.SOFT_RESET)
-    board.modem_supply(b, cold=cold)
-    n._known_off = cold and pe.get("type") == "pmu"
+    n._known_off = board.modem_supply(b)
     at = AT(loop.Guarded(board.modem_uart(b)), timeout_ms=5000)
     mb = b.get("modem") or {}
     if mb.get("model"):
@@ -324,7 +320,7 @@ def _hard_reset(n):
         # a PMU's first rail, the modem's main supply, held off (m2m.boardpmu): the modem is off
         # now, so the key goes at once, without the probes and the boot-time wait for a modem that
         # may be booting (up.power_on known_off); nothing cut (no PMU, no rails): not known
-        off = board.modem_supply(b, cold=True) is not None and bool(pe.get("rails"))
+        off = board.modem_supply(b, cold=True)
         m.at.reset()
         if not m.power_on(off):
             raise OSError(110, "no answer after the supply cycle")
