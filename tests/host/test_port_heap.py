@@ -46,15 +46,16 @@ def test_the_virtual_device_leaves_the_firmware_a_boards_heap(tmp_path):
             seen += s.read(4096)
         s.close()
     got = int(seen.split(b"free ")[1].split()[0])
-    # ... and less the qstr pools of 20 to 640 entries a board's firmware makes (vboot.py _pools)
-    want = _free("256K", FREE) - bridge._mount_heap(micropython()) - bridge.pool_bytes(bridge._capacity(6))
-    # the firmware starts with the 1280-entry pool made and nearly empty, so it makes no pool of its
-    # own before 1280 names (a board's firmware makes those up to 640 as it goes)
+    # ... and less the qstr pools of 20 to 1280 entries a board's firmware makes (vboot.py _pools)
+    want = _free("256K", FREE) - bridge._mount_heap(micropython()) - bridge.pool_bytes(bridge._capacity(7))
+    # the firmware starts with the 2560-entry pool made and nearly empty, so it makes no pool of its
+    # own before 2560 names (a board's firmware makes those up to 1280 as it goes)
     info = dict(kv.split("=") for kv in seen.split(b"qstr pool: ")[1].split(b"\r\n")[0].decode().split(", "))
-    assert info["n_pool"] == "7" and int(info["n_qstr"]) <= bridge._capacity(6) + 20, info
+    assert info["n_pool"] == "8" and int(info["n_qstr"]) <= bridge._capacity(7) + 20, info
     # the machinery's own hold varies by a few GC blocks from run to run (160 bytes less was seen once
-    # in a full-suite run, not reproduced alone): the firmware may get up to 0.5 KB (0.2 %) more
-    assert want <= got < want + 512, (want, got, seen[-300:])
+    # in a full-suite run, not reproduced alone; 32 bytes more in another): the firmware may get up
+    # to 0.5 KB (0.2 %) more, or a few blocks less
+    assert want - 256 <= got < want + 512, (want, got, seen[-300:])
 
 
 # the qstr pools (vdev/bridge.py qstr_heap): code that interns n names of its own and uses a few the

@@ -141,20 +141,22 @@ def _m2m_boot():
 
 def _pools(sys):
     # The qstr pools (bridge.py "The qstr pools"): a board's firmware interns its names in pools of
-    # 20, 40 ... 640 entries (its built-in names are in ROM); here the machinery's own names come
-    # first and would push the firmware into the 1280-entry pool, 14 KB in one piece that a heap
-    # fragmented by a long run may not have (a board would not need it: "MemoryError ... allocating
-    # 1280 bytes", py/qstr.c m_malloc_fail(new_alloc)). So placeholder names are interned now, on a
-    # fresh heap, until that pool is made (the one step of more than 10 KB); bridge.py port_heap
-    # gives their heap back and takes off the pools a board's firmware makes, all of them up to 640.
+    # 20, 40 ... 640, 1280 entries (its built-in names are in ROM); here the machinery's own names
+    # come first and shift the firmware's onto other pool edges: a full supervisor's ~1250-1290 names
+    # then need a pool made late, in one piece (14 KB for 1280 entries, 28 KB for 2560) that a heap
+    # fragmented by the run may not have ("MemoryError ... allocating 1280 bytes": py/qstr.c
+    # m_malloc_fail(new_alloc), the entry count). So placeholder names are interned now, on the fresh
+    # heap, until the 2560-entry pool is made (the one step of more than 20 KB): the firmware makes
+    # no pool. bridge.py port_heap gives their heap back and takes off the pools up to 1280 entries,
+    # what a board's firmware makes for up to 2540 names (so never more heap than a board's).
     import gc
 
     gc.collect()
     free = gc.mem_free()
-    for i in range(3000):
+    for i in range(4000):
         getattr(sys, "_q%d" % i, None)  # interns the name (mp_obj_str_get_qstr)
         now = gc.mem_free()
-        if free - now > 10000:
+        if free - now > 20000:
             return
         free = now
         if not i % 32:
