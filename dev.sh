@@ -91,8 +91,9 @@ case "${1:-}" in
     # computes (simulated modem time, brokers, subprocesses: about a third of 2 cores busy with 4
     # workers), so 4 beat 2 on a 2-core machine; `./dev.sh test -n 0` runs it in one process.
     # --timeout: a test hung for 20 minutes (the longest passes in about 3) fails with every thread's
-    # stack instead of holding CI to its limit (pytest-timeout; a hung accept did so once)
-    exec "$VENV/bin/python" -m pytest -n 4 --dist loadfile --timeout 1200 "$@" ;;
+    # stack instead of holding CI to its limit (pytest-timeout; a hung accept did so once).
+    # --durations: the 15 slowest at the end, to see where the suite's time goes
+    exec "$VENV/bin/python" -m pytest -n 4 --dist loadfile --timeout 1200 --durations 15 "$@" ;;
   *)
     echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2; exit 2 ;;
 esac
