@@ -6,6 +6,7 @@
 #   add_hook(fn) / remove_hook(fn) hooks take no argument, must be quick, must never send AT
 #                                 commands or touch sockets: the guard raises RuntimeError
 #   sleep(ms)                     hal.sleep_ms in slices of at most SLICE_MS, idle() between
+#   reset()                       an intentional restart: idle() once, then hal.reset()
 #   Guarded(uart)                 the modem UART as the AT driver sees it: wait() in slices that call
 #                                 idle(), write() refused while a hook runs
 #   drop(name)                    forget a module loaded for one job (bring-up code): its bytecode
@@ -54,6 +55,16 @@ def idle():
             fn()
     finally:
         _in_hook = False
+
+
+def reset():
+    # the hooks once before the chip resets: a hardware pulse counter's count since its last sync
+    # (the reset clears the counter) into RTC memory, a last watchdog feed. A hook that fails does
+    # not stop the restart.
+    try:
+        idle()
+    finally:
+        hal.reset()
 
 
 def sleep(ms):
