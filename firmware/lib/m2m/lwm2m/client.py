@@ -271,7 +271,7 @@ class Client:
     # ---- Device object actions ----
     def reboot(self, arg):
         _event("lwm2m.reboot")
-        self._after = hal.reset
+        self._after = loop.reset  # the loop's hooks first (a PCNT pulse count into RTC memory)
 
     def factory_reset(self, arg):
         # back to the initial deployment (OMA 3.xml, resource 5): the next start bootstraps again

@@ -320,8 +320,10 @@ class Reporter:
 
                 config.save(self.cfg, self.config_path)
             elif action == "reboot":
+                from m2m import loop  # resident: the Reporter is one of its services
+
                 cl.close(clean=False)
-                hal.reset()
+                loop.reset()  # the loop's hooks first (a PCNT pulse count into RTC memory)
 
 
 def _event(seq, kind, payload):
