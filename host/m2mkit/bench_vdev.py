@@ -11,7 +11,7 @@ def port_heap_figures():
     yield {"name": "vdev_port_heap_vboot", "value": port_heap("256K", "vboot", mp), "unit": "bytes",
            "note": "what the virtual device's machinery holds when boot.py starts (stand-in, vboot.py, its "
                    "qstr placeholders and pools up to the 2560-entry one; its mount and a board's pools up "
-                   "to 1280 entries taken off), added to -X heapsize; unix port"}
+                   "to 640 entries taken off), added to -X heapsize; unix port"}
     yield {"name": "vdev_port_heap_prelude", "value": port_heap("160K", "prelude", mp), "unit": "bytes",
            "note": "what m2mkit.testing's -c prelude (the port stand-in) holds, added to -X heapsize by the "
                    "benches and heap-limited tests that run micropython directly; unix port"}

@@ -46,10 +46,10 @@ def test_the_virtual_device_leaves_the_firmware_a_boards_heap(tmp_path):
             seen += s.read(4096)
         s.close()
     got = int(seen.split(b"free ")[1].split()[0])
-    # ... and less the qstr pools of 20 to 1280 entries a board's firmware makes (vboot.py _pools)
-    want = _free("256K", FREE) - bridge._mount_heap(micropython()) - bridge.pool_bytes(bridge._capacity(7))
+    # ... and less the qstr pools of 20 to 640 entries a board's firmware makes (vboot.py _pools)
+    want = _free("256K", FREE) - bridge._mount_heap(micropython()) - bridge.pool_bytes(bridge._capacity(6))
     # the firmware starts with the 2560-entry pool made and nearly empty, so it makes no pool of its
-    # own before 2560 names (a board's firmware makes those up to 1280 as it goes)
+    # own before 2560 names (a board's firmware makes those up to 640 as it goes)
     info = dict(kv.split("=") for kv in seen.split(b"qstr pool: ")[1].split(b"\r\n")[0].decode().split(", "))
     assert info["n_pool"] == "8" and int(info["n_qstr"]) <= bridge._capacity(7) + 20, info
     # the machinery's own hold varies by a few GC blocks from run to run (160 bytes less was seen once

@@ -346,9 +346,10 @@ def port_heap(heap, machinery="prelude", micropython=None, frozen=None, state_le
     n = _heap_bytes(heap)
     want = _free_at_start(micropython, n, None, None, 0)
     if machinery == "vboot":
-        # a board mounts its flash too, and its firmware's names make the pools up to 1280 entries
-        # that vboot's placeholders (vboot.py _pools) made before the firmware: both are its budget's
-        want -= _mount_heap(micropython) + pool_bytes(_capacity(7))
+        # a board mounts its flash too, and its firmware's names make the pools up to 640 entries
+        # (up to 1260 names: vboot.py _pools made them and the 2560-entry one before the firmware):
+        # both are its budget's
+        want -= _mount_heap(micropython) + pool_bytes(_capacity(6))
     extra = 48 * 1024 + (romfs[1] if romfs else 0)
     if _level(machinery):  # the pools made and the placeholders' characters: more than that
         extra += pool_bytes(_capacity(_level(machinery))) + 16 * qstr_fill(micropython, _level(machinery))
@@ -385,9 +386,10 @@ def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_l
 # 640-entry pool where the plain prelude pushes the firmware into the 1280-entry one, 14 KB in one
 # piece that a fragmented heap does not have (the MemoryError's "allocating 1280 bytes" is that count).
 # The virtual device (vboot.py _pools) interns placeholders until the 2560-entry pool is made at
-# boot, and port_heap("vboot") takes off every pool up to 1280 entries, as a board's firmware makes
-# them for up to 2540 names (a supervisor's ~1250-1290: never easier than a board; 14 KB harder for
-# a firmware that stays within the 640-entry pool).
+# boot, and port_heap("vboot") takes off every pool up to 640 entries, as a board's firmware makes
+# them for up to 1260 names: the demo's ~1150 and a supervisor over mqtts ~1250 (1284 here, less
+# frozen umqtt's ~35, in flash on a board); test_supervisor_heap keeps the supervisor under that
+# edge. A firmware past it would get the 14 KB of a board's 1280-entry pool for free here.
 # So the "pools" prelude interns placeholder names until the 1280-entry pool is made (qstr_fill),
 # before the firmware runs, where port_heap counts it; the firmware then makes no pool of its own
 # (up to 2540 names), and its heap is cut by the pools a board's firmware would make, from counts

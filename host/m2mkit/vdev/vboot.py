@@ -147,8 +147,8 @@ def _pools(sys):
     # fragmented by the run may not have ("MemoryError ... allocating 1280 bytes": py/qstr.c
     # m_malloc_fail(new_alloc), the entry count). So placeholder names are interned now, on the fresh
     # heap, until the 2560-entry pool is made (the one step of more than 20 KB): the firmware makes
-    # no pool. bridge.py port_heap gives their heap back and takes off the pools up to 1280 entries,
-    # what a board's firmware makes for up to 2540 names (so never more heap than a board's).
+    # no pool. bridge.py port_heap gives their heap back and takes off the pools up to 640 entries,
+    # what a board's firmware makes for up to 1260 names (the demo's ~1150, a supervisor's ~1250).
     import gc
 
     # (gc.mem_free() walks the allocation table: looked at every 16 names, about 15 ms in all)
