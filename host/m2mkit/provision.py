@@ -18,12 +18,23 @@ from .paths import FIRMWARE
 CERT_DIR = "/certs"  # client.crt / client.key / ca.crt on the device, when certificates are used
 
 
-def schema():
-    """The device's m2m.config module, imported from firmware/ (it runs under CPython too)."""
-    spec = importlib.util.spec_from_file_location("m2m_device_config", FIRMWARE / "lib" / "m2m" / "config.py")
+def _device_module(name, *path):
+    """A firmware module that runs under CPython too, imported from firmware/lib/m2m/<path>."""
+    spec = importlib.util.spec_from_file_location(name, FIRMWARE.joinpath("lib", "m2m", *path))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def schema():
+    """The device's m2m.config module, imported from firmware/."""
+    return _device_module("m2m_device_config", "config.py")
+
+
+def _mqtts(cfg):
+    """The config's mqtt section when its broker is mqtts:// (the firmware then reads the TLS keys), else None."""
+    mq = cfg.get("mqtt") or {}
+    return mq if str(mq.get("broker") or "").startswith("mqtts://") else None
 
 
 def check_config(cfg, where="--config"):
@@ -39,16 +50,12 @@ def check_tls(cfg, where, cert=False):
     """For an mqtts:// broker, what the device's m2m.report.tlsconf would refuse at its start (a client
     certificate without its key or without mqtt.ca), as a UserError now. cert: --cert will set
     mqtt.cert and mqtt.key."""
-    mq = dict(cfg.get("mqtt") or {})
-    if not str(mq.get("broker") or "").startswith("mqtts://"):
+    mq = _mqtts(cfg)
+    if mq is None:
         return  # the firmware reads no TLS key for mqtt://
     if cert:
-        mq.update(cert=CERT_DIR + "/client.crt", key=CERT_DIR + "/client.key")
-    spec = importlib.util.spec_from_file_location("m2m_device_tlsconf",
-                                                  FIRMWARE / "lib" / "m2m" / "report" / "tlsconf.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    why = mod.check(mq)
+        mq = dict(mq, cert=CERT_DIR + "/client.crt", key=CERT_DIR + "/client.key")
+    why = _device_module("m2m_device_tlsconf", "report", "tlsconf.py").check(mq)
     if why:
         raise UserError(f"{where}: {why}")
 
@@ -297,8 +304,7 @@ def provision(port, device_id, config=None, inventory=None, cert=False, ca_dir=N
         if "usage_key" not in cred:  # provisioned before usage records existed
             cred = dict(cred, usage_key=secrets.token_hex(32))
         files = device_files(cfg, cred)
-        mq = cfg.get("mqtt") or {}
-        ca = mq.get("ca") if str(mq.get("broker") or "").startswith("mqtts://") else None
+        ca = (_mqtts(cfg) or {}).get("ca")
         _, _, have, _ = deploy.scan_paths(transport, list(files) + ([ca] if ca and ca not in files else []))
         if ca and ca not in files and ca not in have:
             raise UserError(f"mqtt.ca: no file {ca} on the device on {port}: copy the broker's CA certificate "

@@ -385,11 +385,6 @@ def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_l
 # they do to the pools the firmware's names need after: a board (those names in ROM) stays within the
 # 640-entry pool where the plain prelude pushes the firmware into the 1280-entry one, 14 KB in one
 # piece that a fragmented heap does not have (the MemoryError's "allocating 1280 bytes" is that count).
-# The virtual device (vboot.py _pools) interns placeholders until the 2560-entry pool is made at
-# boot, and port_heap("vboot") takes off every pool up to 640 entries, as a board's firmware makes
-# them for up to 1260 names: the demo's ~1150 and a supervisor over mqtts ~1250 (1284 here, less
-# frozen umqtt's ~35, in flash on a board); test_supervisor_heap keeps the supervisor under that
-# edge. A firmware past it would get the 14 KB of a board's 1280-entry pool for free here.
 # So the "pools" prelude interns placeholder names until the 1280-entry pool is made (qstr_fill),
 # before the firmware runs, where port_heap counts it; the firmware then makes no pool of its own
 # (up to 2540 names), and its heap is cut by the pools a board's firmware would make, from counts
@@ -401,6 +396,11 @@ def _with_port(heap, machinery="prelude", micropython=None, frozen=None, state_l
 # characters of those shared names, which port_heap gave back, are cut too. The one thing this does
 # not reproduce is when a board makes its pools (the largest, 7 KB, once its firmware has interned
 # about 620 names, during the first imports): README "The virtual device".
+# The virtual device (vboot.py _pools) interns placeholders until the 2560-entry pool is made at
+# boot, and port_heap("vboot") takes off every pool up to 640 entries, as a board's firmware makes
+# them for up to 1260 names: the demo's ~1150 and a supervisor over mqtts ~1250 (1284 here, less
+# frozen umqtt's ~35, in flash on a board); test_supervisor_heap keeps the supervisor under that
+# edge. A firmware past it would get the 14 KB of a board's 1280-entry pool for free here.
 _POOL_HEAD = 6 * 8
 _POOL_ENTRY = 8 + 2 + 1
 _GC_BLOCK = 4 * 8
